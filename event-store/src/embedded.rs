@@ -1,0 +1,500 @@
+//! The embedded backend: one SQLite file in WAL mode, the default store.
+//!
+//! One writer thread owns the write connection and commits appends in
+//! groups: it takes every append waiting in its queue, runs each inside its
+//! own savepoint (so a conflict in one leaves the others untouched), commits
+//! the group with one `fsync`, publishes the new head, then answers each
+//! appender. An append therefore returns only once it is durable. Readers use
+//! a small pool of separate connections, which WAL lets run beside the
+//! writer. A lock file keeps a second process from opening the same store.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::chain::{self, EventHash};
+use crate::event::{
+    EventType, ExpectedVersion, JsonObject, NewEvent, Position, RecordedEvent, StreamId,
+    StreamVersion,
+};
+use crate::store::{
+    AppendError, Appended, EventStore, MAX_BATCH_BYTES, StoreError, Subscription, check_batch,
+    check_expected,
+};
+use crate::subscription::{Head, catch_up_then_live};
+
+/// The on-disk schema this version writes (SQLite `user_version`).
+const SCHEMA_VERSION: i64 = 1;
+/// Appends waiting in the writer's queue before appenders wait.
+const QUEUE: usize = 1024;
+/// Most appends committed together.
+const GROUP_MAX_APPENDS: usize = 256;
+/// Reader connections kept open between reads.
+const IDLE_READERS: usize = 4;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position       INTEGER PRIMARY KEY,
+    stream_id      TEXT    NOT NULL,
+    stream_version INTEGER NOT NULL,
+    event_type     TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL,
+    data           TEXT    NOT NULL,
+    metadata       TEXT    NOT NULL,
+    prev_hash      BLOB    NOT NULL,
+    hash           BLOB    NOT NULL,
+    UNIQUE (stream_id, stream_version)
+) STRICT;
+";
+
+const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_type, \
+     schema_version, data, metadata, prev_hash, hash FROM events";
+
+/// An event store in one SQLite file; clones share it.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Append>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    head: watch::Sender<Head>,
+}
+
+/// One append waiting for the writer.
+struct Append {
+    stream: StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+impl EmbeddedStore {
+    /// Opens the store at `path`, creating it (readable by its owner only)
+    /// when missing. Fails if another process has it open.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let lock = lock_file(&path)?;
+        // Create the file ourselves so its mode is 0600 from the first byte;
+        // SQLite gives the -wal and -shm files the same mode.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(StoreError::backend)?;
+        let conn = Connection::open(&path).map_err(StoreError::backend)?;
+        configure(&conn)?;
+        migrate(&conn, &path)?;
+        let last: i64 = conn
+            .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
+                r.get(0)
+            })
+            .map_err(StoreError::backend)?;
+        let (head, _) = watch::channel(Head {
+            position: Position(last as u64),
+            closed: false,
+        });
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer_head = head.clone();
+        let thread = std::thread::Builder::new()
+            .name("event-store-writer".into())
+            .spawn(move || {
+                run_writer(conn, rx, writer_head);
+                // The lock is released only once every append is durable.
+                drop(lock);
+            })
+            .map_err(StoreError::backend)?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(thread)),
+                readers: Mutex::new(Vec::new()),
+                head,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `read` on a pooled reader connection off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if self.inner.head.borrow().closed {
+            return Err(StoreError::Closed);
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match lock(&inner.readers).pop() {
+                Some(conn) => conn,
+                None => open_reader(&inner.path)?,
+            };
+            let result = read(&conn);
+            let mut idle = lock(&inner.readers);
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(StoreError::backend)?
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock_file(path: &Path) -> Result<File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(StoreError::backend)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::backend(std::io::Error::other(format!(
+            "{} is in use by another process",
+            path.display()
+        )))),
+        Err(TryLockError::Error(e)) => Err(StoreError::backend(e)),
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    // WAL lets readers run beside the writer; synchronous=FULL syncs the WAL
+    // on every commit, so a returned append survives a power cut.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
+        .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(5)))
+        .map_err(StoreError::backend)
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(StoreError::backend)?;
+    conn.pragma_update(None, "query_only", true)
+        .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(5)))
+        .map_err(StoreError::backend)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(StoreError::backend)?;
+    match version {
+        0 => conn
+            .execute_batch(SCHEMA)
+            .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
+            .map_err(StoreError::backend),
+        SCHEMA_VERSION => Ok(()),
+        newer => Err(StoreError::Corrupt {
+            at: path.display().to_string(),
+            reason: format!(
+                "schema version {newer} was written by a newer Sealplane (this one reads {SCHEMA_VERSION})"
+            ),
+        }),
+    }
+}
+
+fn run_writer(mut conn: Connection, mut queue: mpsc::Receiver<Append>, head: watch::Sender<Head>) {
+    let mut group = Vec::with_capacity(GROUP_MAX_APPENDS);
+    while let Some(first) = queue.blocking_recv() {
+        let mut bytes = batch_bytes(&first);
+        group.push(first);
+        while group.len() < GROUP_MAX_APPENDS && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(next) => {
+                    bytes += batch_bytes(&next);
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let (outcomes, last) = commit_group(&mut conn, &mut group);
+        if let Some(position) = last {
+            head.send_replace(Head {
+                position,
+                closed: false,
+            });
+        }
+        for (append, outcome) in group.drain(..).zip(outcomes) {
+            let _ = append.reply.send(outcome);
+        }
+    }
+}
+
+fn batch_bytes(append: &Append) -> usize {
+    append.events.iter().map(NewEvent::size).sum()
+}
+
+/// Commits the group in one transaction; returns one outcome per append and
+/// the new head when anything was written.
+fn commit_group(
+    conn: &mut Connection,
+    group: &mut [Append],
+) -> (Vec<Result<Appended, AppendError>>, Option<Position>) {
+    let fail_all = |e: rusqlite::Error, n: usize| {
+        let msg = e.to_string();
+        let outcomes = (0..n)
+            .map(|_| {
+                Err(
+                    StoreError::backend(std::io::Error::other(format!("commit failed: {msg}")))
+                        .into(),
+                )
+            })
+            .collect();
+        (outcomes, None)
+    };
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e, group.len()),
+    };
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut wrote = false;
+    for append in group.iter_mut() {
+        let events = std::mem::take(&mut append.events);
+        // Each append gets its own savepoint: a conflict rolls back that
+        // append alone, and the rest of the group still commits.
+        let outcome = match tx.savepoint() {
+            Ok(sp) => match append_one(&sp, &append.stream, append.expected, events) {
+                Ok(done) => sp
+                    .commit()
+                    .map(|()| done)
+                    .map_err(|e| StoreError::backend(e).into()),
+                Err(e) => Err(e), // dropping the savepoint rolls it back
+            },
+            Err(e) => Err(StoreError::backend(e).into()),
+        };
+        wrote |= outcome.is_ok();
+        outcomes.push(outcome);
+    }
+    if !wrote {
+        drop(tx);
+        return (outcomes, None);
+    }
+    let last = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .map(|a| a.last_position)
+        .max();
+    match tx.commit() {
+        Ok(()) => (outcomes, last),
+        Err(e) => fail_all(e, group.len()),
+    }
+}
+
+fn append_one(
+    conn: &Connection,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Appended, AppendError> {
+    let db = StoreError::backend;
+    let tail: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT stream_version, hash FROM events WHERE stream_id = ?1 \
+             ORDER BY stream_version DESC LIMIT 1",
+        )
+        .and_then(|mut q| {
+            q.query_row([stream.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(db)?;
+    let tail = match tail {
+        Some((v, h)) => Some((
+            StreamVersion(v as u64),
+            EventHash::from_slice(&h).ok_or_else(|| StoreError::Corrupt {
+                at: format!("stream {stream} version {v}"),
+                reason: "stored hash is not 32 bytes".into(),
+            })?,
+        )),
+        None => None,
+    };
+    check_expected(stream, expected, tail.map(|(v, _)| v))?;
+    // Read the head inside the transaction rather than trusting a cached
+    // counter: positions stay contiguous whatever happened before.
+    let last: i64 = conn
+        .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
+            r.get(0)
+        })
+        .map_err(db)?;
+    let recorded = chain::link(stream, tail, Position(last as u64 + 1), events);
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO events (position, stream_id, stream_version, event_type, \
+             schema_version, data, metadata, prev_hash, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(db)?;
+    for e in &recorded {
+        insert
+            .execute(params![
+                e.position.0 as i64,
+                e.stream_id.as_str(),
+                e.version.0 as i64,
+                e.event_type.as_str(),
+                e.schema_version,
+                e.data.as_str(),
+                e.metadata.as_str(),
+                &e.prev_hash.0[..],
+                &e.hash.0[..],
+            ])
+            .map_err(db)?;
+    }
+    let (first, last) = match (recorded.first(), recorded.last()) {
+        (Some(f), Some(l)) => (f, l),
+        _ => return Err(AppendError::EmptyBatch),
+    };
+    Ok(Appended {
+        first_position: first.position,
+        last_position: last.position,
+        version: last.version,
+    })
+}
+
+fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> {
+    let position: i64 = row.get(0)?;
+    let stream_id: String = row.get(1)?;
+    let version: i64 = row.get(2)?;
+    let event_type: String = row.get(3)?;
+    let schema_version: u32 = row.get(4)?;
+    let data: String = row.get(5)?;
+    let metadata: String = row.get(6)?;
+    let prev_hash: Vec<u8> = row.get(7)?;
+    let hash: Vec<u8> = row.get(8)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        at: format!("position {position}"),
+        reason,
+    };
+    Ok((|| {
+        Ok(RecordedEvent {
+            position: Position(position as u64),
+            stream_id: StreamId::parse(stream_id).map_err(|e| corrupt(e.to_string()))?,
+            version: StreamVersion(version as u64),
+            event_type: EventType::parse(event_type).map_err(|e| corrupt(e.to_string()))?,
+            schema_version,
+            data: JsonObject::parse("data", data).map_err(|e| corrupt(e.to_string()))?,
+            metadata: JsonObject::parse("metadata", metadata)
+                .map_err(|e| corrupt(e.to_string()))?,
+            prev_hash: EventHash::from_slice(&prev_hash)
+                .ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?,
+            hash: EventHash::from_slice(&hash)
+                .ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
+        })
+    })())
+}
+
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut q = conn.prepare_cached(sql).map_err(StoreError::backend)?;
+    let rows = q.query_map(params, decode).map_err(StoreError::backend)?;
+    rows.map(|r| r.map_err(StoreError::backend)?).collect()
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait::async_trait]
+impl EventStore for EmbeddedStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, AppendError> {
+        check_batch(&events)?;
+        let writer = lock(&self.inner.writer).clone().ok_or(StoreError::Closed)?;
+        let (reply, outcome) = oneshot::channel();
+        writer
+            .send(Append {
+                stream: stream.clone(),
+                expected,
+                events,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let stream = stream.clone();
+        self.read(move |conn| {
+            query_events(
+                conn,
+                &format!(
+                    "{SELECT_EVENT} WHERE stream_id = ?1 AND stream_version >= ?2 \
+                     ORDER BY stream_version LIMIT ?3"
+                ),
+                params![stream.as_str(), clamp(from.0), clamp(limit as u64)],
+            )
+        })
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        from: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |conn| {
+            query_events(
+                conn,
+                &format!("{SELECT_EVENT} WHERE position >= ?1 ORDER BY position LIMIT ?2"),
+                params![clamp(from.0), clamp(limit as u64)],
+            )
+        })
+        .await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        let head = *self.inner.head.borrow();
+        if head.closed {
+            return Err(StoreError::Closed);
+        }
+        Ok(head.position)
+    }
+
+    fn subscribe_all(&self, from: Position) -> Subscription {
+        catch_up_then_live(self.clone(), self.inner.head.subscribe(), from)
+    }
+
+    async fn close(&self) {
+        drop(lock(&self.inner.writer).take());
+        let thread = lock(&self.inner.writer_thread).take();
+        if let Some(thread) = thread {
+            // The writer drains every queued append before it exits.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        lock(&self.inner.readers).clear();
+        self.inner.head.send_modify(|h| h.closed = true);
+    }
+}

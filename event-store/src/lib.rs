@@ -1,0 +1,36 @@
+//! Sealplane's event store: the append-only log every state change goes
+//! through (SPEC §1.2, §8).
+//!
+//! What it is for: the [`EventStore`] trait (append with optimistic
+//! concurrency, read a stream, read the whole log, subscribe catch-up then
+//! live), the hash chain that makes tampering evident ([`chain`]), and the
+//! backends: [`EmbeddedStore`] (one SQLite file, the default) and
+//! [`MemoryStore`] (unit tests of pure logic only). Every backend passes the
+//! conformance suite in `tests/conformance/`.
+//!
+//! What it is not for: it knows nothing of secrets, aggregates or
+//! projections; events are typed JSON objects with metadata. Event payloads
+//! must never carry a plaintext secret (SPEC §1.1): that is the callers'
+//! invariant, which the end-to-end tests check by scanning the store file.
+
+#![forbid(unsafe_code)]
+
+pub mod chain;
+mod embedded;
+mod event;
+mod memory;
+mod store;
+mod subscription;
+
+pub use chain::{BreakKind, ChainBreak, ChainVerifier, EventHash, VerifyError, verify_log};
+pub use embedded::EmbeddedStore;
+pub use event::{
+    EventMetadata, EventType, ExpectedVersion, InvalidInput, JsonObject, MAX_EVENT_BYTES,
+    MAX_EVENT_TYPE_BYTES, MAX_STREAM_ID_BYTES, NewEvent, Position, RecordedEvent, StreamId,
+    StreamVersion,
+};
+pub use memory::MemoryStore;
+pub use store::{
+    AppendError, Appended, Conflict, EventStore, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, StoreError,
+    Subscription, SubscriptionMessage, check_batch, check_expected,
+};

@@ -1,0 +1,149 @@
+//! In-memory backend: for unit tests of pure logic only. Nothing survives
+//! the process; never use it to test an adapter or in a product binary.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use crate::chain;
+use crate::event::{ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, StreamVersion};
+use crate::store::{
+    AppendError, Appended, EventStore, StoreError, Subscription, check_batch, check_expected,
+};
+use crate::subscription::{Head, catch_up_then_live};
+
+/// An event store held in memory; clones share one log.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    log: Mutex<Log>,
+    head: watch::Sender<Head>,
+}
+
+#[derive(Default)]
+struct Log {
+    events: Vec<RecordedEvent>,
+    /// Indexes into `events` of each stream's events, in version order.
+    streams: HashMap<StreamId, Vec<usize>>,
+    closed: bool,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        let (head, _) = watch::channel(Head {
+            position: Position(0),
+            closed: false,
+        });
+        MemoryStore {
+            inner: Arc::new(Inner {
+                log: Mutex::default(),
+                head,
+            }),
+        }
+    }
+
+    fn log(&self) -> MutexGuard<'_, Log> {
+        // A panic while holding the lock cannot leave a half-appended batch:
+        // the log is only mutated after every check has passed.
+        self.inner.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for MemoryStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, AppendError> {
+        check_batch(&events)?;
+        let mut log = self.log();
+        if log.closed {
+            return Err(StoreError::Closed.into());
+        }
+        let tail = log
+            .streams
+            .get(stream)
+            .and_then(|idx| idx.last())
+            .map(|&i| (log.events[i].version, log.events[i].hash));
+        check_expected(stream, expected, tail.map(|(v, _)| v))?;
+        let first_position = Position(log.events.len() as u64 + 1);
+        let recorded = chain::link(stream, tail, first_position, events);
+        let version = recorded
+            .last()
+            .map(|e| e.version)
+            .unwrap_or(StreamVersion(0));
+        let last_position = recorded
+            .last()
+            .map(|e| e.position)
+            .unwrap_or(first_position);
+        for e in recorded {
+            let i = log.events.len();
+            log.streams.entry(stream.clone()).or_default().push(i);
+            log.events.push(e);
+        }
+        self.inner.head.send_replace(Head {
+            position: last_position,
+            closed: false,
+        });
+        Ok(Appended {
+            first_position,
+            last_position,
+            version,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let log = self.log();
+        let Some(idx) = log.streams.get(stream) else {
+            return Ok(vec![]);
+        };
+        Ok(idx
+            .iter()
+            .skip(usize::try_from(from.0).unwrap_or(usize::MAX))
+            .take(limit)
+            .map(|&i| log.events[i].clone())
+            .collect())
+    }
+
+    async fn read_all(
+        &self,
+        from: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let log = self.log();
+        let skip = usize::try_from(from.0.saturating_sub(1)).unwrap_or(usize::MAX);
+        Ok(log.events.iter().skip(skip).take(limit).cloned().collect())
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        Ok(Position(self.log().events.len() as u64))
+    }
+
+    fn subscribe_all(&self, from: Position) -> Subscription {
+        catch_up_then_live(self.clone(), self.inner.head.subscribe(), from)
+    }
+
+    async fn close(&self) {
+        let mut log = self.log();
+        log.closed = true;
+        self.inner.head.send_modify(|h| h.closed = true);
+    }
+}

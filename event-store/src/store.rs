@@ -1,0 +1,171 @@
+//! The [`EventStore`] trait every backend implements, and its errors.
+
+use std::pin::Pin;
+
+use futures_core::Stream;
+
+use crate::event::{ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, StreamVersion};
+
+/// Most events one append may carry.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Most bytes (data and metadata JSON) one append may carry.
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// The stream did not have the version the appender expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stream `{stream}` was expected at {expected} but is at {}", describe_actual(.actual))]
+pub struct Conflict {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// What the appender expected.
+    pub expected: ExpectedVersion,
+    /// The version of the stream's last event, `None` when it has none.
+    pub actual: Option<StreamVersion>,
+}
+
+fn describe_actual(actual: &Option<StreamVersion>) -> String {
+    match actual {
+        Some(v) => format!("version {v}"),
+        None => "no stream".to_owned(),
+    }
+}
+
+/// Why an append wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The expected version did not hold; reload and decide again.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// The batch was empty.
+    #[error("an append needs at least one event")]
+    EmptyBatch,
+    /// The batch was over [`MAX_BATCH_EVENTS`] or [`MAX_BATCH_BYTES`].
+    #[error(
+        "a batch of {events} events and {bytes} bytes is over the limit of {MAX_BATCH_EVENTS} events and {MAX_BATCH_BYTES} bytes"
+    )]
+    BatchTooLarge { events: usize, bytes: usize },
+    /// The store failed; the append may be retried.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A failure of the store itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store was closed; nothing more is accepted or delivered.
+    #[error("the event store is closed")]
+    Closed,
+    /// Stored data is not what this version of Sealplane writes.
+    #[error("the event store holds unreadable data at {at}: {reason}")]
+    Corrupt { at: String, reason: String },
+    /// The backend failed (I/O, database, network).
+    #[error("event store backend failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Wraps a backend error.
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// What a successful append produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Global position of the first event of the batch.
+    pub first_position: Position,
+    /// Global position of the last event of the batch; a reader that reaches
+    /// it has seen the whole batch.
+    pub last_position: Position,
+    /// The stream's version after the append (its last event's version).
+    pub version: StreamVersion,
+}
+
+/// One item of a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionMessage {
+    /// The next event, in position order.
+    Event(RecordedEvent),
+    /// Sent once, when the subscriber has received every event up to this
+    /// position, the head of the log when it got there; live events follow.
+    CaughtUp(Position),
+}
+
+/// A subscription: catch-up then live, ending with `None` when the store
+/// closes, or with one `Err` when it fails.
+pub type Subscription = Pin<Box<dyn Stream<Item = Result<SubscriptionMessage, StoreError>> + Send>>;
+
+/// An append-only log of events in streams, with optimistic concurrency.
+///
+/// Every backend passes the conformance suite in `tests/conformance/`.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` atomically (all or none) if the stream is
+    /// at `expected`. Durable when it returns `Ok`.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, AppendError>;
+
+    /// Up to `limit` events of `stream` from version `from` on.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events of the whole log from position `from` on.
+    async fn read_all(
+        &self,
+        from: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position of the last durable event, `Position(0)` when empty.
+    async fn head(&self) -> Result<Position, StoreError>;
+
+    /// Every event from position `from` on: first those already stored, then
+    /// [`SubscriptionMessage::CaughtUp`], then new ones as they are appended.
+    /// Never skips or repeats an event.
+    fn subscribe_all(&self, from: Position) -> Subscription;
+
+    /// Stops accepting appends, waits for those in flight to become durable,
+    /// and ends every subscription.
+    async fn close(&self);
+}
+
+/// Checks the batch limits shared by every backend.
+pub fn check_batch(events: &[NewEvent]) -> Result<(), AppendError> {
+    if events.is_empty() {
+        return Err(AppendError::EmptyBatch);
+    }
+    let bytes: usize = events.iter().map(NewEvent::size).sum();
+    if events.len() > MAX_BATCH_EVENTS || bytes > MAX_BATCH_BYTES {
+        return Err(AppendError::BatchTooLarge {
+            events: events.len(),
+            bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Checks `expected` against the stream's current version.
+pub fn check_expected(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    actual: Option<StreamVersion>,
+) -> Result<(), Conflict> {
+    if expected.is_met_by(actual) {
+        Ok(())
+    } else {
+        Err(Conflict {
+            stream: stream.clone(),
+            expected,
+            actual,
+        })
+    }
+}

@@ -1,0 +1,981 @@
+//! The conformance suite: every `EventStore` backend runs these cases
+//! unchanged (SPEC §8).
+//!
+//! A backend's test file implements [`Backend`] (and [`DurableBackend`] when
+//! it persists), then expands `core_cases!(MyBackend)` and
+//! `durable_cases!(MyBackend)`. Each case is a plain async function here, so
+//! a failure points at one rule.
+
+#![allow(dead_code)] // each backend uses the part of the suite it supports
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sealplane_event_store::{
+    AppendError, BreakKind, ChainBreak, Conflict, EventHash, EventMetadata, EventStore, EventType,
+    ExpectedVersion, InvalidInput, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, NewEvent, Position,
+    RecordedEvent, StoreError, StreamId, StreamVersion, SubscriptionMessage, VerifyError,
+    verify_log,
+};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+/// A place a store lives, for one test.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + Sized + 'static {
+    type Store: EventStore + Clone;
+    /// A new, empty location.
+    async fn fresh() -> Self;
+    /// Opens (or reopens) the store at this location.
+    async fn open(&self) -> Self::Store;
+}
+
+/// A backend that persists: it can be reopened, opened from another
+/// process, and tampered with behind the store's back.
+#[async_trait::async_trait]
+pub trait DurableBackend: Backend {
+    /// Names the location, so a child process can open it.
+    fn location(&self) -> String;
+    /// The location named by [`DurableBackend::location`].
+    fn at(location: &str) -> Self;
+    /// Rewrites the data of the event at `position` directly in storage.
+    async fn overwrite_data(&self, position: Position, data: &str);
+    /// Deletes the event at `position` directly in storage.
+    async fn delete_event(&self, position: Position);
+}
+
+/// Expands every backend-independent case as a test.
+#[macro_export]
+macro_rules! core_cases {
+    ($backend:ty) => {
+        mod conformance_core {
+            use super::*;
+            $crate::cases!($backend;
+                expected_version_rules,
+                racing_appenders_have_exactly_one_winner,
+                concurrent_any_appends_are_all_kept_in_order,
+                batches_are_atomic_and_contiguous,
+                global_order_is_commit_order,
+                read_ranges_and_limits,
+                subscription_catches_up_then_goes_live_without_gap_or_duplicate,
+                subscription_from_a_position_starts_there,
+                subscription_ends_cleanly_when_the_store_closes,
+                bad_input_gets_typed_errors_and_writes_nothing,
+                events_link_into_a_verifiable_hash_chain,
+                data_and_metadata_come_back_byte_for_byte,
+            );
+        }
+    };
+}
+
+/// Expands the cases that need persistence.
+#[macro_export]
+macro_rules! durable_cases {
+    ($backend:ty) => {
+        mod conformance_durable {
+            use super::*;
+            $crate::cases!($backend;
+                reopening_preserves_the_log_and_appends_continue,
+                kill_mid_write_loses_no_acknowledged_batch_and_tears_none,
+                an_edited_event_is_detected,
+                a_deleted_event_is_detected,
+            );
+
+            /// Not a test: the writer process that
+            /// `kill_mid_write_loses_no_acknowledged_batch_and_tears_none`
+            /// starts and kills. Ignored so plain runs skip it.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "child process of the crash test"]
+            async fn crash_writer_child() {
+                $crate::conformance::crash_writer_child::<$backend>().await
+            }
+        }
+    };
+}
+
+#[macro_export]
+macro_rules! cases {
+    ($backend:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::conformance::$case::<$backend>().await
+            }
+        )*
+    };
+}
+
+// ---------------------------------------------------------------- helpers
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn stream(name: &str) -> StreamId {
+    StreamId::parse(name).unwrap()
+}
+
+fn event(ty: &str, data: serde_json::Value) -> NewEvent {
+    NewEvent::new(
+        EventType::parse(ty).unwrap(),
+        1,
+        &data,
+        &EventMetadata::new("conformance"),
+    )
+    .unwrap()
+}
+
+fn events(n: usize, tag: &str) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| event("Happened", json!({ "tag": tag, "i": i })))
+        .collect()
+}
+
+fn v(n: u64) -> StreamVersion {
+    StreamVersion(n)
+}
+
+fn positions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.position.0).collect()
+}
+
+fn conflict(result: Result<impl std::fmt::Debug, AppendError>) -> Conflict {
+    match result {
+        Err(AppendError::Conflict(c)) => c,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+async fn read_everything<S: EventStore>(store: &S) -> Vec<RecordedEvent> {
+    store.read_all(Position::START, usize::MAX).await.unwrap()
+}
+
+/// Receives the next subscription message or fails the test after
+/// [`TIMEOUT`].
+async fn next_message(
+    sub: &mut sealplane_event_store::Subscription,
+) -> Option<Result<SubscriptionMessage, StoreError>> {
+    tokio::time::timeout(TIMEOUT, sub.next())
+        .await
+        .expect("subscription stalled")
+}
+
+// ------------------------------------------------------------ core cases
+
+pub async fn expected_version_rules<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let s = stream("orders-1");
+
+    // A new stream: Exact fails, NoStream succeeds.
+    let c = conflict(
+        store
+            .append(&s, ExpectedVersion::Exact(v(0)), events(1, "x"))
+            .await,
+    );
+    assert_eq!(
+        c,
+        Conflict {
+            stream: s.clone(),
+            expected: ExpectedVersion::Exact(v(0)),
+            actual: None
+        }
+    );
+    let first = store
+        .append(&s, ExpectedVersion::NoStream, events(1, "a"))
+        .await
+        .unwrap();
+    assert_eq!(first.version, v(0));
+
+    // An existing stream: NoStream fails, a stale Exact fails, the right one wins.
+    let c = conflict(
+        store
+            .append(&s, ExpectedVersion::NoStream, events(1, "x"))
+            .await,
+    );
+    assert_eq!(
+        (c.expected, c.actual),
+        (ExpectedVersion::NoStream, Some(v(0)))
+    );
+    let second = store
+        .append(&s, ExpectedVersion::Exact(v(0)), events(2, "b"))
+        .await
+        .unwrap();
+    assert_eq!(second.version, v(2));
+    let c = conflict(
+        store
+            .append(&s, ExpectedVersion::Exact(v(0)), events(1, "x"))
+            .await,
+    );
+    assert_eq!(c.actual, Some(v(2)));
+    assert!(
+        c.to_string().contains("orders-1") && c.to_string().contains("version 2"),
+        "conflict message should name the stream and actual version: {c}"
+    );
+    let c = conflict(
+        store
+            .append(&s, ExpectedVersion::Exact(v(7)), events(1, "x"))
+            .await,
+    );
+    assert_eq!(c.actual, Some(v(2)));
+
+    // Any always appends.
+    let third = store
+        .append(&s, ExpectedVersion::Any, events(1, "c"))
+        .await
+        .unwrap();
+    assert_eq!(third.version, v(3));
+    let fresh = store
+        .append(&stream("orders-2"), ExpectedVersion::Any, events(1, "d"))
+        .await
+        .unwrap();
+    assert_eq!(fresh.version, v(0));
+
+    // None of the refused appends wrote anything.
+    let all = read_everything(&store).await;
+    assert_eq!(all.len(), 5);
+    assert!(
+        all.iter()
+            .all(|e| e.data.as_str().contains("\"tag\":\"") && !e.data.as_str().contains("\"x\""))
+    );
+}
+
+pub async fn racing_appenders_have_exactly_one_winner<B: Backend>() {
+    const RACERS: usize = 32;
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let s = stream("contended");
+
+    let mut expected = ExpectedVersion::NoStream;
+    for round in 0..5u64 {
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|racer| {
+                let (store, s, barrier) = (store.clone(), s.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let batch = vec![event("Raced", json!({ "round": round, "racer": racer }))];
+                    store.append(&s, expected, batch).await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(appended) => {
+                    winners += 1;
+                    assert_eq!(appended.version, v(round));
+                }
+                Err(AppendError::Conflict(c)) => {
+                    assert_eq!(c.expected, expected);
+                    assert_eq!(c.actual, Some(v(round)), "losers see the winner's version");
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}: exactly one racer wins");
+        expected = ExpectedVersion::Exact(v(round));
+    }
+    let all = store.read_stream(&s, v(0), usize::MAX).await.unwrap();
+    assert_eq!(all.len(), 5);
+}
+
+pub async fn concurrent_any_appends_are_all_kept_in_order<B: Backend>() {
+    const WRITERS: usize = 8;
+    const APPENDS: usize = 25;
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let s = stream("busy");
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, s) = (store.clone(), s.clone());
+            tokio::spawn(async move {
+                for n in 0..APPENDS {
+                    let pair = vec![
+                        event("First", json!({ "w": w, "n": n })),
+                        event("Second", json!({ "w": w, "n": n })),
+                    ];
+                    store.append(&s, ExpectedVersion::Any, pair).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let read = store.read_stream(&s, v(0), usize::MAX).await.unwrap();
+    assert_eq!(read.len(), WRITERS * APPENDS * 2);
+    for (i, e) in read.iter().enumerate() {
+        assert_eq!(e.version, v(i as u64), "versions are contiguous");
+    }
+    // Each pair stays together, first then second, and no pair is lost or doubled.
+    let mut seen = HashSet::new();
+    for pair in read.chunks(2) {
+        assert_eq!(pair[0].event_type.as_str(), "First");
+        assert_eq!(pair[1].event_type.as_str(), "Second");
+        assert_eq!(pair[0].data, pair[1].data);
+        assert!(
+            seen.insert(pair[0].data.as_str().to_owned()),
+            "duplicate pair"
+        );
+    }
+}
+
+pub async fn batches_are_atomic_and_contiguous<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+
+    // A refused batch writes none of its events.
+    let c = conflict(
+        store
+            .append(
+                &stream("a"),
+                ExpectedVersion::Exact(v(3)),
+                events(5, "refused"),
+            )
+            .await,
+    );
+    assert_eq!(c.actual, None);
+    let too_many = events(MAX_BATCH_EVENTS + 1, "big");
+    assert!(matches!(
+        store.append(&stream("a"), ExpectedVersion::Any, too_many).await,
+        Err(AppendError::BatchTooLarge { events, .. }) if events == MAX_BATCH_EVENTS + 1
+    ));
+    assert_eq!(store.head().await.unwrap(), Position(0));
+    assert!(read_everything(&store).await.is_empty());
+
+    // Batches racing on several streams each land as one contiguous run.
+    let tasks: Vec<_> = (0..6)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut runs = vec![];
+                for n in 0..10 {
+                    let batch = events(7, &format!("w{w}-n{n}"));
+                    let done = store
+                        .append(&stream(&format!("s{}", w % 3)), ExpectedVersion::Any, batch)
+                        .await
+                        .unwrap();
+                    runs.push((format!("w{w}-n{n}"), done));
+                }
+                runs
+            })
+        })
+        .collect();
+    let mut runs = vec![];
+    for t in tasks {
+        runs.extend(t.await.unwrap());
+    }
+    let all = read_everything(&store).await;
+    assert_eq!(all.len(), 6 * 10 * 7);
+    for (tag, done) in runs {
+        assert_eq!(done.last_position.0 - done.first_position.0, 6);
+        let run = &all[(done.first_position.0 - 1) as usize..done.last_position.0 as usize];
+        for (i, e) in run.iter().enumerate() {
+            let data: serde_json::Value = e.data.deserialize().unwrap();
+            assert_eq!(
+                data,
+                json!({ "tag": tag, "i": i }),
+                "batch {tag} is contiguous"
+            );
+        }
+        assert_eq!(run[6].version, done.version);
+    }
+}
+
+pub async fn global_order_is_commit_order<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let mut appended = vec![];
+    for i in 0..30 {
+        let s = stream(&format!("stream-{}", i % 4));
+        let n = 1 + i % 3;
+        let done = store
+            .append(&s, ExpectedVersion::Any, events(n, &format!("{i}")))
+            .await
+            .unwrap();
+        appended.push((s, n, done));
+    }
+    let all = read_everything(&store).await;
+    let total: usize = appended.iter().map(|(_, n, _)| n).sum();
+    assert_eq!(positions(&all), (1..=total as u64).collect::<Vec<_>>());
+    assert_eq!(store.head().await.unwrap(), Position(total as u64));
+    let mut expected_next = 1;
+    for (s, n, done) in appended {
+        assert_eq!(
+            done.first_position,
+            Position(expected_next),
+            "positions follow append order"
+        );
+        assert_eq!(done.last_position, Position(expected_next + n as u64 - 1));
+        for e in &all[(expected_next - 1) as usize..(expected_next - 1) as usize + n] {
+            assert_eq!(e.stream_id, s);
+        }
+        expected_next += n as u64;
+    }
+}
+
+pub async fn read_ranges_and_limits<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let s = stream("ranges");
+    store
+        .append(&stream("other"), ExpectedVersion::Any, events(2, "o"))
+        .await
+        .unwrap();
+    store
+        .append(&s, ExpectedVersion::NoStream, events(10, "r"))
+        .await
+        .unwrap();
+
+    let versions = |evs: Vec<RecordedEvent>| evs.iter().map(|e| e.version.0).collect::<Vec<_>>();
+    assert_eq!(
+        versions(store.read_stream(&s, v(0), 3).await.unwrap()),
+        [0, 1, 2]
+    );
+    assert_eq!(
+        versions(store.read_stream(&s, v(8), 10).await.unwrap()),
+        [8, 9]
+    );
+    assert!(store.read_stream(&s, v(10), 10).await.unwrap().is_empty());
+    assert!(store.read_stream(&s, v(0), 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .read_stream(&stream("nobody"), v(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .read_stream(&s, v(u64::MAX), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert_eq!(
+        positions(&store.read_all(Position(0), 2).await.unwrap()),
+        [1, 2]
+    );
+    assert_eq!(
+        positions(&store.read_all(Position(5), 3).await.unwrap()),
+        [5, 6, 7]
+    );
+    assert_eq!(
+        positions(&store.read_all(Position(11), 100).await.unwrap()),
+        [11, 12]
+    );
+    assert!(store.read_all(Position(13), 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .read_all(Position(u64::MAX), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.read_all(Position::START, 0).await.unwrap().is_empty());
+}
+
+pub async fn subscription_catches_up_then_goes_live_without_gap_or_duplicate<B: Backend>() {
+    const BEFORE: u64 = 300;
+    const WRITERS: u64 = 4;
+    const LIVE_APPENDS: u64 = 60;
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    for i in 0..BEFORE / 10 {
+        store
+            .append(
+                &stream(&format!("s{}", i % 3)),
+                ExpectedVersion::Any,
+                events(10, "old"),
+            )
+            .await
+            .unwrap();
+    }
+
+    let mut sub = store.subscribe_all(Position::START);
+    // A second subscriber joins while the writers are running.
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..LIVE_APPENDS {
+                    store
+                        .append(
+                            &stream(&format!("live{w}")),
+                            ExpectedVersion::Any,
+                            events(1, &format!("{w}-{n}")),
+                        )
+                        .await
+                        .unwrap();
+                    if n % 10 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut late = store.subscribe_all(Position::START);
+
+    let total = BEFORE + WRITERS * LIVE_APPENDS;
+    for sub in [&mut sub, &mut late] {
+        let mut seen = vec![];
+        let mut caught_up = vec![];
+        while (seen.len() as u64) < total {
+            match next_message(sub)
+                .await
+                .expect("subscription ended early")
+                .unwrap()
+            {
+                SubscriptionMessage::Event(e) => seen.push(e.position.0),
+                SubscriptionMessage::CaughtUp(p) => caught_up.push((p, seen.len())),
+            }
+        }
+        assert_eq!(
+            seen,
+            (1..=total).collect::<Vec<_>>(),
+            "every event once, in order"
+        );
+        // The first subscriber catches up before the writers finish or right
+        // after; either way exactly once, at the position it had reached.
+        if caught_up.is_empty() {
+            match next_message(sub).await.unwrap().unwrap() {
+                SubscriptionMessage::CaughtUp(p) => caught_up.push((p, seen.len())),
+                other => panic!("expected CaughtUp, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            caught_up.len(),
+            1,
+            "CaughtUp is sent exactly once: {caught_up:?}"
+        );
+        let (at, after) = caught_up[0];
+        assert!(at.0 >= BEFORE, "caught up only after the stored events");
+        assert_eq!(
+            at.0, after as u64,
+            "CaughtUp names the last delivered position"
+        );
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    // Live delivery continues after the burst.
+    store
+        .append(&stream("after"), ExpectedVersion::Any, events(1, "after"))
+        .await
+        .unwrap();
+    for sub in [&mut sub, &mut late] {
+        loop {
+            match next_message(sub).await.unwrap().unwrap() {
+                SubscriptionMessage::Event(e) => {
+                    assert_eq!(e.position.0, total + 1);
+                    break;
+                }
+                SubscriptionMessage::CaughtUp(_) => continue,
+            }
+        }
+    }
+    // And nothing is delivered twice.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), sub.next())
+            .await
+            .is_err(),
+        "no further message without a new event"
+    );
+}
+
+pub async fn subscription_from_a_position_starts_there<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    store
+        .append(&stream("s"), ExpectedVersion::Any, events(10, "x"))
+        .await
+        .unwrap();
+    let mut sub = store.subscribe_all(Position(7));
+    let mut got = vec![];
+    loop {
+        match next_message(&mut sub).await.unwrap().unwrap() {
+            SubscriptionMessage::Event(e) => got.push(e.position.0),
+            SubscriptionMessage::CaughtUp(p) => {
+                assert_eq!(p, Position(10));
+                break;
+            }
+        }
+    }
+    assert_eq!(got, [7, 8, 9, 10]);
+
+    // From beyond the head: caught up at once, then live from there.
+    let mut ahead = store.subscribe_all(Position(11));
+    assert_eq!(
+        next_message(&mut ahead).await.unwrap().unwrap(),
+        SubscriptionMessage::CaughtUp(Position(10))
+    );
+    store
+        .append(&stream("s"), ExpectedVersion::Any, events(1, "y"))
+        .await
+        .unwrap();
+    match next_message(&mut ahead).await.unwrap().unwrap() {
+        SubscriptionMessage::Event(e) => assert_eq!(e.position, Position(11)),
+        other => panic!("expected the live event, got {other:?}"),
+    }
+}
+
+pub async fn subscription_ends_cleanly_when_the_store_closes<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    store
+        .append(&stream("s"), ExpectedVersion::Any, events(3, "x"))
+        .await
+        .unwrap();
+    let mut sub = store.subscribe_all(Position::START);
+    let mut n = 0;
+    while let SubscriptionMessage::Event(_) = next_message(&mut sub).await.unwrap().unwrap() {
+        n += 1;
+    }
+    assert_eq!(n, 3);
+    store.close().await;
+    assert!(
+        next_message(&mut sub).await.is_none(),
+        "the stream ends with None"
+    );
+    assert!(matches!(
+        store
+            .append(&stream("s"), ExpectedVersion::Any, events(1, "late"))
+            .await,
+        Err(AppendError::Store(StoreError::Closed))
+    ));
+}
+
+pub async fn bad_input_gets_typed_errors_and_writes_nothing<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let ty = EventType::parse("Happened").unwrap();
+    let meta = EventMetadata::new("conformance");
+
+    assert_eq!(StreamId::parse(""), Err(InvalidInput::EmptyStreamId));
+    assert!(matches!(
+        StreamId::parse("has space"),
+        Err(InvalidInput::StreamIdCharacter { found: ' ', .. })
+    ));
+    assert!(matches!(
+        NewEvent::from_json_text(ty.clone(), 1, "{\"unterminated\": ", &meta),
+        Err(InvalidInput::InvalidJson { part: "data", .. })
+    ));
+    assert_eq!(
+        NewEvent::from_json_text(ty.clone(), 1, "42", &meta),
+        Err(InvalidInput::NotAnObject { part: "data" })
+    );
+    let oversize = format!(r#"{{"blob":"{}"}}"#, "a".repeat(MAX_EVENT_BYTES));
+    let err = NewEvent::from_json_text(ty.clone(), 1, &oversize, &meta).unwrap_err();
+    assert!(matches!(err, InvalidInput::EventTooLarge { .. }));
+    assert!(err.to_string().contains("limit"), "{err}");
+    assert!(matches!(
+        store
+            .append(&stream("s"), ExpectedVersion::Any, vec![])
+            .await,
+        Err(AppendError::EmptyBatch)
+    ));
+    conflict(
+        store
+            .append(&stream("s"), ExpectedVersion::Exact(v(0)), events(1, "x"))
+            .await,
+    );
+
+    assert_eq!(store.head().await.unwrap(), Position(0));
+    assert!(read_everything(&store).await.is_empty());
+    assert!(
+        store
+            .read_stream(&stream("s"), v(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The store still works after refusing all that.
+    store
+        .append(&stream("s"), ExpectedVersion::NoStream, events(1, "ok"))
+        .await
+        .unwrap();
+    assert_eq!(store.head().await.unwrap(), Position(1));
+}
+
+pub async fn events_link_into_a_verifiable_hash_chain<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    for i in 0..12 {
+        store
+            .append(
+                &stream(&format!("s{}", i % 3)),
+                ExpectedVersion::Any,
+                events(1 + i % 2, "x"),
+            )
+            .await
+            .unwrap();
+    }
+    let all = read_everything(&store).await;
+    let mut last: BTreeMap<StreamId, EventHash> = BTreeMap::new();
+    for e in &all {
+        let expected_prev = last
+            .get(&e.stream_id)
+            .copied()
+            .unwrap_or(EventHash::GENESIS);
+        assert_eq!(
+            e.prev_hash, expected_prev,
+            "event {} links to its stream's previous",
+            e.position
+        );
+        assert_eq!(e.hash, e.computed_hash(), "stored hash matches content");
+        last.insert(e.stream_id.clone(), e.hash);
+    }
+    assert_eq!(verify_log(&store).await.unwrap(), all.len() as u64);
+}
+
+pub async fn data_and_metadata_come_back_byte_for_byte<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let text = r#"{"zeta":1,"alpha":[true,null,"ünïcode \"quoted\""],"nested":{"b":2,"a":1.5e3}}"#;
+    let mut meta = EventMetadata::new("alice");
+    meta.causation_id = Some(Uuid::new_v4());
+    let ty = EventType::parse("SecretStoreCreated").unwrap();
+    let e = NewEvent::from_json_text(ty, 3, text, &meta).unwrap();
+    store
+        .append(&stream("store-local"), ExpectedVersion::NoStream, vec![e])
+        .await
+        .unwrap();
+    let back = store
+        .read_stream(&stream("store-local"), v(0), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(back.data.as_str(), text);
+    assert_eq!(back.metadata().unwrap(), meta);
+    assert_eq!(back.schema_version, 3);
+    assert_eq!(back.event_type.as_str(), "SecretStoreCreated");
+    assert_eq!(back.stream_id.as_str(), "store-local");
+}
+
+// --------------------------------------------------------- durable cases
+
+pub async fn reopening_preserves_the_log_and_appends_continue<B: DurableBackend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    for i in 0..20 {
+        store
+            .append(
+                &stream(&format!("s{}", i % 4)),
+                ExpectedVersion::Any,
+                events(3, "x"),
+            )
+            .await
+            .unwrap();
+    }
+    let before = read_everything(&store).await;
+    store.close().await;
+
+    let store = backend.open().await;
+    assert_eq!(read_everything(&store).await, before);
+    assert_eq!(store.head().await.unwrap(), Position(60));
+    let next = store
+        .append(
+            &stream("s0"),
+            ExpectedVersion::Exact(v(14)),
+            events(1, "after"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((next.first_position, next.version), (Position(61), v(15)));
+    assert_eq!(verify_log(&store).await.unwrap(), 61);
+    store.close().await;
+}
+
+const CRASH_ENV: &str = "SEALPLANE_CONFORMANCE_CRASH_LOCATION";
+const CRASH_BATCH: usize = 40;
+const CRASH_WRITERS: usize = 4;
+
+/// Appends batches from several tasks until killed, printing each
+/// acknowledged batch.
+pub async fn crash_writer_child<B: DurableBackend>() {
+    let location = std::env::var(CRASH_ENV).expect("run by the crash test only");
+    let store = B::at(&location).open().await;
+    let padding = "p".repeat(512);
+    let tasks: Vec<_> = (0..CRASH_WRITERS)
+        .map(|w| {
+            let (store, padding) = (store.clone(), padding.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let batch = (0..CRASH_BATCH)
+                        .map(|i| event("Crash", json!({ "w": w, "n": n, "i": i, "pad": padding })))
+                        .collect();
+                    store
+                        .append(&stream(&format!("crash-{w}")), ExpectedVersion::Any, batch)
+                        .await
+                        .unwrap();
+                    println!("acked {w} {n}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+pub async fn kill_mid_write_loses_no_acknowledged_batch_and_tears_none<B: DurableBackend>() {
+    let backend = B::fresh().await;
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash_writer_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_ENV, backend.location())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = HashSet::new();
+    tokio::time::timeout(TIMEOUT, async {
+        while acked.len() < 60 {
+            let line = lines.next_line().await.unwrap().expect("writer died early");
+            if let Some(ack) = line.strip_prefix("acked ") {
+                acked.insert(ack.to_owned());
+            }
+        }
+    })
+    .await
+    .expect("the writer acknowledged too few batches");
+    child.start_kill().unwrap(); // SIGKILL: no destructor, no flush
+    // Acknowledgements still in the pipe were made before the kill.
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(ack) = line.strip_prefix("acked ") {
+            acked.insert(ack.to_owned());
+        }
+    }
+    child.wait().await.unwrap();
+
+    let store = backend.open().await;
+    let verified = verify_log(&store)
+        .await
+        .expect("the log verifies after a crash");
+    let all = read_everything(&store).await;
+    assert_eq!(verified, all.len() as u64);
+    let mut batches: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+    for e in &all {
+        let d: serde_json::Value = e.data.deserialize().unwrap();
+        let key = (d["w"].as_u64().unwrap(), d["n"].as_u64().unwrap());
+        batches
+            .entry(key)
+            .or_default()
+            .push(d["i"].as_u64().unwrap());
+    }
+    for ((w, n), indexes) in &batches {
+        assert_eq!(
+            indexes,
+            &(0..CRASH_BATCH as u64).collect::<Vec<_>>(),
+            "batch {w}/{n} is whole"
+        );
+    }
+    for ack in &acked {
+        let mut parts = ack.split(' ').map(|p| p.parse::<u64>().unwrap());
+        let key = (parts.next().unwrap(), parts.next().unwrap());
+        assert!(
+            batches.contains_key(&key),
+            "acknowledged batch {key:?} survived the crash"
+        );
+    }
+    // The store accepts appends again, right after the surviving events.
+    let head = store.head().await.unwrap();
+    let next = store
+        .append(
+            &stream("after-crash"),
+            ExpectedVersion::NoStream,
+            events(1, "x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.first_position, head.next());
+    store.close().await;
+}
+
+async fn tamper_fixture<B: DurableBackend>() -> B {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    for i in 0..10 {
+        store
+            .append(
+                &stream(&format!("s{}", i % 3)),
+                ExpectedVersion::Any,
+                events(1, &i.to_string()),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(verify_log(&store).await.unwrap(), 10);
+    store.close().await;
+    backend
+}
+
+fn expect_break(result: Result<u64, VerifyError>) -> ChainBreak {
+    match result {
+        Err(VerifyError::Broken(b)) => b,
+        other => panic!("expected a broken chain, got {other:?}"),
+    }
+}
+
+pub async fn an_edited_event_is_detected<B: DurableBackend>() {
+    let backend = tamper_fixture::<B>().await;
+    backend
+        .overwrite_data(Position(4), r#"{"tag":"forged","i":0}"#)
+        .await;
+    let store = backend.open().await;
+    let b = expect_break(verify_log(&store).await);
+    assert_eq!(
+        b,
+        ChainBreak {
+            position: Position(4),
+            kind: BreakKind::ContentEdited
+        }
+    );
+    assert!(b.to_string().contains("position 4"), "{b}");
+    store.close().await;
+}
+
+pub async fn a_deleted_event_is_detected<B: DurableBackend>() {
+    let backend = tamper_fixture::<B>().await;
+    backend.delete_event(Position(6)).await;
+    let store = backend.open().await;
+    let b = expect_break(verify_log(&store).await);
+    assert_eq!(
+        b.kind,
+        BreakKind::PositionGap {
+            expected: Position(6),
+            found: Position(7)
+        }
+    );
+    // A subscriber is told about the hole instead of skipping it.
+    let mut sub = store.subscribe_all(Position::START);
+    let mut delivered = 0;
+    loop {
+        match next_message(&mut sub)
+            .await
+            .expect("subscription ended without error")
+        {
+            Ok(SubscriptionMessage::Event(_)) => delivered += 1,
+            Ok(SubscriptionMessage::CaughtUp(p)) => panic!("caught up at {p} over a hole"),
+            Err(StoreError::Corrupt { at, .. }) => {
+                assert_eq!(at, "position 6");
+                break;
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(delivered, 5);
+    store.close().await;
+}

@@ -1,0 +1,12 @@
+//! Compiles the protos with `protox` (pure Rust), so a fresh machine needs
+//! no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["sealplane/v1/events.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["."])?;
+    tonic_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}

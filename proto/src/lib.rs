@@ -1,0 +1,17 @@
+//! Sealplane's wire contract between processes: the protobuf services and
+//! messages (compiled from `proto/sealplane/**.proto` without `protoc`), and
+//! conversions between them and the domain types.
+//!
+//! What it is not for: behaviour. Servers and clients live in the
+//! control-plane, reactor and CLI crates.
+
+#![forbid(unsafe_code)]
+
+/// Generated code for package `sealplane.v1`.
+pub mod v1 {
+    tonic::include_proto!("sealplane.v1");
+}
+
+mod event;
+
+pub use event::{ConversionError, event_from_proto, event_to_proto};

@@ -1,0 +1,13 @@
+//! The secret reactor: the only Sealplane component that sees a plaintext
+//! value, and only in memory while it writes it upstream.
+//!
+//! What it will hold (upload-pipeline issue): the reactor's Ed25519 identity,
+//! one-time X25519 keys (zeroized after one use or on expiry), opening
+//! sealed payloads, keyed hashes (SPEC §4), and the upstream store adapters
+//! behind one trait (file, Vault/OpenBao, AWS Secrets Manager). It follows
+//! the log through the control plane's event feed from a checkpoint.
+//!
+//! What it is not for: deciding who may do what. The control plane
+//! authorises; the reactor only acts on events that authorise it.
+
+#![forbid(unsafe_code)]
