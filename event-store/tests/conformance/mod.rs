@@ -793,6 +793,7 @@ pub async fn reopening_preserves_the_log_and_appends_continue<B: DurableBackend>
 }
 
 const CRASH_ENV: &str = "SEALPLANE_CONFORMANCE_CRASH_LOCATION";
+const CRASH_ROUND_ENV: &str = "SEALPLANE_CONFORMANCE_CRASH_ROUND";
 const CRASH_BATCH: usize = 40;
 const CRASH_WRITERS: usize = 4;
 
@@ -800,6 +801,7 @@ const CRASH_WRITERS: usize = 4;
 /// acknowledged batch.
 pub async fn crash_writer_child<B: DurableBackend>() {
     let location = std::env::var(CRASH_ENV).expect("run by the crash test only");
+    let round: u64 = std::env::var(CRASH_ROUND_ENV).unwrap().parse().unwrap();
     let store = B::at(&location).open().await;
     let padding = "p".repeat(512);
     let tasks: Vec<_> = (0..CRASH_WRITERS)
@@ -808,13 +810,18 @@ pub async fn crash_writer_child<B: DurableBackend>() {
             tokio::spawn(async move {
                 for n in 0.. {
                     let batch = (0..CRASH_BATCH)
-                        .map(|i| event("Crash", json!({ "w": w, "n": n, "i": i, "pad": padding })))
+                        .map(|i| {
+                            event(
+                                "Crash",
+                                json!({ "round": round, "w": w, "n": n, "i": i, "pad": padding }),
+                            )
+                        })
                         .collect();
                     store
                         .append(&stream(&format!("crash-{w}")), ExpectedVersion::Any, batch)
                         .await
                         .unwrap();
-                    println!("acked {w} {n}");
+                    println!("acked {round} {w} {n}");
                 }
             })
         })
@@ -825,7 +832,35 @@ pub async fn crash_writer_child<B: DurableBackend>() {
 }
 
 pub async fn kill_mid_write_loses_no_acknowledged_batch_and_tears_none<B: DurableBackend>() {
+    // Each round lands the kill at a random point of the write path; several
+    // rounds make it likely one lands inside a commit.
+    const ROUNDS: usize = 8;
     let backend = B::fresh().await;
+    let mut acked = HashSet::new();
+    for round in 0..ROUNDS {
+        acked.extend(run_and_kill_writer(&backend, round).await);
+        let store = backend.open().await;
+        check_crash_survivors(&store, &acked).await;
+        store.close().await;
+    }
+    // The store accepts appends again, right after the surviving events.
+    let store = backend.open().await;
+    let head = store.head().await.unwrap();
+    let next = store
+        .append(
+            &stream("after-crash"),
+            ExpectedVersion::NoStream,
+            events(1, "x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.first_position, head.next());
+    store.close().await;
+}
+
+/// Starts the writer process, lets it acknowledge some batches, kills it
+/// with SIGKILL and returns every batch it acknowledged.
+async fn run_and_kill_writer<B: DurableBackend>(backend: &B, round: usize) -> HashSet<String> {
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "crash_writer_child",
@@ -834,6 +869,7 @@ pub async fn kill_mid_write_loses_no_acknowledged_batch_and_tears_none<B: Durabl
             "--test-threads=1",
         ])
         .env(CRASH_ENV, backend.location())
+        .env(CRASH_ROUND_ENV, round.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -842,7 +878,8 @@ pub async fn kill_mid_write_loses_no_acknowledged_batch_and_tears_none<B: Durabl
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut acked = HashSet::new();
     tokio::time::timeout(TIMEOUT, async {
-        while acked.len() < 60 {
+        // Vary how long the writer runs, so kills land at different points.
+        while acked.len() < 8 + 5 * round {
             let line = lines.next_line().await.unwrap().expect("writer died early");
             if let Some(ack) = line.strip_prefix("acked ") {
                 acked.insert(ack.to_owned());
@@ -859,49 +896,39 @@ pub async fn kill_mid_write_loses_no_acknowledged_batch_and_tears_none<B: Durabl
         }
     }
     child.wait().await.unwrap();
+    acked
+}
 
-    let store = backend.open().await;
-    let verified = verify_log(&store)
+/// The log verifies, every batch in it is whole, and every acknowledged
+/// batch is in it.
+async fn check_crash_survivors<S: EventStore>(store: &S, acked: &HashSet<String>) {
+    let verified = verify_log(store)
         .await
         .expect("the log verifies after a crash");
-    let all = read_everything(&store).await;
+    let all = read_everything(store).await;
     assert_eq!(verified, all.len() as u64);
-    let mut batches: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+    let mut batches: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for e in &all {
         let d: serde_json::Value = e.data.deserialize().unwrap();
-        let key = (d["w"].as_u64().unwrap(), d["n"].as_u64().unwrap());
+        let key = format!("{} {} {}", d["round"], d["w"], d["n"]);
         batches
             .entry(key)
             .or_default()
             .push(d["i"].as_u64().unwrap());
     }
-    for ((w, n), indexes) in &batches {
+    for (key, indexes) in &batches {
         assert_eq!(
             indexes,
             &(0..CRASH_BATCH as u64).collect::<Vec<_>>(),
-            "batch {w}/{n} is whole"
+            "batch {key} is whole"
         );
     }
-    for ack in &acked {
-        let mut parts = ack.split(' ').map(|p| p.parse::<u64>().unwrap());
-        let key = (parts.next().unwrap(), parts.next().unwrap());
+    for ack in acked {
         assert!(
-            batches.contains_key(&key),
-            "acknowledged batch {key:?} survived the crash"
+            batches.contains_key(ack),
+            "acknowledged batch {ack} survived the crash"
         );
     }
-    // The store accepts appends again, right after the surviving events.
-    let head = store.head().await.unwrap();
-    let next = store
-        .append(
-            &stream("after-crash"),
-            ExpectedVersion::NoStream,
-            events(1, "x"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(next.first_position, head.next());
-    store.close().await;
 }
 
 async fn tamper_fixture<B: DurableBackend>() -> B {
