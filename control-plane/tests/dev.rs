@@ -1,0 +1,105 @@
+//! `sealplane dev` as a user runs it: the real binary, stopped by a signal.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sealplane_event_store::{EmbeddedStore, EventStore, Position};
+
+/// Starts `sealplane dev`, waits for its ready line, stops it with `signal`
+/// and returns its exit status and everything it printed.
+fn run_dev_until_ready_then(signal: &str, data_dir: &std::path::Path) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealplane"))
+        .args(["dev", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !printed.contains("Press Ctrl-C to stop") {
+        assert!(Instant::now() < deadline, "not ready: {printed}");
+        let mut line = String::new();
+        assert_ne!(
+            out.read_line(&mut line).unwrap(),
+            0,
+            "exited early: {printed}"
+        );
+        printed.push_str(&line);
+    }
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    printed.push_str(&rest);
+    (child.wait().unwrap().success(), printed)
+}
+
+#[tokio::test]
+async fn dev_opens_the_store_and_stops_cleanly_on_sigterm_and_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    for signal in ["-TERM", "-INT"] {
+        let (ok, printed) = run_dev_until_ready_then(signal, dir.path());
+        assert!(ok, "exit status after {signal}: {printed}");
+        assert!(
+            printed.contains("events.db (0 events, hash chain verified)"),
+            "{printed}"
+        );
+        assert!(printed.contains("stopped"), "{printed}");
+    }
+    // The store was closed properly: another process can open it at once.
+    let store = EmbeddedStore::open(dir.path().join("events.db")).unwrap();
+    assert_eq!(store.head().await.unwrap(), Position(0));
+    store.close().await;
+}
+
+#[test]
+fn dev_refuses_a_tampered_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sealplane_event_store::{
+            EventMetadata, EventType, ExpectedVersion, NewEvent, StreamId,
+        };
+        let store = EmbeddedStore::open(dir.path().join("events.db")).unwrap();
+        for i in 0..3 {
+            let e = NewEvent::from_json_text(
+                EventType::parse("StoreCreated").unwrap(),
+                1,
+                &format!(r#"{{"n":{i}}}"#),
+                &EventMetadata::new("admin"),
+            )
+            .unwrap();
+            store
+                .append(
+                    &StreamId::parse("s").unwrap(),
+                    ExpectedVersion::Any,
+                    vec![e],
+                )
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    });
+    rusqlite::Connection::open(dir.path().join("events.db"))
+        .unwrap()
+        .execute(
+            "UPDATE events SET data = '{\"n\":42}' WHERE position = 2",
+            [],
+        )
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sealplane"))
+        .args(["dev", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failed verification"), "{stderr}");
+    assert!(stderr.contains("position 2"), "{stderr}");
+}
