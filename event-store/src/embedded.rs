@@ -268,42 +268,56 @@ fn commit_group(
         Ok(tx) => tx,
         Err(e) => return fail_all(e, group.len()),
     };
+    // BEGIN IMMEDIATE holds the write lock, so the head read here stays
+    // true for the whole group; reading it (not caching it across groups)
+    // keeps positions contiguous whatever happened before.
+    let mut last = match tx.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(last) => Position(last as u64),
+        Err(e) => return fail_all(e, group.len()),
+    };
+    let head_before = last;
+    let alone = group.len() == 1;
     let mut outcomes = Vec::with_capacity(group.len());
-    let mut wrote = false;
     for append in group.iter_mut() {
         let events = std::mem::take(&mut append.events);
-        // Each append gets its own savepoint: a conflict rolls back that
-        // append alone, and the rest of the group still commits.
-        let outcome = match tx.savepoint() {
-            Ok(sp) => match append_one(&sp, &append.stream, append.expected, events) {
-                Ok(done) => sp
-                    .commit()
-                    .map(|()| done)
-                    .map_err(|e| StoreError::backend(e).into()),
-                Err(e) => Err(e), // dropping the savepoint rolls it back
-            },
-            Err(e) => Err(StoreError::backend(e).into()),
+        let outcome = if alone {
+            // The transaction itself rolls back a refused append.
+            append_one(&tx, last, &append.stream, append.expected, events)
+        } else {
+            // Each append gets its own savepoint: a conflict rolls back
+            // that append alone, and the rest of the group still commits.
+            match tx.savepoint() {
+                Ok(sp) => match append_one(&sp, last, &append.stream, append.expected, events) {
+                    Ok(done) => sp
+                        .commit()
+                        .map(|()| done)
+                        .map_err(|e| StoreError::backend(e).into()),
+                    Err(e) => Err(e), // dropping the savepoint rolls it back
+                },
+                Err(e) => Err(StoreError::backend(e).into()),
+            }
         };
-        wrote |= outcome.is_ok();
+        if let Ok(done) = &outcome {
+            last = done.last_position;
+        }
         outcomes.push(outcome);
     }
-    if !wrote {
-        drop(tx);
+    if last == head_before {
+        drop(tx); // nothing to commit: every append was refused
         return (outcomes, None);
     }
-    let last = outcomes
-        .iter()
-        .filter_map(|o| o.as_ref().ok())
-        .map(|a| a.last_position)
-        .max();
     match tx.commit() {
-        Ok(()) => (outcomes, last),
+        Ok(()) => (outcomes, Some(last)),
         Err(e) => fail_all(e, group.len()),
     }
 }
 
+/// Appends one batch after global position `last`.
 fn append_one(
     conn: &Connection,
+    last: Position,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
@@ -330,14 +344,7 @@ fn append_one(
         None => None,
     };
     check_expected(stream, expected, tail.map(|(v, _)| v))?;
-    // Read the head inside the transaction rather than trusting a cached
-    // counter: positions stay contiguous whatever happened before.
-    let last: i64 = conn
-        .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
-            r.get(0)
-        })
-        .map_err(db)?;
-    let recorded = chain::link(stream, tail, Position(last as u64 + 1), events);
+    let recorded = chain::link(stream, tail, last.next(), events);
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO events (position, stream_id, stream_version, event_type, \
@@ -392,8 +399,8 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> 
             version: StreamVersion(version as u64),
             event_type: EventType::parse(event_type).map_err(|e| corrupt(e.to_string()))?,
             schema_version,
-            data: JsonObject::parse("data", data).map_err(|e| corrupt(e.to_string()))?,
-            metadata: JsonObject::parse("metadata", metadata)
+            data: JsonObject::from_stored("data", data).map_err(|e| corrupt(e.to_string()))?,
+            metadata: JsonObject::from_stored("metadata", metadata)
                 .map_err(|e| corrupt(e.to_string()))?,
             prev_hash: EventHash::from_slice(&prev_hash)
                 .ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?,

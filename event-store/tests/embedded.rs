@@ -149,3 +149,34 @@ async fn reads_after_close_say_closed() {
     ));
     assert!(matches!(store.head().await, Err(StoreError::Closed)));
 }
+
+#[tokio::test]
+async fn garbage_in_the_file_is_reported_as_corrupt_not_returned() {
+    let backend = Embedded::fresh().await;
+    let store = backend.open().await;
+    let s = sealplane_event_store::StreamId::parse("s").unwrap();
+    for _ in 0..3 {
+        let e = sealplane_event_store::NewEvent::from_json_text(
+            sealplane_event_store::EventType::parse("T").unwrap(),
+            1,
+            "{}",
+            &sealplane_event_store::EventMetadata::new("t"),
+        )
+        .unwrap();
+        store
+            .append(&s, ExpectedVersion::Any, vec![e])
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    backend.overwrite_data(Position(2), "garbage").await;
+    let store = backend.open().await;
+    match store.read_all(Position::START, 10).await {
+        Err(StoreError::Corrupt { at, reason }) => {
+            assert_eq!(at, "position 2");
+            assert!(reason.contains("data must be a JSON object"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    store.close().await;
+}
