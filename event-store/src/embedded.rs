@@ -2,7 +2,8 @@
 //!
 //! One writer thread owns the write connection and commits appends in
 //! groups: it takes every append waiting in its queue, runs each inside its
-//! own savepoint (so a conflict in one leaves the others untouched), commits
+//! own savepoint when there are several (so a conflict in one leaves the
+//! others untouched), commits
 //! the group with one `fsync`, publishes the new head, then answers each
 //! appender. An append therefore returns only once it is durable. Readers use
 //! a small pool of separate connections, which WAL lets run beside the
@@ -171,10 +172,9 @@ fn lock_file(path: &Path) -> Result<File, StoreError> {
         .map_err(StoreError::backend)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StoreError::backend(std::io::Error::other(format!(
-            "{} is in use by another process",
-            path.display()
-        )))),
+        Err(TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: path.display().to_string(),
+        }),
         Err(TryLockError::Error(e)) => Err(StoreError::backend(e)),
     }
 }

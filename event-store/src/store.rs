@@ -55,6 +55,9 @@ pub enum StoreError {
     /// The store was closed; nothing more is accepted or delivered.
     #[error("the event store is closed")]
     Closed,
+    /// Another process has the store open; an embedded store has one owner.
+    #[error("the event store {path} is in use by another process; stop it first")]
+    InUse { path: String },
     /// Stored data is not what this version of Sealplane writes.
     #[error("the event store holds unreadable data at {at}: {reason}")]
     Corrupt { at: String, reason: String },
