@@ -115,7 +115,7 @@ async fn a_second_opener_is_refused_until_the_first_closes() {
         .err()
         .expect("second open must fail");
     assert!(
-        matches!(err, StoreError::Backend(_))
+        matches!(err, StoreError::InUse { .. })
             && err.to_string().contains("in use by another process"),
         "{err}"
     );
