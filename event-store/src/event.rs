@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use crate::chain::EventHash;
 
-/// Longest stream id accepted, in bytes.
-pub const MAX_STREAM_ID_BYTES: usize = 256;
+/// Longest stream id accepted, in bytes: room for a secret's stream, whose
+/// id embeds its uri (a 63-byte store name, `://`, a 512-byte path).
+pub const MAX_STREAM_ID_BYTES: usize = 1024;
 /// Longest event type name accepted, in bytes.
 pub const MAX_EVENT_TYPE_BYTES: usize = 128;
 /// Largest event accepted: data and metadata JSON together, in bytes.
@@ -126,7 +127,7 @@ pub enum InvalidInput {
 
 /// Identifier of a stream (one aggregate instance, e.g. `store-vault-prod`).
 ///
-/// 1 to 256 bytes of printable ASCII without spaces.
+/// 1 to 1024 bytes of printable ASCII without spaces.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct StreamId(String);
@@ -455,10 +456,10 @@ mod tests {
     fn stream_id_rules() {
         assert_eq!(StreamId::parse(""), Err(InvalidInput::EmptyStreamId));
         assert_eq!(
-            StreamId::parse("a".repeat(257)),
-            Err(InvalidInput::StreamIdTooLong { len: 257 })
+            StreamId::parse("a".repeat(1025)),
+            Err(InvalidInput::StreamIdTooLong { len: 1025 })
         );
-        assert!(StreamId::parse("a".repeat(256)).is_ok());
+        assert!(StreamId::parse("a".repeat(1024)).is_ok());
         assert_eq!(
             StreamId::parse("secret vault"),
             Err(InvalidInput::StreamIdCharacter { found: ' ', at: 6 })
