@@ -12,3 +12,5 @@
 //! service but cannot read a secret.
 
 #![forbid(unsafe_code)]
+
+pub mod domain;
