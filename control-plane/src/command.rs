@@ -1,0 +1,340 @@
+//! Command handling: load an aggregate from its stream, decide, append with
+//! the expected version; on a conflict, reload and decide again a bounded
+//! number of times.
+//!
+//! Commands are idempotent per command id: every event records the id of
+//! the command that caused it (`causation_id`), and a command whose id the
+//! stream already holds is answered from the log instead of being decided
+//! again, so a client may retry safely. Refusals of kind `Denied` are
+//! recorded as `AccessDenied` events (SPEC §7) before they are returned.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use sealplane_event_store::{
+    AppendError, EventMetadata, EventStore, EventType, ExpectedVersion, InvalidInput, NewEvent,
+    Position, RecordedEvent, StoreError, StreamId, StreamVersion,
+};
+
+use crate::domain::{Aggregate, Context, DomainEvent, Refusal, RefusalKind};
+
+/// How many times a command is decided again after losing a race.
+pub const DEFAULT_MAX_RETRIES: usize = 5;
+/// The stream recording refused commands.
+pub const ACCESS_DENIED_STREAM: &str = "access-denied";
+/// Events read per page while loading an aggregate.
+const LOAD_PAGE: usize = 1024;
+
+/// Identifies one command for idempotency and tracing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandEnvelope {
+    /// Chosen by the client; the same id twice applies once.
+    pub command_id: Uuid,
+    /// Shared by every command of one user action.
+    pub correlation_id: Uuid,
+    /// The command's name as the API knows it, e.g. `CreateStore`; recorded
+    /// in `AccessDenied` events (never the command's fields, which may carry
+    /// ciphertext).
+    pub name: &'static str,
+}
+
+impl CommandEnvelope {
+    /// A fresh envelope for one command.
+    pub fn new(name: &'static str) -> Self {
+        CommandEnvelope {
+            command_id: Uuid::new_v4(),
+            correlation_id: Uuid::new_v4(),
+            name,
+        }
+    }
+}
+
+/// What a command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Executed {
+    /// Events appended (0 when the command was already satisfied).
+    pub events: usize,
+    /// The stream's version afterwards, `None` if it has no events.
+    pub version: Option<StreamVersion>,
+    /// The last position this command wrote, for read-your-writes; `None`
+    /// when it wrote nothing.
+    pub position: Option<Position>,
+    /// True when the command id had been applied before and nothing new was
+    /// written.
+    pub replayed: bool,
+}
+
+/// Why a command did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<R: Refusal> {
+    /// The aggregate refused it.
+    #[error(transparent)]
+    Refused(R),
+    /// Other writers kept winning; nothing was written.
+    #[error(
+        "`{stream}` kept changing under this command ({attempts} attempts); nothing was written, try again"
+    )]
+    Aborted { stream: StreamId, attempts: usize },
+    /// The event store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event could not be read back as this aggregate's event.
+    #[error("stream `{stream}` holds an unreadable event at position {position}: {reason}")]
+    Unreadable {
+        stream: StreamId,
+        position: Position,
+        reason: String,
+    },
+    /// An event could not be encoded (a bug: domain events are always
+    /// valid JSON objects within the limits).
+    #[error("event could not be stored: {0}")]
+    Encode(#[from] InvalidInput),
+}
+
+/// An aggregate as loaded from its stream.
+#[derive(Debug)]
+pub struct Loaded<A> {
+    /// Its state.
+    pub state: A,
+    /// The version of its last event, `None` for a new stream.
+    pub version: Option<StreamVersion>,
+    /// Its events' records (position, causation), for idempotency.
+    causes: Vec<(Option<Uuid>, Position)>,
+}
+
+impl<A> Loaded<A> {
+    fn expected(&self) -> ExpectedVersion {
+        match self.version {
+            Some(v) => ExpectedVersion::Exact(v),
+            None => ExpectedVersion::NoStream,
+        }
+    }
+
+    /// The last position written by `command_id`, if it was applied.
+    fn applied(&self, command_id: Uuid) -> Option<Position> {
+        self.causes
+            .iter()
+            .rev()
+            .find(|(cause, _)| *cause == Some(command_id))
+            .map(|(_, p)| *p)
+    }
+}
+
+/// An `AccessDenied` event: who was refused what, on which target, why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AccessDenied {
+    /// The refused principal.
+    pub actor: String,
+    /// Its role.
+    pub role: crate::domain::Role,
+    /// The command's name.
+    pub command: String,
+    /// The stream the command targeted.
+    pub target: String,
+    /// The refusal, as shown to the caller.
+    pub reason: String,
+}
+
+/// Executes commands against an event store.
+#[derive(Clone)]
+pub struct CommandHandler {
+    store: Arc<dyn EventStore>,
+    max_retries: usize,
+}
+
+impl CommandHandler {
+    /// A handler retrying [`DEFAULT_MAX_RETRIES`] times on conflicts.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        CommandHandler {
+            store,
+            max_retries: DEFAULT_MAX_RETRIES,
+        }
+    }
+
+    /// The same handler with another retry bound.
+    pub fn with_max_retries(mut self, max_retries: usize) -> Self {
+        self.max_retries = max_retries;
+        self
+    }
+
+    /// The store it writes to.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Replays `stream` into an aggregate.
+    pub async fn load<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Loaded<A>, CommandError<A::Refusal>> {
+        let mut loaded = Loaded {
+            state: A::default(),
+            version: None,
+            causes: Vec::new(),
+        };
+        let mut from = StreamVersion(0);
+        loop {
+            let page = self.store.read_stream(stream, from, LOAD_PAGE).await?;
+            for recorded in &page {
+                let event: A::Event = decode(stream, recorded)?;
+                loaded.state.apply(&event);
+                loaded.version = Some(recorded.version);
+                let cause = recorded.metadata().ok().and_then(|m| m.causation_id);
+                loaded.causes.push((cause, recorded.position));
+            }
+            match page.last() {
+                Some(last) if page.len() == LOAD_PAGE => from = last.version.next(),
+                _ => return Ok(loaded),
+            }
+        }
+    }
+
+    /// Decides `command` on the aggregate in `stream` and appends the
+    /// result; see the module documentation for retries and idempotency.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        command: &A::Command,
+        ctx: &Context,
+        envelope: &CommandEnvelope,
+    ) -> Result<Executed, CommandError<A::Refusal>> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let loaded = self.load::<A>(stream).await?;
+            if let Some(position) = loaded.applied(envelope.command_id) {
+                return Ok(Executed {
+                    events: 0,
+                    version: loaded.version,
+                    position: Some(position),
+                    replayed: true,
+                });
+            }
+            let events = match loaded.state.decide(command, ctx) {
+                Ok(events) => events,
+                Err(refusal) => {
+                    if refusal.kind() == RefusalKind::Denied {
+                        self.record_denied(stream, ctx, envelope, &refusal).await?;
+                    }
+                    return Err(CommandError::Refused(refusal));
+                }
+            };
+            if events.is_empty() {
+                return Ok(Executed {
+                    events: 0,
+                    version: loaded.version,
+                    position: None,
+                    replayed: false,
+                });
+            }
+            let metadata = metadata(ctx, envelope);
+            let new_events = events
+                .iter()
+                .map(|e| encode(e, &metadata))
+                .collect::<Result<Vec<_>, _>>()?;
+            match self
+                .store
+                .append(stream, loaded.expected(), new_events)
+                .await
+            {
+                Ok(appended) => {
+                    return Ok(Executed {
+                        events: events.len(),
+                        version: Some(appended.version),
+                        position: Some(appended.last_position),
+                        replayed: false,
+                    });
+                }
+                Err(AppendError::Conflict(_)) if attempts <= self.max_retries => continue,
+                Err(AppendError::Conflict(_)) => {
+                    return Err(CommandError::Aborted {
+                        stream: stream.clone(),
+                        attempts,
+                    });
+                }
+                Err(AppendError::Store(e)) => return Err(e.into()),
+                Err(e @ (AppendError::EmptyBatch | AppendError::BatchTooLarge { .. })) => {
+                    return Err(CommandError::Store(StoreError::backend(e)));
+                }
+            }
+        }
+    }
+
+    async fn record_denied<R: Refusal>(
+        &self,
+        stream: &StreamId,
+        ctx: &Context,
+        envelope: &CommandEnvelope,
+        refusal: &R,
+    ) -> Result<(), CommandError<R>> {
+        let denied = AccessDenied {
+            actor: ctx.actor.slug.to_string(),
+            role: ctx.actor.role,
+            command: envelope.name.to_owned(),
+            target: stream.to_string(),
+            reason: refusal.to_string(),
+        };
+        let event = NewEvent::new(
+            EventType::parse("AccessDenied")?,
+            1,
+            &denied,
+            &metadata(ctx, envelope),
+        )?;
+        // Fail closed: a refusal that cannot be recorded is an error, not a
+        // silent refusal.
+        self.store
+            .append(
+                &StreamId::parse(ACCESS_DENIED_STREAM)?,
+                ExpectedVersion::Any,
+                vec![event],
+            )
+            .await
+            .map_err(|e| match e {
+                AppendError::Store(e) => CommandError::Store(e),
+                other => CommandError::Store(StoreError::backend(other)),
+            })?;
+        Ok(())
+    }
+}
+
+fn metadata(ctx: &Context, envelope: &CommandEnvelope) -> EventMetadata {
+    EventMetadata {
+        actor: ctx.actor.slug.to_string(),
+        correlation_id: envelope.correlation_id,
+        causation_id: Some(envelope.command_id),
+        timestamp: ctx.now,
+    }
+}
+
+/// Encodes a domain event for the store.
+pub fn encode<E: DomainEvent>(
+    event: &E,
+    metadata: &EventMetadata,
+) -> Result<NewEvent, InvalidInput> {
+    NewEvent::new(
+        EventType::parse(event.event_type())?,
+        event.schema_version(),
+        event,
+        metadata,
+    )
+}
+
+/// Decodes a stored event of `stream` as a domain event.
+pub fn decode<E: DomainEvent, R: Refusal>(
+    stream: &StreamId,
+    recorded: &RecordedEvent,
+) -> Result<E, CommandError<R>> {
+    recorded
+        .data
+        .deserialize()
+        .map_err(|e| CommandError::Unreadable {
+            stream: stream.clone(),
+            position: recorded.position,
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests;

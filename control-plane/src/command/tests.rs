@@ -1,0 +1,397 @@
+//! The handler against the real embedded store, with a small aggregate
+//! whose rules are easy to race on: seats that can be reserved once.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tempfile::TempDir;
+use tokio::sync::Barrier;
+
+use super::*;
+use crate::domain::testing::{actor, t0, user};
+use crate::domain::{Actor, Role};
+use sealplane_event_store::{Appended, EmbeddedStore, MemoryStore, Subscription, check_batch};
+
+#[derive(Clone, Debug, Default)]
+struct Seats {
+    taken: BTreeSet<u32>,
+}
+
+#[derive(Debug)]
+struct Reserve(u32);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+enum SeatEvent {
+    SeatReserved { seat: u32, by: String },
+}
+
+impl DomainEvent for SeatEvent {
+    fn event_type(&self) -> &'static str {
+        "SeatReserved"
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+enum SeatRefusal {
+    #[error("seat {0} is taken")]
+    Taken(u32),
+    #[error("auditors may not reserve seats")]
+    Auditor,
+}
+
+impl Refusal for SeatRefusal {
+    fn kind(&self) -> RefusalKind {
+        match self {
+            SeatRefusal::Taken(_) => RefusalKind::FailedPrecondition,
+            SeatRefusal::Auditor => RefusalKind::Denied,
+        }
+    }
+}
+
+impl Aggregate for Seats {
+    type Command = Reserve;
+    type Event = SeatEvent;
+    type Refusal = SeatRefusal;
+
+    fn decide(
+        &self,
+        Reserve(seat): &Reserve,
+        ctx: &Context,
+    ) -> Result<Vec<SeatEvent>, SeatRefusal> {
+        if ctx.actor.role == Role::Auditor {
+            return Err(SeatRefusal::Auditor);
+        }
+        if self.taken.contains(seat) {
+            return Err(SeatRefusal::Taken(*seat));
+        }
+        Ok(vec![SeatEvent::SeatReserved {
+            seat: *seat,
+            by: ctx.actor.slug.to_string(),
+        }])
+    }
+
+    fn apply(&mut self, SeatEvent::SeatReserved { seat, .. }: &SeatEvent) {
+        self.taken.insert(*seat);
+    }
+}
+
+fn ctx(actor: Actor) -> Context {
+    Context { actor, now: t0() }
+}
+
+fn seats() -> StreamId {
+    StreamId::parse("seats-1").unwrap()
+}
+
+async fn embedded() -> (TempDir, CommandHandler) {
+    let dir = TempDir::new().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("events.db")).unwrap();
+    (dir, CommandHandler::new(Arc::new(store)))
+}
+
+#[tokio::test]
+async fn a_command_appends_its_events_with_actor_and_causation() {
+    let (_dir, handler) = embedded().await;
+    let envelope = CommandEnvelope::new("Reserve");
+    let done = handler
+        .execute::<Seats>(&seats(), &Reserve(7), &ctx(user("alice", &[])), &envelope)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        Executed {
+            events: 1,
+            version: Some(StreamVersion(0)),
+            position: Some(Position(1)),
+            replayed: false
+        }
+    );
+    let stored = handler
+        .store()
+        .read_stream(&seats(), StreamVersion(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event_type.as_str(), "SeatReserved");
+    let meta = stored[0].metadata().unwrap();
+    assert_eq!(meta.actor, "alice");
+    assert_eq!(meta.causation_id, Some(envelope.command_id));
+    assert_eq!(meta.correlation_id, envelope.correlation_id);
+    assert_eq!(meta.timestamp, t0());
+    let loaded = handler.load::<Seats>(&seats()).await.unwrap();
+    assert_eq!(loaded.state.taken, BTreeSet::from([7]));
+}
+
+#[tokio::test]
+async fn the_same_command_id_applies_once() {
+    let (_dir, handler) = embedded().await;
+    let envelope = CommandEnvelope::new("Reserve");
+    let alice = ctx(user("alice", &[]));
+    let first = handler
+        .execute::<Seats>(&seats(), &Reserve(1), &alice, &envelope)
+        .await
+        .unwrap();
+    // Another command in between, then the client retries the first one.
+    handler
+        .execute::<Seats>(
+            &seats(),
+            &Reserve(2),
+            &alice,
+            &CommandEnvelope::new("Reserve"),
+        )
+        .await
+        .unwrap();
+    let retry = handler
+        .execute::<Seats>(&seats(), &Reserve(1), &alice, &envelope)
+        .await
+        .unwrap();
+    assert!(retry.replayed);
+    assert_eq!(
+        retry.position, first.position,
+        "the retry reports the original write"
+    );
+    let stored = handler
+        .store()
+        .read_stream(&seats(), StreamVersion(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2, "no double apply");
+}
+
+#[tokio::test]
+async fn a_refusal_writes_nothing_to_the_target() {
+    let (_dir, handler) = embedded().await;
+    let alice = ctx(user("alice", &[]));
+    handler
+        .execute::<Seats>(
+            &seats(),
+            &Reserve(1),
+            &alice,
+            &CommandEnvelope::new("Reserve"),
+        )
+        .await
+        .unwrap();
+    let err = handler
+        .execute::<Seats>(
+            &seats(),
+            &Reserve(1),
+            &alice,
+            &CommandEnvelope::new("Reserve"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CommandError::Refused(SeatRefusal::Taken(1))),
+        "{err}"
+    );
+    assert_eq!(
+        handler.store().head().await.unwrap(),
+        Position(1),
+        "nothing recorded for a non-security refusal"
+    );
+}
+
+#[tokio::test]
+async fn a_denied_command_is_recorded_as_access_denied() {
+    let (_dir, handler) = embedded().await;
+    let auditor = ctx(actor("eve", Role::Auditor));
+    let envelope = CommandEnvelope::new("ReserveSeat");
+    let err = handler
+        .execute::<Seats>(&seats(), &Reserve(3), &auditor, &envelope)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Refused(SeatRefusal::Auditor)));
+    assert!(
+        handler
+            .store()
+            .read_stream(&seats(), StreamVersion(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let denied = handler
+        .store()
+        .read_stream(
+            &StreamId::parse(ACCESS_DENIED_STREAM).unwrap(),
+            StreamVersion(0),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].event_type.as_str(), "AccessDenied");
+    let record: AccessDenied = denied[0].data.deserialize().unwrap();
+    assert_eq!(
+        record,
+        AccessDenied {
+            actor: "eve".into(),
+            role: Role::Auditor,
+            command: "ReserveSeat".into(),
+            target: "seats-1".into(),
+            reason: "auditors may not reserve seats".into(),
+        }
+    );
+    assert_eq!(
+        denied[0].metadata().unwrap().causation_id,
+        Some(envelope.command_id)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_commands_on_one_aggregate_all_land_through_retries() {
+    const RACERS: u32 = 16;
+    let (_dir, handler) = embedded().await;
+    let handler = handler.with_max_retries(RACERS as usize);
+    let barrier = Arc::new(Barrier::new(RACERS as usize));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|seat| {
+            let (handler, barrier) = (handler.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                handler
+                    .execute::<Seats>(
+                        &seats(),
+                        &Reserve(seat),
+                        &ctx(user("alice", &[])),
+                        &CommandEnvelope::new("Reserve"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let loaded = handler.load::<Seats>(&seats()).await.unwrap();
+    assert_eq!(loaded.state.taken, (0..RACERS).collect());
+    assert_eq!(loaded.version, Some(StreamVersion(RACERS as u64 - 1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_for_one_seat_has_exactly_one_winner() {
+    const RACERS: usize = 16;
+    let (_dir, handler) = embedded().await;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (handler, barrier) = (handler.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let who = format!("user{i}");
+                handler
+                    .execute::<Seats>(
+                        &seats(),
+                        &Reserve(1),
+                        &ctx(user(&who, &[])),
+                        &CommandEnvelope::new("Reserve"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(CommandError::Refused(SeatRefusal::Taken(1))) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(handler.store().head().await.unwrap(), Position(1));
+}
+
+/// A store where someone else always wins: every append conflicts.
+#[derive(Clone)]
+struct AlwaysBehind(MemoryStore);
+
+#[async_trait::async_trait]
+impl EventStore for AlwaysBehind {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, AppendError> {
+        check_batch(&events)?;
+        Err(sealplane_event_store::Conflict {
+            stream: stream.clone(),
+            expected,
+            actual: Some(StreamVersion(99)),
+        }
+        .into())
+    }
+    async fn read_stream(
+        &self,
+        s: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.0.read_stream(s, from, limit).await
+    }
+    async fn read_all(
+        &self,
+        from: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.0.read_all(from, limit).await
+    }
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.0.head().await
+    }
+    fn subscribe_all(&self, from: Position) -> Subscription {
+        self.0.subscribe_all(from)
+    }
+    async fn close(&self) {
+        self.0.close().await
+    }
+}
+
+#[tokio::test]
+async fn a_command_that_keeps_losing_is_aborted_after_the_bound() {
+    let handler =
+        CommandHandler::new(Arc::new(AlwaysBehind(MemoryStore::new()))).with_max_retries(3);
+    let err = handler
+        .execute::<Seats>(
+            &seats(),
+            &Reserve(1),
+            &ctx(user("alice", &[])),
+            &CommandEnvelope::new("Reserve"),
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        CommandError::Aborted { stream, attempts } => {
+            assert_eq!(stream, &seats());
+            assert_eq!(*attempts, 4, "one try and three retries");
+        }
+        other => panic!("expected Aborted, got {other}"),
+    }
+    assert!(
+        err.to_string().contains("nothing was written, try again"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_event_is_reported_with_its_position() {
+    let store = MemoryStore::new();
+    let bogus = NewEvent::from_json_text(
+        EventType::parse("SeatReserved").unwrap(),
+        1,
+        r#"{"type":"SeatReserved","seat":"not a number","by":"x"}"#,
+        &EventMetadata::new("x"),
+    )
+    .unwrap();
+    store
+        .append(&seats(), ExpectedVersion::NoStream, vec![bogus])
+        .await
+        .unwrap();
+    let handler = CommandHandler::new(Arc::new(store));
+    match handler.load::<Seats>(&seats()).await.unwrap_err() {
+        CommandError::Unreadable { position, .. } => assert_eq!(position, Position(1)),
+        other => panic!("expected Unreadable, got {other}"),
+    }
+}
