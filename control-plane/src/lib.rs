@@ -15,3 +15,4 @@
 
 pub mod command;
 pub mod domain;
+pub mod projection;
