@@ -2,7 +2,14 @@
 //! no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["sealplane/v1/events.proto"];
+    let files = [
+        "sealplane/v1/common.proto",
+        "sealplane/v1/events.proto",
+        "sealplane/v1/principals.proto",
+        "sealplane/v1/reactor.proto",
+        "sealplane/v1/secrets.proto",
+        "sealplane/v1/stores.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }
