@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod command;
 pub mod domain;
 pub mod projection;
