@@ -15,5 +15,6 @@
 
 pub mod auth;
 pub mod command;
+pub mod config;
 pub mod domain;
 pub mod projection;

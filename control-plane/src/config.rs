@@ -1,0 +1,220 @@
+//! `sealplane.toml`: where the server listens, its TLS material, its event
+//! store and its limits. Unknown keys are refused, so a typo cannot
+//! silently drop a setting (for example the TLS section).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default secret size limit: 256 KiB (SPEC §3).
+pub const DEFAULT_MAX_SECRET_BYTES: usize = 256 * 1024;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid configuration: {reason}")]
+    Parse { path: String, reason: String },
+    #[error(
+        "refusing to listen on {0} without TLS: plaintext is only allowed on loopback; add a [tls] section with cert and key"
+    )]
+    PlaintextNotLoopback(SocketAddr),
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the gRPC API.
+    pub listen: SocketAddr,
+    /// Server certificate and key; required unless `listen` is loopback.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Where events are kept.
+    pub event_store: EventStoreConfig,
+    /// Protocol limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// TLS material, PEM files.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain.
+    pub cert: PathBuf,
+    /// Server private key.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The event store backend.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "backend", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum EventStoreConfig {
+    /// One SQLite file (ADR 0001).
+    Embedded {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+/// Protocol limits.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest secret value (all keys together), in bytes.
+    pub max_secret_bytes: usize,
+    /// Lifetime of a one-time upload key.
+    pub upload_key_ttl_seconds: u64,
+    /// Lifetime of a token issued without an explicit one.
+    pub token_ttl_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_secret_bytes: DEFAULT_MAX_SECRET_BYTES,
+            upload_key_ttl_seconds: 300,
+            token_ttl_seconds: 90 * 24 * 3600,
+        }
+    }
+}
+
+impl Limits {
+    /// The upload key lifetime.
+    pub fn upload_key_ttl(&self) -> Duration {
+        Duration::from_secs(self.upload_key_ttl_seconds)
+    }
+
+    /// Largest sealed payload accepted for a secret of the maximum size:
+    /// the JSON payload base64-encodes values (4/3), plus the sealed box's
+    /// 48 bytes and room for the request id, uri and key names.
+    pub fn max_ciphertext_bytes(&self) -> usize {
+        self.max_secret_bytes.div_ceil(3) * 4 + 64 * 1024
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            reason: e.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.tls.is_none() && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::PlaintextNotLoopback(self.listen));
+        }
+        let l = &self.limits;
+        for (value, name) in [
+            (l.max_secret_bytes as u64, "limits.max_secret_bytes"),
+            (l.upload_key_ttl_seconds, "limits.upload_key_ttl_seconds"),
+            (l.token_ttl_seconds, "limits.token_ttl_seconds"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+        listen = "0.0.0.0:7443"
+        [tls]
+        cert = "/etc/sealplane/server.crt"
+        key = "/etc/sealplane/server.key"
+        client_ca = "/etc/sealplane/clients.crt"
+        [event_store]
+        backend = "embedded"
+        path = "/var/lib/sealplane/events.db"
+        [limits]
+        max_secret_bytes = 1048576
+    "#;
+
+    #[test]
+    fn a_full_configuration_parses_with_defaults_for_the_rest() {
+        let c = Config::parse(FULL, "test").unwrap();
+        assert_eq!(c.listen, "0.0.0.0:7443".parse().unwrap());
+        assert_eq!(
+            c.tls.unwrap().client_ca,
+            Some(PathBuf::from("/etc/sealplane/clients.crt"))
+        );
+        assert_eq!(
+            c.event_store,
+            EventStoreConfig::Embedded {
+                path: "/var/lib/sealplane/events.db".into()
+            }
+        );
+        assert_eq!(c.limits.max_secret_bytes, 1 << 20);
+        assert_eq!(c.limits.upload_key_ttl_seconds, 300);
+    }
+
+    #[test]
+    fn plaintext_is_refused_off_loopback() {
+        let text =
+            "listen = \"0.0.0.0:7443\"\n[event_store]\nbackend = \"embedded\"\npath = \"e.db\"\n";
+        let err = Config::parse(text, "test").unwrap_err();
+        assert!(matches!(err, ConfigError::PlaintextNotLoopback(_)));
+        assert!(err.to_string().contains("add a [tls] section"), "{err}");
+        for ok in ["127.0.0.1:7443", "[::1]:7443"] {
+            let text = text.replace("0.0.0.0:7443", ok);
+            assert!(Config::parse(&text, "test").is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_not_a_silent_default() {
+        let text = FULL.replace("[tls]", "[tsl]");
+        let err = Config::parse(&text, "sealplane.toml").unwrap_err();
+        assert!(err.to_string().contains("sealplane.toml"), "{err}");
+        assert!(err.to_string().contains("tsl"), "{err}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let text = FULL.replace("max_secret_bytes = 1048576", "max_secret_bytes = 0");
+        let err = Config::parse(&text, "test").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "limits.max_secret_bytes must be greater than zero"
+        );
+    }
+
+    #[test]
+    fn the_ciphertext_limit_fits_a_maximal_secret() {
+        let limits = Limits::default();
+        let value = vec![0u8; limits.max_secret_bytes];
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &value);
+        let payload_len = b64.len() + 200; // request id, uri, key name, JSON syntax
+        assert!(payload_len + 48 <= limits.max_ciphertext_bytes());
+    }
+}
