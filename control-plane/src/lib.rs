@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod command;
 pub mod config;
