@@ -19,3 +19,4 @@ pub mod command;
 pub mod config;
 pub mod domain;
 pub mod projection;
+pub mod streams;
