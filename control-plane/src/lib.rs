@@ -20,3 +20,4 @@ pub mod config;
 pub mod domain;
 pub mod projection;
 pub mod streams;
+pub mod tls;
