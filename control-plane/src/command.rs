@@ -269,33 +269,46 @@ impl CommandHandler {
         envelope: &CommandEnvelope,
         refusal: &R,
     ) -> Result<(), CommandError<R>> {
+        self.record_access_denied(ctx, envelope, stream.as_str(), &refusal.to_string())
+            .await
+            .map_err(CommandError::Store)
+    }
+
+    /// Appends an `AccessDenied` event: `ctx.actor` was refused `envelope`'s
+    /// command on `target` because of `reason`. Callers refusing outside an
+    /// aggregate (role checks on queries) use it directly. Fail closed: a
+    /// refusal that cannot be recorded is an error, not a silent refusal.
+    pub async fn record_access_denied(
+        &self,
+        ctx: &Context,
+        envelope: &CommandEnvelope,
+        target: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let denied = AccessDenied {
             actor: ctx.actor.slug.to_string(),
             role: ctx.actor.role,
             command: envelope.name.to_owned(),
-            target: stream.to_string(),
-            reason: refusal.to_string(),
+            target: target.to_owned(),
+            reason: reason.to_owned(),
         };
         let event = NewEvent::new(
-            EventType::parse("AccessDenied")?,
+            EventType::parse("AccessDenied").map_err(StoreError::backend)?,
             1,
             &denied,
             &metadata(ctx, envelope),
-        )?;
-        // Fail closed: a refusal that cannot be recorded is an error, not a
-        // silent refusal.
-        self.store
-            .append(
-                &StreamId::parse(ACCESS_DENIED_STREAM)?,
-                ExpectedVersion::Any,
-                vec![event],
-            )
+        )
+        .map_err(StoreError::backend)?;
+        let stream = StreamId::parse(ACCESS_DENIED_STREAM).map_err(StoreError::backend)?;
+        match self
+            .store
+            .append(&stream, ExpectedVersion::Any, vec![event])
             .await
-            .map_err(|e| match e {
-                AppendError::Store(e) => CommandError::Store(e),
-                other => CommandError::Store(StoreError::backend(other)),
-            })?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(AppendError::Store(e)) => Err(e),
+            Err(other) => Err(StoreError::backend(other)),
+        }
     }
 }
 
