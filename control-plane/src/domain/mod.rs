@@ -8,6 +8,8 @@
 //! handler, so every rule here is testable with given/when/then.
 
 pub mod names;
+pub mod principal;
+pub mod store_catalog;
 #[cfg(test)]
 pub mod testing;
 

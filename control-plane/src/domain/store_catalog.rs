@@ -1,0 +1,427 @@
+//! The store catalog: every secret store, its reactor's identity key,
+//! whether it takes uploads, and which one is the default (SPEC §5).
+//!
+//! One stream (`stores`) holds all of it, because its rules are global:
+//! names are unique forever and there is exactly one default while any
+//! store exists (ADR 0002).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use super::names::{Slug, StoreName};
+use super::{Aggregate, Context, DomainEvent, Refusal, RefusalKind};
+
+/// Which upstream a store writes to; each kind has a reactor adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// HashiCorp Vault or OpenBao KV.
+    Vault,
+    /// AWS Secrets Manager.
+    AwsSecretsManager,
+    /// The embedded, envelope-encrypted file store.
+    File,
+}
+
+impl StoreKind {
+    /// The name used on the command line and in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Vault => "vault",
+            StoreKind::AwsSecretsManager => "aws-secrets-manager",
+            StoreKind::File => "file",
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A store kind that does not exist.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a store kind: use vault, aws-secrets-manager or file")]
+pub struct InvalidStoreKind(pub String);
+
+impl FromStr for StoreKind {
+    type Err = InvalidStoreKind;
+
+    fn from_str(s: &str) -> Result<Self, InvalidStoreKind> {
+        [
+            StoreKind::Vault,
+            StoreKind::AwsSecretsManager,
+            StoreKind::File,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| InvalidStoreKind(s.to_owned()))
+    }
+}
+
+/// Why a reactor key was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidReactorKey {
+    /// Not canonical standard base64.
+    #[error(
+        "the reactor key is not standard base64: pass the reactor's Ed25519 public key as 44 base64 characters"
+    )]
+    NotBase64,
+    /// Decoded, but not the size of an Ed25519 public key.
+    #[error(
+        "the reactor key is {0} bytes; an Ed25519 public key is 32 bytes (44 base64 characters)"
+    )]
+    WrongLength(usize),
+}
+
+/// The Ed25519 public identity key of the reactor serving a store; `sealctl`
+/// checks one-time keys against it. Written as standard base64.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ReactorKey([u8; 32]);
+
+impl ReactorKey {
+    /// Parses the canonical standard base64 of exactly 32 bytes.
+    pub fn parse(s: &str) -> Result<Self, InvalidReactorKey> {
+        let bytes = STANDARD
+            .decode(s)
+            .map_err(|_| InvalidReactorKey::NotBase64)?;
+        let len = bytes.len();
+        bytes
+            .try_into()
+            .map(ReactorKey)
+            .map_err(|_| InvalidReactorKey::WrongLength(len))
+    }
+
+    /// The raw public key.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<[u8; 32]> for ReactorKey {
+    fn from(bytes: [u8; 32]) -> Self {
+        ReactorKey(bytes)
+    }
+}
+
+impl TryFrom<String> for ReactorKey {
+    type Error = InvalidReactorKey;
+    fn try_from(s: String) -> Result<Self, InvalidReactorKey> {
+        ReactorKey::parse(&s)
+    }
+}
+
+impl From<ReactorKey> for String {
+    fn from(k: ReactorKey) -> String {
+        k.to_string()
+    }
+}
+
+impl fmt::Display for ReactorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&STANDARD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for ReactorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReactorKey({self})")
+    }
+}
+
+/// What the catalog knows about one store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreState {
+    /// Its upstream kind.
+    pub kind: StoreKind,
+    /// The identity key of the reactor serving it.
+    pub reactor_key: ReactorKey,
+    /// Whether it accepts new uploads.
+    pub enabled: bool,
+    /// Removed stores stay, so their names are never reused.
+    pub removed: bool,
+}
+
+/// Every store ever created, and the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreCatalog {
+    stores: BTreeMap<StoreName, StoreState>,
+    default: Option<StoreName>,
+}
+
+/// What an admin can do to stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreCommand {
+    /// Adds a store, enabled; the first one becomes the default.
+    Create {
+        name: StoreName,
+        kind: StoreKind,
+        reactor_key: ReactorKey,
+    },
+    /// Lets a store accept uploads again.
+    Enable { name: StoreName },
+    /// Stops a store accepting uploads.
+    Disable { name: StoreName },
+    /// Makes a store the one bare paths refer to.
+    SetDefault { name: StoreName },
+    /// Retires a disabled store; its name stays taken.
+    Remove { name: StoreName },
+}
+
+/// What happened to the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum StoreEvent {
+    /// A store was added, enabled.
+    StoreCreated {
+        name: StoreName,
+        kind: StoreKind,
+        reactor_key: ReactorKey,
+    },
+    /// A store accepts uploads again.
+    StoreEnabled { name: StoreName },
+    /// A store refuses new uploads.
+    StoreDisabled { name: StoreName },
+    /// Bare paths now refer to this store.
+    DefaultStoreSet { name: StoreName },
+    /// A store was retired; if it was the default, there is none now.
+    StoreRemoved { name: StoreName },
+}
+
+impl StoreEvent {
+    /// The store the event is about.
+    pub fn store(&self) -> &StoreName {
+        match self {
+            StoreEvent::StoreCreated { name, .. }
+            | StoreEvent::StoreEnabled { name }
+            | StoreEvent::StoreDisabled { name }
+            | StoreEvent::DefaultStoreSet { name }
+            | StoreEvent::StoreRemoved { name } => name,
+        }
+    }
+}
+
+impl DomainEvent for StoreEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            StoreEvent::StoreCreated { .. } => "StoreCreated",
+            StoreEvent::StoreEnabled { .. } => "StoreEnabled",
+            StoreEvent::StoreDisabled { .. } => "StoreDisabled",
+            StoreEvent::DefaultStoreSet { .. } => "DefaultStoreSet",
+            StoreEvent::StoreRemoved { .. } => "StoreRemoved",
+        }
+    }
+}
+
+/// Why a store command (or an upload to a store) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreCatalogRefusal {
+    /// Only admins manage stores.
+    #[error("`{actor}` may not {action}: that needs the admin role")]
+    Denied { actor: Slug, action: &'static str },
+    /// The name belongs to a live store.
+    #[error("store `{0}` already exists; see it with `sealctl describe store {0}`")]
+    AlreadyExists(StoreName),
+    /// The name belonged to a removed store and is retired.
+    #[error(
+        "store name `{0}` was used by a removed store and is never reused, so old uris cannot point at a new store; choose another name"
+    )]
+    NameOfRemovedStore(StoreName),
+    /// No live store has this name.
+    #[error(
+        "there is no store `{0}` (it may have been removed); list stores with `sealctl get stores`"
+    )]
+    NotFound(StoreName),
+    /// The store is disabled.
+    #[error("store `{0}` is disabled; an admin can enable it with `sealctl enable store {0}`")]
+    Disabled(StoreName),
+    /// Only disabled stores can be removed.
+    #[error("store `{0}` is enabled; disable it first with `sealctl disable store {0}`")]
+    StillEnabled(StoreName),
+    /// The default cannot go while another store could take its place.
+    #[error(
+        "store `{0}` is the default store; set another default first with `sealctl set default-store NAME`"
+    )]
+    IsDefault(StoreName),
+}
+
+impl Refusal for StoreCatalogRefusal {
+    fn kind(&self) -> RefusalKind {
+        use StoreCatalogRefusal as R;
+        match self {
+            R::Denied { .. } => RefusalKind::Denied,
+            R::AlreadyExists(_) | R::NameOfRemovedStore(_) => RefusalKind::AlreadyExists,
+            R::NotFound(_) => RefusalKind::NotFound,
+            R::Disabled(_) | R::StillEnabled(_) | R::IsDefault(_) => {
+                RefusalKind::FailedPrecondition
+            }
+        }
+    }
+}
+
+impl StoreCatalog {
+    /// A store by name, removed ones included (see [`StoreState::removed`]).
+    pub fn store(&self, name: &StoreName) -> Option<&StoreState> {
+        self.stores.get(name)
+    }
+
+    /// Every store ever created, by name, removed ones included.
+    pub fn stores(&self) -> impl Iterator<Item = (&StoreName, &StoreState)> {
+        self.stores.iter()
+    }
+
+    /// The store bare paths refer to; `None` only while no live store exists.
+    pub fn default_store(&self) -> Option<&StoreName> {
+        self.default.as_ref()
+    }
+
+    /// The store, if it exists, is not removed and is enabled: the check an
+    /// upload request must pass.
+    pub fn accepting_uploads(&self, name: &StoreName) -> Result<&StoreState, StoreCatalogRefusal> {
+        let store = self.live(name)?;
+        if store.enabled {
+            Ok(store)
+        } else {
+            Err(StoreCatalogRefusal::Disabled(name.clone()))
+        }
+    }
+
+    fn live(&self, name: &StoreName) -> Result<&StoreState, StoreCatalogRefusal> {
+        self.stores
+            .get(name)
+            .filter(|s| !s.removed)
+            .ok_or_else(|| StoreCatalogRefusal::NotFound(name.clone()))
+    }
+
+    fn create(
+        &self,
+        name: &StoreName,
+        kind: StoreKind,
+        reactor_key: ReactorKey,
+    ) -> Result<Vec<StoreEvent>, StoreCatalogRefusal> {
+        match self.stores.get(name) {
+            Some(s) if s.removed => Err(StoreCatalogRefusal::NameOfRemovedStore(name.clone())),
+            Some(_) => Err(StoreCatalogRefusal::AlreadyExists(name.clone())),
+            None => {
+                let mut events = vec![StoreEvent::StoreCreated {
+                    name: name.clone(),
+                    kind,
+                    reactor_key,
+                }];
+                // No default means no live store: this one is the first.
+                if self.default.is_none() {
+                    events.push(StoreEvent::DefaultStoreSet { name: name.clone() });
+                }
+                Ok(events)
+            }
+        }
+    }
+
+    fn remove(&self, name: &StoreName) -> Result<Vec<StoreEvent>, StoreCatalogRefusal> {
+        if self.live(name)?.enabled {
+            return Err(StoreCatalogRefusal::StillEnabled(name.clone()));
+        }
+        let others_live = self.stores.iter().any(|(n, s)| n != name && !s.removed);
+        if self.default.as_ref() == Some(name) && others_live {
+            return Err(StoreCatalogRefusal::IsDefault(name.clone()));
+        }
+        Ok(vec![StoreEvent::StoreRemoved { name: name.clone() }])
+    }
+}
+
+impl Aggregate for StoreCatalog {
+    type Command = StoreCommand;
+    type Event = StoreEvent;
+    type Refusal = StoreCatalogRefusal;
+
+    fn decide(
+        &self,
+        command: &StoreCommand,
+        ctx: &Context,
+    ) -> Result<Vec<StoreEvent>, StoreCatalogRefusal> {
+        let action = match command {
+            StoreCommand::Create { .. } => "create stores",
+            StoreCommand::Enable { .. } => "enable stores",
+            StoreCommand::Disable { .. } => "disable stores",
+            StoreCommand::SetDefault { .. } => "set the default store",
+            StoreCommand::Remove { .. } => "remove stores",
+        };
+        if !ctx.actor.is_admin() {
+            return Err(StoreCatalogRefusal::Denied {
+                actor: ctx.actor.slug.clone(),
+                action,
+            });
+        }
+        match command {
+            StoreCommand::Create {
+                name,
+                kind,
+                reactor_key,
+            } => self.create(name, *kind, *reactor_key),
+            StoreCommand::Enable { name } => Ok(if self.live(name)?.enabled {
+                vec![]
+            } else {
+                vec![StoreEvent::StoreEnabled { name: name.clone() }]
+            }),
+            StoreCommand::Disable { name } => Ok(if self.live(name)?.enabled {
+                vec![StoreEvent::StoreDisabled { name: name.clone() }]
+            } else {
+                vec![]
+            }),
+            StoreCommand::SetDefault { name } => {
+                self.live(name)?;
+                Ok(if self.default.as_ref() == Some(name) {
+                    vec![]
+                } else {
+                    vec![StoreEvent::DefaultStoreSet { name: name.clone() }]
+                })
+            }
+            StoreCommand::Remove { name } => self.remove(name),
+        }
+    }
+
+    fn apply(&mut self, event: &StoreEvent) {
+        match event {
+            StoreEvent::StoreCreated {
+                name,
+                kind,
+                reactor_key,
+            } => {
+                self.stores.insert(
+                    name.clone(),
+                    StoreState {
+                        kind: *kind,
+                        reactor_key: *reactor_key,
+                        enabled: true,
+                        removed: false,
+                    },
+                );
+            }
+            StoreEvent::StoreEnabled { name } | StoreEvent::StoreDisabled { name } => {
+                let enabled = matches!(event, StoreEvent::StoreEnabled { .. });
+                if let Some(s) = self.stores.get_mut(name) {
+                    s.enabled = enabled;
+                }
+            }
+            StoreEvent::DefaultStoreSet { name } => self.default = Some(name.clone()),
+            StoreEvent::StoreRemoved { name } => {
+                if let Some(s) = self.stores.get_mut(name) {
+                    s.removed = true;
+                }
+                if self.default.as_ref() == Some(name) {
+                    self.default = None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
