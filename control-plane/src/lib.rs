@@ -15,9 +15,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod bootstrap;
 pub mod command;
 pub mod config;
 pub mod domain;
 pub mod projection;
+pub mod read_model;
+pub mod server;
 pub mod streams;
 pub mod tls;

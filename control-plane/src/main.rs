@@ -2,11 +2,18 @@
 
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use chrono::Duration as TimeDelta;
 use clap::{Parser, Subcommand};
-use sealplane_event_store::{EmbeddedStore, EventStore, verify_log};
+use sealplane_control_plane::bootstrap;
+use sealplane_control_plane::config::{Config, EventStoreConfig, Limits};
+use sealplane_control_plane::domain::names::Slug;
+use sealplane_control_plane::server;
+use sealplane_event_store::{EventStore, verify_log};
 
 #[derive(Parser)]
 #[command(name = "sealplane", version, about = "Sealplane control plane")]
@@ -17,26 +24,94 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything in one process on this machine, for development.
-    ///
-    /// Today: the embedded event store. The gRPC API, the in-process reactor
-    /// and the file store arrive with the next issues.
+    /// Serve the gRPC API as configured.
+    Serve {
+        /// The configuration file.
+        #[arg(long, env = "SEALPLANE_CONFIG", default_value = "sealplane.toml")]
+        config: PathBuf,
+    },
+    /// Create the first admin on an empty event log and print its token once.
+    Init {
+        /// The configuration file (its event store is initialised).
+        #[arg(long, env = "SEALPLANE_CONFIG", default_value = "sealplane.toml")]
+        config: PathBuf,
+        /// The admin's slug.
+        #[arg(long, default_value = "admin")]
+        admin: String,
+    },
+    /// Run everything in one process on this machine, for development:
+    /// the API on loopback, the embedded event store, an admin token.
     Dev {
         /// Keep data here across runs; by default a fresh temporary
         /// directory is used and removed on exit.
         #[arg(long, env = "SEALPLANE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Where the API listens (loopback only: dev mode has no TLS).
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: SocketAddr,
     },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Dev { data_dir } => dev(data_dir).await,
+        Command::Serve { config } => serve(&config).await,
+        Command::Init { config, admin } => init(&config, &admin).await,
+        Command::Dev { data_dir, listen } => dev(data_dir, listen).await,
     }
 }
 
-async fn dev(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+/// Opens the store and refuses to go on with a tampered log.
+async fn open_verified(config: &EventStoreConfig) -> anyhow::Result<(Arc<dyn EventStore>, u64)> {
+    let store = server::open_store(config).context("cannot open the event store")?;
+    let events = verify_log(&*store)
+        .await
+        .context("the event log failed verification")?;
+    Ok((store, events))
+}
+
+fn describe(config: &EventStoreConfig) -> String {
+    match config {
+        EventStoreConfig::Embedded { path } => path.display().to_string(),
+    }
+}
+
+async fn serve(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let tls = server::tls_of(&config)?;
+    let (store, events) = open_verified(&config.event_store).await?;
+    let app = server::app(store, config.limits.clone()).await?;
+    let listener = server::bind(config.listen).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!(
+        "sealplane serving on {scheme}://{} (event store {}, {events} events, hash chain verified)",
+        listener.local_addr()?,
+        describe(&config.event_store)
+    );
+    server::serve(app, listener, tls, shutdown_signal()).await?;
+    println!("sealplane stopped; every acknowledged event is on disk.");
+    Ok(())
+}
+
+async fn init(config_path: &Path, admin: &str) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let admin = Slug::parse(admin)?;
+    let (store, _) = open_verified(&config.event_store).await?;
+    let app = server::app(store.clone(), config.limits.clone()).await?;
+    let ttl = TimeDelta::seconds(config.limits.token_ttl_seconds as i64);
+    let token = bootstrap::init(&app, &admin, ttl).await;
+    store.close().await;
+    let token = token?;
+    println!("Created admin `{admin}`. Its token is shown this once; keep it secret:");
+    println!();
+    println!("export SEALPLANE_TOKEN={}", token.expose());
+    Ok(())
+}
+
+async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() {
+        bail!("dev mode has no TLS, so it listens on loopback only, not {listen}");
+    }
     let temp;
     let dir: &Path = match &data_dir {
         Some(dir) => {
@@ -52,32 +127,45 @@ async fn dev(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
     };
     let path = dir.join("events.db");
-    let store = EmbeddedStore::open(&path)
-        .with_context(|| format!("cannot open the event store at {}", path.display()))?;
-    let events = verify_log(&store)
+    let store_config = EventStoreConfig::Embedded { path: path.clone() };
+    let (store, events) = open_verified(&store_config)
         .await
-        .with_context(|| format!("the event log at {} failed verification", path.display()))?;
+        .with_context(|| format!("event store {}", path.display()))?;
+    let app = server::app(store, Limits::default()).await?;
+    let (admin, token) =
+        bootstrap::dev_token(&app, &Slug::parse("admin")?, TimeDelta::hours(12)).await?;
+    let listener = server::bind(listen).await?;
+    let addr = listener.local_addr()?;
     println!("Sealplane dev is running.");
     println!(
         "  event store: {} ({events} events, hash chain verified)",
         path.display()
     );
-    println!(
-        "  The gRPC API, the in-process reactor and the file store arrive with the next issues."
-    );
+    println!("  gRPC API:    http://{addr} (plaintext, loopback only)");
+    println!("  admin:       {admin} (a fresh token for this session, valid 12 hours)");
+    println!();
+    println!("export SEALPLANE_ADDR=http://{addr}");
+    println!("export SEALPLANE_TOKEN={}", token.expose());
+    println!();
+    println!("  The in-process reactor and file store arrive with the upload-pipeline issue.");
     println!("  Press Ctrl-C to stop.");
-    shutdown_signal().await?;
-    store.close().await;
-    println!("Sealplane dev stopped; every appended event is on disk.");
+    server::serve(app, listener, None, shutdown_signal()).await?;
+    println!("Sealplane dev stopped; every acknowledged event is on disk.");
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            eprintln!("sealplane: cannot listen for SIGTERM ({e}); stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
     tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
+        _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
     }
-    Ok(())
 }

@@ -90,6 +90,12 @@ impl<P: Projection> Projector<P> {
         (query(&model), progress)
     }
 
+    /// A receiver that changes whenever the model applies an event, for
+    /// callers that follow one part of it (an upload's status).
+    pub fn watch(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
+    }
+
     /// The current progress.
     pub fn progress(&self) -> Progress {
         *self.progress.borrow()

@@ -10,7 +10,7 @@ use sealplane_event_store::{EmbeddedStore, EventStore, Position};
 /// and returns its exit status and everything it printed.
 fn run_dev_until_ready_then(signal: &str, data_dir: &std::path::Path) -> (bool, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sealplane"))
-        .args(["dev", "--data-dir"])
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -41,20 +41,38 @@ fn run_dev_until_ready_then(signal: &str, data_dir: &std::path::Path) -> (bool, 
 }
 
 #[tokio::test]
-async fn dev_opens_the_store_and_stops_cleanly_on_sigterm_and_sigint() {
+async fn dev_serves_a_fresh_admin_token_and_stops_cleanly_on_sigterm_and_sigint() {
     let dir = tempfile::tempdir().unwrap();
-    for signal in ["-TERM", "-INT"] {
+    let mut tokens = vec![];
+    for (run, signal) in ["-TERM", "-INT"].into_iter().enumerate() {
         let (ok, printed) = run_dev_until_ready_then(signal, dir.path());
         assert!(ok, "exit status after {signal}: {printed}");
+        if run == 0 {
+            assert!(
+                printed.contains("events.db (0 events, hash chain verified)"),
+                "{printed}"
+            );
+        } else {
+            // The first run created the admin; the second verified its events.
+            assert!(!printed.contains("(0 events"), "{printed}");
+        }
         assert!(
-            printed.contains("events.db (0 events, hash chain verified)"),
+            printed.contains("export SEALPLANE_ADDR=http://127.0.0.1:"),
             "{printed}"
         );
+        let token = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("export SEALPLANE_TOKEN="))
+            .expect("an admin token")
+            .to_owned();
+        assert!(token.starts_with("spt_"));
+        tokens.push(token);
         assert!(printed.contains("stopped"), "{printed}");
     }
+    assert_ne!(tokens[0], tokens[1], "each session gets a fresh token");
     // The store was closed properly: another process can open it at once.
     let store = EmbeddedStore::open(dir.path().join("events.db")).unwrap();
-    assert_eq!(store.head().await.unwrap(), Position(0));
+    assert!(store.head().await.unwrap() > Position(0));
     store.close().await;
 }
 
@@ -94,7 +112,7 @@ fn dev_refuses_a_tampered_log() {
         )
         .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sealplane"))
-        .args(["dev", "--data-dir"])
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .output()
         .unwrap();

@@ -6,4 +6,9 @@
 // bytes); helpers feeding them return the same type rather than boxing it.
 #![allow(clippy::result_large_err)]
 
+pub mod app;
+pub mod principals;
+pub mod reactor;
+pub mod secrets;
 pub mod status;
+pub mod stores;

@@ -69,6 +69,12 @@ pub fn envelope_of(
     Ok(envelope)
 }
 
+/// The status for input that failed to parse; the parse error already says
+/// what is allowed.
+pub fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
 /// Parses a UUID field, naming it in the error.
 pub fn parse_uuid(text: &str, field: &str) -> Result<Uuid, Status> {
     Uuid::parse_str(text)

@@ -9,9 +9,11 @@
 
 pub mod names;
 pub mod principal;
+pub mod secret;
 pub mod store_catalog;
 #[cfg(test)]
 pub mod testing;
+pub mod upload;
 
 use std::fmt::Debug;
 

@@ -1,0 +1,210 @@
+//! What every service shares: the command handler, the read model, the
+//! limits, and the steps each call goes through (authenticate, check the
+//! role, wait for the read model, record refusals).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sealplane_event_store::Position;
+use sealplane_proto::v1;
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+use crate::api::status::{code_of, status_of};
+use crate::auth::token::BearerToken;
+use crate::command::{CommandEnvelope, CommandHandler, Executed};
+use crate::config::Limits;
+use crate::domain::{Actor, Aggregate, Context, RefusalKind, Role};
+use crate::projection::{ProjectionError, Projector};
+use crate::read_model::ReadModel;
+
+/// How long a query waits for the read model to reach `min_position`.
+const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The principal, its role, groups and stores.
+    pub actor: Actor,
+    /// The token it presented.
+    pub token_id: Uuid,
+    /// When that token expires.
+    pub token_expires_at: DateTime<Utc>,
+}
+
+/// The state every service shares.
+#[derive(Clone)]
+pub struct App {
+    /// Executes commands.
+    pub handler: CommandHandler,
+    /// The read model.
+    pub model: Arc<Projector<ReadModel>>,
+    /// Protocol limits.
+    pub limits: Limits,
+}
+
+impl App {
+    /// The current time, the `now` of every decision.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    /// Authenticates the bearer token in `request`'s metadata.
+    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| {
+                Status::unauthenticated("no bearer token: set SEALPLANE_TOKEN or pass --token")
+            })?
+            .to_str()
+            .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(BearerToken::presented)
+            .filter(BearerToken::is_well_formed)
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "the authorization header must be `Bearer spt_...` with a Sealplane token",
+                )
+            })?;
+        let now = self.now();
+        let (caller, _) = self.model.read(|m| m.authenticate(&token.digest(), now));
+        caller
+    }
+
+    /// Refuses unless the caller has one of `roles`; a refusal is recorded
+    /// as an `AccessDenied` event.
+    pub async fn require_role(
+        &self,
+        caller: &Caller,
+        roles: &[Role],
+        command: &'static str,
+        target: &str,
+    ) -> Result<(), Status> {
+        if roles.contains(&caller.actor.role) {
+            return Ok(());
+        }
+        let wanted: Vec<String> = roles
+            .iter()
+            .map(|r| format!("{r:?}").to_lowercase())
+            .collect();
+        let reason = format!(
+            "`{}` has role {:?}; {command} needs {}",
+            caller.actor.slug,
+            caller.actor.role,
+            wanted.join(" or ")
+        )
+        .to_lowercase();
+        Err(self.deny(caller, command, target, reason).await)
+    }
+
+    /// Records a refusal decided outside an aggregate and returns its status.
+    pub async fn deny(
+        &self,
+        caller: &Caller,
+        command: &'static str,
+        target: &str,
+        reason: String,
+    ) -> Status {
+        let ctx = self.context(caller);
+        let envelope = CommandEnvelope::new(command);
+        match self
+            .handler
+            .record_access_denied(&ctx, &envelope, target, &reason)
+            .await
+        {
+            Ok(()) => Status::new(code_of(RefusalKind::Denied), reason),
+            Err(e) => {
+                eprintln!("sealplane: could not record a refusal: {e}");
+                Status::unavailable("the event store is unavailable; try again")
+            }
+        }
+    }
+
+    /// The decision context for `caller` now.
+    pub fn context(&self, caller: &Caller) -> Context {
+        Context {
+            actor: caller.actor.clone(),
+            now: self.now(),
+        }
+    }
+
+    /// Executes a command and turns the outcome into a reply or a status.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        stream: &sealplane_event_store::StreamId,
+        command: &A::Command,
+        ctx: &Context,
+        envelope: &CommandEnvelope,
+    ) -> Result<Executed, Status> {
+        self.handler
+            .execute::<A>(stream, command, ctx, envelope)
+            .await
+            .map_err(status_of)
+    }
+
+    /// Reads the model once it has applied `options.min_position`.
+    pub async fn query<R>(
+        &self,
+        options: Option<&v1::QueryOptions>,
+        read: impl FnOnce(&ReadModel) -> R,
+    ) -> Result<(R, v1::ReadPosition), Status> {
+        let min = options.map(|o| o.min_position).unwrap_or(0);
+        if min > 0 {
+            self.model
+                .wait_for(Position(min), READ_YOUR_WRITES_WAIT)
+                .await
+                .map_err(|e| match e {
+                    e @ ProjectionError::Lagging { .. } => Status::unavailable(e.to_string()),
+                    e => Status::unavailable(e.to_string()),
+                })?;
+        }
+        let (result, progress) = self.model.read(read);
+        Ok((
+            result,
+            v1::ReadPosition {
+                position: progress.position.0,
+                caught_up: progress.caught_up,
+            },
+        ))
+    }
+}
+
+impl ReadModel {
+    /// The caller a token digest stands for, or why it is refused.
+    pub fn authenticate(
+        &self,
+        digest: &crate::auth::token::TokenDigest,
+        now: DateTime<Utc>,
+    ) -> Result<Caller, Status> {
+        let unknown = || Status::unauthenticated("unknown token; ask an admin for a new one");
+        let (slug, token_id) = self.tokens.get(digest).ok_or_else(unknown)?;
+        let principal = self.principals.get(slug).ok_or_else(unknown)?;
+        let token = principal.token(token_id).ok_or_else(unknown)?;
+        if token.revoked {
+            return Err(Status::unauthenticated(
+                "this token was revoked; ask an admin for a new one",
+            ));
+        }
+        if token.expires_at <= now {
+            return Err(Status::unauthenticated(format!(
+                "this token expired at {}; ask an admin for a new one",
+                token.expires_at.to_rfc3339()
+            )));
+        }
+        let role = principal.role().ok_or_else(unknown)?;
+        let stores = principal.stores().to_vec();
+        Ok(Caller {
+            actor: Actor {
+                slug: slug.clone(),
+                role,
+                groups: self.groups_of(slug),
+                stores,
+            },
+            token_id: *token_id,
+            token_expires_at: token.expires_at,
+        })
+    }
+}

@@ -1,0 +1,532 @@
+//! The Secrets service: the sealed upload protocol (SPEC §3) and the read
+//! side (lists, versions, hashes, access lists, history). The control plane
+//! only ever handles ciphertext sealed to a reactor's one-time key.
+
+use std::pin::Pin;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::Duration as TimeDelta;
+use futures_core::Stream;
+use sealplane_event_store::StreamVersion;
+use sealplane_proto::v1;
+use sealplane_proto::v1::secrets_server::Secrets;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::api::app::{App, Caller};
+use crate::api::status::{code_of, envelope_of, invalid, parse_uuid, reply_of};
+use crate::domain::names::{SecretRef, SecretUri, Slug};
+use crate::domain::secret::{AccessList, Secret, SecretCommand};
+use crate::domain::upload::{Purpose, UploadCommand, UploadEvent, UploadRequest, UploadStatus};
+use crate::domain::{Refusal, Role};
+use crate::streams;
+
+/// The Secrets gRPC service.
+pub struct SecretsApi {
+    app: App,
+}
+
+impl SecretsApi {
+    /// The service over `app`.
+    pub fn new(app: App) -> Self {
+        SecretsApi { app }
+    }
+
+    /// Resolves what the user typed to a full uri (bare paths go to the
+    /// default store).
+    async fn resolve(&self, text: &str) -> Result<SecretUri, Status> {
+        let reference = SecretRef::parse(text).map_err(invalid)?;
+        if let Some(store) = &reference.store {
+            return Ok(SecretUri {
+                store: store.clone(),
+                path: reference.path,
+            });
+        }
+        let (default, _) = self
+            .app
+            .query(None, |m| m.stores.default_store().cloned())
+            .await?;
+        let default = default.ok_or_else(|| {
+            Status::failed_precondition(
+                "there is no default store; name one in the uri (`store://path`) or ask an admin to create a store",
+            )
+        })?;
+        Ok(reference.resolve(&default))
+    }
+
+    /// Refuses readers outside the secret's access lists (auditors and
+    /// admins read everything; reactors read nothing here).
+    async fn require_reader(
+        &self,
+        caller: &Caller,
+        uri: &SecretUri,
+        command: &'static str,
+    ) -> Result<(), Status> {
+        let (known, _) = self
+            .app
+            .query(None, |m| {
+                m.secrets
+                    .get(uri)
+                    .filter(|s| s.exists())
+                    .map(|s| s.may(&caller.actor, AccessList::Readers))
+            })
+            .await?;
+        match (caller.actor.role, known) {
+            (Role::Reactor, _) => Err(self
+                .app
+                .deny(
+                    caller,
+                    command,
+                    &uri.to_string(),
+                    "reactors do not read secrets".into(),
+                )
+                .await),
+            (_, None) => Err(not_found(uri)),
+            (Role::Admin | Role::Auditor, Some(_)) | (_, Some(true)) => Ok(()),
+            (_, Some(false)) => Err(self
+                .app
+                .deny(
+                    caller,
+                    command,
+                    &uri.to_string(),
+                    format!("`{}` is not a reader of {uri}", caller.actor.slug),
+                )
+                .await),
+        }
+    }
+}
+
+fn not_found(uri: &SecretUri) -> Status {
+    Status::not_found(format!(
+        "there is no secret {uri}; `sealctl get secrets` lists them"
+    ))
+}
+
+/// The wire form of an upload request's state.
+pub fn upload_status(request: &UploadRequest, position: u64) -> v1::UploadStatus {
+    use v1::UploadState as S;
+    let state = match request.status() {
+        UploadStatus::Absent => S::Unspecified,
+        UploadStatus::Requested => S::KeyRequested,
+        UploadStatus::KeyProvided => S::KeyProvided,
+        UploadStatus::UploadRequested => S::UploadRequested,
+        UploadStatus::Uploaded => S::Uploaded,
+        UploadStatus::Verified => S::Verified,
+        UploadStatus::Failed => S::Failed,
+        UploadStatus::Expired => S::Expired,
+    };
+    let mut status = v1::UploadStatus {
+        request_id: request
+            .request_id()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+        uri: request.uri().map(|u| u.to_string()).unwrap_or_default(),
+        state: state as i32,
+        public_key: request.public_key().unwrap_or_default().to_owned(),
+        signature: request.signature().unwrap_or_default().to_owned(),
+        expires_at: request
+            .expires_at()
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
+        position,
+        ..Default::default()
+    };
+    match request.outcome() {
+        Some(UploadEvent::SecretUploaded {
+            version,
+            hash,
+            key_hashes,
+            ..
+        }) => {
+            status.version = *version;
+            status.hash = hash.clone();
+            status.key_hashes = key_hashes.clone().into_iter().collect();
+        }
+        Some(UploadEvent::SecretVerified { matches, .. }) => status.matches = *matches,
+        Some(UploadEvent::SecretUploadFailed { reason, .. }) => status.reason = reason.clone(),
+        _ => {}
+    }
+    status
+}
+
+fn is_terminal(status: UploadStatus) -> bool {
+    matches!(
+        status,
+        UploadStatus::Uploaded
+            | UploadStatus::Verified
+            | UploadStatus::Failed
+            | UploadStatus::Expired
+    )
+}
+
+fn summary(uri: &SecretUri, secret: &Secret) -> v1::SecretSummary {
+    let last = secret.versions().last();
+    v1::SecretSummary {
+        uri: uri.to_string(),
+        version: last.map(|v| v.version).unwrap_or(0),
+        hash: last.map(|v| v.hash.clone()).unwrap_or_default(),
+        updated_by: last.map(|v| v.by.to_string()).unwrap_or_default(),
+        updated_at: last.map(|v| v.at.to_rfc3339()).unwrap_or_default(),
+        deleted: secret.is_deleted(),
+    }
+}
+
+type UploadStream = Pin<Box<dyn Stream<Item = Result<v1::UploadStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Secrets for SecretsApi {
+    async fn request_upload_key(
+        &self,
+        request: Request<v1::RequestUploadKeyRequest>,
+    ) -> Result<Response<v1::RequestUploadKeyReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let envelope = envelope_of(r.options.as_ref(), "RequestUploadKey")?;
+        let purpose = match v1::Purpose::try_from(r.purpose) {
+            Ok(v1::Purpose::Put) => Purpose::Put { adopt: r.adopt },
+            Ok(v1::Purpose::Verify) => Purpose::Verify,
+            _ => return Err(Status::invalid_argument("purpose must be PUT or VERIFY")),
+        };
+        let uri = self.resolve(&r.uri).await?;
+        // The store must exist and accept uploads; its reactor key goes back
+        // to sealctl, which checks it against its own pin.
+        let (store, _) = self
+            .app
+            .query(None, |m| {
+                m.stores
+                    .accepting_uploads(&uri.store)
+                    .map(|s| s.reactor_key.to_string())
+                    .map_err(|refusal| Status::new(code_of(refusal.kind()), refusal.to_string()))
+            })
+            .await?;
+        let reactor_key = store?;
+        let ctx = self.app.context(&caller);
+        let (may_write, may_read) = match purpose {
+            Purpose::Put { .. } => {
+                // Creates the secret on its first write (the creator gets
+                // every right) or checks the writers list.
+                self.app
+                    .execute::<Secret>(
+                        &streams::secret(&uri),
+                        &SecretCommand::PrepareWrite { uri: uri.clone() },
+                        &ctx,
+                        &envelope,
+                    )
+                    .await?;
+                (true, false)
+            }
+            Purpose::Verify => {
+                self.require_reader(&caller, &uri, "RequestUploadKey")
+                    .await?;
+                (false, true)
+            }
+        };
+        // The command id is the request id: a retried command finds its
+        // request instead of opening a second one.
+        let request_id = envelope.command_id;
+        let ttl = TimeDelta::from_std(self.app.limits.upload_key_ttl())
+            .map_err(|_| Status::internal("upload key ttl out of range"))?;
+        let command = UploadCommand::RequestKey {
+            request_id,
+            uri: uri.clone(),
+            purpose,
+            ttl,
+            store_accepts_uploads: true,
+            may_write,
+            may_read,
+        };
+        let stream = streams::upload(request_id);
+        let done = self
+            .app
+            .execute::<UploadRequest>(&stream, &command, &ctx, &envelope)
+            .await?;
+        let loaded = self
+            .app
+            .handler
+            .load::<UploadRequest>(&stream)
+            .await
+            .map_err(crate::api::status::status_of)?;
+        Ok(Response::new(v1::RequestUploadKeyReply {
+            reply: Some(reply_of(&done)),
+            request_id: request_id.to_string(),
+            uri: uri.to_string(),
+            reactor_key,
+            expires_at: loaded
+                .state
+                .expires_at()
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+        }))
+    }
+
+    type WatchUploadStream = UploadStream;
+
+    async fn watch_upload(
+        &self,
+        request: Request<v1::WatchUploadRequest>,
+    ) -> Result<Response<Self::WatchUploadStream>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        let request_id = parse_uuid(&request.into_inner().request_id, "request_id")?;
+        let (requester, _) = self
+            .app
+            .query(None, |m| {
+                m.uploads
+                    .get(&request_id)
+                    .and_then(|u| u.requester().cloned())
+            })
+            .await?;
+        let requester = requester
+            .ok_or_else(|| Status::not_found(format!("there is no upload request {request_id}")))?;
+        if requester != caller.actor.slug
+            && !matches!(caller.actor.role, Role::Admin | Role::Auditor)
+        {
+            return Err(self
+                .app
+                .deny(
+                    &caller,
+                    "WatchUpload",
+                    &streams::upload(request_id).to_string(),
+                    "only the requester may watch an upload request".into(),
+                )
+                .await);
+        }
+        let (tx, rx) = mpsc::channel(8);
+        let model = self.app.model.clone();
+        tokio::spawn(async move {
+            let mut changes = model.watch();
+            let mut last_sent = None;
+            loop {
+                let (status, progress) = model.read(|m| {
+                    m.uploads
+                        .get(&request_id)
+                        .map(|u| (upload_status(u, 0), u.status()))
+                });
+                if let Some((mut wire, state)) = status {
+                    if last_sent != Some(state) {
+                        wire.position = progress.position.0;
+                        if tx.send(Ok(wire)).await.is_err() {
+                            return;
+                        }
+                        last_sent = Some(state);
+                    }
+                    if is_terminal(state) {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() {
+                        let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
+                        return;
+                    },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn upload_secret(
+        &self,
+        request: Request<v1::UploadSecretRequest>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let envelope = envelope_of(r.options.as_ref(), "UploadSecret")?;
+        let request_id = parse_uuid(&r.request_id, "request_id")?;
+        let max = self.app.limits.max_ciphertext_bytes();
+        if r.ciphertext.len() > max {
+            return Err(Status::invalid_argument(format!(
+                "the sealed payload is {} bytes; the limit is {max} (secrets up to {} bytes)",
+                r.ciphertext.len(),
+                self.app.limits.max_secret_bytes
+            )));
+        }
+        let command = UploadCommand::Upload {
+            ciphertext: STANDARD.encode(&r.ciphertext),
+            max_ciphertext_bytes: max,
+        };
+        let ctx = self.app.context(&caller);
+        let done = self
+            .app
+            .execute::<UploadRequest>(&streams::upload(request_id), &command, &ctx, &envelope)
+            .await?;
+        Ok(Response::new(reply_of(&done)))
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<v1::ListSecretsRequest>,
+    ) -> Result<Response<v1::ListSecretsReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        if caller.actor.role == Role::Reactor {
+            return Err(self
+                .app
+                .deny(
+                    &caller,
+                    "ListSecrets",
+                    "secrets",
+                    "reactors do not list secrets".into(),
+                )
+                .await);
+        }
+        let r = request.into_inner();
+        let store = match r.store.as_str() {
+            "" => None,
+            s => Some(crate::domain::names::StoreName::parse(s).map_err(invalid)?),
+        };
+        let sees_all = matches!(caller.actor.role, Role::Admin | Role::Auditor);
+        let (secrets, read) = self
+            .app
+            .query(r.options.as_ref(), |m| {
+                m.secrets
+                    .iter()
+                    .filter(|(uri, s)| {
+                        s.exists()
+                            && store.as_ref().is_none_or(|st| &uri.store == st)
+                            && (sees_all || s.may(&caller.actor, AccessList::Readers))
+                    })
+                    .map(|(uri, s)| summary(uri, s))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(v1::ListSecretsReply {
+            secrets,
+            read: Some(read),
+        }))
+    }
+
+    async fn get_secret(
+        &self,
+        request: Request<v1::GetSecretRequest>,
+    ) -> Result<Response<v1::GetSecretReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let uri = self.resolve(&r.uri).await?;
+        if let Some(o) = &r.options {
+            self.app.query(Some(o), |_| ()).await?;
+        }
+        self.require_reader(&caller, &uri, "GetSecret").await?;
+        let (reply, read) = self
+            .app
+            .query(None, |m| {
+                m.secrets.get(&uri).map(|s| v1::GetSecretReply {
+                    uri: uri.to_string(),
+                    creator: s.creator().map(Slug::to_string).unwrap_or_default(),
+                    versions: s
+                        .versions()
+                        .iter()
+                        .map(|v| v1::SecretVersion {
+                            version: v.version,
+                            hash: v.hash.clone(),
+                            key_hashes: v.key_hashes.clone().into_iter().collect(),
+                            request_id: v.request_id.to_string(),
+                            by: v.by.to_string(),
+                            at: v.at.to_rfc3339(),
+                        })
+                        .collect(),
+                    access: s
+                        .acl()
+                        .iter()
+                        .map(|(list, slugs)| v1::AccessList {
+                            list: list.as_str().into(),
+                            slugs: slugs.iter().map(Slug::to_string).collect(),
+                        })
+                        .collect(),
+                    deletion: s.deletion_label().into(),
+                    read: None,
+                })
+            })
+            .await?;
+        let mut reply = reply.ok_or_else(|| not_found(&uri))?;
+        reply.read = Some(read);
+        Ok(Response::new(reply))
+    }
+
+    async fn secret_history(
+        &self,
+        request: Request<v1::GetSecretRequest>,
+    ) -> Result<Response<v1::SecretHistoryReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let uri = self.resolve(&r.uri).await?;
+        self.require_reader(&caller, &uri, "SecretHistory").await?;
+        let events = self
+            .app
+            .handler
+            .store()
+            .read_stream(&streams::secret(&uri), StreamVersion(0), usize::MAX)
+            .await
+            .map_err(|_| Status::unavailable("the event store is unavailable; try again"))?;
+        let entries = events
+            .iter()
+            .map(|e| {
+                let meta = e.metadata().ok();
+                v1::HistoryEntry {
+                    position: e.position.0,
+                    event_type: e.event_type.to_string(),
+                    actor: meta.as_ref().map(|m| m.actor.clone()).unwrap_or_default(),
+                    at: meta.map(|m| m.timestamp.to_rfc3339()).unwrap_or_default(),
+                    summary: e
+                        .data
+                        .deserialize::<crate::domain::secret::SecretEvent>()
+                        .map(|ev| ev.summary())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        let read = self.app.model.progress();
+        Ok(Response::new(v1::SecretHistoryReply {
+            entries,
+            read: Some(v1::ReadPosition {
+                position: read.position.0,
+                caught_up: read.caught_up,
+            }),
+        }))
+    }
+
+    async fn delete_secret(
+        &self,
+        request: Request<v1::DeleteSecretRequest>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let envelope = envelope_of(r.options.as_ref(), "DeleteSecret")?;
+        let uri = self.resolve(&r.uri).await?;
+        let ctx = self.app.context(&caller);
+        let done = self
+            .app
+            .execute::<Secret>(
+                &streams::secret(&uri),
+                &SecretCommand::RequestDeletion { destroy: r.destroy },
+                &ctx,
+                &envelope,
+            )
+            .await?;
+        Ok(Response::new(reply_of(&done)))
+    }
+
+    async fn change_access(
+        &self,
+        request: Request<v1::ChangeAccessRequest>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let envelope = envelope_of(r.options.as_ref(), "ChangeAccess")?;
+        let uri = self.resolve(&r.uri).await?;
+        let list: AccessList = r.list.parse().map_err(invalid)?;
+        let slug = Slug::parse(r.slug).map_err(invalid)?;
+        let command = if r.grant {
+            SecretCommand::Grant { list, slug }
+        } else {
+            SecretCommand::Revoke { list, slug }
+        };
+        let ctx = self.app.context(&caller);
+        let done = self
+            .app
+            .execute::<Secret>(&streams::secret(&uri), &command, &ctx, &envelope)
+            .await?;
+        Ok(Response::new(reply_of(&done)))
+    }
+}

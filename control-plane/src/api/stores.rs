@@ -1,0 +1,161 @@
+//! The Stores service: admins create and manage secret stores; every
+//! authenticated principal may list them.
+
+use sealplane_proto::v1;
+use sealplane_proto::v1::stores_server::Stores;
+use tonic::{Request, Response, Status};
+
+use crate::api::app::App;
+use crate::api::status::{envelope_of, invalid, reply_of};
+use crate::domain::names::StoreName;
+use crate::domain::store_catalog::{ReactorKey, StoreCatalog, StoreCommand, StoreKind, StoreState};
+use crate::streams;
+
+/// The Stores gRPC service.
+pub struct StoresApi {
+    app: App,
+}
+
+impl StoresApi {
+    /// The service over `app`.
+    pub fn new(app: App) -> Self {
+        StoresApi { app }
+    }
+
+    async fn run(
+        &self,
+        request: Request<v1::StoreCommand>,
+        name: &'static str,
+        command: fn(StoreName) -> StoreCommand,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let envelope = envelope_of(r.options.as_ref(), name)?;
+        let store = StoreName::parse(r.name).map_err(invalid)?;
+        let ctx = self.app.context(&caller);
+        let done = self
+            .app
+            .execute::<StoreCatalog>(&streams::stores(), &command(store), &ctx, &envelope)
+            .await?;
+        Ok(Response::new(reply_of(&done)))
+    }
+}
+
+fn to_wire(name: &StoreName, state: &StoreState, default: Option<&StoreName>) -> v1::Store {
+    v1::Store {
+        name: name.to_string(),
+        kind: state.kind.to_string(),
+        reactor_key: state.reactor_key.to_string(),
+        enabled: state.enabled,
+        is_default: default == Some(name),
+    }
+}
+
+#[tonic::async_trait]
+impl Stores for StoresApi {
+    async fn create_store(
+        &self,
+        request: Request<v1::CreateStoreRequest>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let envelope = envelope_of(r.options.as_ref(), "CreateStore")?;
+        let command = StoreCommand::Create {
+            name: StoreName::parse(r.name).map_err(invalid)?,
+            kind: r.kind.parse::<StoreKind>().map_err(invalid)?,
+            reactor_key: ReactorKey::parse(&r.reactor_key).map_err(invalid)?,
+        };
+        let ctx = self.app.context(&caller);
+        let done = self
+            .app
+            .execute::<StoreCatalog>(&streams::stores(), &command, &ctx, &envelope)
+            .await?;
+        Ok(Response::new(reply_of(&done)))
+    }
+
+    async fn enable_store(
+        &self,
+        request: Request<v1::StoreCommand>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        self.run(request, "EnableStore", |name| StoreCommand::Enable { name })
+            .await
+    }
+
+    async fn disable_store(
+        &self,
+        request: Request<v1::StoreCommand>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        self.run(request, "DisableStore", |name| StoreCommand::Disable {
+            name,
+        })
+        .await
+    }
+
+    async fn set_default_store(
+        &self,
+        request: Request<v1::StoreCommand>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        self.run(request, "SetDefaultStore", |name| {
+            StoreCommand::SetDefault { name }
+        })
+        .await
+    }
+
+    async fn remove_store(
+        &self,
+        request: Request<v1::StoreCommand>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        self.run(request, "RemoveStore", |name| StoreCommand::Remove { name })
+            .await
+    }
+
+    async fn list_stores(
+        &self,
+        request: Request<v1::ListStoresRequest>,
+    ) -> Result<Response<v1::ListStoresReply>, Status> {
+        self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let (stores, read) = self
+            .app
+            .query(r.options.as_ref(), |m| {
+                let default = m.stores.default_store();
+                m.stores
+                    .stores()
+                    .filter(|(_, s)| !s.removed)
+                    .map(|(name, s)| to_wire(name, s, default))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(v1::ListStoresReply {
+            stores,
+            read: Some(read),
+        }))
+    }
+
+    async fn get_store(
+        &self,
+        request: Request<v1::GetStoreRequest>,
+    ) -> Result<Response<v1::GetStoreReply>, Status> {
+        self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let name = StoreName::parse(r.name).map_err(invalid)?;
+        let (store, read) = self
+            .app
+            .query(r.options.as_ref(), |m| {
+                m.stores
+                    .store(&name)
+                    .filter(|s| !s.removed)
+                    .map(|s| to_wire(&name, s, m.stores.default_store()))
+            })
+            .await?;
+        let store = store.ok_or_else(|| {
+            Status::not_found(format!(
+                "there is no store `{name}`; `sealctl get stores` lists them"
+            ))
+        })?;
+        Ok(Response::new(v1::GetStoreReply {
+            store: Some(store),
+            read: Some(read),
+        }))
+    }
+}

@@ -1,0 +1,712 @@
+//! The upload request aggregate (ADR 0002, stream `upload-{request_id}`):
+//! the sealed upload protocol of SPEC §3 for one request, from the key
+//! request to its outcome. The control plane only ever sees the reactor's
+//! one-time public key and ciphertext sealed to it, never a value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::names::{SecretUri, Slug, StoreName};
+use super::{Aggregate, Context, DomainEvent, Refusal, RefusalKind, Role};
+
+/// Bytes a sealed box adds to its payload (ephemeral key and tag).
+pub const SEALED_BOX_OVERHEAD: usize = 48;
+/// Longest failure reason a reactor may report, in bytes.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Longest upload key lifetime a request may ask for.
+pub const MAX_KEY_TTL: Duration = Duration::hours(1);
+
+/// What an upload request is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Purpose {
+    /// Store a new version; `adopt` overwrites an upstream secret
+    /// Sealplane does not manage yet.
+    Put {
+        /// Take over an unmanaged upstream secret.
+        #[serde(default)]
+        adopt: bool,
+    },
+    /// Compare a local value with the stored one: the reactor answers
+    /// match or no match (SPEC §4).
+    Verify,
+}
+
+/// Where a request is in the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadStatus {
+    /// No such request.
+    Absent,
+    /// A key was requested; the reactor has not provided it yet.
+    Requested,
+    /// The reactor provided its one-time key.
+    KeyProvided,
+    /// The requester handed over the ciphertext.
+    UploadRequested,
+    /// The reactor stored the value upstream (terminal).
+    Uploaded,
+    /// The reactor compared the value (terminal).
+    Verified,
+    /// The reactor gave up (terminal).
+    Failed,
+    /// The key expired unused (terminal).
+    Expired,
+}
+
+impl fmt::Display for UploadStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UploadStatus::Absent => "absent",
+            UploadStatus::Requested => "key requested",
+            UploadStatus::KeyProvided => "key provided",
+            UploadStatus::UploadRequested => "upload requested",
+            UploadStatus::Uploaded => "uploaded",
+            UploadStatus::Verified => "verified",
+            UploadStatus::Failed => "failed",
+            UploadStatus::Expired => "expired",
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Request {
+    request_id: Uuid,
+    uri: SecretUri,
+    store: StoreName,
+    requester: Slug,
+    purpose: Purpose,
+    expires_at: DateTime<Utc>,
+}
+
+/// One upload request's state.
+#[derive(Clone, Debug, Default)]
+pub struct UploadRequest {
+    request: Option<Request>,
+    /// The public key and signature, once provided.
+    key: Option<(String, String)>,
+    uploaded: bool,
+    /// The terminal event, once the request has ended.
+    end: Option<UploadEvent>,
+}
+
+/// What an upload request can be asked to do; facts from other aggregates
+/// are gathered by the handler.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UploadCommand {
+    /// Step 1: a user asks for a one-time key valid for `ttl`; the handler
+    /// says whether the store is enabled and the actor may write / read.
+    RequestKey {
+        request_id: Uuid,
+        uri: SecretUri,
+        purpose: Purpose,
+        ttl: Duration,
+        store_accepts_uploads: bool,
+        may_write: bool,
+        may_read: bool,
+    },
+    /// Step 2: the reactor provides its one-time X25519 key (base64 of 32
+    /// bytes), its Ed25519 signature (base64 of 64 bytes) and the expiry
+    /// it signed.
+    ProvideKey {
+        public_key: String,
+        signature: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// Step 4: the requester hands over the sealed box (base64), at most
+    /// `max_ciphertext_bytes` once decoded.
+    Upload {
+        ciphertext: String,
+        max_ciphertext_bytes: usize,
+    },
+    /// Step 5 of a put: the reactor stored the value upstream.
+    ReportUploaded {
+        version: u64,
+        hash: String,
+        key_hashes: BTreeMap<String, String>,
+        upstream_ref: String,
+    },
+    /// Step 5 of a verification: whether the value matched.
+    ReportVerified { matches: bool },
+    /// The reactor gave up, saying why (never a value).
+    ReportFailed { reason: String },
+    /// The key expired unused.
+    ExpireKey,
+}
+
+/// What an upload request records (SPEC §3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum UploadEvent {
+    /// A user asked for a one-time key for `uri`, usable until `expires_at`.
+    SecretUploadKeyRequested {
+        request_id: Uuid,
+        uri: SecretUri,
+        store: StoreName,
+        requester: Slug,
+        purpose: Purpose,
+        expires_at: DateTime<Utc>,
+    },
+    /// The reactor provided its one-time key, signed over (request_id,
+    /// uri, public_key, expires_at); both base64.
+    SecretUploadKeyProvided {
+        request_id: Uuid,
+        public_key: String,
+        signature: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// The requester handed over the sealed box (base64).
+    SecretUploadRequested {
+        request_id: Uuid,
+        ciphertext: String,
+    },
+    /// The reactor stored the value upstream as `version`, with keyed
+    /// hashes of the whole value and of each key (SPEC §4).
+    SecretUploaded {
+        request_id: Uuid,
+        uri: SecretUri,
+        version: u64,
+        hash: String,
+        #[serde(default)]
+        key_hashes: BTreeMap<String, String>,
+        upstream_ref: String,
+    },
+    /// The reactor compared a local value with the stored one.
+    SecretVerified {
+        request_id: Uuid,
+        uri: SecretUri,
+        matches: bool,
+    },
+    /// The reactor gave up (the reason never holds a value).
+    SecretUploadFailed { request_id: Uuid, reason: String },
+    /// The key expired unused.
+    SecretUploadKeyExpired { request_id: Uuid },
+}
+
+impl DomainEvent for UploadEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            UploadEvent::SecretUploadKeyRequested { .. } => "SecretUploadKeyRequested",
+            UploadEvent::SecretUploadKeyProvided { .. } => "SecretUploadKeyProvided",
+            UploadEvent::SecretUploadRequested { .. } => "SecretUploadRequested",
+            UploadEvent::SecretUploaded { .. } => "SecretUploaded",
+            UploadEvent::SecretVerified { .. } => "SecretVerified",
+            UploadEvent::SecretUploadFailed { .. } => "SecretUploadFailed",
+            UploadEvent::SecretUploadKeyExpired { .. } => "SecretUploadKeyExpired",
+        }
+    }
+}
+
+/// Why an upload request refused a command. No message holds a value or
+/// ciphertext.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UploadRefusal {
+    /// Auditors and reactors never request keys.
+    #[error("only users and admins may put or verify secrets")]
+    RoleMayNotUpload,
+    /// A put needs write access.
+    #[error(
+        "you may not write `{0}`: ask someone in its canChangeWriters list or an admin to add you to its writers (new secrets go under your own slug or a group's prefix)"
+    )]
+    MayNotWrite(SecretUri),
+    /// A verification needs read access.
+    #[error(
+        "you may not read `{0}`, so you may not verify it: ask someone in its canChangeReaders list or an admin to add you to its readers"
+    )]
+    MayNotRead(SecretUri),
+    /// The store is unknown, disabled or removed.
+    #[error(
+        "store `{0}` does not accept uploads (unknown, disabled or removed): `sealctl get stores` lists the stores; an admin can enable it with `sealctl enable store {0}`"
+    )]
+    StoreNotAccepting(StoreName),
+    /// The key lifetime is out of range.
+    #[error(
+        "an upload key lifetime of {0} seconds is out of range: set `limits.upload_key_ttl_seconds` between 1 and 3600"
+    )]
+    TtlOutOfRange(i64),
+    /// The request id is taken.
+    #[error("upload request {0} exists already; a new upload needs a new request id")]
+    AlreadyExists(Uuid),
+    /// No such request.
+    #[error("this upload request does not exist; `sealctl put secret` starts a new one")]
+    NotFound,
+    /// The reactor is not bound to the request's store.
+    #[error("only a reactor bound to store `{0}` may provide keys for and report on its uploads")]
+    NotServed(StoreName),
+    /// Someone else requested this upload.
+    #[error("only `{0}`, who requested this upload key, may upload with it")]
+    NotRequester(Slug),
+    /// The reactor has not provided its key.
+    #[error(
+        "the reactor has not issued a key yet: wait for it (`sealctl put secret` waits by itself) and check that the store's reactor is running"
+    )]
+    KeyNotProvided,
+    /// A different key was provided before.
+    #[error("a different key was already provided for this request; a request has one key")]
+    KeyAlreadyProvided,
+    /// The ciphertext was already handed over, or the request ended.
+    #[error("request already used ({0}); start a new one with `sealctl put secret`")]
+    AlreadyUsed(UploadStatus),
+    /// The key has expired.
+    #[error("the upload key expired at {0}; run `sealctl put secret` again for a fresh key")]
+    Expired(DateTime<Utc>),
+    /// The key may not be expired yet.
+    #[error("the upload key is valid until {0}; it cannot be expired before then")]
+    NotYetExpired(DateTime<Utc>),
+    /// An outcome was reported before the ciphertext arrived.
+    #[error("no ciphertext has been uploaded for this request yet ({0}); nothing to report")]
+    NothingUploaded(UploadStatus),
+    /// The report does not fit the request's purpose.
+    #[error("this request's purpose calls for `{0}` instead")]
+    WrongPurpose(&'static str),
+    /// A different outcome was reported before.
+    #[error("this upload request has already ended ({0}); a different report cannot replace it")]
+    Ended(UploadStatus),
+    /// A key or signature is malformed: `.0` must be base64 of `.1` bytes.
+    #[error("`{0}` must be standard base64 of exactly {1} bytes")]
+    MalformedKey(&'static str, usize),
+    /// The key's expiry differs from the request's.
+    #[error("the key's expiry {provided} is not the request's {requested}: sign the request's")]
+    ExpiryMismatch {
+        requested: DateTime<Utc>,
+        provided: DateTime<Utc>,
+    },
+    /// The ciphertext is not base64.
+    #[error("the ciphertext is not standard base64; upload the sealed box `sealctl` builds")]
+    CiphertextNotBase64,
+    /// The ciphertext is shorter than any sealed box.
+    #[error(
+        "the ciphertext is {0} bytes, shorter than a sealed box ({SEALED_BOX_OVERHEAD} bytes); upload the sealed box `sealctl` builds"
+    )]
+    CiphertextTooShort(usize),
+    /// The ciphertext is over the limit.
+    #[error(
+        "the ciphertext is {bytes} bytes; the limit is {limit} bytes (set by `limits.max_secret_bytes`): store fewer or smaller keys"
+    )]
+    CiphertextTooLarge { bytes: usize, limit: usize },
+    /// A reported hash (named, not echoed) is not a keyed hash.
+    #[error(
+        "`{0}` is not a keyed hash: expected `hmac-sha256:<key id>:<64 lower-case hex digits>`"
+    )]
+    BadHash(String),
+    /// The failure reason is empty.
+    #[error("the failure reason is empty: say what went wrong (never the value)")]
+    EmptyReason,
+    /// The failure reason is too long.
+    #[error("the failure reason is {0} bytes; the limit is {MAX_REASON_BYTES}")]
+    ReasonTooLong(usize),
+}
+
+impl Refusal for UploadRefusal {
+    fn kind(&self) -> RefusalKind {
+        use UploadRefusal::*;
+        match self {
+            RoleMayNotUpload | MayNotWrite(_) | MayNotRead(_) | NotServed(_) | NotRequester(_) => {
+                RefusalKind::Denied
+            }
+            AlreadyExists(_) => RefusalKind::AlreadyExists,
+            NotFound => RefusalKind::NotFound,
+            StoreNotAccepting(_) | KeyNotProvided | KeyAlreadyProvided | AlreadyUsed(_)
+            | Expired(_) | NotYetExpired(_) | NothingUploaded(_) | WrongPurpose(_) | Ended(_) => {
+                RefusalKind::FailedPrecondition
+            }
+            TtlOutOfRange(_)
+            | MalformedKey(..)
+            | ExpiryMismatch { .. }
+            | CiphertextNotBase64
+            | CiphertextTooShort(_)
+            | CiphertextTooLarge { .. }
+            | BadHash(_)
+            | EmptyReason
+            | ReasonTooLong(_) => RefusalKind::Invalid,
+        }
+    }
+}
+
+/// Whether `hash` has the form of SPEC §4:
+/// `hmac-sha256:<key id>:<64 lower-case hex digits>`, the key id made of
+/// letters, digits, `.`, `_` and `-`.
+pub fn is_keyed_hash(hash: &str) -> bool {
+    let parts = hash.strip_prefix("hmac-sha256:");
+    let Some((key_id, hex)) = parts.and_then(|rest| rest.split_once(':')) else {
+        return false;
+    };
+    let id_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    !key_id.is_empty()
+        && key_id.bytes().all(id_byte)
+        && hex.len() == 64
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The first of `hash` and `key_hashes` that is not a keyed hash, named
+/// `hash` or `key_hashes[<key>]`; the text itself is never echoed, in case
+/// a faulty reactor put something secret there.
+pub fn malformed_hash(hash: &str, key_hashes: &BTreeMap<String, String>) -> Option<String> {
+    if !is_keyed_hash(hash) {
+        return Some("hash".to_owned());
+    }
+    let mut keys = key_hashes.iter();
+    keys.find(|(_, h)| !is_keyed_hash(h))
+        .map(|(key, _)| format!("key_hashes[{key}]"))
+}
+
+fn check_key(text: &str, field: &'static str, bytes: usize) -> Result<(), UploadRefusal> {
+    match STANDARD.decode(text) {
+        Ok(decoded) if decoded.len() == bytes => Ok(()),
+        _ => Err(UploadRefusal::MalformedKey(field, bytes)),
+    }
+}
+
+impl UploadRequest {
+    /// Where the request is in the protocol.
+    pub fn status(&self) -> UploadStatus {
+        match (&self.request, &self.end) {
+            (None, _) => UploadStatus::Absent,
+            (_, Some(UploadEvent::SecretUploaded { .. })) => UploadStatus::Uploaded,
+            (_, Some(UploadEvent::SecretVerified { .. })) => UploadStatus::Verified,
+            (_, Some(UploadEvent::SecretUploadFailed { .. })) => UploadStatus::Failed,
+            (_, Some(_)) => UploadStatus::Expired,
+            _ if self.uploaded => UploadStatus::UploadRequested,
+            _ if self.key.is_some() => UploadStatus::KeyProvided,
+            _ => UploadStatus::Requested,
+        }
+    }
+
+    /// The request's id.
+    pub fn request_id(&self) -> Option<Uuid> {
+        self.request.as_ref().map(|r| r.request_id)
+    }
+
+    /// The target secret.
+    pub fn uri(&self) -> Option<&SecretUri> {
+        self.request.as_ref().map(|r| &r.uri)
+    }
+
+    /// The store that serves it.
+    pub fn store(&self) -> Option<&StoreName> {
+        self.request.as_ref().map(|r| &r.store)
+    }
+
+    /// Who requested the key: the only one who may upload with it.
+    pub fn requester(&self) -> Option<&Slug> {
+        self.request.as_ref().map(|r| &r.requester)
+    }
+
+    /// Put or verify.
+    pub fn purpose(&self) -> Option<Purpose> {
+        self.request.as_ref().map(|r| r.purpose)
+    }
+
+    /// When the key stops being usable.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.request.as_ref().map(|r| r.expires_at)
+    }
+
+    /// The reactor's one-time public key, base64, once provided.
+    pub fn public_key(&self) -> Option<&str> {
+        self.key.as_ref().map(|(k, _)| k.as_str())
+    }
+
+    /// The reactor's signature over the key, base64, once provided.
+    pub fn signature(&self) -> Option<&str> {
+        self.key.as_ref().map(|(_, s)| s.as_str())
+    }
+
+    /// The event that ended the request (`SecretUploaded`,
+    /// `SecretVerified`, `SecretUploadFailed` or `SecretUploadKeyExpired`).
+    pub fn outcome(&self) -> Option<&UploadEvent> {
+        self.end.as_ref()
+    }
+
+    /// The request, if the actor is a reactor serving its store.
+    fn served(&self, ctx: &Context) -> Result<&Request, UploadRefusal> {
+        let request = self.request.as_ref().ok_or(UploadRefusal::NotFound)?;
+        if ctx.actor.serves(&request.store) {
+            Ok(request)
+        } else {
+            Err(UploadRefusal::NotServed(request.store.clone()))
+        }
+    }
+
+    /// Once ended: a no-op for the same report, a refusal for another.
+    fn settled(&self, report: &UploadEvent) -> Option<Result<Vec<UploadEvent>, UploadRefusal>> {
+        let end = self.end.as_ref()?;
+        Some(if end == report {
+            Ok(vec![])
+        } else {
+            Err(UploadRefusal::Ended(self.status()))
+        })
+    }
+
+    fn provide_key(
+        &self,
+        ctx: &Context,
+        public_key: &str,
+        signature: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<UploadEvent>, UploadRefusal> {
+        let request = self.served(ctx)?;
+        if let Some((k, s)) = &self.key {
+            return if k == public_key && s == signature {
+                Ok(vec![])
+            } else {
+                Err(UploadRefusal::KeyAlreadyProvided)
+            };
+        }
+        if self.end.is_some() {
+            return Err(UploadRefusal::Ended(self.status()));
+        }
+        if ctx.now >= request.expires_at {
+            return Err(UploadRefusal::Expired(request.expires_at));
+        }
+        check_key(public_key, "public_key", 32)?;
+        check_key(signature, "signature", 64)?;
+        if expires_at != request.expires_at {
+            let requested = request.expires_at;
+            return Err(UploadRefusal::ExpiryMismatch {
+                requested,
+                provided: expires_at,
+            });
+        }
+        Ok(vec![UploadEvent::SecretUploadKeyProvided {
+            request_id: request.request_id,
+            public_key: public_key.to_owned(),
+            signature: signature.to_owned(),
+            expires_at,
+        }])
+    }
+
+    fn upload(
+        &self,
+        ctx: &Context,
+        ciphertext: &str,
+        max: usize,
+    ) -> Result<Vec<UploadEvent>, UploadRefusal> {
+        let request = self.request.as_ref().ok_or(UploadRefusal::NotFound)?;
+        if ctx.actor.slug != request.requester {
+            return Err(UploadRefusal::NotRequester(request.requester.clone()));
+        }
+        match self.status() {
+            UploadStatus::KeyProvided => {}
+            UploadStatus::Requested => return Err(UploadRefusal::KeyNotProvided),
+            status => return Err(UploadRefusal::AlreadyUsed(status)),
+        }
+        if ctx.now >= request.expires_at {
+            return Err(UploadRefusal::Expired(request.expires_at));
+        }
+        let decoded = STANDARD.decode(ciphertext);
+        let bytes = decoded
+            .map_err(|_| UploadRefusal::CiphertextNotBase64)?
+            .len();
+        if bytes < SEALED_BOX_OVERHEAD {
+            return Err(UploadRefusal::CiphertextTooShort(bytes));
+        }
+        if bytes > max {
+            return Err(UploadRefusal::CiphertextTooLarge { bytes, limit: max });
+        }
+        Ok(vec![UploadEvent::SecretUploadRequested {
+            request_id: request.request_id,
+            ciphertext: ciphertext.to_owned(),
+        }])
+    }
+
+    /// `SecretUploaded` for a put or `SecretVerified` for a verification,
+    /// once the ciphertext is there.
+    fn report(&self, ctx: &Context, event: UploadEvent) -> Result<Vec<UploadEvent>, UploadRefusal> {
+        let request = self.served(ctx)?;
+        if let Some(done) = self.settled(&event) {
+            return done;
+        }
+        if !self.uploaded {
+            return Err(UploadRefusal::NothingUploaded(self.status()));
+        }
+        match (request.purpose, &event) {
+            (
+                Purpose::Put { .. },
+                UploadEvent::SecretUploaded {
+                    hash, key_hashes, ..
+                },
+            ) => {
+                if let Some(field) = malformed_hash(hash, key_hashes) {
+                    return Err(UploadRefusal::BadHash(field));
+                }
+            }
+            (Purpose::Verify, UploadEvent::SecretVerified { .. }) => {}
+            (Purpose::Put { .. }, _) => return Err(UploadRefusal::WrongPurpose("ReportUploaded")),
+            (Purpose::Verify, _) => return Err(UploadRefusal::WrongPurpose("ReportVerified")),
+        }
+        Ok(vec![event])
+    }
+
+    /// A failure (any time before the end) or an expiry (once due, unused).
+    fn end(&self, ctx: &Context, event: UploadEvent) -> Result<Vec<UploadEvent>, UploadRefusal> {
+        let request = self.served(ctx)?;
+        if let UploadEvent::SecretUploadFailed { reason, .. } = &event {
+            if reason.is_empty() {
+                return Err(UploadRefusal::EmptyReason);
+            }
+            if reason.len() > MAX_REASON_BYTES {
+                return Err(UploadRefusal::ReasonTooLong(reason.len()));
+            }
+        }
+        if let Some(done) = self.settled(&event) {
+            return done;
+        }
+        if let UploadEvent::SecretUploadKeyExpired { .. } = &event {
+            if self.uploaded {
+                return Err(UploadRefusal::AlreadyUsed(self.status()));
+            }
+            if ctx.now < request.expires_at {
+                return Err(UploadRefusal::NotYetExpired(request.expires_at));
+            }
+        }
+        Ok(vec![event])
+    }
+
+    /// Every command but `RequestKey`: they need the request.
+    fn follow_up(
+        &self,
+        command: &UploadCommand,
+        ctx: &Context,
+    ) -> Result<Vec<UploadEvent>, UploadRefusal> {
+        let request = self.request.as_ref().ok_or(UploadRefusal::NotFound)?;
+        let (request_id, uri) = (request.request_id, request.uri.clone());
+        match command {
+            // `decide` handles it; reaching here means the id is taken.
+            UploadCommand::RequestKey { .. } => Err(UploadRefusal::AlreadyExists(request_id)),
+            UploadCommand::ProvideKey {
+                public_key,
+                signature,
+                expires_at,
+            } => self.provide_key(ctx, public_key, signature, *expires_at),
+            UploadCommand::Upload {
+                ciphertext,
+                max_ciphertext_bytes,
+            } => self.upload(ctx, ciphertext, *max_ciphertext_bytes),
+            UploadCommand::ReportUploaded {
+                version,
+                hash,
+                key_hashes,
+                upstream_ref,
+            } => {
+                let event = UploadEvent::SecretUploaded {
+                    request_id,
+                    uri,
+                    version: *version,
+                    hash: hash.clone(),
+                    key_hashes: key_hashes.clone(),
+                    upstream_ref: upstream_ref.clone(),
+                };
+                self.report(ctx, event)
+            }
+            UploadCommand::ReportVerified { matches } => {
+                let matches = *matches;
+                self.report(
+                    ctx,
+                    UploadEvent::SecretVerified {
+                        request_id,
+                        uri,
+                        matches,
+                    },
+                )
+            }
+            UploadCommand::ReportFailed { reason } => {
+                let reason = reason.clone();
+                self.end(ctx, UploadEvent::SecretUploadFailed { request_id, reason })
+            }
+            UploadCommand::ExpireKey => {
+                self.end(ctx, UploadEvent::SecretUploadKeyExpired { request_id })
+            }
+        }
+    }
+}
+
+impl Aggregate for UploadRequest {
+    type Command = UploadCommand;
+    type Event = UploadEvent;
+    type Refusal = UploadRefusal;
+
+    fn decide(
+        &self,
+        command: &UploadCommand,
+        ctx: &Context,
+    ) -> Result<Vec<UploadEvent>, UploadRefusal> {
+        let UploadCommand::RequestKey {
+            request_id,
+            uri,
+            purpose,
+            ttl,
+            store_accepts_uploads,
+            may_write,
+            may_read,
+        } = command
+        else {
+            return self.follow_up(command, ctx);
+        };
+        if matches!(ctx.actor.role, Role::Auditor | Role::Reactor) {
+            return Err(UploadRefusal::RoleMayNotUpload);
+        }
+        match purpose {
+            Purpose::Put { .. } if !may_write => {
+                return Err(UploadRefusal::MayNotWrite(uri.clone()));
+            }
+            Purpose::Verify if !may_read => return Err(UploadRefusal::MayNotRead(uri.clone())),
+            _ => {}
+        }
+        if self.request.is_some() {
+            return Err(UploadRefusal::AlreadyExists(*request_id));
+        }
+        if !store_accepts_uploads {
+            return Err(UploadRefusal::StoreNotAccepting(uri.store.clone()));
+        }
+        let expires_at = Some(*ttl)
+            .filter(|ttl| *ttl > Duration::zero() && *ttl <= MAX_KEY_TTL)
+            .and_then(|ttl| ctx.now.checked_add_signed(ttl))
+            .ok_or(UploadRefusal::TtlOutOfRange(ttl.num_seconds()))?;
+        Ok(vec![UploadEvent::SecretUploadKeyRequested {
+            request_id: *request_id,
+            uri: uri.clone(),
+            store: uri.store.clone(),
+            requester: ctx.actor.slug.clone(),
+            purpose: *purpose,
+            expires_at,
+        }])
+    }
+
+    fn apply(&mut self, event: &UploadEvent) {
+        match event {
+            UploadEvent::SecretUploadKeyRequested {
+                request_id,
+                uri,
+                store,
+                requester,
+                purpose,
+                expires_at,
+            } => {
+                self.request = Some(Request {
+                    request_id: *request_id,
+                    uri: uri.clone(),
+                    store: store.clone(),
+                    requester: requester.clone(),
+                    purpose: *purpose,
+                    expires_at: *expires_at,
+                });
+            }
+            UploadEvent::SecretUploadKeyProvided {
+                public_key,
+                signature,
+                ..
+            } => self.key = Some((public_key.clone(), signature.clone())),
+            UploadEvent::SecretUploadRequested { .. } => self.uploaded = true,
+            end => self.end = Some(end.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
