@@ -24,7 +24,12 @@ pub enum BootstrapError {
     NoAdmin,
     #[error(transparent)]
     Command(#[from] CommandError<PrincipalRefusal>),
+    #[error(transparent)]
+    ReadModel(#[from] crate::projection::ProjectionError),
 }
+
+/// How long to wait for a new token to become usable.
+const TOKEN_VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The actor bootstrap commands are recorded under.
 fn bootstrap_actor(name: &str) -> Actor {
@@ -48,7 +53,8 @@ async fn issue(
         sha256_hex: token.digest().to_hex(),
         expires_at: ctx.now + ttl,
     };
-    app.handler
+    let done = app
+        .handler
         .execute::<Principal>(
             &streams::principal(admin),
             &command,
@@ -56,6 +62,10 @@ async fn issue(
             &CommandEnvelope::new("IssueToken"),
         )
         .await?;
+    // A token is handed out only once it authenticates.
+    if let Some(position) = done.position {
+        app.model.wait_for(position, TOKEN_VISIBLE_WAIT).await?;
+    }
     Ok(token)
 }
 

@@ -7,6 +7,11 @@
 //! stream already holds is answered from the log instead of being decided
 //! again, so a client may retry safely. Refusals of kind `Denied` are
 //! recorded as `AccessDenied` events (SPEC §7) before they are returned.
+//!
+//! Within one process, commands on the same stream take turns (a striped
+//! lock), so they never lose races to each other and never waste a replay;
+//! the expected version and the bounded retry still guard against writers
+//! in other processes.
 
 use std::sync::Arc;
 
@@ -26,6 +31,8 @@ pub const DEFAULT_MAX_RETRIES: usize = 5;
 pub const ACCESS_DENIED_STREAM: &str = "access-denied";
 /// Events read per page while loading an aggregate.
 const LOAD_PAGE: usize = 1024;
+/// Lock stripes: commands on streams that share a stripe take turns.
+const STRIPES: usize = 256;
 
 /// Identifies one command for idempotency and tracing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +149,7 @@ pub struct AccessDenied {
 pub struct CommandHandler {
     store: Arc<dyn EventStore>,
     max_retries: usize,
+    stripes: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl CommandHandler {
@@ -150,6 +158,7 @@ impl CommandHandler {
         CommandHandler {
             store,
             max_retries: DEFAULT_MAX_RETRIES,
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 
@@ -200,6 +209,7 @@ impl CommandHandler {
         ctx: &Context,
         envelope: &CommandEnvelope,
     ) -> Result<Executed, CommandError<A::Refusal>> {
+        let _turn = self.stripe(stream).lock().await;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -260,6 +270,12 @@ impl CommandHandler {
                 }
             }
         }
+    }
+
+    fn stripe(&self, stream: &StreamId) -> &tokio::sync::Mutex<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(stream.as_str());
+        &self.stripes[(hash % self.stripes.len() as u64) as usize]
     }
 
     async fn record_denied<R: Refusal>(

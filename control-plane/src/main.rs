@@ -80,7 +80,7 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let tls = server::tls_of(&config)?;
     let (store, events) = open_verified(&config.event_store).await?;
-    let app = server::app(store, config.limits.clone()).await?;
+    let assembled = server::app(store, config.limits.clone()).await?;
     let listener = server::bind(config.listen).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
@@ -88,7 +88,7 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
         listener.local_addr()?,
         describe(&config.event_store)
     );
-    server::serve(app, listener, tls, shutdown_signal()).await?;
+    server::serve(assembled, listener, tls, shutdown_signal()).await?;
     println!("sealplane stopped; every acknowledged event is on disk.");
     Ok(())
 }
@@ -97,9 +97,9 @@ async fn init(config_path: &Path, admin: &str) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let admin = Slug::parse(admin)?;
     let (store, _) = open_verified(&config.event_store).await?;
-    let app = server::app(store.clone(), config.limits.clone()).await?;
+    let assembled = server::app(store.clone(), config.limits.clone()).await?;
     let ttl = TimeDelta::seconds(config.limits.token_ttl_seconds as i64);
-    let token = bootstrap::init(&app, &admin, ttl).await;
+    let token = bootstrap::init(&assembled.app, &admin, ttl).await;
     store.close().await;
     let token = token?;
     println!("Created admin `{admin}`. Its token is shown this once; keep it secret:");
@@ -131,9 +131,9 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     let (store, events) = open_verified(&store_config)
         .await
         .with_context(|| format!("event store {}", path.display()))?;
-    let app = server::app(store, Limits::default()).await?;
+    let assembled = server::app(store, Limits::default()).await?;
     let (admin, token) =
-        bootstrap::dev_token(&app, &Slug::parse("admin")?, TimeDelta::hours(12)).await?;
+        bootstrap::dev_token(&assembled.app, &Slug::parse("admin")?, TimeDelta::hours(12)).await?;
     let listener = server::bind(listen).await?;
     let addr = listener.local_addr()?;
     println!("Sealplane dev is running.");
@@ -149,7 +149,7 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     println!();
     println!("  The in-process reactor and file store arrive with the upload-pipeline issue.");
     println!("  Press Ctrl-C to stop.");
-    server::serve(app, listener, None, shutdown_signal()).await?;
+    server::serve(assembled, listener, None, shutdown_signal()).await?;
     println!("Sealplane dev stopped; every acknowledged event is on disk.");
     Ok(())
 }

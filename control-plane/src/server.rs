@@ -14,6 +14,7 @@ use sealplane_proto::v1::{
     secrets_server::SecretsServer, stores_server::StoresServer,
 };
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::ServerTlsConfig;
 
@@ -27,6 +28,11 @@ use crate::config::{Config, ConfigError, EventStoreConfig, Limits};
 use crate::projection::{ProjectionError, Projector};
 use crate::read_model::ReadModel;
 use crate::tls::{TlsError, server_tls};
+
+/// How long in-flight calls get to finish after the shutdown signal. The
+/// cap exists because hyper (>= 1.5.1, issue #4170) can wait forever on
+/// idle client connections; acknowledged events are durable either way.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long start-up waits for the read model to replay the log.
 const REBUILD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -63,15 +69,27 @@ pub fn open_store(config: &EventStoreConfig) -> Result<Arc<dyn EventStore>, Stor
     }
 }
 
+/// The shared state and the switch that tells its streams to end.
+pub struct Assembled {
+    /// What the services share.
+    pub app: App,
+    shutdown: watch::Sender<bool>,
+}
+
 /// Builds the shared state over `store` and waits until the read model has
 /// replayed the log.
-pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<App, ServerError> {
+pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled, ServerError> {
     let model = Arc::new(Projector::start(&*store, ReadModel::default()));
     model.wait_caught_up(REBUILD_TIMEOUT).await?;
-    Ok(App {
-        handler: CommandHandler::new(store),
-        model,
-        limits,
+    let (shutdown, down) = watch::channel(false);
+    Ok(Assembled {
+        app: App {
+            handler: CommandHandler::new(store),
+            model,
+            limits,
+            shutdown: down,
+        },
+        shutdown,
     })
 }
 
@@ -83,25 +101,51 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 /// Serves every service on `listener` until `shutdown` completes, then
-/// waits for in-flight calls and closes the event store.
+/// ends the long-lived streams, gives in-flight calls [`DRAIN_TIMEOUT`] to
+/// finish, and closes the event store.
 pub async fn serve(
-    app: App,
+    assembled: Assembled,
     listener: TcpListener,
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    let Assembled {
+        app,
+        shutdown: switch,
+    } = assembled;
     let store = app.handler.store().clone();
+    let mut down = app.shutdown.clone();
+    let shutdown = async move {
+        shutdown.await;
+        switch.send_replace(true);
+    };
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
-    let result = builder
+    let server = builder
         .add_service(StoresServer::new(StoresApi::new(app.clone())))
         .add_service(PrincipalsServer::new(PrincipalsApi::new(app.clone())))
-        .add_service(SecretsServer::new(SecretsApi::new(app.clone())))
+        .add_service(
+            // Room for the largest sealed secret, so an oversize one gets
+            // our sentence rather than the transport's.
+            SecretsServer::new(SecretsApi::new(app.clone()))
+                .max_decoding_message_size(app.limits.max_ciphertext_bytes() + (1 << 20)),
+        )
         .add_service(ReactorServer::new(ReactorApi::new(app)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    let drained = async move {
+        let _ = down.wait_for(|d| *d).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    let result = tokio::select! {
+        result = server => result,
+        () = drained => {
+            eprintln!("sealplane: connections still open {DRAIN_TIMEOUT:?} after shutdown; stopping anyway");
+            Ok(())
+        }
+    };
+    // Drains appends already queued: every acknowledged event is on disk.
     store.close().await;
     Ok(result?)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sealplane_event_store::Position;
 use sealplane_proto::v1;
+use tokio::sync::watch;
 use tonic::{Request, Status};
 use uuid::Uuid;
 
@@ -42,9 +43,18 @@ pub struct App {
     pub model: Arc<Projector<ReadModel>>,
     /// Protocol limits.
     pub limits: Limits,
+    /// Becomes true when the server starts shutting down, so long-lived
+    /// streams (reactor feeds, upload watches) end and let it stop.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 impl App {
+    /// Completes when the server starts shutting down.
+    pub async fn shutting_down(&self) {
+        let mut shutdown = self.shutdown.clone();
+        let _ = shutdown.wait_for(|down| *down).await;
+    }
+
     /// The current time, the `now` of every decision.
     pub fn now(&self) -> DateTime<Utc> {
         Utc::now()

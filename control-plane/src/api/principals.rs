@@ -174,6 +174,14 @@ impl Principals for PrincipalsApi {
                 "this command id already issued a token, shown once when it was issued; issue a new one with a new command id",
             ));
         }
+        // Hand the token out only once it authenticates.
+        if let Some(position) = done.position {
+            self.app
+                .model
+                .wait_for(position, std::time::Duration::from_secs(5))
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
         Ok(Response::new(v1::IssueTokenReply {
             reply: Some(reply_of(&done)),
             token_id: token_id.to_string(),

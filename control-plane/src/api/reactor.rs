@@ -109,7 +109,17 @@ impl Reactor for ReactorApi {
         let app = self.app.clone();
         let stores = caller.actor.stores.clone();
         tokio::spawn(async move {
-            while let Some(message) = events.next().await {
+            loop {
+                let message = tokio::select! {
+                    message = events.next() => match message {
+                        Some(message) => message,
+                        None => return,
+                    },
+                    () = app.shutting_down() => {
+                        let _ = tx.send(Err(Status::unavailable("the server is shutting down; resubscribe from your checkpoint"))).await;
+                        return;
+                    }
+                };
                 let response = match message {
                     Ok(SubscriptionMessage::Event(event)) => {
                         // Filter by the read model, once it has seen this

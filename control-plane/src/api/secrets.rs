@@ -293,6 +293,7 @@ impl Secrets for SecretsApi {
                 .await);
         }
         let (tx, rx) = mpsc::channel(8);
+        let app = self.app.clone();
         let model = self.app.model.clone();
         tokio::spawn(async move {
             let mut changes = model.watch();
@@ -321,6 +322,10 @@ impl Secrets for SecretsApi {
                         return;
                     },
                     () = tx.closed() => return,
+                    () = app.shutting_down() => {
+                        let _ = tx.send(Err(Status::unavailable("the server is shutting down; watch again"))).await;
+                        return;
+                    }
                 }
             }
         });

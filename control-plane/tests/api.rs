@@ -1,0 +1,896 @@
+//! The gRPC API as clients see it: the real `sealplane` binary on a
+//! loopback port, called with the generated clients. Refusals are checked
+//! by status code and by the `AccessDenied` events they leave in the log.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::StreamExt;
+use sealplane_proto::v1;
+use sealplane_proto::v1::principals_client::PrincipalsClient;
+use sealplane_proto::v1::reactor_client::ReactorClient;
+use sealplane_proto::v1::secrets_client::SecretsClient;
+use sealplane_proto::v1::stores_client::StoresClient;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+use uuid::Uuid;
+
+/// A running `sealplane dev`.
+struct Server {
+    child: Child,
+    addr: String,
+    admin: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sealplane"))
+            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut addr, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "sealplane dev did not get ready");
+            let mut line = String::new();
+            assert_ne!(out.read_line(&mut line).unwrap(), 0, "sealplane dev exited");
+            if let Some(a) = line.trim().strip_prefix("export SEALPLANE_ADDR=") {
+                addr = Some(a.to_owned());
+            }
+            if let Some(t) = line.trim().strip_prefix("export SEALPLANE_TOKEN=") {
+                admin = Some(t.to_owned());
+            }
+            if line.contains("Press Ctrl-C to stop") {
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Server {
+            child,
+            addr: addr.unwrap(),
+            admin: admin.unwrap(),
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Stops it with SIGTERM and checks it exits cleanly.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn req<T>(message: T, token: &str) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+fn opts() -> Option<v1::CommandOptions> {
+    Some(v1::CommandOptions::default())
+}
+
+/// A base64 Ed25519-sized key (the control plane only checks its shape).
+fn key32() -> String {
+    STANDARD.encode(Uuid::new_v4().as_bytes().repeat(2))
+}
+
+/// Clients for one server.
+struct Clients {
+    stores: StoresClient<Channel>,
+    principals: PrincipalsClient<Channel>,
+    secrets: SecretsClient<Channel>,
+    reactor: ReactorClient<Channel>,
+    admin: String,
+}
+
+impl Clients {
+    async fn new(server: &Server) -> Clients {
+        let channel = server.channel().await;
+        Clients {
+            stores: StoresClient::new(channel.clone()),
+            principals: PrincipalsClient::new(channel.clone()),
+            secrets: SecretsClient::new(channel.clone()),
+            reactor: ReactorClient::new(channel),
+            admin: server.admin.clone(),
+        }
+    }
+
+    /// Creates a principal and returns a fresh token for it.
+    async fn principal(&mut self, slug: &str, role: &str, stores: &[&str]) -> String {
+        self.principals
+            .create_user(req(
+                v1::CreateUserRequest {
+                    options: opts(),
+                    slug: slug.into(),
+                    role: role.into(),
+                    stores: stores.iter().map(|s| s.to_string()).collect(),
+                },
+                &self.admin,
+            ))
+            .await
+            .unwrap();
+        self.token(slug, 0).await.token
+    }
+
+    async fn token(&mut self, slug: &str, ttl_seconds: u64) -> v1::IssueTokenReply {
+        self.principals
+            .issue_token(req(
+                v1::IssueTokenRequest {
+                    options: opts(),
+                    slug: slug.into(),
+                    ttl_seconds,
+                },
+                &self.admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn create_store(
+        &mut self,
+        name: &str,
+        token: &str,
+    ) -> Result<v1::CommandReply, tonic::Status> {
+        self.stores
+            .create_store(req(
+                v1::CreateStoreRequest {
+                    options: opts(),
+                    name: name.into(),
+                    kind: "file".into(),
+                    reactor_key: key32(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+/// The `AccessDenied` events in the store file, as (actor, command) pairs.
+fn access_denied(data_dir: &Path) -> Vec<(String, String)> {
+    let db = rusqlite::Connection::open(data_dir.join("events.db")).unwrap();
+    let mut q = db
+        .prepare("SELECT data FROM events WHERE stream_id = 'access-denied' ORDER BY position")
+        .unwrap();
+    q.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|d| {
+            let v: serde_json::Value = serde_json::from_str(&d.unwrap()).unwrap();
+            (
+                v["actor"].as_str().unwrap().to_owned(),
+                v["command"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
+    let s = r.expect_err("expected a refusal");
+    (s.code(), s.message().to_owned())
+}
+
+#[tokio::test]
+async fn calls_without_a_valid_token_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut c = Clients::new(&server).await;
+    let who = |token: Option<&str>| {
+        let mut r = Request::new(v1::WhoAmIRequest {});
+        if let Some(t) = token {
+            r.metadata_mut().insert("authorization", t.parse().unwrap());
+        }
+        r
+    };
+    let (status, message) = code(c.principals.who_am_i(who(None)).await);
+    assert_eq!(status, Code::Unauthenticated);
+    assert!(message.contains("SEALPLANE_TOKEN"), "{message}");
+    for bad in ["spt_abc", "Basic dXNlcjpwYXNz", "Bearer nope"] {
+        let (status, message) = code(c.principals.who_am_i(who(Some(bad))).await);
+        assert_eq!(status, Code::Unauthenticated, "{bad}");
+        assert!(message.contains("Bearer spt_"), "{message}");
+    }
+    let forged = format!("Bearer spt_{}", "A".repeat(43));
+    let (status, message) = code(c.principals.who_am_i(who(Some(&forged))).await);
+    assert_eq!(status, Code::Unauthenticated);
+    assert!(message.contains("unknown token"), "{message}");
+
+    // A valid token works until it is revoked...
+    let alice = c.principal("alice", "user", &[]).await;
+    let me = c
+        .principals
+        .who_am_i(req(v1::WhoAmIRequest {}, &alice))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((me.slug.as_str(), me.role.as_str()), ("alice", "user"));
+    c.principals
+        .revoke_token(req(
+            v1::RevokeTokenRequest {
+                options: opts(),
+                slug: "alice".into(),
+                token_id: me.token_id,
+            },
+            &alice,
+        ))
+        .await
+        .expect("a user may revoke its own token");
+    let (status, message) = code(
+        c.principals
+            .who_am_i(req(v1::WhoAmIRequest {}, &alice))
+            .await,
+    );
+    assert_eq!(status, Code::Unauthenticated);
+    assert!(message.contains("revoked"), "{message}");
+
+    // ...or until it expires.
+    let short = c.token("alice", 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, message) = code(
+        c.principals
+            .who_am_i(req(v1::WhoAmIRequest {}, &short.token))
+            .await,
+    );
+    assert_eq!(status, Code::Unauthenticated);
+    assert!(message.contains("expired"), "{message}");
+    drop(c); // an idle connection would hold the graceful shutdown
+    server.stop();
+}
+
+#[tokio::test]
+async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut c = Clients::new(&server).await;
+    let admin = c.admin.clone();
+    c.create_store("local", &admin).await.unwrap();
+    let alice = c.principal("alice", "user", &[]).await;
+    let audrey = c.principal("audrey", "auditor", &[]).await;
+    let r1 = c.principal("r1", "reactor", &["local"]).await;
+
+    // A user may list stores but not manage stores or principals.
+    let (status, message) = code(c.create_store("mine", &alice).await);
+    assert_eq!(status, Code::PermissionDenied);
+    assert!(message.contains("alice"), "{message}");
+    let stores = c
+        .stores
+        .list_stores(req(v1::ListStoresRequest::default(), &alice))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stores.stores.len(), 1);
+    assert!(stores.stores[0].is_default);
+    let (status, _) = code(
+        c.principals
+            .list_principals(req(v1::ListPrincipalsRequest::default(), &alice))
+            .await,
+    );
+    assert_eq!(status, Code::PermissionDenied);
+    let (status, _) = code(
+        c.reactor
+            .subscribe(req(v1::SubscribeRequest { from_position: 0 }, &alice))
+            .await,
+    );
+    assert_eq!(status, Code::PermissionDenied);
+
+    // An auditor reads everything and writes nothing.
+    let principals = c
+        .principals
+        .list_principals(req(v1::ListPrincipalsRequest::default(), &audrey))
+        .await
+        .unwrap()
+        .into_inner();
+    let slugs: Vec<_> = principals
+        .principals
+        .iter()
+        .map(|p| p.slug.as_str())
+        .collect();
+    assert_eq!(slugs, ["admin", "alice", "audrey", "r1"]);
+    c.secrets
+        .list_secrets(req(v1::ListSecretsRequest::default(), &audrey))
+        .await
+        .unwrap();
+    let (status, _) = code(
+        c.principals
+            .create_group(req(
+                v1::CreateGroupRequest {
+                    options: opts(),
+                    slug: "g".into(),
+                },
+                &audrey,
+            ))
+            .await,
+    );
+    assert_eq!(status, Code::PermissionDenied);
+
+    // A reactor follows the feed and reads no secrets.
+    let mut feed = c
+        .reactor
+        .subscribe(req(v1::SubscribeRequest { from_position: 0 }, &r1))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), feed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        first.message,
+        Some(v1::subscribe_response::Message::CaughtUp(_))
+    ));
+    let (status, _) = code(
+        c.secrets
+            .list_secrets(req(v1::ListSecretsRequest::default(), &r1))
+            .await,
+    );
+    assert_eq!(status, Code::PermissionDenied);
+
+    let denied = access_denied(dir.path());
+    for expected in [
+        ("alice", "CreateStore"),
+        ("alice", "ListPrincipals"),
+        ("alice", "Subscribe"),
+        ("audrey", "CreateGroup"),
+        ("r1", "ListSecrets"),
+    ] {
+        assert!(
+            denied
+                .iter()
+                .any(|(a, cmd)| (a.as_str(), cmd.as_str()) == expected),
+            "{expected:?} not recorded in {denied:?}"
+        );
+    }
+    drop(c); // an idle connection would hold the graceful shutdown
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_commands_on_one_aggregate_resolve_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut c = Clients::new(&server).await;
+    let admin = c.admin.clone();
+
+    // Sixteen admins race to create the same store: exactly one wins.
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let mut stores = c.stores.clone();
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                stores
+                    .create_store(req(
+                        v1::CreateStoreRequest {
+                            options: opts(),
+                            name: "race".into(),
+                            kind: "file".into(),
+                            reactor_key: key32(),
+                        },
+                        &admin,
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    let mut codes = vec![];
+    for t in tasks {
+        codes.push(
+            t.await
+                .unwrap()
+                .map(|_| Code::Ok)
+                .unwrap_or_else(|s| s.code()),
+        );
+    }
+    assert_eq!(
+        codes.iter().filter(|c| **c == Code::Ok).count(),
+        1,
+        "{codes:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .all(|c| matches!(c, Code::Ok | Code::AlreadyExists)),
+        "{codes:?}"
+    );
+
+    // Sixteen different members added to one group at once all land,
+    // through optimistic-concurrency retries on the group's stream.
+    c.principals
+        .create_group(req(
+            v1::CreateGroupRequest {
+                options: opts(),
+                slug: "team".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    for i in 0..16 {
+        c.principal(&format!("u{i}"), "user", &[]).await;
+    }
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let mut principals = c.principals.clone();
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                principals
+                    .add_member(req(
+                        v1::MembershipRequest {
+                            options: opts(),
+                            group: "team".into(),
+                            user: format!("u{i}"),
+                        },
+                        &admin,
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    let mut last = 0;
+    for t in tasks {
+        let reply = t.await.unwrap().expect("every member lands").into_inner();
+        last = last.max(reply.position);
+    }
+    let list = c
+        .principals
+        .list_principals(req(
+            v1::ListPrincipalsRequest {
+                options: Some(v1::QueryOptions { min_position: last }),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let team = list.principals.iter().find(|p| p.slug == "team").unwrap();
+    assert_eq!(
+        team.related.len(),
+        16,
+        "read your writes: all members visible"
+    );
+    drop(c); // an idle connection would hold the graceful shutdown
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_retried_command_id_applies_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut c = Clients::new(&server).await;
+    let admin = c.admin.clone();
+    let options = Some(v1::CommandOptions {
+        command_id: Uuid::new_v4().to_string(),
+        correlation_id: String::new(),
+    });
+    let group = |options: Option<v1::CommandOptions>| v1::CreateGroupRequest {
+        options,
+        slug: "ops".into(),
+    };
+    let first = c
+        .principals
+        .create_group(req(group(options.clone()), &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = c
+        .principals
+        .create_group(req(group(options), &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.events, 1);
+    assert_eq!(again.events, 0, "nothing applied twice");
+    assert_eq!(
+        again.position, first.position,
+        "the retry reports the original write"
+    );
+    // A new command id for the same thing is a new command, and refused.
+    let (status, _) = code(c.principals.create_group(req(group(opts()), &admin)).await);
+    assert_eq!(status, Code::AlreadyExists);
+    drop(c); // an idle connection would hold the graceful shutdown
+    server.stop();
+}
+
+/// Reads upload status messages until `state`.
+async fn until_state(
+    watch: &mut tonic::Streaming<v1::UploadStatus>,
+    state: v1::UploadState,
+) -> v1::UploadStatus {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("watch stalled")
+            .expect("watch ended")
+            .unwrap();
+        if next.state == state as i32 {
+            return next;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_upload_protocol_through_the_api_with_its_bad_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut c = Clients::new(&server).await;
+    let admin = c.admin.clone();
+    c.create_store("local", &admin).await.unwrap();
+    c.create_store("other", &admin).await.unwrap();
+    let alice = c.principal("alice", "user", &[]).await;
+    let bob = c.principal("bob", "user", &[]).await;
+    let r1 = c.principal("r1", "reactor", &["local"]).await;
+    let r2 = c.principal("r2", "reactor", &["other"]).await;
+    let request_key = |uri: &str| v1::RequestUploadKeyRequest {
+        options: opts(),
+        uri: uri.into(),
+        purpose: v1::Purpose::Put as i32,
+        adopt: false,
+    };
+
+    // 1. alice asks for a key; a bare path goes to the default store.
+    let key = c
+        .secrets
+        .request_upload_key(req(request_key("alice/db"), &alice))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(key.uri, "local://alice/db");
+    let mut watch = c
+        .secrets
+        .watch_upload(req(
+            v1::WatchUploadRequest {
+                request_id: key.request_id.clone(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    until_state(&mut watch, v1::UploadState::KeyRequested).await;
+
+    // Only the store's reactor may provide the key.
+    let provide = |token: &str| {
+        req(
+            v1::ProvideKeyRequest {
+                options: opts(),
+                request_id: key.request_id.clone(),
+                public_key: key32(),
+                signature: STANDARD.encode([7u8; 64]),
+                expires_at: key.expires_at.clone(),
+            },
+            token,
+        )
+    };
+    let (status, _) = code(c.reactor.provide_key(provide(&r2)).await);
+    assert_eq!(status, Code::PermissionDenied);
+    c.reactor.provide_key(provide(&r1)).await.unwrap();
+    let provided = until_state(&mut watch, v1::UploadState::KeyProvided).await;
+    assert_eq!(STANDARD.decode(&provided.public_key).unwrap().len(), 32);
+
+    // 4. Only alice may upload, and only once.
+    let upload = |token: &str, bytes: usize| {
+        req(
+            v1::UploadSecretRequest {
+                options: opts(),
+                request_id: key.request_id.clone(),
+                ciphertext: vec![0xAB; bytes],
+            },
+            token,
+        )
+    };
+    let (status, _) = code(c.secrets.upload_secret(upload(&bob, 100)).await);
+    assert_eq!(status, Code::PermissionDenied);
+    let (status, message) = code(c.secrets.upload_secret(upload(&alice, 1_000_000)).await);
+    assert_eq!(status, Code::InvalidArgument);
+    assert!(message.contains("limit"), "{message}");
+    c.secrets.upload_secret(upload(&alice, 100)).await.unwrap();
+    until_state(&mut watch, v1::UploadState::UploadRequested).await;
+    let (status, _) = code(c.secrets.upload_secret(upload(&alice, 100)).await);
+    assert_eq!(status, Code::FailedPrecondition);
+
+    // The reactor's feed carried the request and the ciphertext; the other
+    // reactor's feed carried none of it.
+    let types = |token: String| {
+        let mut reactor = c.reactor.clone();
+        async move {
+            let mut feed = reactor
+                .subscribe(req(v1::SubscribeRequest { from_position: 0 }, &token))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut types = vec![];
+            while let Some(Ok(m)) = tokio::time::timeout(Duration::from_secs(10), feed.next())
+                .await
+                .unwrap()
+            {
+                match m.message {
+                    Some(v1::subscribe_response::Message::Event(e)) => types.push(e.event_type),
+                    _ => break,
+                }
+            }
+            types
+        }
+    };
+    let seen = types(r1.clone()).await;
+    assert!(
+        seen.contains(&"SecretUploadKeyRequested".to_string()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&"SecretUploadRequested".to_string()),
+        "{seen:?}"
+    );
+    assert!(
+        types(r2.clone()).await.is_empty(),
+        "another store's reactor sees nothing"
+    );
+
+    // 5. The reactor reports; alice sees the version and its hash.
+    let hash = format!("hmac-sha256:k1:{}", "ab".repeat(32));
+    let done = c
+        .reactor
+        .report_uploaded(req(
+            v1::ReportUploadedRequest {
+                options: opts(),
+                request_id: key.request_id.clone(),
+                version: 1,
+                hash: hash.clone(),
+                key_hashes: HashMap::from([(
+                    "password".to_string(),
+                    format!("hmac-sha256:k1:{}", "cd".repeat(32)),
+                )]),
+                upstream_ref: "file:alice/db@1".into(),
+            },
+            &r1,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let uploaded = until_state(&mut watch, v1::UploadState::Uploaded).await;
+    assert_eq!(
+        (uploaded.version, uploaded.hash.as_str()),
+        (1, hash.as_str())
+    );
+    let secret = c
+        .secrets
+        .get_secret(req(
+            v1::GetSecretRequest {
+                options: Some(v1::QueryOptions {
+                    min_position: done.position,
+                }),
+                uri: "local://alice/db".into(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(secret.creator, "alice");
+    assert_eq!(secret.versions.len(), 1);
+    assert_eq!(secret.versions[0].hash, hash);
+    assert_eq!(secret.versions[0].by, "alice");
+    let mine = c
+        .secrets
+        .list_secrets(req(v1::ListSecretsRequest::default(), &alice))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.secrets.len(), 1);
+    let theirs = c
+        .secrets
+        .list_secrets(req(v1::ListSecretsRequest::default(), &bob))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(theirs.secrets.is_empty(), "bob is not a reader");
+    let (status, _) = code(
+        c.secrets
+            .get_secret(req(
+                v1::GetSecretRequest {
+                    options: None,
+                    uri: "local://alice/db".into(),
+                },
+                &bob,
+            ))
+            .await,
+    );
+    assert_eq!(status, Code::PermissionDenied);
+
+    // Bad requests for a key.
+    for (uri, token, expected) in [
+        ("local://alice/../etc", &alice, Code::InvalidArgument),
+        ("Local://alice/x", &alice, Code::InvalidArgument),
+        ("nowhere://alice/x", &alice, Code::NotFound),
+        ("local://alice/x", &bob, Code::PermissionDenied),
+        ("local://bob/x", &r1, Code::PermissionDenied),
+    ] {
+        let (status, message) = code(
+            c.secrets
+                .request_upload_key(req(request_key(uri), token))
+                .await,
+        );
+        assert_eq!(status, expected, "{uri}: {message}");
+    }
+    c.stores
+        .disable_store(req(
+            v1::StoreCommand {
+                options: opts(),
+                name: "other".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let (status, message) = code(
+        c.secrets
+            .request_upload_key(req(request_key("other://alice/x"), &alice))
+            .await,
+    );
+    assert_eq!(status, Code::FailedPrecondition);
+    assert!(message.contains("sealctl enable store other"), "{message}");
+
+    let denied = access_denied(dir.path());
+    for expected in [
+        ("bob", "UploadSecret"),
+        ("r2", "ProvideKey"),
+        ("bob", "GetSecret"),
+    ] {
+        assert!(
+            denied
+                .iter()
+                .any(|(a, cmd)| (a.as_str(), cmd.as_str()) == expected),
+            "{expected:?} not recorded in {denied:?}"
+        );
+    }
+    drop(c); // an idle connection would hold the graceful shutdown
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_restart_rebuilds_the_read_model_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut c = Clients::new(&server).await;
+    let admin = c.admin.clone();
+    c.create_store("local", &admin).await.unwrap();
+    c.create_store("vault-prod", &admin).await.unwrap();
+    c.stores
+        .set_default_store(req(
+            v1::StoreCommand {
+                options: opts(),
+                name: "vault-prod".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    c.stores
+        .disable_store(req(
+            v1::StoreCommand {
+                options: opts(),
+                name: "local".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    c.principal("alice", "user", &[]).await;
+    c.principals
+        .create_group(req(
+            v1::CreateGroupRequest {
+                options: opts(),
+                slug: "team".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    c.principals
+        .add_member(req(
+            v1::MembershipRequest {
+                options: opts(),
+                group: "team".into(),
+                user: "alice".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let snapshot = |mut c: Clients| async move {
+        let admin = c.admin.clone();
+        let mut stores = c
+            .stores
+            .list_stores(req(v1::ListStoresRequest::default(), &admin))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut principals = c
+            .principals
+            .list_principals(req(v1::ListPrincipalsRequest::default(), &admin))
+            .await
+            .unwrap()
+            .into_inner();
+        stores.read = None;
+        principals.read = None;
+        (stores, principals)
+    };
+    let before = snapshot(c).await;
+    server.stop();
+
+    let server = Server::start(dir.path());
+    let after = snapshot(Clients::new(&server).await).await;
+    assert_eq!(after, before);
+    assert!(
+        after
+            .0
+            .stores
+            .iter()
+            .any(|s| s.name == "vault-prod" && s.is_default)
+    );
+    assert!(
+        after
+            .0
+            .stores
+            .iter()
+            .any(|s| s.name == "local" && !s.enabled)
+    );
+    server.stop();
+}
+
+#[test]
+fn serve_refuses_plaintext_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sealplane.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"0.0.0.0:0\"\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n",
+            dir.path().join("events.db").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sealplane"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("without TLS"), "{stderr}");
+    assert!(
+        !dir.path().join("events.db").exists(),
+        "nothing was created"
+    );
+}
