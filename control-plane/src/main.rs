@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -89,7 +90,11 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
         describe(&config.event_store)
     );
     server::serve(assembled, listener, tls, shutdown_signal()).await?;
-    println!("sealplane stopped; every acknowledged event is on disk.");
+    // stdout may be gone by now (a closed pipe); that is no reason to fail.
+    let _ = writeln!(
+        std::io::stdout(),
+        "sealplane stopped; every acknowledged event is on disk."
+    );
     Ok(())
 }
 
@@ -150,7 +155,10 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     println!("  The in-process reactor and file store arrive with the upload-pipeline issue.");
     println!("  Press Ctrl-C to stop.");
     server::serve(assembled, listener, None, shutdown_signal()).await?;
-    println!("Sealplane dev stopped; every acknowledged event is on disk.");
+    let _ = writeln!(
+        std::io::stdout(),
+        "Sealplane dev stopped; every acknowledged event is on disk."
+    );
     Ok(())
 }
 
