@@ -457,11 +457,15 @@ impl EventStore for EmbeddedStore {
         self.read(move |conn| {
             query_events(
                 conn,
+                // The limit is part of the text, not a parameter: a bound
+                // LIMIT makes SQLite re-prepare the cached statement on
+                // every step. Callers use a few fixed page sizes.
                 &format!(
                     "{SELECT_EVENT} WHERE stream_id = ?1 AND stream_version >= ?2 \
-                     ORDER BY stream_version LIMIT ?3"
+                     ORDER BY stream_version LIMIT {}",
+                    clamp(limit as u64)
                 ),
-                params![stream.as_str(), clamp(from.0), clamp(limit as u64)],
+                params![stream.as_str(), clamp(from.0)],
             )
         })
         .await
@@ -475,8 +479,11 @@ impl EventStore for EmbeddedStore {
         self.read(move |conn| {
             query_events(
                 conn,
-                &format!("{SELECT_EVENT} WHERE position >= ?1 ORDER BY position LIMIT ?2"),
-                params![clamp(from.0), clamp(limit as u64)],
+                &format!(
+                    "{SELECT_EVENT} WHERE position >= ?1 ORDER BY position LIMIT {}",
+                    clamp(limit as u64)
+                ),
+                params![clamp(from.0)],
             )
         })
         .await
