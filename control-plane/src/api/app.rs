@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sealplane_event_store::Position;
+use sealplane_event_store::{Position, StreamId};
 use sealplane_proto::v1;
 use tokio::sync::watch;
-use tonic::{Request, Status};
+use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::api::status::{code_of, status_of};
+use crate::api::status::{code_of, envelope_of, reply_of, status_of};
 use crate::auth::token::BearerToken;
 use crate::command::{CommandEnvelope, CommandHandler, Executed};
 use crate::config::Limits;
@@ -142,17 +142,50 @@ impl App {
     }
 
     /// Executes a command and turns the outcome into a reply or a status.
+    ///
+    /// Returns only once the read model has applied what the command
+    /// wrote, so whatever the client does next (authenticate with a token
+    /// just revoked, upload to a store just disabled) sees it.
     pub async fn execute<A: Aggregate>(
         &self,
-        stream: &sealplane_event_store::StreamId,
+        stream: &StreamId,
         command: &A::Command,
         ctx: &Context,
         envelope: &CommandEnvelope,
     ) -> Result<Executed, Status> {
-        self.handler
+        let done = self
+            .handler
             .execute::<A>(stream, command, ctx, envelope)
             .await
-            .map_err(status_of)
+            .map_err(status_of)?;
+        if let Some(position) = done.position
+            && let Err(e) = self.model.wait_for(position, READ_YOUR_WRITES_WAIT).await
+        {
+            // The write is durable; only its visibility is late.
+            eprintln!(
+                "sealplane: {} recorded at {position}, but {e}",
+                envelope.name
+            );
+        }
+        Ok(done)
+    }
+
+    /// The steps of a plain command: authenticate, build the command from
+    /// the request (`build` returns its options, target stream and command),
+    /// execute it, reply with what it wrote.
+    pub async fn command<A: Aggregate, T>(
+        &self,
+        request: Request<T>,
+        name: &'static str,
+        build: impl FnOnce(T) -> Result<(Option<v1::CommandOptions>, StreamId, A::Command), Status>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.authenticate(&request)?;
+        let (options, stream, command) = build(request.into_inner())?;
+        let envelope = envelope_of(options.as_ref(), name)?;
+        let done = self
+            .execute::<A>(&stream, &command, &self.context(&caller), &envelope)
+            .await?;
+        Ok(Response::new(reply_of(&done)))
     }
 
     /// Reads the model once it has applied `options.min_position`.

@@ -60,42 +60,34 @@ impl Principals for PrincipalsApi {
         &self,
         request: Request<v1::CreateUserRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
-        let r = request.into_inner();
-        let envelope = envelope_of(r.options.as_ref(), "CreateUser")?;
-        let slug = slug(r.slug)?;
-        let command = PrincipalCommand::CreateUser {
-            slug: slug.clone(),
-            role: parse_role(&r.role)?,
-            stores: r
-                .stores
-                .into_iter()
-                .map(|s| StoreName::parse(s).map_err(invalid))
-                .collect::<Result<_, _>>()?,
-        };
-        let ctx = self.app.context(&caller);
-        let done = self
-            .app
-            .execute::<Principal>(&streams::principal(&slug), &command, &ctx, &envelope)
-            .await?;
-        Ok(Response::new(reply_of(&done)))
+        self.app
+            .command::<Principal, _>(request, "CreateUser", |r| {
+                let slug = slug(r.slug)?;
+                let command = PrincipalCommand::CreateUser {
+                    slug: slug.clone(),
+                    role: parse_role(&r.role)?,
+                    stores: r
+                        .stores
+                        .into_iter()
+                        .map(|s| StoreName::parse(s).map_err(invalid))
+                        .collect::<Result<_, _>>()?,
+                };
+                Ok((r.options, streams::principal(&slug), command))
+            })
+            .await
     }
 
     async fn create_group(
         &self,
         request: Request<v1::CreateGroupRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
-        let r = request.into_inner();
-        let envelope = envelope_of(r.options.as_ref(), "CreateGroup")?;
-        let slug = slug(r.slug)?;
-        let command = PrincipalCommand::CreateGroup { slug: slug.clone() };
-        let ctx = self.app.context(&caller);
-        let done = self
-            .app
-            .execute::<Principal>(&streams::principal(&slug), &command, &ctx, &envelope)
-            .await?;
-        Ok(Response::new(reply_of(&done)))
+        self.app
+            .command::<Principal, _>(request, "CreateGroup", |r| {
+                let slug = slug(r.slug)?;
+                let command = PrincipalCommand::CreateGroup { slug: slug.clone() };
+                Ok((r.options, streams::principal(&slug), command))
+            })
+            .await
     }
 
     async fn add_member(
@@ -125,17 +117,13 @@ impl Principals for PrincipalsApi {
         &self,
         request: Request<v1::MembershipRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
-        let r = request.into_inner();
-        let envelope = envelope_of(r.options.as_ref(), "RemoveMember")?;
-        let (group, user) = (slug(r.group)?, slug(r.user)?);
-        let command = PrincipalCommand::RemoveMember { user };
-        let ctx = self.app.context(&caller);
-        let done = self
-            .app
-            .execute::<Principal>(&streams::principal(&group), &command, &ctx, &envelope)
-            .await?;
-        Ok(Response::new(reply_of(&done)))
+        self.app
+            .command::<Principal, _>(request, "RemoveMember", |r| {
+                let (group, user) = (slug(r.group)?, slug(r.user)?);
+                let command = PrincipalCommand::RemoveMember { user };
+                Ok((r.options, streams::principal(&group), command))
+            })
+            .await
     }
 
     async fn issue_token(
@@ -174,14 +162,6 @@ impl Principals for PrincipalsApi {
                 "this command id already issued a token, shown once when it was issued; issue a new one with a new command id",
             ));
         }
-        // Hand the token out only once it authenticates.
-        if let Some(position) = done.position {
-            self.app
-                .model
-                .wait_for(position, std::time::Duration::from_secs(5))
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
-        }
         Ok(Response::new(v1::IssueTokenReply {
             reply: Some(reply_of(&done)),
             token_id: token_id.to_string(),
@@ -194,19 +174,15 @@ impl Principals for PrincipalsApi {
         &self,
         request: Request<v1::RevokeTokenRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
-        let r = request.into_inner();
-        let envelope = envelope_of(r.options.as_ref(), "RevokeToken")?;
-        let owner = slug(r.slug)?;
-        let command = PrincipalCommand::RevokeToken {
-            token_id: parse_uuid(&r.token_id, "token_id")?,
-        };
-        let ctx = self.app.context(&caller);
-        let done = self
-            .app
-            .execute::<Principal>(&streams::principal(&owner), &command, &ctx, &envelope)
-            .await?;
-        Ok(Response::new(reply_of(&done)))
+        self.app
+            .command::<Principal, _>(request, "RevokeToken", |r| {
+                let owner = slug(r.slug)?;
+                let command = PrincipalCommand::RevokeToken {
+                    token_id: parse_uuid(&r.token_id, "token_id")?,
+                };
+                Ok((r.options, streams::principal(&owner), command))
+            })
+            .await
     }
 
     async fn list_principals(

@@ -336,28 +336,25 @@ impl Secrets for SecretsApi {
         &self,
         request: Request<v1::UploadSecretRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
-        let r = request.into_inner();
-        let envelope = envelope_of(r.options.as_ref(), "UploadSecret")?;
-        let request_id = parse_uuid(&r.request_id, "request_id")?;
-        let max = self.app.limits.max_ciphertext_bytes();
-        if r.ciphertext.len() > max {
-            return Err(Status::invalid_argument(format!(
-                "the sealed payload is {} bytes; the limit is {max} (secrets up to {} bytes)",
-                r.ciphertext.len(),
-                self.app.limits.max_secret_bytes
-            )));
-        }
-        let command = UploadCommand::Upload {
-            ciphertext: STANDARD.encode(&r.ciphertext),
-            max_ciphertext_bytes: max,
-        };
-        let ctx = self.app.context(&caller);
-        let done = self
-            .app
-            .execute::<UploadRequest>(&streams::upload(request_id), &command, &ctx, &envelope)
-            .await?;
-        Ok(Response::new(reply_of(&done)))
+        let limits = &self.app.limits;
+        let max = limits.max_ciphertext_bytes();
+        self.app
+            .command::<UploadRequest, _>(request, "UploadSecret", |r| {
+                let request_id = parse_uuid(&r.request_id, "request_id")?;
+                if r.ciphertext.len() > max {
+                    return Err(Status::invalid_argument(format!(
+                        "the sealed payload is {} bytes; the limit is {max} (secrets up to {} bytes)",
+                        r.ciphertext.len(),
+                        limits.max_secret_bytes
+                    )));
+                }
+                let command = UploadCommand::Upload {
+                    ciphertext: STANDARD.encode(&r.ciphertext),
+                    max_ciphertext_bytes: max,
+                };
+                Ok((r.options, streams::upload(request_id), command))
+            })
+            .await
     }
 
     async fn list_secrets(

@@ -6,7 +6,7 @@ use sealplane_proto::v1::stores_server::Stores;
 use tonic::{Request, Response, Status};
 
 use crate::api::app::App;
-use crate::api::status::{envelope_of, invalid, reply_of};
+use crate::api::status::invalid;
 use crate::domain::names::StoreName;
 use crate::domain::store_catalog::{ReactorKey, StoreCatalog, StoreCommand, StoreKind, StoreState};
 use crate::streams;
@@ -28,16 +28,12 @@ impl StoresApi {
         name: &'static str,
         command: fn(StoreName) -> StoreCommand,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
-        let r = request.into_inner();
-        let envelope = envelope_of(r.options.as_ref(), name)?;
-        let store = StoreName::parse(r.name).map_err(invalid)?;
-        let ctx = self.app.context(&caller);
-        let done = self
-            .app
-            .execute::<StoreCatalog>(&streams::stores(), &command(store), &ctx, &envelope)
-            .await?;
-        Ok(Response::new(reply_of(&done)))
+        self.app
+            .command::<StoreCatalog, _>(request, name, |r| {
+                let store = StoreName::parse(r.name).map_err(invalid)?;
+                Ok((r.options, streams::stores(), command(store)))
+            })
+            .await
     }
 }
 
@@ -57,20 +53,16 @@ impl Stores for StoresApi {
         &self,
         request: Request<v1::CreateStoreRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
-        let r = request.into_inner();
-        let envelope = envelope_of(r.options.as_ref(), "CreateStore")?;
-        let command = StoreCommand::Create {
-            name: StoreName::parse(r.name).map_err(invalid)?,
-            kind: r.kind.parse::<StoreKind>().map_err(invalid)?,
-            reactor_key: ReactorKey::parse(&r.reactor_key).map_err(invalid)?,
-        };
-        let ctx = self.app.context(&caller);
-        let done = self
-            .app
-            .execute::<StoreCatalog>(&streams::stores(), &command, &ctx, &envelope)
-            .await?;
-        Ok(Response::new(reply_of(&done)))
+        self.app
+            .command::<StoreCatalog, _>(request, "CreateStore", |r| {
+                let command = StoreCommand::Create {
+                    name: StoreName::parse(r.name).map_err(invalid)?,
+                    kind: r.kind.parse::<StoreKind>().map_err(invalid)?,
+                    reactor_key: ReactorKey::parse(&r.reactor_key).map_err(invalid)?,
+                };
+                Ok((r.options, streams::stores(), command))
+            })
+            .await
     }
 
     async fn enable_store(
