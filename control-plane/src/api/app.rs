@@ -60,8 +60,24 @@ impl App {
         Utc::now()
     }
 
-    /// Authenticates the bearer token in `request`'s metadata.
+    /// Authenticates the bearer token in `request`'s metadata. Refusals are
+    /// logged with the peer address and reason (never the token); they are
+    /// not events, since an anonymous caller must not be able to write to
+    /// the log (ADR 0003).
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        self.check_token(request).inspect_err(|status| {
+            let peer = request
+                .remote_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "unknown peer".into());
+            eprintln!(
+                "sealplane: refused a call from {peer}: {}",
+                status.message()
+            );
+        })
+    }
+
+    fn check_token<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         let header = request
             .metadata()
             .get("authorization")
