@@ -13,5 +13,6 @@ pub mod v1 {
 }
 
 mod event;
+pub mod sealed;
 
 pub use event::{ConversionError, event_from_proto, event_to_proto};

@@ -11,3 +11,7 @@
 //! authorises; the reactor only acts on events that authorise it.
 
 #![forbid(unsafe_code)]
+
+pub mod fingerprint;
+pub mod identity;
+pub mod one_time_key;
