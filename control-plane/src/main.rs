@@ -83,13 +83,14 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let (store, events) = open_verified(&config.event_store).await?;
     let assembled = server::app(store, config.limits.clone()).await?;
     let listener = server::bind(config.listen).await?;
+    let stop = shutdown_signal()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
         "sealplane serving on {scheme}://{} (event store {}, {events} events, hash chain verified)",
         listener.local_addr()?,
         describe(&config.event_store)
     );
-    server::serve(assembled, listener, tls, shutdown_signal()).await?;
+    server::serve(assembled, listener, tls, stop).await?;
     // stdout may be gone by now (a closed pipe); that is no reason to fail.
     let _ = writeln!(
         std::io::stdout(),
@@ -140,6 +141,7 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     let (admin, token) =
         bootstrap::dev_token(&assembled.app, &Slug::parse("admin")?, TimeDelta::hours(12)).await?;
     let listener = server::bind(listen).await?;
+    let stop = shutdown_signal()?;
     let addr = listener.local_addr()?;
     println!("Sealplane dev is running.");
     println!(
@@ -154,7 +156,7 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     println!();
     println!("  The in-process reactor and file store arrive with the upload-pipeline issue.");
     println!("  Press Ctrl-C to stop.");
-    server::serve(assembled, listener, None, shutdown_signal()).await?;
+    server::serve(assembled, listener, None, stop).await?;
     let _ = writeln!(
         std::io::stdout(),
         "Sealplane dev stopped; every acknowledged event is on disk."
@@ -162,18 +164,18 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Registers SIGINT and SIGTERM handlers now, before anything announces
+/// readiness, and returns a future that completes on either. (Registered
+/// lazily, a signal arriving right after the ready line would kill the
+/// process with the default action instead of stopping it cleanly.)
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            eprintln!("sealplane: cannot listen for SIGTERM ({e}); stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
+    })
 }
