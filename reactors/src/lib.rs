@@ -12,6 +12,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod file_store;
 pub mod fingerprint;
 pub mod identity;
+pub mod master_key;
 pub mod one_time_key;
+pub mod upstream;

@@ -1,0 +1,483 @@
+//! The file store against real files in a temporary directory.
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use super::*;
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::master_key::{Insecurity, MasterKeyError, security_report};
+
+const MARKER: &str = "Zq9-MARKER-hunter2-7xK";
+
+/// Drives a future to completion on this thread (the store's futures
+/// never wait on anything, and the crate has no async runtime).
+fn block_on<F: Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = pin!(fut);
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+fn value(password: &str) -> SecretValue {
+    let mut v = SecretValue::new();
+    v.insert("password", password.as_bytes().to_vec()).unwrap();
+    v.insert("user", b"app".to_vec()).unwrap();
+    v
+}
+
+fn meta(adopt: bool) -> WriteMeta {
+    WriteMeta {
+        uri: "file-dev://payments/db".into(),
+        request_id: Uuid::new_v4(),
+        adopt,
+    }
+}
+
+fn store() -> (tempfile::TempDir, FileStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path().join("store"), MasterKey::generate()).unwrap();
+    (dir, store)
+}
+
+fn put(s: &FileStore, path: &str, v: &SecretValue) -> Result<Written, UpstreamError> {
+    block_on(s.put(path, v, &meta(false)))
+}
+
+fn get(s: &FileStore, path: &str) -> Result<Option<SecretValue>, UpstreamError> {
+    block_on(s.get(path))
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn assert_tampered(r: Result<Option<SecretValue>, UpstreamError>) {
+    match r {
+        Err(e @ UpstreamError::Tampered { .. }) => {
+            let text = format!("{e} {e:?}");
+            assert!(!text.contains(MARKER), "{text}");
+        }
+        other => panic!("expected Tampered, got {other:?}"),
+    }
+}
+
+#[test]
+fn round_trip() {
+    let (_t, s) = store();
+    let w = put(&s, "payments/db", &value(MARKER)).unwrap();
+    assert_eq!(
+        w,
+        Written {
+            version: 1,
+            upstream_ref: "payments/db/v1.json".into(),
+            changed: true
+        }
+    );
+    let got = get(&s, "payments/db").unwrap().unwrap();
+    assert_eq!(got.get("password"), Some(MARKER.as_bytes()));
+    assert_eq!(got.get("user"), Some(&b"app"[..]));
+    assert_eq!(got.len(), 2);
+    assert!(get(&s, "payments/other").unwrap().is_none());
+}
+
+#[test]
+fn unchanged_value_writes_nothing_and_changed_value_is_a_new_version() {
+    let (_t, s) = store();
+    let dir = s.root().join("a");
+    put(&s, "a", &value(MARKER)).unwrap();
+    let again = put(&s, "a", &value(MARKER)).unwrap();
+    assert_eq!((again.version, again.changed), (1, false));
+    assert_eq!(files(&dir), ["v1.json"]);
+    let next = put(&s, "a", &value("other")).unwrap();
+    assert_eq!((next.version, next.changed), (2, true));
+    assert_eq!(files(&dir), ["v1.json", "v2.json"]);
+    let got = get(&s, "a").unwrap().unwrap();
+    assert_eq!(got.get("password"), Some(&b"other"[..]));
+    // A key added is a change too.
+    let mut more = value("other");
+    more.insert("extra", Vec::new()).unwrap();
+    assert_eq!(put(&s, "a", &more).unwrap().version, 3);
+}
+
+#[test]
+fn files_hold_neither_plaintext_nor_its_base64() {
+    let (_t, s) = store();
+    put(&s, "a", &value(MARKER)).unwrap();
+    put(&s, "a", &value(&format!("{MARKER}!"))).unwrap();
+    let b64 = STANDARD.encode(MARKER);
+    for name in ["v1.json", "v2.json"] {
+        let bytes = fs::read(s.root().join("a").join(name)).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(MARKER) && !text.contains(&b64[..20]),
+            "{name}"
+        );
+        assert!(text.contains("\"managed_by\": \"sealplane\""), "{text}");
+    }
+}
+
+#[test]
+fn each_version_has_a_fresh_data_key() {
+    let (_t, s) = store();
+    put(&s, "a", &value(MARKER)).unwrap();
+    put(&s, "a", &value("x")).unwrap();
+    put(&s, "a", &value(MARKER)).unwrap();
+    let read = |n| -> VersionFile {
+        serde_json::from_slice(&fs::read(s.root().join(format!("a/v{n}.json"))).unwrap()).unwrap()
+    };
+    let (v1, v3) = (read(1), read(3));
+    assert_ne!(v1.wrapped_key, v3.wrapped_key);
+    assert_ne!(v1.value, v3.value);
+    assert_ne!(v1.value_nonce, v3.value_nonce);
+    // Unwrapped, the data keys themselves differ.
+    let dk = |vf: &VersionFile| {
+        open(
+            &s.key.0,
+            &STANDARD.decode(&vf.key_nonce).unwrap(),
+            &aad(AAD_KEY_TAG, "a", vf.meta.version, &vf.meta),
+            &STANDARD.decode(&vf.wrapped_key).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_ne!(*dk(&v1), *dk(&v3));
+}
+
+/// Rewrites a version file's JSON through `edit`.
+fn edit(file: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut json: serde_json::Value = serde_json::from_slice(&fs::read(file).unwrap()).unwrap();
+    edit(&mut json);
+    fs::write(file, serde_json::to_vec(&json).unwrap()).unwrap();
+}
+
+fn flip_b64(s: &str) -> String {
+    let mut bytes = STANDARD.decode(s).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    STANDARD.encode(bytes)
+}
+
+#[test]
+fn tampering_is_detected() {
+    for field in ["value", "wrapped_key", "value_nonce", "key_nonce"] {
+        let (_t, s) = store();
+        put(&s, "a", &value(MARKER)).unwrap();
+        edit(&s.root().join("a/v1.json"), |j| {
+            j[field] = flip_b64(j[field].as_str().unwrap()).into();
+        });
+        assert_tampered(get(&s, "a"));
+        // A put does not silently write over what it cannot verify.
+        assert!(matches!(
+            put(&s, "a", &value(MARKER)),
+            Err(UpstreamError::Tampered { .. })
+        ));
+    }
+    for (field, new) in [
+        ("uri", serde_json::json!("file-dev://other")),
+        ("request_id", serde_json::json!(Uuid::new_v4())),
+        ("created_at", serde_json::json!("2000-01-01T00:00:00.000Z")),
+        ("adopted", serde_json::json!(true)),
+        ("version", serde_json::json!(2)),
+        ("path", serde_json::json!("b")),
+    ] {
+        let (_t, s) = store();
+        put(&s, "a", &value(MARKER)).unwrap();
+        edit(&s.root().join("a/v1.json"), |j| j["meta"][field] = new);
+        assert_tampered(get(&s, "a"));
+    }
+    // A raw byte flipped inside the sealed value's base64.
+    let (_t, s) = store();
+    put(&s, "a", &value(MARKER)).unwrap();
+    let file = s.root().join("a/v1.json");
+    let mut bytes = fs::read(&file).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let at = text.find("\"value\": \"").unwrap() + 20;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    fs::write(&file, bytes).unwrap();
+    assert_tampered(get(&s, "a"));
+}
+
+#[test]
+fn a_file_moved_to_another_path_or_version_does_not_open() {
+    let (_t, s) = store();
+    put(&s, "a", &value(MARKER)).unwrap();
+    put(&s, "b", &value("b-value")).unwrap();
+    fs::copy(s.root().join("a/v1.json"), s.root().join("b/v1.json")).unwrap();
+    assert_tampered(get(&s, "b"));
+    // The same copied as a newer version of `a` itself.
+    fs::copy(s.root().join("a/v1.json"), s.root().join("a/v2.json")).unwrap();
+    assert_tampered(get(&s, "a"));
+    // Even with the clear metadata rewritten to match its new place.
+    fs::copy(s.root().join("a/v1.json"), s.root().join("c-v1.json")).unwrap();
+    fs::create_dir(s.root().join("c")).unwrap();
+    fs::rename(s.root().join("c-v1.json"), s.root().join("c/v1.json")).unwrap();
+    edit(&s.root().join("c/v1.json"), |j| {
+        j["meta"]["path"] = "c".into()
+    });
+    assert_tampered(get(&s, "c"));
+}
+
+#[test]
+fn another_master_key_does_not_open() {
+    let t = tempfile::tempdir().unwrap();
+    let s = FileStore::open(t.path(), MasterKey::generate()).unwrap();
+    put(&s, "a", &value(MARKER)).unwrap();
+    let other = FileStore::open(t.path(), MasterKey::generate()).unwrap();
+    assert_tampered(get(&other, "a"));
+    let dev = FileStore::open(t.path(), MasterKey::dev()).unwrap();
+    assert_tampered(get(&dev, "a"));
+}
+
+#[test]
+fn soft_delete_hides_and_destroy_removes() {
+    let (_t, s) = store();
+    put(&s, "a/b", &value(MARKER)).unwrap();
+    put(&s, "a/b", &value("two")).unwrap();
+    block_on(s.delete("a/b", false)).unwrap();
+    assert!(get(&s, "a/b").unwrap().is_none());
+    assert_eq!(
+        files(&s.root().join("a/b")),
+        ["deleted", "v1.json", "v2.json"]
+    );
+    // Deleting again is harmless; writing after a delete makes a new version.
+    block_on(s.delete("a/b", false)).unwrap();
+    let w = put(&s, "a/b", &value("two")).unwrap();
+    assert_eq!((w.version, w.changed), (3, true));
+    assert_eq!(
+        get(&s, "a/b").unwrap().unwrap().get("password"),
+        Some(&b"two"[..])
+    );
+    assert_eq!(
+        files(&s.root().join("a/b")),
+        ["v1.json", "v2.json", "v3.json"]
+    );
+    block_on(s.delete("a/b", true)).unwrap();
+    assert!(!s.root().join("a/b").exists());
+    assert!(get(&s, "a/b").unwrap().is_none());
+    assert!(matches!(
+        block_on(s.delete("a/b", true)),
+        Err(UpstreamError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn destroy_keeps_nested_secrets() {
+    let (_t, s) = store();
+    put(&s, "a", &value("outer")).unwrap();
+    put(&s, "a/b", &value(MARKER)).unwrap();
+    block_on(s.delete("a", true)).unwrap();
+    assert!(get(&s, "a").unwrap().is_none());
+    assert_eq!(files(&s.root().join("a")), ["b"]);
+    assert_eq!(
+        get(&s, "a/b").unwrap().unwrap().get("password"),
+        Some(MARKER.as_bytes())
+    );
+}
+
+#[test]
+fn bad_paths_are_refused() {
+    let (t, s) = store();
+    let long = "a".repeat(513);
+    for bad in [
+        "../x",
+        "a/../../x",
+        "a//b",
+        "",
+        "/a",
+        "a/",
+        ".",
+        "a/./b",
+        "a b",
+        "a\\b",
+        "é",
+        "a/deleted",
+        "v1.json",
+        "a/v12.json",
+        ".sealplane-tmp-x",
+        long.as_str(),
+    ] {
+        let e = put(&s, bad, &value(MARKER)).unwrap_err();
+        assert!(
+            matches!(e, UpstreamError::InvalidPath { .. }),
+            "{bad}: {e:?}"
+        );
+        assert!(matches!(
+            get(&s, bad),
+            Err(UpstreamError::InvalidPath { .. })
+        ));
+    }
+    assert!(!t.path().join("x").exists());
+    let seg = "s".repeat(256);
+    assert!(matches!(
+        put(&s, &seg, &value(MARKER)),
+        Err(UpstreamError::InvalidPath { .. })
+    ));
+    let ok = format!("{}/{}/c", "a".repeat(255), "b".repeat(254));
+    assert_eq!(ok.len(), 512);
+    for good in [
+        "a",
+        "A.b_c-9/x",
+        "..a/b..",
+        "v1/v0.json",
+        "deleted-x",
+        ok.as_str(),
+    ] {
+        put(&s, good, &value(MARKER)).unwrap();
+    }
+}
+
+#[test]
+fn symlinked_directories_are_refused() {
+    let (t, s) = store();
+    let outside = t.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, s.root().join("link")).unwrap();
+    assert!(matches!(
+        put(&s, "link/x", &value(MARKER)),
+        Err(UpstreamError::Io { .. })
+    ));
+    assert!(files(&outside).is_empty());
+}
+
+#[test]
+fn foreign_secrets_are_refused_unless_adopted() {
+    let (_t, s) = store();
+    let dir = s.root().join("legacy");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("v1.json"), br#"{"password": "plain"}"#).unwrap();
+    let e = put(&s, "legacy", &value(MARKER)).unwrap_err();
+    assert!(matches!(e, UpstreamError::NotManaged { .. }), "{e:?}");
+    assert!(matches!(
+        get(&s, "legacy"),
+        Err(UpstreamError::NotManaged { .. })
+    ));
+    assert!(matches!(
+        block_on(s.delete("legacy", true)),
+        Err(UpstreamError::NotManaged { .. })
+    ));
+    assert_eq!(files(&dir), ["v1.json"]);
+
+    let w = block_on(s.put("legacy", &value(MARKER), &meta(true))).unwrap();
+    assert_eq!((w.version, w.changed), (2, true));
+    assert_eq!(
+        get(&s, "legacy").unwrap().unwrap().get("password"),
+        Some(MARKER.as_bytes())
+    );
+    // Adopted once, managed afterwards; the foreign file is left as it was.
+    assert_eq!(put(&s, "legacy", &value("next")).unwrap().version, 3);
+    assert_eq!(
+        fs::read(dir.join("v1.json")).unwrap(),
+        br#"{"password": "plain"}"#
+    );
+
+    // Any other foreign file, and a version claiming another owner.
+    let (_t, s) = store();
+    put(&s, "x", &value(MARKER)).unwrap();
+    fs::write(s.root().join("x/notes.txt"), b"hi").unwrap();
+    assert!(matches!(
+        put(&s, "x", &value("y")),
+        Err(UpstreamError::NotManaged { .. })
+    ));
+    let dir = s.root().join("y");
+    fs::create_dir(&dir).unwrap();
+    fs::write(
+        dir.join("v1.json"),
+        br#"{"format":"sealplane-file-v1","meta":{"managed_by":"someone"}}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        put(&s, "y", &value("y")),
+        Err(UpstreamError::NotManaged { .. })
+    ));
+}
+
+#[test]
+fn modes_are_0600_and_0700() {
+    let (_t, s) = store();
+    put(&s, "a/b", &value(MARKER)).unwrap();
+    block_on(s.delete("a/b", false)).unwrap();
+    assert_eq!(mode(s.root()), 0o700);
+    assert_eq!(mode(&s.root().join("a")), 0o700);
+    assert_eq!(mode(&s.root().join("a/b")), 0o700);
+    assert_eq!(mode(&s.root().join("a/b/v1.json")), 0o600);
+    assert_eq!(mode(&s.root().join("a/b/deleted")), 0o600);
+    // No temporary file is left behind.
+    assert_eq!(files(&s.root().join("a/b")), ["deleted", "v1.json"]);
+}
+
+#[test]
+fn master_key_loading_and_redaction() {
+    let t = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    let file = t.path().join("master.key");
+    fs::write(&file, format!("{}\n", key.to_base64().as_str())).unwrap();
+    let loaded = MasterKey::from_file(&file).unwrap();
+    assert_eq!(*loaded.0, *key.0);
+    assert!(!loaded.is_default() && MasterKey::dev().is_default());
+    assert_eq!(format!("{loaded:?}"), "MasterKey([redacted])");
+    let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQ=";
+    for bad in ["", "not base64!", secret, &STANDARD.encode([1u8; 33])] {
+        let e = MasterKey::from_base64(bad).unwrap_err();
+        assert!(matches!(e, MasterKeyError::Malformed));
+        assert!(!format!("{e} {e:?}").contains("c2Vj"));
+    }
+    assert!(matches!(
+        MasterKey::from_env("SEALPLANE_TEST_SURELY_UNSET_VAR"),
+        Err(MasterKeyError::MissingEnv(_))
+    ));
+    assert!(matches!(
+        MasterKey::from_file(&t.path().join("missing")),
+        Err(MasterKeyError::Io { .. })
+    ));
+    let s = FileStore::open(t.path().join("s"), MasterKey::generate()).unwrap();
+    assert!(!format!("{s:?}").contains(key.to_base64().as_str()));
+}
+
+#[test]
+fn security_report_flags_dev_key_and_open_key_file() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("master.key");
+    let key = MasterKey::generate();
+    fs::write(&file, key.to_base64().as_bytes()).unwrap();
+
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(
+        security_report(Some(&file), &key),
+        [Insecurity::KeyFileReadableByOthers {
+            path: file.clone(),
+            mode: 0o644
+        }]
+    );
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(security_report(Some(&file), &key).is_empty());
+    assert!(security_report(None, &key).is_empty());
+
+    let report = security_report(Some(&file), &MasterKey::dev());
+    assert_eq!(report, [Insecurity::DefaultDevKey]);
+    assert!(report[0].to_string().contains("development master key"));
+    assert!(matches!(
+        security_report(Some(&t.path().join("missing")), &key)[..],
+        [Insecurity::KeyFileUnchecked { .. }]
+    ));
+}

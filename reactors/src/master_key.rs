@@ -1,0 +1,188 @@
+//! The master key that wraps the file store's data keys, and what makes a
+//! setup insecure (`sealplane is-secure` prints it).
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+/// Why a master key could not be loaded; never carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyError {
+    /// The key file could not be read.
+    #[error("cannot read master key file {path}: {source}")]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The environment variable is not set (or not UTF-8).
+    #[error("environment variable {0} is not set or not UTF-8: set it to the base64 of 32 bytes")]
+    MissingEnv(String),
+    /// The content is not the standard base64 of exactly 32 bytes.
+    #[error(
+        "the master key is not the standard base64 of exactly 32 bytes (one line); generate one with `head -c 32 /dev/urandom | base64`"
+    )]
+    Malformed,
+}
+
+/// The file store's 32-byte master key; zeroizes on drop and never prints.
+#[derive(Clone)]
+pub struct MasterKey(pub(crate) Zeroizing<[u8; 32]>);
+
+impl MasterKey {
+    /// The well-known development key: INSECURE, public in this source; `sealplane is-secure` flags it.
+    pub const DEV: [u8; 32] = *b"sealplane-dev-INSECURE-key-00000";
+
+    /// The insecure development key [`MasterKey::DEV`], for `sealplane dev` only.
+    pub fn dev() -> Self {
+        Self(Zeroizing::new(Self::DEV))
+    }
+
+    /// A fresh random key from the OS generator.
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut key[..]);
+        Self(key)
+    }
+
+    /// A key from its 32 bytes; the caller zeroizes its copy.
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        Self(Zeroizing::new(key))
+    }
+
+    /// A key from the standard base64 of 32 bytes (surrounding whitespace ignored).
+    pub fn from_base64(text: &str) -> Result<Self, MasterKeyError> {
+        // The decoder's own error names the offending byte, which is key
+        // material, so only a fixed message survives.
+        let bytes = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| MasterKeyError::Malformed)?,
+        );
+        let mut key = Zeroizing::new([0u8; 32]);
+        if bytes.len() != key.len() {
+            return Err(MasterKeyError::Malformed);
+        }
+        key.copy_from_slice(&bytes);
+        Ok(Self(key))
+    }
+
+    /// A key from a file holding its base64 on one line.
+    pub fn from_file(path: &Path) -> Result<Self, MasterKeyError> {
+        let text =
+            Zeroizing::new(
+                fs::read_to_string(path).map_err(|source| MasterKeyError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
+        Self::from_base64(&text)
+    }
+
+    /// A key from an environment variable holding its base64.
+    pub fn from_env(var: &str) -> Result<Self, MasterKeyError> {
+        let text = Zeroizing::new(
+            std::env::var(var).map_err(|_| MasterKeyError::MissingEnv(var.to_owned()))?,
+        );
+        Self::from_base64(&text)
+    }
+
+    /// The key's base64, for writing a key file; zeroized on drop.
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(STANDARD.encode(&self.0[..]))
+    }
+
+    /// Whether this is the public development key [`MasterKey::DEV`].
+    pub fn is_default(&self) -> bool {
+        *self.0 == Self::DEV
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MasterKey")
+            .field(&format_args!("[redacted]"))
+            .finish()
+    }
+}
+
+/// One reason the file store's setup is insecure (`sealplane is-secure` prints these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insecurity {
+    /// The master key is the public development key.
+    DefaultDevKey,
+    /// The key file's mode lets its group or others access it.
+    KeyFileReadableByOthers {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key file's permissions could not be checked.
+    KeyFileUnchecked {
+        /// The key file.
+        path: PathBuf,
+        /// Why (the I/O error's text).
+        reason: String,
+    },
+}
+
+impl fmt::Display for Insecurity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DefaultDevKey => f.write_str(
+                "the file store uses the public development master key: generate a key (`head -c 32 /dev/urandom | base64`) and keep it in a 0600 file",
+            ),
+            Self::KeyFileReadableByOthers { path, mode } => write!(
+                f,
+                "master key file {} has mode {mode:04o}, open to group or others: `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ),
+            Self::KeyFileUnchecked { path, reason } => write!(
+                f,
+                "cannot check the permissions of master key file {}: {reason}",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// What is insecure about the master key and its file; empty when nothing is.
+pub fn security_report(master_key_path: Option<&Path>, key: &MasterKey) -> Vec<Insecurity> {
+    let mut found = Vec::new();
+    if key.is_default() {
+        found.push(Insecurity::DefaultDevKey);
+    }
+    if let Some(path) = master_key_path {
+        // fs::metadata follows a symlink: the mode that matters is the
+        // mode of the file holding the key.
+        match fs::metadata(path) {
+            Ok(m) => {
+                let mode = m.permissions().mode() & 0o7777;
+                if mode & 0o077 != 0 {
+                    found.push(Insecurity::KeyFileReadableByOthers {
+                        path: path.to_owned(),
+                        mode,
+                    });
+                }
+            }
+            // Reported rather than skipped: is-secure must not pass on
+            // something it could not check.
+            Err(e) => found.push(Insecurity::KeyFileUnchecked {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    found
+}
