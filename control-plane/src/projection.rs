@@ -132,11 +132,6 @@ impl<P: Projection> Projector<P> {
             }),
         }
     }
-
-    /// Whether the projection task has ended (store closed or failed).
-    pub fn is_stopped(&self) -> bool {
-        self.task.is_finished()
-    }
 }
 
 impl<P> Drop for Projector<P> {

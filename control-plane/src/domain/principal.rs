@@ -231,15 +231,6 @@ impl Principal {
         }
     }
 
-    /// A user's role and the stores it serves, as authentication needs
-    /// them for its [`Actor`](super::Actor); `None` for anything else.
-    pub fn user_role_and_stores(&self) -> Option<(Role, Vec<StoreName>)> {
-        match self {
-            Principal::User(u) => Some((u.role, u.stores.clone())),
-            _ => None,
-        }
-    }
-
     /// The stores a reactor serves; empty for anything else.
     pub fn stores(&self) -> &[StoreName] {
         match self {

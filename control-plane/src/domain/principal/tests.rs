@@ -96,12 +96,12 @@ fn an_admin_creates_users_reactors_and_groups() {
         .when(create_user("alice", Role::User, &[]))
         .then_events(vec![alice()]);
     assert!(alice.is_user() && !alice.is_group() && alice.members().is_none());
-    assert_eq!(alice.user_role_and_stores(), Some((Role::User, vec![])));
+    assert_eq!((alice.role(), alice.stores()), (Some(Role::User), &[][..]));
     let r1 = given::<Principal>([])
         .when(create_user("r1", Role::Reactor, &["vault-prod"]))
         .then_events(vec![user_created("r1", Role::Reactor, &["vault-prod"])]);
-    let (role, stores) = r1.user_role_and_stores().unwrap();
-    assert_eq!((role, stores.as_slice()), (Role::Reactor, r1.stores()));
+    assert_eq!(r1.role(), Some(Role::Reactor));
+    assert_eq!(r1.stores().len(), 1);
     assert_eq!(r1.stores()[0].as_str(), "vault-prod");
     let group = given::<Principal>([])
         .when(PrincipalCommand::CreateGroup { slug: slug("ops") })
