@@ -13,6 +13,7 @@ pub mod v1 {
 }
 
 mod event;
+pub mod offer;
 pub mod sealed;
 
 pub use event::{ConversionError, event_from_proto, event_to_proto};
