@@ -8,7 +8,7 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -667,6 +667,9 @@ impl Aggregate for UploadRequest {
         let expires_at = Some(*ttl)
             .filter(|ttl| *ttl > Duration::zero() && *ttl <= MAX_KEY_TTL)
             .and_then(|ttl| ctx.now.checked_add_signed(ttl))
+            // Whole seconds: the reactor signs the expiry at that precision
+            // (KeyOffer), so the signed and the enforced expiry are one.
+            .map(|at| at.trunc_subsecs(0))
             .ok_or(UploadRefusal::TtlOutOfRange(ttl.num_seconds()))?;
         Ok(vec![UploadEvent::SecretUploadKeyRequested {
             request_id: *request_id,

@@ -166,6 +166,15 @@ fn a_user_who_may_write_requests_a_put_key_valid_for_the_ttl() {
 }
 
 #[test]
+fn the_expiry_is_whole_seconds_because_the_reactor_signs_it_at_that_precision() {
+    put_at(S::Absent)
+        .as_actor(alice())
+        .at(t0() + Duration::milliseconds(999))
+        .when(ok_request(PUT))
+        .then_events(vec![requested(PUT, exp())]);
+}
+
+#[test]
 fn a_put_needs_write_access_and_a_verify_needs_read_access() {
     let ttl = Duration::minutes(5);
     for (purpose, facts, outcome) in [
