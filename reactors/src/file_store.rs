@@ -17,15 +17,15 @@
 //! another path or version, or editing its metadata, makes it fail to open
 //! ([`UpstreamError::Tampered`]).
 //!
-//! The operations are short synchronous file-system calls run inside the
-//! async methods; the store is meant for one machine and small volumes.
+//! The operations are synchronous file-system calls (with fsyncs), run on
+//! tokio's blocking pool; the store is meant for one machine.
 
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -257,8 +257,17 @@ impl DirState {
     }
 }
 
-/// The embedded file store: envelope-encrypted versions under a root directory.
+/// The embedded file store: envelope-encrypted versions under a root
+/// directory. Cloning it is cheap (one shared store); its operations run on
+/// tokio's blocking pool, since they are synchronous file-system calls with
+/// fsyncs.
+#[derive(Clone)]
 pub struct FileStore {
+    files: Arc<Files>,
+}
+
+/// The store's state and its synchronous operations.
+struct Files {
     root: PathBuf,
     key: MasterKey,
     /// Serialises writers in this process, so two puts never pick one version number.
@@ -268,8 +277,8 @@ pub struct FileStore {
 impl fmt::Debug for FileStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileStore")
-            .field("root", &self.root)
-            .field("key", &self.key)
+            .field("root", &self.files.root)
+            .field("key", &self.files.key)
             .finish()
     }
 }
@@ -277,7 +286,34 @@ impl fmt::Debug for FileStore {
 impl FileStore {
     /// A store under `root` (created 0700 if missing) with `key` as master key.
     pub fn open(root: impl Into<PathBuf>, key: MasterKey) -> Result<Self, UpstreamError> {
-        let root = root.into();
+        Ok(Self {
+            files: Arc::new(Files::open(root.into(), key)?),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.files.root
+    }
+
+    /// Runs `op` on the blocking pool with a handle to the store.
+    async fn offload<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Files) -> Result<T, UpstreamError> + Send + 'static,
+    ) -> Result<T, UpstreamError> {
+        let files = Arc::clone(&self.files);
+        tokio::task::spawn_blocking(move || op(&files))
+            .await
+            .map_err(|e| UpstreamError::Io {
+                op: "run a file store operation",
+                target: self.files.root.display().to_string(),
+                source: io::Error::other(e.to_string()),
+            })?
+    }
+}
+
+impl Files {
+    fn open(root: PathBuf, key: MasterKey) -> Result<Self, UpstreamError> {
         match fs::symlink_metadata(&root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -301,11 +337,6 @@ impl FileStore {
             key,
             write_lock: Mutex::new(()),
         })
-    }
-
-    /// The root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// The secret's directory; walks it refusing symlinks (which could lead
@@ -650,15 +681,20 @@ impl UpstreamStore for FileStore {
         value: &SecretValue,
         meta: &WriteMeta,
     ) -> Result<Written, UpstreamError> {
-        self.put_sync(path, value, meta)
+        let (path, value, meta) = (path.to_owned(), value.clone(), meta.clone());
+        self.offload(move |files| files.put_sync(&path, &value, &meta))
+            .await
     }
 
     async fn get(&self, path: &str) -> Result<Option<SecretValue>, UpstreamError> {
-        self.get_sync(path)
+        let path = path.to_owned();
+        self.offload(move |files| files.get_sync(&path)).await
     }
 
     async fn delete(&self, path: &str, destroy: bool) -> Result<(), UpstreamError> {
-        self.delete_sync(path, destroy)
+        let path = path.to_owned();
+        self.offload(move |files| files.delete_sync(&path, destroy))
+            .await
     }
 }
 

@@ -1,8 +1,5 @@
 //! The file store against real files in a temporary directory.
 use std::future::Future;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 
 use super::*;
 use std::os::unix::fs::PermissionsExt as _;
@@ -11,24 +8,13 @@ use crate::master_key::{Insecurity, MasterKeyError, security_report};
 
 const MARKER: &str = "Zq9-MARKER-hunter2-7xK";
 
-/// Drives a future to completion on this thread (the store's futures
-/// never wait on anything, and the crate has no async runtime).
+/// Drives a future to completion on a current-thread runtime (the store
+/// runs its file-system calls on tokio's blocking pool).
 fn block_on<F: Future>(fut: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = pin!(fut);
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(fut)
 }
 
 fn value(password: &str) -> SecretValue {
@@ -154,7 +140,7 @@ fn each_version_has_a_fresh_data_key() {
     // Unwrapped, the data keys themselves differ.
     let dk = |vf: &VersionFile| {
         open(
-            &s.key.0,
+            &s.files.key.0,
             &STANDARD.decode(&vf.key_nonce).unwrap(),
             &aad(AAD_KEY_TAG, "a", vf.meta.version, &vf.meta),
             &STANDARD.decode(&vf.wrapped_key).unwrap(),
