@@ -127,7 +127,7 @@ impl FingerprintKey {
         Self::with_key(id.into(), Zeroizing::new(key))
     }
 
-    fn with_key(id: String, key: Zeroizing<[u8; 32]>) -> Result<Self, FingerprintError> {
+    pub(crate) fn with_key(id: String, key: Zeroizing<[u8; 32]>) -> Result<Self, FingerprintError> {
         check_key_id(&id)?;
         Ok(Self { id, key })
     }

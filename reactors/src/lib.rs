@@ -12,9 +12,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod file_store;
 pub mod fingerprint;
 pub mod identity;
+pub mod ledger;
 pub mod master_key;
 pub mod one_time_key;
 pub mod upstream;

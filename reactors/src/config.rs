@@ -1,0 +1,441 @@
+//! The reactor's configuration file, `reactor.toml`.
+//!
+//! The control plane holds no upstream credential (SPEC §5): everything a
+//! reactor needs to reach its stores, and the keys only reactors hold (the
+//! identity, the fingerprint key, the file store's master key), are named
+//! here. Relative paths are relative to the directory of the file.
+//!
+//! ```toml
+//! identity_file = "reactor-identity"       # created on first start, 0600
+//! checkpoint_file = "reactor.checkpoint"   # where the feed resumes
+//!
+//! [control_plane]
+//! address = "https://sealplane.example:7700"
+//! ca_file = "ca.pem"                       # for https; optional
+//! token_file = "reactor.token"             # or token_env = "SEALPLANE_REACTOR_TOKEN"
+//!
+//! [fingerprint]                            # the same on every reactor
+//! key_id = "fp-2026"
+//! key_file = "fingerprint.key"             # or key_env = "..."
+//!
+//! [stores.local]
+//! kind = "file"
+//! root = "file-store"
+//! master_key_file = "master.key"           # or master_key_env = "..."
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::fingerprint::FingerprintKey;
+use crate::master_key::{MasterKey, MasterKeyError};
+
+/// The environment variable read for the control-plane token by default.
+pub const DEFAULT_TOKEN_ENV: &str = "SEALPLANE_REACTOR_TOKEN";
+
+/// Why the configuration cannot be used; messages name the file and field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read reactor config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown/missing fields.
+    #[error("reactor config {origin}: {message}")]
+    Parse {
+        /// The config file.
+        origin: String,
+        /// The parser's message (config text only, never key material).
+        message: String,
+    },
+    /// A field holds a value the reactor cannot use.
+    #[error("reactor config {origin}: `{field}` {problem}")]
+    Invalid {
+        /// The config file.
+        origin: String,
+        /// The offending field.
+        field: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// A key (token, fingerprint, master) could not be loaded.
+    #[error("reactor config {origin}: {what}: {source}")]
+    Key {
+        /// The config file.
+        origin: String,
+        /// Which key.
+        what: &'static str,
+        /// Why.
+        source: MasterKeyError,
+    },
+}
+
+/// The whole `reactor.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactorConfig {
+    /// How to reach and authenticate to the control plane.
+    pub control_plane: ControlPlaneConfig,
+    /// The long-term Ed25519 identity (created 0600 on first start).
+    #[serde(default = "default_identity_file")]
+    pub identity_file: PathBuf,
+    /// The position the event feed resumes from after a restart.
+    #[serde(default = "default_checkpoint_file")]
+    pub checkpoint_file: PathBuf,
+    /// The keyed-hash key (SPEC §4): the same on every reactor of a deployment.
+    pub fingerprint: FingerprintConfig,
+    /// Limits on the reactor's own work.
+    #[serde(default)]
+    pub limits: ReactorLimits,
+    /// The stores this reactor serves, by store name.
+    pub stores: BTreeMap<String, StoreConfig>,
+}
+
+/// `[control_plane]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// `http://host:port` (loopback only) or `https://host:port`.
+    pub address: String,
+    /// PEM CA certificate(s) to trust for an `https` address.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A file holding the reactor's bearer token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding the token (default `SEALPLANE_REACTOR_TOKEN`).
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+/// `[fingerprint]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FingerprintConfig {
+    /// The id named in every hash (`hmac-sha256:<key_id>:...`).
+    pub key_id: String,
+    /// A file holding the key's base64 (32 bytes).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// An environment variable holding the key's base64.
+    #[serde(default)]
+    pub key_env: Option<String>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReactorLimits {
+    /// Upload requests handled at the same time.
+    pub concurrency: usize,
+}
+
+impl Default for ReactorLimits {
+    fn default() -> Self {
+        ReactorLimits { concurrency: 64 }
+    }
+}
+
+/// `[stores.NAME]`: one upstream store, by kind.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// The embedded encrypted file store.
+    File(FileStoreConfig),
+}
+
+/// `kind = "file"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStoreConfig {
+    /// The directory holding the store (created 0700).
+    pub root: PathBuf,
+    /// A file holding the master key's base64.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// An environment variable holding the master key's base64.
+    #[serde(default)]
+    pub master_key_env: Option<String>,
+}
+
+fn default_identity_file() -> PathBuf {
+    PathBuf::from("reactor-identity")
+}
+
+fn default_checkpoint_file() -> PathBuf {
+    PathBuf::from("reactor.checkpoint")
+}
+
+impl ReactorConfig {
+    /// Reads, parses and checks `path`; relative paths become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses `text` (named `origin` in errors), resolving paths against `base`.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut config: ReactorConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.message().to_owned(),
+        })?;
+        config.check(origin)?;
+        config.resolve(base);
+        Ok(config)
+    }
+
+    fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |field: &str, problem: &str| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            field: field.to_owned(),
+            problem: problem.to_owned(),
+        };
+        let cp = &self.control_plane;
+        if !(cp.address.starts_with("http://") || cp.address.starts_with("https://")) {
+            return Err(invalid(
+                "control_plane.address",
+                "must start with http:// or https://",
+            ));
+        }
+        if cp.token_file.is_some() && cp.token_env.is_some() {
+            return Err(invalid(
+                "control_plane.token_file",
+                "and token_env are both set: give one",
+            ));
+        }
+        if self.fingerprint.key_file.is_some() == self.fingerprint.key_env.is_some() {
+            return Err(invalid(
+                "fingerprint",
+                "needs exactly one of key_file and key_env",
+            ));
+        }
+        if self.limits.concurrency == 0 {
+            return Err(invalid("limits.concurrency", "must be at least 1"));
+        }
+        if self.stores.is_empty() {
+            return Err(invalid(
+                "stores",
+                "is empty: add a [stores.NAME] table for each store this reactor serves",
+            ));
+        }
+        for (name, store) in &self.stores {
+            if !is_store_name(name) {
+                return Err(invalid(
+                    &format!("stores.{name}"),
+                    "is not a store name: use a DNS label (lowercase letters, digits and `-`, at most 63)",
+                ));
+            }
+            match store {
+                StoreConfig::File(f) => {
+                    if f.master_key_file.is_some() == f.master_key_env.is_some() {
+                        return Err(invalid(
+                            &format!("stores.{name}"),
+                            "needs exactly one of master_key_file and master_key_env",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let at = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        at(&mut self.identity_file);
+        at(&mut self.checkpoint_file);
+        self.control_plane.ca_file.as_mut().map(at);
+        self.control_plane.token_file.as_mut().map(at);
+        self.fingerprint.key_file.as_mut().map(at);
+        for store in self.stores.values_mut() {
+            match store {
+                StoreConfig::File(f) => {
+                    at(&mut f.root);
+                    f.master_key_file.as_mut().map(at);
+                }
+            }
+        }
+    }
+
+    /// The control-plane bearer token, from its file or environment variable.
+    pub fn token(&self, origin: &str) -> Result<Zeroizing<String>, ConfigError> {
+        let cp = &self.control_plane;
+        let token = match &cp.token_file {
+            Some(path) => {
+                Zeroizing::new(fs::read_to_string(path).map_err(|source| ConfigError::Key {
+                    origin: origin.to_owned(),
+                    what: "control_plane.token_file",
+                    source: MasterKeyError::Io {
+                        path: path.clone(),
+                        source,
+                    },
+                })?)
+            }
+            None => {
+                let var = cp.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
+                Zeroizing::new(std::env::var(var).map_err(|_| ConfigError::Key {
+                    origin: origin.to_owned(),
+                    what: "control-plane token",
+                    source: MasterKeyError::MissingEnv(var.to_owned()),
+                })?)
+            }
+        };
+        Ok(Zeroizing::new(token.trim().to_owned()))
+    }
+
+    /// The fingerprint key (same file format as a master key: base64 of 32 bytes).
+    pub fn fingerprint_key(&self, origin: &str) -> Result<FingerprintKey, ConfigError> {
+        let f = &self.fingerprint;
+        let key = match (&f.key_file, &f.key_env) {
+            (Some(path), _) => MasterKey::from_file(path),
+            (None, Some(var)) => MasterKey::from_env(var),
+            (None, None) => unreachable!("checked at load"),
+        }
+        .map_err(|source| ConfigError::Key {
+            origin: origin.to_owned(),
+            what: "fingerprint key",
+            source,
+        })?;
+        FingerprintKey::with_key(f.key_id.clone(), key.0.clone()).map_err(|e| {
+            ConfigError::Invalid {
+                origin: origin.to_owned(),
+                field: "fingerprint.key_id".into(),
+                problem: e.to_string(),
+            }
+        })
+    }
+}
+
+impl FileStoreConfig {
+    /// The store's master key, from its file or environment variable.
+    pub fn master_key(&self) -> Result<MasterKey, MasterKeyError> {
+        match (&self.master_key_file, &self.master_key_env) {
+            (Some(path), _) => MasterKey::from_file(path),
+            (None, Some(var)) => MasterKey::from_env(var),
+            (None, None) => unreachable!("checked at load"),
+        }
+    }
+}
+
+/// A DNS label, the rule for store names (SPEC §3).
+pub fn is_store_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[control_plane]
+address = "http://127.0.0.1:7700"
+token_file = "reactor.token"
+
+[fingerprint]
+key_id = "fp-1"
+key_file = "fp.key"
+
+[stores.local]
+kind = "file"
+root = "files"
+master_key_file = "/etc/sealplane/master.key"
+"#;
+
+    fn parse(text: &str) -> Result<ReactorConfig, ConfigError> {
+        ReactorConfig::parse(text, "reactor.toml", Path::new("/srv/r"))
+    }
+
+    #[test]
+    fn a_full_config_parses_with_defaults_and_relative_paths_resolved() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.identity_file, Path::new("/srv/r/reactor-identity"));
+        assert_eq!(c.checkpoint_file, Path::new("/srv/r/reactor.checkpoint"));
+        assert_eq!(
+            c.control_plane.token_file.as_deref(),
+            Some(Path::new("/srv/r/reactor.token"))
+        );
+        assert_eq!(c.limits.concurrency, 64);
+        let StoreConfig::File(f) = &c.stores["local"];
+        assert_eq!(f.root, Path::new("/srv/r/files"));
+        assert_eq!(
+            f.master_key_file.as_deref(),
+            Some(Path::new("/etc/sealplane/master.key"))
+        );
+    }
+
+    #[test]
+    fn bad_configs_are_refused_naming_the_field() {
+        for (edit, field) in [
+            (
+                GOOD.replace("http://127", "tcp://127"),
+                "control_plane.address",
+            ),
+            (
+                GOOD.replace("[stores.local]", "[stores.Local]"),
+                "stores.Local",
+            ),
+            (
+                GOOD.replace("master_key_file = \"/etc/sealplane/master.key\"", ""),
+                "stores.local",
+            ),
+            (GOOD.replace("key_file = \"fp.key\"", ""), "fingerprint"),
+            (
+                GOOD.replace(
+                    "token_file = \"reactor.token\"",
+                    "token_file = \"t\"\ntoken_env = \"T\"",
+                ),
+                "control_plane.token_file",
+            ),
+            (
+                format!("{GOOD}\n[limits]\nconcurrency = 0\n"),
+                "limits.concurrency",
+            ),
+        ] {
+            let e = parse(&edit).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{field}`")), "{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_kinds_are_refused() {
+        let e = parse(&GOOD.replace("root = ", "rooot = "))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rooot"), "{e}");
+        let e = parse(&GOOD.replace("kind = \"file\"", "kind = \"floppy\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("floppy"), "{e}");
+    }
+
+    #[test]
+    fn store_names_are_dns_labels() {
+        for ok in ["local", "vault-prod", "a1"] {
+            assert!(is_store_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(!is_store_name(bad), "{bad}");
+        }
+    }
+}
