@@ -123,3 +123,85 @@ pub async fn dev_token(
         Err(e) => Err(e),
     }
 }
+
+/// Why the dev reactor could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum DevReactorError {
+    #[error(transparent)]
+    Stores(#[from] CommandError<crate::domain::store_catalog::StoreCatalogRefusal>),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error(transparent)]
+    Principals(#[from] CommandError<PrincipalRefusal>),
+    #[error("the reactor identity is not a valid Ed25519 public key")]
+    BadKey,
+    #[error(
+        "store `{0}` in this data directory is served by another reactor identity; use a fresh --data-dir"
+    )]
+    OtherIdentity(String),
+}
+
+/// Registers the in-process reactor of `sealplane dev`: the file store
+/// `store` served by `reactor_key` (the default store when it is the first
+/// one), a reactor principal bound to it, and a fresh token for it.
+pub async fn dev_reactor(
+    app: &App,
+    store: &str,
+    reactor_key: &str,
+    ttl: TimeDelta,
+) -> Result<BearerToken, DevReactorError> {
+    use crate::domain::names::StoreName;
+    use crate::domain::store_catalog::{ReactorKey, StoreCatalog, StoreCommand, StoreKind};
+
+    let name = StoreName::parse(store).map_err(|_| DevReactorError::BadKey)?;
+    let key = ReactorKey::parse(reactor_key).map_err(|_| DevReactorError::BadKey)?;
+    let ctx = Context {
+        actor: bootstrap_actor("dev"),
+        now: Utc::now(),
+    };
+    let (existing, _) = app
+        .model
+        .read(|m| m.stores.store(&name).map(|s| s.reactor_key));
+    match existing {
+        Some(k) if k == key => {}
+        Some(_) => return Err(DevReactorError::OtherIdentity(store.to_owned())),
+        None => {
+            let done = app
+                .handler
+                .execute::<StoreCatalog>(
+                    &streams::stores(),
+                    &StoreCommand::Create {
+                        name: name.clone(),
+                        kind: StoreKind::File,
+                        reactor_key: key,
+                    },
+                    &ctx,
+                    &CommandEnvelope::new("CreateStore"),
+                )
+                .await?;
+            if let Some(position) = done.position {
+                app.model
+                    .wait_for(position, TOKEN_VISIBLE_WAIT)
+                    .await
+                    .map_err(BootstrapError::from)?;
+            }
+        }
+    }
+    let slug = Slug::parse("dev-reactor").expect("a valid slug");
+    let (known, _) = app.model.read(|m| m.principals.contains_key(&slug));
+    if !known {
+        app.handler
+            .execute::<Principal>(
+                &streams::principal(&slug),
+                &PrincipalCommand::CreateUser {
+                    slug: slug.clone(),
+                    role: Role::Reactor,
+                    stores: vec![name],
+                },
+                &ctx,
+                &CommandEnvelope::new("CreateUser"),
+            )
+            .await?;
+    }
+    Ok(issue(app, &ctx, &slug, ttl).await?)
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use chrono::Duration as TimeDelta;
 use clap::{Parser, Subcommand};
-use sealplane_control_plane::bootstrap;
+use sealplane_control_plane::{bootstrap, dev};
 use sealplane_control_plane::config::{Config, EventStoreConfig, Limits};
 use sealplane_control_plane::domain::names::Slug;
 use sealplane_control_plane::server;
@@ -143,6 +143,9 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     let listener = server::bind(listen).await?;
     let stop = shutdown_signal()?;
     let addr = listener.local_addr()?;
+    let reactor = dev::reactor(&assembled.app, dir, addr)
+        .await
+        .context("cannot start the in-process reactor")?;
     println!("Sealplane dev is running.");
     println!(
         "  event store: {} ({events} events, hash chain verified)",
@@ -150,13 +153,26 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     );
     println!("  gRPC API:    http://{addr} (plaintext, loopback only)");
     println!("  admin:       {admin} (a fresh token for this session, valid 12 hours)");
+    println!(
+        "  store:       {} (file store in {}, the default; reactor identity {})",
+        dev::DEV_STORE,
+        dir.join("files").display(),
+        reactor.public_key()
+    );
     println!();
     println!("export SEALPLANE_ADDR=http://{addr}");
     println!("export SEALPLANE_TOKEN={}", token.expose());
     println!();
-    println!("  The in-process reactor and file store arrive with the upload-pipeline issue.");
+    println!("  Try: sealctl put secret admin/hello greeting=world");
     println!("  Press Ctrl-C to stop.");
-    server::serve(assembled, listener, None, stop).await?;
+    // Stop the reactor first, so its last reports still reach the API.
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(server::serve(assembled, listener, None, async move {
+        let _ = api_stopped.await;
+    }));
+    reactor.run(stop).await;
+    let _ = stop_api.send(());
+    api.await.context("the API task failed")??;
     let _ = writeln!(
         std::io::stdout(),
         "Sealplane dev stopped; every acknowledged event is on disk."

@@ -19,4 +19,5 @@ pub mod identity;
 pub mod ledger;
 pub mod master_key;
 pub mod one_time_key;
+pub mod reactor;
 pub mod upstream;

@@ -1,16 +1,19 @@
 //! `sealplane-reactor`: the secret reactor binary.
 //!
-//! Today it manages the reactor's identity; following the log and serving
-//! uploads (`sealplane-reactor run --config reactor.toml`) arrive with the
-//! rest of the upload-pipeline issue.
+//! `run --config reactor.toml` serves the stores the config names;
+//! `identity` prints the public key an admin registers with a store;
+//! `generate-key` writes a fingerprint or master key file.
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sealplane_reactors::config::ReactorConfig;
 use sealplane_reactors::identity::ReactorIdentity;
+use sealplane_reactors::master_key::MasterKey;
+use sealplane_reactors::reactor::{Reactor, ReactorParts};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +28,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Follow the control plane's feed and serve the configured stores
+    /// until SIGINT or SIGTERM.
+    Run {
+        /// The reactor's configuration file.
+        #[arg(long, env = "SEALPLANE_REACTOR_CONFIG", default_value = "reactor.toml")]
+        config: PathBuf,
+    },
+    /// Write a new random key (base64 of 32 bytes) to a file readable only
+    /// by its owner: a fingerprint key (`[fingerprint] key_file`, the same
+    /// on every reactor) or a file store master key (`master_key_file`).
+    GenerateKey {
+        /// The file to create; an existing file is never overwritten.
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Print the reactor's Ed25519 public key (creating the identity on
     /// first use), for an admin to register with
     /// `sealctl create store NAME --reactor-key KEY`.
@@ -41,6 +59,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Run { config } => run(&config),
+        Command::GenerateKey { file } => generate_key(&file),
         Command::Identity { file } => {
             let (identity, created) = ReactorIdentity::load_or_generate(&file)
                 .with_context(|| format!("reactor identity {}", file.display()))?;
@@ -51,4 +71,42 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn run(path: &Path) -> anyhow::Result<()> {
+    // rustls is built with ring only; make it the process default for the
+    // upstream HTTP clients.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let origin = path.display().to_string();
+    let config = ReactorConfig::load(path)?;
+    let parts = ReactorParts::from_config(&config, &origin)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async {
+        // Handlers first, so a signal right after start is never fatal.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install the SIGTERM handler")?;
+        let reactor = Reactor::new(parts)?;
+        eprintln!(
+            "sealplane-reactor: identity {} (register it with `sealctl create store NAME --reactor-key KEY`)",
+            reactor.public_key()
+        );
+        reactor
+            .run(async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            })
+            .await;
+        anyhow::Ok(())
+    })
+}
+
+fn generate_key(file: &Path) -> anyhow::Result<()> {
+    MasterKey::create_file(file)?;
+    eprintln!("wrote a new key to {} (mode 0600)", file.display());
+    Ok(())
 }

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt as _;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -18,6 +19,15 @@ pub enum MasterKeyError {
     /// The key file could not be read.
     #[error("cannot read master key file {path}: {source}")]
     Io {
+        /// The key file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A new key file could not be created.
+    #[error("cannot create key file {path}: {source}")]
+    Create {
         /// The key file.
         path: PathBuf,
         /// The underlying error.
@@ -86,6 +96,35 @@ impl MasterKey {
                 })?,
             );
         Self::from_base64(&text)
+    }
+
+    /// A fresh key written to a new file (mode 0600; an existing file is never overwritten).
+    pub fn create_file(path: &Path) -> Result<Self, MasterKeyError> {
+        let key = Self::generate();
+        let line = Zeroizing::new(format!("{}\n", key.to_base64().as_str()));
+        let create = || -> io::Result<()> {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            file.write_all(line.as_bytes())?;
+            file.sync_all()
+        };
+        create().map_err(|source| MasterKeyError::Create {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(key)
+    }
+
+    /// The key in `path`, created first (0600) if there is no such file.
+    pub fn load_or_create(path: &Path) -> Result<Self, MasterKeyError> {
+        if path.exists() {
+            Self::from_file(path)
+        } else {
+            Self::create_file(path)
+        }
     }
 
     /// A key from an environment variable holding its base64.
@@ -185,4 +224,24 @@ pub fn security_report(master_key_path: Option<&Path>, key: &MasterKey) -> Vec<I
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_created_key_file_is_0600_reloads_and_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let created = MasterKey::load_or_create(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(security_report(Some(&path), &created).is_empty());
+        let again = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(*created.0, *again.0);
+        let e = MasterKey::create_file(&path).unwrap_err();
+        assert!(matches!(e, MasterKeyError::Create { .. }), "{e}");
+        assert_eq!(*MasterKey::from_file(&path).unwrap().0, *created.0);
+    }
 }

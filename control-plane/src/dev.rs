@@ -1,0 +1,90 @@
+//! The in-process reactor of `sealplane dev`: a file store named `local`
+//! under the data directory, served by a reactor whose identity, keys and
+//! checkpoint live there too, registered as the default store.
+//!
+//! It is the same reactor as `sealplane-reactor run`, talking to this
+//! process over loopback gRPC, so dev mode exercises the real protocol:
+//! the control plane still never sees a value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use chrono::Duration as TimeDelta;
+use sealplane_reactors::config::{
+    ControlPlaneConfig, FileStoreConfig, FingerprintConfig, ReactorConfig, ReactorLimits,
+    StoreConfig,
+};
+use sealplane_reactors::master_key::{MasterKey, MasterKeyError};
+use sealplane_reactors::reactor::{Reactor, ReactorParts, StartError};
+use zeroize::Zeroizing;
+
+use crate::api::app::App;
+use crate::bootstrap::{self, DevReactorError};
+
+/// The dev file store's name.
+pub const DEV_STORE: &str = "local";
+
+/// Why the dev reactor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error(transparent)]
+    Key(#[from] MasterKeyError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Register(#[from] DevReactorError),
+}
+
+/// The reactor configuration dev mode runs with, all files under `dir`.
+pub fn reactor_config(dir: &Path, addr: SocketAddr) -> ReactorConfig {
+    let mut stores = BTreeMap::new();
+    stores.insert(
+        DEV_STORE.to_owned(),
+        StoreConfig::File(FileStoreConfig {
+            root: dir.join("files"),
+            master_key_file: Some(dir.join("master.key")),
+            master_key_env: None,
+        }),
+    );
+    ReactorConfig {
+        control_plane: ControlPlaneConfig {
+            address: format!("http://{addr}"),
+            ca_file: None,
+            token_file: None,
+            token_env: None,
+        },
+        identity_file: dir.join("reactor-identity"),
+        checkpoint_file: dir.join("reactor.checkpoint"),
+        fingerprint: FingerprintConfig {
+            key_id: "dev".into(),
+            key_file: Some(dir.join("fingerprint.key")),
+            key_env: None,
+        },
+        limits: ReactorLimits::default(),
+        stores,
+    }
+}
+
+/// Creates missing keys, registers store and reactor with `app`, and
+/// returns the reactor, ready to run against `addr`.
+pub async fn reactor(app: &App, dir: &Path, addr: SocketAddr) -> Result<Reactor, DevError> {
+    let config = reactor_config(dir, addr);
+    for file in [
+        config.fingerprint.key_file.as_deref(),
+        Some(dir.join("master.key").as_path()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        MasterKey::load_or_create(file)?;
+    }
+    // The token is only known once the identity is registered, so build
+    // the parts with a placeholder and set it after.
+    let mut parts =
+        ReactorParts::from_config_with_token(&config, "dev", Zeroizing::new(String::new()))?;
+    let key = parts.identity.public_key_base64();
+    let token = bootstrap::dev_reactor(app, DEV_STORE, &key, TimeDelta::days(30)).await?;
+    parts.token = Zeroizing::new(token.expose().to_owned());
+    Ok(Reactor::new(parts)?)
+}
