@@ -1,11 +1,25 @@
 //! `sealctl`: the command-line client for users, admins and auditors.
 //!
-//! What it will hold (upload-pipeline issue): reading values from
-//! arguments, files and hidden prompts; pinning each store's reactor
-//! identity (`known_reactors`); sealing values to one-time keys whose
-//! signature it has checked; and the `get`, `describe`, `verify`, `audit`
-//! commands. The plaintext of a value never leaves this process unsealed.
+//! It reads values from arguments, files, env files and hidden prompts
+//! ([`value_input`]); pins each store's reactor identity on first use
+//! ([`known_reactors`]); seals values to one-time keys whose signature it
+//! has checked against that pin ([`sealed_upload`]); and reads secrets,
+//! stores and principals ([`secrets`], [`admin`]). The plaintext of a
+//! value never leaves this process unsealed, and no error or output of
+//! this crate contains one.
 //!
 //! What it is not for: trusting the control plane with confidentiality.
+//! The grammar is in [`command_line`], the dispatch in [`run`].
 
 #![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod client;
+pub mod command_line;
+pub mod known_reactors;
+pub mod output;
+pub mod progress;
+pub mod run;
+pub mod sealed_upload;
+pub mod secrets;
+pub mod value_input;

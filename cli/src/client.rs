@@ -1,0 +1,268 @@
+//! The connection to the control plane: address, TLS, the bearer token
+//! sent with every call, and turning gRPC failures into sentences.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sealplane_proto::v1;
+use sealplane_proto::v1::principals_client::PrincipalsClient;
+use sealplane_proto::v1::secrets_client::SecretsClient;
+use sealplane_proto::v1::stores_client::StoresClient;
+use tonic::codegen::InterceptedService;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Request, Status};
+use uuid::Uuid;
+
+/// The address used when neither `--addr` nor `SEALPLANE_ADDR` is set.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7700";
+
+/// How long connecting may take before the control plane counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why talking to the control plane failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address is not an `http://` or `https://` URL.
+    #[error("{0:?} is not a control-plane address: use http://HOST:PORT or https://HOST:PORT")]
+    BadAddr(String),
+    /// The CA file could not be read.
+    #[error("cannot read the CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        reason: std::io::Error,
+    },
+    /// TLS could not be set up.
+    #[error("cannot set up TLS for {addr}: {reason}")]
+    Tls {
+        /// The address.
+        addr: String,
+        /// What tonic said.
+        reason: String,
+    },
+    /// The token cannot be sent as a header (it is never printed).
+    #[error("the token is not valid header text: check SEALPLANE_TOKEN or --token")]
+    BadToken,
+    /// Nothing answers at the address.
+    #[error(
+        "cannot reach the control plane at {addr} (is `sealplane dev` running? set SEALPLANE_ADDR)"
+    )]
+    Unreachable {
+        /// The address.
+        addr: String,
+    },
+    /// The caller is not authenticated.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The control plane refused or failed the call; its message is a sentence.
+    #[error("{message}")]
+    Refused {
+        /// The gRPC code.
+        code: Code,
+        /// The control plane's sentence.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// The gRPC code of a refusal, if this is one.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Refused { code, .. } => Some(*code),
+            ClientError::Unauthenticated(_) => Some(Code::Unauthenticated),
+            _ => None,
+        }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// `http://host:port` or `https://host:port`.
+    pub addr: String,
+    /// The bearer token, if any.
+    pub token: Option<String>,
+    /// A PEM CA bundle to trust for https.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct BearerAuth(Option<AsciiMetadataValue>);
+
+impl Interceptor for BearerAuth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connected channel plus the token to present.
+#[derive(Clone)]
+pub struct Connection {
+    channel: Channel,
+    auth: BearerAuth,
+    addr: String,
+}
+
+impl Connection {
+    /// Connects to `settings.addr`, with TLS for `https://`.
+    pub async fn open(settings: &ConnectionSettings) -> Result<Self, ClientError> {
+        let addr = settings.addr.trim().trim_end_matches('/').to_owned();
+        let https = addr.starts_with("https://");
+        if !https && !addr.starts_with("http://") {
+            return Err(ClientError::BadAddr(addr));
+        }
+        let mut endpoint = Endpoint::from_shared(addr.clone())
+            .map_err(|_| ClientError::BadAddr(addr.clone()))?
+            .connect_timeout(CONNECT_TIMEOUT);
+        if https {
+            let mut tls = ClientTlsConfig::new().with_native_roots();
+            if let Some(path) = &settings.ca_file {
+                let pem = std::fs::read(path).map_err(|reason| ClientError::CaFile {
+                    path: path.clone(),
+                    reason,
+                })?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|e| ClientError::Tls {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        let auth = match &settings.token {
+            Some(token) if !token.trim().is_empty() => {
+                let value: AsciiMetadataValue =
+                    MetadataValue::try_from(format!("Bearer {}", token.trim()))
+                        .map_err(|_| ClientError::BadToken)?;
+                BearerAuth(Some(value))
+            }
+            _ => BearerAuth(None),
+        };
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|_| ClientError::Unreachable { addr: addr.clone() })?;
+        Ok(Connection {
+            channel,
+            auth,
+            addr,
+        })
+    }
+
+    /// The control plane's address as connected (no trailing `/`).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// A Secrets client.
+    pub fn secrets(&self) -> SecretsClient<InterceptedService<Channel, BearerAuth>> {
+        SecretsClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// A Stores client.
+    pub fn stores(&self) -> StoresClient<InterceptedService<Channel, BearerAuth>> {
+        StoresClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// A Principals client.
+    pub fn principals(&self) -> PrincipalsClient<InterceptedService<Channel, BearerAuth>> {
+        PrincipalsClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// Turns a failed call into a sentence.
+    pub fn error(&self, status: Status) -> ClientError {
+        error_of(&self.addr, status)
+    }
+}
+
+/// Turns a failed call to `addr` into a sentence: transport failures say
+/// the control plane is unreachable, refusals keep the server's sentence.
+pub fn error_of(addr: &str, status: Status) -> ClientError {
+    // Statuses made by the client's transport (not sent by the server)
+    // carry the transport error as their source.
+    let transport = std::error::Error::source(&status).is_some()
+        && matches!(status.code(), Code::Unavailable | Code::Unknown);
+    if transport {
+        return ClientError::Unreachable {
+            addr: addr.to_owned(),
+        };
+    }
+    match status.code() {
+        Code::Unauthenticated => {
+            let message = status.message();
+            if message.contains("SEALPLANE_TOKEN") {
+                ClientError::Unauthenticated(message.to_owned())
+            } else {
+                ClientError::Unauthenticated(format!(
+                    "{message} (the token comes from SEALPLANE_TOKEN or --token)"
+                ))
+            }
+        }
+        code => ClientError::Refused {
+            code,
+            message: if status.message().is_empty() {
+                format!("the control plane answered {code:?} without a reason")
+            } else {
+                status.message().to_owned()
+            },
+        },
+    }
+}
+
+/// Fresh options for a command: a new command id each time.
+pub fn command_options() -> Option<v1::CommandOptions> {
+    Some(v1::CommandOptions {
+        command_id: Uuid::new_v4().to_string(),
+        correlation_id: String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_refusals_keep_their_sentence() {
+        let e = error_of(
+            "http://x",
+            Status::failed_precondition("store `x` is disabled; an admin can enable it"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "store `x` is disabled; an admin can enable it"
+        );
+        assert_eq!(e.code(), Some(Code::FailedPrecondition));
+    }
+
+    #[test]
+    fn unauthenticated_mentions_the_token_variable() {
+        let e = error_of(
+            "http://x",
+            Status::unauthenticated("unknown token; ask an admin"),
+        );
+        assert!(e.to_string().contains("SEALPLANE_TOKEN"), "{e}");
+        let e = error_of(
+            "http://x",
+            Status::unauthenticated("no bearer token: set SEALPLANE_TOKEN or pass --token"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "no bearer token: set SEALPLANE_TOKEN or pass --token"
+        );
+    }
+
+    #[test]
+    fn options_carry_a_fresh_uuid() {
+        let (a, b) = (command_options().unwrap(), command_options().unwrap());
+        assert_ne!(a.command_id, b.command_id);
+        assert!(Uuid::parse_str(&a.command_id).is_ok());
+    }
+}

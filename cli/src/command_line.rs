@@ -1,0 +1,572 @@
+//! The command grammar: `sealctl [global flags] <verb> <noun> [args]`,
+//! like kubectl (`get secrets`, `describe store prod`, `put secret URI`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::DEFAULT_ADDR;
+use crate::output::OutputFormat;
+
+const ABOUT: &str =
+    "sealctl: put secrets into Sealplane without the control plane ever seeing them";
+
+const LONG_ABOUT: &str = "\
+sealctl: put secrets into Sealplane without the control plane ever seeing them.
+
+Values are sealed on this machine to a one-time key that the reactor of the
+target store signed with its identity; sealctl checks that signature against
+the identity it pinned on first use (the known_reactors file, like SSH
+known_hosts) before anything is sent.";
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success; 1 `verify secret` found no match; 2 error;
+3 refused to trust the control plane's answer (a changed or unsigned reactor
+identity; nothing was sent).
+
+Start with `sealplane dev` and paste the two `export` lines it prints.";
+
+const PUT_AFTER_HELP: &str = "\
+Examples:
+  # prompt for the value (hidden), stored under the key `value`
+  sealctl put secret local://payments/db
+
+  # several keys; `-` prompts for that key with echo off
+  sealctl put secret vault-prod://payments/db user=app password=-
+
+  # from files and env files (KEY=VALUE lines, # comments, quotes, `export `)
+  sealctl put secret vault-prod://tls/api --from-file tls.crt=./cert.pem --from-file tls.key=./key.pem
+  sealctl put secret payments/env --from-env-file .env
+
+  # first put after an admin replaced the store's reactor
+  sealctl put secret vault-prod://payments/db password=- --reactor-key BASE64KEY
+
+Values given as key=value show in shell history and `ps`; prefer key=- or
+--from-file for real secrets. The total of all values is limited to 256 KiB.";
+
+/// The whole command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sealctl",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// The control plane (`https://` uses TLS).
+    #[arg(long, env = "SEALPLANE_ADDR", default_value = DEFAULT_ADDR, global = true)]
+    pub addr: String,
+    /// Bearer token (`sealplane dev` and `sealctl issue token` print one).
+    #[arg(long, env = "SEALPLANE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// PEM CA bundle to trust for an https control plane.
+    #[arg(long, env = "SEALPLANE_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Where sealctl keeps its known_reactors file [default: <config dir>/sealplane].
+    #[arg(long, env = "SEALPLANE_CONFIG_DIR", global = true)]
+    pub config_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t, global = true)]
+    pub output: OutputFormat,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Store a new version of a secret (sealed on this machine).
+    Put {
+        #[command(subcommand)]
+        noun: PutNoun,
+    },
+    /// Check whether a local value equals the stored one.
+    Verify {
+        #[command(subcommand)]
+        noun: VerifyNoun,
+    },
+    /// List secrets, stores or principals.
+    Get {
+        #[command(subcommand)]
+        noun: GetNoun,
+    },
+    /// Show one secret or store in detail.
+    Describe {
+        #[command(subcommand)]
+        noun: DescribeNoun,
+    },
+    /// Delete a secret upstream.
+    Delete {
+        #[command(subcommand)]
+        noun: DeleteNoun,
+    },
+    /// Add a user or group to a secret's access list.
+    Grant {
+        #[command(subcommand)]
+        noun: AccessNoun,
+    },
+    /// Remove a user or group from a secret's access list, or revoke a token.
+    Revoke {
+        #[command(subcommand)]
+        noun: RevokeNoun,
+    },
+    /// Create a store, user or group (admins).
+    Create {
+        #[command(subcommand)]
+        noun: CreateNoun,
+    },
+    /// Let a store accept uploads again (admins).
+    Enable {
+        #[command(subcommand)]
+        noun: StoreNoun,
+    },
+    /// Make a store refuse new uploads (admins).
+    Disable {
+        #[command(subcommand)]
+        noun: StoreNoun,
+    },
+    /// Set the default store (admins).
+    Set {
+        #[command(subcommand)]
+        noun: SetNoun,
+    },
+    /// Remove a store, or a user from a group (admins).
+    Remove {
+        #[command(subcommand)]
+        noun: RemoveNoun,
+    },
+    /// Add a user to a group (admins).
+    Add {
+        #[command(subcommand)]
+        noun: AddNoun,
+    },
+    /// Issue a bearer token (admins).
+    Issue {
+        #[command(subcommand)]
+        noun: IssueNoun,
+    },
+    /// Show who the token belongs to.
+    Whoami,
+}
+
+/// `put ...`
+#[derive(Debug, Subcommand)]
+pub enum PutNoun {
+    /// Seal a value and store it as the secret's next version.
+    #[command(after_help = PUT_AFTER_HELP)]
+    Secret(PutSecretArgs),
+}
+
+/// `put secret` arguments.
+#[derive(Debug, Args)]
+pub struct PutSecretArgs {
+    /// The secret: `store://path`, or a path in the default store.
+    pub uri: String,
+    /// The value's data.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Overwrite an upstream secret that Sealplane does not manage yet.
+    #[arg(long)]
+    pub adopt: bool,
+    /// Expect this reactor identity (base64 Ed25519) instead of the pinned
+    /// one, and pin it once the one-time key verifies.
+    #[arg(long, value_name = "KEY")]
+    pub reactor_key: Option<String>,
+}
+
+/// Where a value's data comes from.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// `key=value`, or `key=-` to be prompted with echo off; with no data
+    /// at all, one hidden prompt stores the key `value`.
+    #[arg(value_name = "KEY=VALUE")]
+    pub pairs: Vec<String>,
+    /// A key whose value is a file's bytes (repeatable).
+    #[arg(long, value_name = "KEY=PATH")]
+    pub from_file: Vec<String>,
+    /// Keys and values from an env file (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub from_env_file: Vec<PathBuf>,
+}
+
+/// `verify ...`
+#[derive(Debug, Subcommand)]
+pub enum VerifyNoun {
+    /// Compare a local value with the stored one (through the same sealed path).
+    #[command(after_help = "\
+Prints `match` or `no match`. Exit status: 0 match, 1 no match, 2 error.
+
+Example:
+  sealctl verify secret vault-prod://payments/db user=app password=-")]
+    Secret(VerifySecretArgs),
+}
+
+/// `verify secret` arguments.
+#[derive(Debug, Args)]
+pub struct VerifySecretArgs {
+    /// The secret: `store://path`, or a path in the default store.
+    pub uri: String,
+    /// The value to compare.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Expect this reactor identity instead of the pinned one.
+    #[arg(long, value_name = "KEY")]
+    pub reactor_key: Option<String>,
+}
+
+/// `get ...`
+#[derive(Debug, Subcommand)]
+pub enum GetNoun {
+    /// List the secrets you may read.
+    #[command(alias = "secret")]
+    Secrets {
+        /// Only this store's secrets.
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// List the stores.
+    #[command(alias = "store")]
+    Stores,
+    /// List users and groups (admins, auditors).
+    #[command(alias = "principal")]
+    Principals,
+}
+
+/// `describe ...`
+#[derive(Debug, Subcommand)]
+pub enum DescribeNoun {
+    /// A secret's versions, hashes, access lists and deletion state.
+    Secret {
+        /// The secret.
+        uri: String,
+        /// Also list every event of the secret.
+        #[arg(long)]
+        history: bool,
+    },
+    /// A store.
+    Store {
+        /// The store's name.
+        name: String,
+    },
+}
+
+/// `delete ...`
+#[derive(Debug, Subcommand)]
+pub enum DeleteNoun {
+    /// Delete a secret upstream (soft delete, or --destroy every version).
+    Secret {
+        /// The secret.
+        uri: String,
+        /// Destroy every version and the metadata upstream.
+        #[arg(long)]
+        destroy: bool,
+        /// Return once the deletion is recorded, without waiting for the reactor.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+/// The access lists of a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessListName {
+    /// See metadata, hashes, history.
+    #[value(name = "readers")]
+    Readers,
+    /// Put new versions.
+    #[value(name = "writers")]
+    Writers,
+    /// Delete.
+    #[value(name = "deleters")]
+    Deleters,
+    /// Change the readers list.
+    #[value(name = "canChangeReaders")]
+    CanChangeReaders,
+    /// Change the writers list.
+    #[value(name = "canChangeWriters")]
+    CanChangeWriters,
+    /// Change the deleters list.
+    #[value(name = "canChangeDeleters")]
+    CanChangeDeleters,
+}
+
+impl AccessListName {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessListName::Readers => "readers",
+            AccessListName::Writers => "writers",
+            AccessListName::Deleters => "deleters",
+            AccessListName::CanChangeReaders => "canChangeReaders",
+            AccessListName::CanChangeWriters => "canChangeWriters",
+            AccessListName::CanChangeDeleters => "canChangeDeleters",
+        }
+    }
+}
+
+/// `grant secret` / `revoke secret` arguments.
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    /// The secret.
+    pub uri: String,
+    /// The access list.
+    #[arg(long, value_enum)]
+    pub list: AccessListName,
+    /// The user or group.
+    pub slug: String,
+}
+
+/// `grant ...`
+#[derive(Debug, Subcommand)]
+pub enum AccessNoun {
+    /// Change a secret's access list.
+    #[command(
+        after_help = "Example:\n  sealctl grant secret vault-prod://payments/db --list readers payments-team"
+    )]
+    Secret(AccessArgs),
+}
+
+/// `revoke ...`
+#[derive(Debug, Subcommand)]
+pub enum RevokeNoun {
+    /// Remove a user or group from a secret's access list.
+    #[command(
+        after_help = "Example:\n  sealctl revoke secret vault-prod://payments/db --list readers bob"
+    )]
+    Secret(AccessArgs),
+    /// Revoke a token (its id is in `issue token` and `whoami` output).
+    Token {
+        /// The token's owner.
+        slug: String,
+        /// The token's id.
+        token_id: String,
+    },
+}
+
+/// Store kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// HashiCorp Vault or OpenBao KV.
+    Vault,
+    /// AWS Secrets Manager.
+    AwsSecretsManager,
+    /// The embedded encrypted file store.
+    File,
+}
+
+impl StoreKind {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Vault => "vault",
+            StoreKind::AwsSecretsManager => "aws-secrets-manager",
+            StoreKind::File => "file",
+        }
+    }
+}
+
+/// Roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleName {
+    /// Puts and reads secrets within its access lists.
+    User,
+    /// Manages stores and principals, bypasses access lists.
+    Admin,
+    /// Reads everything but values, writes nothing.
+    Auditor,
+    /// A reactor process serving the given stores.
+    Reactor,
+}
+
+impl RoleName {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleName::User => "user",
+            RoleName::Admin => "admin",
+            RoleName::Auditor => "auditor",
+            RoleName::Reactor => "reactor",
+        }
+    }
+}
+
+/// `create ...`
+#[derive(Debug, Subcommand)]
+pub enum CreateNoun {
+    /// Register a store and the identity of the reactor serving it.
+    #[command(after_help = "\
+The reactor prints its identity with `sealplane-reactor identity`.
+
+Example:
+  sealctl create store vault-prod --kind vault --reactor-key BASE64KEY")]
+    Store {
+        /// The store's name (a DNS label).
+        name: String,
+        /// The upstream kind.
+        #[arg(long, value_enum)]
+        kind: StoreKind,
+        /// The reactor's Ed25519 public key, base64.
+        #[arg(long, value_name = "KEY")]
+        reactor_key: String,
+    },
+    /// Create a user (or a reactor principal).
+    #[command(after_help = "\
+Examples:
+  sealctl create user alice --role user
+  sealctl create user reactor-prod --role reactor --store vault-prod")]
+    User {
+        /// The user's slug.
+        slug: String,
+        /// The role.
+        #[arg(long, value_enum)]
+        role: RoleName,
+        /// For reactors: a store it serves (repeatable).
+        #[arg(long = "store", value_name = "STORE")]
+        stores: Vec<String>,
+    },
+    /// Create a group.
+    Group {
+        /// The group's slug.
+        slug: String,
+    },
+}
+
+/// A store name.
+#[derive(Debug, Subcommand)]
+pub enum StoreNoun {
+    /// A store.
+    Store {
+        /// The store's name.
+        name: String,
+    },
+}
+
+/// `set ...`
+#[derive(Debug, Subcommand)]
+pub enum SetNoun {
+    /// Make a store the default for bare paths.
+    DefaultStore {
+        /// The store's name.
+        name: String,
+    },
+}
+
+/// `remove ...`
+#[derive(Debug, Subcommand)]
+pub enum RemoveNoun {
+    /// Remove a store.
+    Store {
+        /// The store's name.
+        name: String,
+    },
+    /// Remove a user from a group.
+    Member {
+        /// The group.
+        group: String,
+        /// The user.
+        user: String,
+    },
+}
+
+/// `add ...`
+#[derive(Debug, Subcommand)]
+pub enum AddNoun {
+    /// Add a user to a group.
+    Member {
+        /// The group.
+        group: String,
+        /// The user.
+        user: String,
+    },
+}
+
+/// `issue ...`
+#[derive(Debug, Subcommand)]
+pub enum IssueNoun {
+    /// Issue a token for a principal; it is printed once.
+    #[command(after_help = "Example:\n  sealctl issue token alice --ttl 30d")]
+    Token {
+        /// The principal.
+        slug: String,
+        /// Lifetime, e.g. `90s`, `30m`, `24h`, `30d` [default: the server's].
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn put_takes_pairs_files_and_flags_anywhere() {
+        let cli = Cli::try_parse_from([
+            "sealctl",
+            "put",
+            "secret",
+            "local://a",
+            "user=app",
+            "--from-file",
+            "c=./c.pem",
+            "password=-",
+            "-o",
+            "json",
+            "--adopt",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Verb::Put {
+            noun: PutNoun::Secret(args),
+        } = cli.verb
+        else {
+            panic!("not put secret");
+        };
+        assert_eq!(args.data.pairs, ["user=app", "password=-"]);
+        assert_eq!(args.data.from_file, ["c=./c.pem"]);
+        assert!(args.adopt);
+    }
+
+    #[test]
+    fn access_lists_use_the_api_spelling() {
+        let cli = Cli::try_parse_from([
+            "sealctl",
+            "grant",
+            "secret",
+            "local://a",
+            "--list",
+            "canChangeReaders",
+            "bob",
+        ])
+        .unwrap();
+        let Verb::Grant {
+            noun: AccessNoun::Secret(args),
+        } = cli.verb
+        else {
+            panic!("not grant");
+        };
+        assert_eq!(args.list.as_str(), "canChangeReaders");
+        assert!(
+            Cli::try_parse_from(["sealctl", "grant", "secret", "u", "--list", "owners", "b"])
+                .is_err()
+        );
+    }
+}

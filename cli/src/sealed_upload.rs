@@ -1,0 +1,523 @@
+//! The sealed upload (SPEC §3), for `put secret` and `verify secret`:
+//! ask for a one-time key, check that the store's pinned reactor identity
+//! signed it, seal the value to it, hand over the ciphertext, and follow
+//! the request to its outcome.
+//!
+//! The value is sealed only after the signature check; whatever goes
+//! wrong before, nothing derived from the value leaves this process.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use comfy_table::Table;
+use crypto_box::PublicKey;
+use sealplane_proto::offer::{KeyOffer, verify_offer};
+use sealplane_proto::sealed::{Payload, SealError, SecretValue, seal};
+use sealplane_proto::v1;
+use sealplane_proto::v1::UploadState;
+use serde::Serialize;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::client::{ClientError, Connection, command_options};
+use crate::known_reactors::{Expected, KnownReactors, PinError};
+use crate::output::{Tabular, fields, line};
+use crate::progress::Progress;
+
+/// Attempts in all when a restarted reactor lost the one-time key (SPEC §3 step 5).
+pub const MAX_ATTEMPTS: usize = 3;
+
+/// The reason prefix a restarted reactor reports for requests whose key it lost.
+pub const KEY_LOST_PREFIX: &str = "one-time key lost";
+
+/// How long after the key's expiry sealctl keeps waiting for a reactor
+/// that already has the ciphertext (it may be writing upstream).
+const OUTCOME_GRACE: Duration = Duration::from_secs(60);
+
+/// Slack for clock differences between sealctl and the control plane.
+const EXPIRY_SLACK: Duration = Duration::from_secs(3);
+
+/// How often a watch that ended early is re-opened before giving up.
+const MAX_REOPENS: usize = 10;
+
+/// Why an upload did not end in an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// A call failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The pins could not be read or written, or the identity changed.
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    /// The one-time key's signature does not verify (SPEC §1.4).
+    #[error(
+        "the one-time key is not signed by the {which} reactor identity for store `{store}`; nothing was sent"
+    )]
+    BadSignature {
+        /// The store.
+        store: String,
+        /// `pinned`, `given` or `registered`.
+        which: &'static str,
+    },
+    /// The key offer is not well formed.
+    #[error(
+        "the control plane sent a malformed one-time key for store `{store}` ({problem}); nothing was sent"
+    )]
+    MalformedOffer {
+        /// The store.
+        store: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// The control plane resolved the uri to another secret.
+    #[error(
+        "the control plane resolved {asked} to {resolved}, which is not what was asked; nothing was sent"
+    )]
+    UriMismatch {
+        /// What the user gave.
+        asked: String,
+        /// What the control plane answered.
+        resolved: String,
+    },
+    /// The value could not be sealed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The reactor reported a failure.
+    #[error("the reactor for store `{store}` could not store {uri}: {reason}")]
+    Failed {
+        /// The store.
+        store: String,
+        /// The secret.
+        uri: String,
+        /// The reactor's reason (never a value).
+        reason: String,
+    },
+    /// No reactor provided a key in time.
+    #[error(
+        "no reactor answered for store `{store}` before the key request expired; is the reactor for `{store}` running?"
+    )]
+    Expired {
+        /// The store.
+        store: String,
+    },
+    /// The reactor took the ciphertext but reported nothing.
+    #[error(
+        "the reactor for store `{store}` received the sealed value for {uri} but reported no outcome in time; check later with `sealctl describe secret {uri}`"
+    )]
+    NoOutcome {
+        /// The store.
+        store: String,
+        /// The secret.
+        uri: String,
+    },
+    /// The watch kept ending.
+    #[error("the control plane keeps closing the watch of request {0}; try again")]
+    WatchLost(Uuid),
+}
+
+impl UploadError {
+    /// Whether this is a refusal to trust the control plane's answer (exit 3).
+    pub fn is_trust_refusal(&self) -> bool {
+        matches!(
+            self,
+            UploadError::Pin(PinError::Changed { .. })
+                | UploadError::BadSignature { .. }
+                | UploadError::MalformedOffer { .. }
+                | UploadError::UriMismatch { .. }
+        )
+    }
+}
+
+/// What to upload to and how.
+#[derive(Debug, Clone)]
+pub struct UploadTarget {
+    /// `store://path` or a bare path (default store).
+    pub uri: String,
+    /// Put a new version or verify.
+    pub purpose: v1::Purpose,
+    /// Overwrite an upstream secret Sealplane does not manage yet.
+    pub adopt: bool,
+    /// `--reactor-key`: the identity to expect instead of the pin.
+    pub reactor_key: Option<String>,
+}
+
+/// A stored version (the outcome of a put).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Uploaded {
+    /// The secret.
+    pub uri: String,
+    /// The new version.
+    pub version: u64,
+    /// The keyed hash of the whole value.
+    pub hash: String,
+    /// The keyed hash of each key.
+    pub key_hashes: BTreeMap<String, String>,
+    /// The upload request.
+    pub request_id: String,
+}
+
+impl Tabular for Uploaded {
+    fn table(&self) -> Table {
+        let mut rows = vec![
+            ("uri", self.uri.clone()),
+            ("version", self.version.to_string()),
+            ("hash", self.hash.clone()),
+        ];
+        let keys: Vec<(String, &String)> = self
+            .key_hashes
+            .iter()
+            .map(|(k, h)| (format!("hash[{k}]"), h))
+            .collect();
+        rows.extend(keys.iter().map(|(k, h)| (k.as_str(), (*h).clone())));
+        fields(rows)
+    }
+}
+
+/// A comparison (the outcome of a verify).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Verified {
+    /// The secret.
+    pub uri: String,
+    /// Whether the local value equals the stored one.
+    pub matches: bool,
+    /// `match` or `no match`.
+    pub result: &'static str,
+    /// The upload request.
+    pub request_id: String,
+}
+
+impl Tabular for Verified {
+    fn table(&self) -> Table {
+        line(self.result)
+    }
+}
+
+/// How an upload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A put stored a version.
+    Uploaded(Uploaded),
+    /// A verify compared.
+    Verified(Verified),
+}
+
+/// Runs the sealed upload, retrying from step 1 when a restarted reactor
+/// lost the one-time key.
+pub async fn upload(
+    conn: &Connection,
+    pins: &mut KnownReactors,
+    target: &UploadTarget,
+    value: &SecretValue,
+    progress: &Progress,
+) -> Result<Outcome, UploadError> {
+    let mut attempt = 1;
+    loop {
+        match attempt_once(conn, pins, target, value, progress).await {
+            Err(UploadError::Failed { store, reason, .. })
+                if reason.starts_with(KEY_LOST_PREFIX) && attempt < MAX_ATTEMPTS =>
+            {
+                attempt += 1;
+                progress.note(&format!(
+                    "the reactor for store `{store}` lost the one-time key (it restarted); retrying with a new key (attempt {attempt} of {MAX_ATTEMPTS})"
+                ));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Checks that the control plane resolved `asked` to the same secret.
+fn check_resolution(asked: &str, resolved: &str) -> Result<String, UploadError> {
+    let mismatch = || UploadError::UriMismatch {
+        asked: asked.to_owned(),
+        resolved: resolved.to_owned(),
+    };
+    let (store, path) = resolved.split_once("://").ok_or_else(mismatch)?;
+    let same = match asked.split_once("://") {
+        Some(_) => asked == resolved,
+        None => asked == path,
+    };
+    if !same || store.is_empty() {
+        return Err(mismatch());
+    }
+    Ok(store.to_owned())
+}
+
+/// Parses the signed key offer of a KEY_PROVIDED status.
+fn offer_of(
+    request_id: Uuid,
+    uri: &str,
+    status: &v1::UploadStatus,
+    store: &str,
+) -> Result<(KeyOffer, Vec<u8>), UploadError> {
+    let malformed = |problem| UploadError::MalformedOffer {
+        store: store.to_owned(),
+        problem,
+    };
+    let public_key: [u8; 32] = STANDARD
+        .decode(&status.public_key)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| malformed("the public key is not base64 of 32 bytes"))?;
+    let signature = STANDARD
+        .decode(&status.signature)
+        .map_err(|_| malformed("the signature is not base64"))?;
+    let expires_at = DateTime::parse_from_rfc3339(&status.expires_at)
+        .map_err(|_| malformed("the expiry is not an RFC 3339 time"))?
+        .with_timezone(&Utc);
+    Ok((
+        KeyOffer {
+            request_id,
+            uri: uri.to_owned(),
+            public_key,
+            expires_at,
+        },
+        signature,
+    ))
+}
+
+/// When to stop waiting for a key that expires at `expires_at`.
+fn key_deadline(expires_at: &str) -> Instant {
+    let left = DateTime::parse_from_rfc3339(expires_at)
+        .ok()
+        .and_then(|t| (t.with_timezone(&Utc) - Utc::now()).to_std().ok())
+        .unwrap_or(Duration::ZERO)
+        // A key lives at most an hour (the control plane's limit).
+        .min(Duration::from_secs(3600));
+    Instant::now() + left + EXPIRY_SLACK
+}
+
+async fn attempt_once(
+    conn: &Connection,
+    pins: &mut KnownReactors,
+    target: &UploadTarget,
+    value: &SecretValue,
+    progress: &Progress,
+) -> Result<Outcome, UploadError> {
+    let mut secrets = conn.secrets();
+    let reply = secrets
+        .request_upload_key(v1::RequestUploadKeyRequest {
+            options: command_options(),
+            uri: target.uri.clone(),
+            purpose: target.purpose as i32,
+            adopt: target.adopt,
+        })
+        .await
+        .map_err(|s| conn.error(s))?
+        .into_inner();
+    let uri = reply.uri.clone();
+    let store = check_resolution(&target.uri, &uri)?;
+    // Refused here, before waiting for a key, when the pin disagrees.
+    let expected = pins.expected(
+        conn.addr(),
+        &store,
+        target.reactor_key.as_deref(),
+        &reply.reactor_key,
+    )?;
+    let request_id =
+        Uuid::parse_str(&reply.request_id).map_err(|_| UploadError::MalformedOffer {
+            store: store.clone(),
+            problem: "the request id is not a UUID",
+        })?;
+    progress.set(format!(
+        "waiting for the reactor of store `{store}` to issue a one-time key"
+    ));
+    let key_deadline = key_deadline(&reply.expires_at);
+    let mut sent = false;
+    let mut reopens = 0;
+    let mut stream = None;
+    loop {
+        if stream.is_none() {
+            stream = Some(
+                secrets
+                    .watch_upload(v1::WatchUploadRequest {
+                        request_id: reply.request_id.clone(),
+                    })
+                    .await
+                    .map_err(|s| conn.error(s))?
+                    .into_inner(),
+            );
+        }
+        let Some(watch) = stream.as_mut() else {
+            continue;
+        };
+        let deadline = if sent {
+            key_deadline + OUTCOME_GRACE
+        } else {
+            key_deadline
+        };
+        let status = match tokio::time::timeout_at(deadline, watch.message()).await {
+            Err(_) if sent => {
+                return Err(UploadError::NoOutcome { store, uri });
+            }
+            Err(_) => return Err(UploadError::Expired { store }),
+            Ok(Ok(Some(status))) => status,
+            Ok(Ok(None)) | Ok(Err(_)) if reopens < MAX_REOPENS => {
+                // The server ended the watch early (e.g. it is restarting):
+                // watch again; the first message is the current state.
+                reopens += 1;
+                stream = None;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+            Ok(Ok(None)) => return Err(UploadError::WatchLost(request_id)),
+            Ok(Err(s)) => return Err(conn.error(s).into()),
+        };
+        match status.state() {
+            UploadState::KeyProvided if !sent => {
+                let (offer, signature) = offer_of(request_id, &uri, &status, &store)?;
+                verify_offer(expected.key(), &offer, &signature).map_err(|_| {
+                    UploadError::BadSignature {
+                        store: store.clone(),
+                        which: match expected {
+                            Expected::FirstUse(_) => "registered",
+                            Expected::Pinned(_) => "pinned",
+                            Expected::Given { .. } => "given",
+                        },
+                    }
+                })?;
+                record_pin(conn, pins, &store, &expected, progress)?;
+                let payload = Payload::new(request_id, uri.clone(), value.clone())?;
+                let ciphertext = seal(&payload, &PublicKey::from(offer.public_key))?;
+                drop(payload);
+                progress.set(format!("uploading the sealed value to store `{store}`"));
+                secrets
+                    .upload_secret(v1::UploadSecretRequest {
+                        options: command_options(),
+                        request_id: reply.request_id.clone(),
+                        ciphertext,
+                    })
+                    .await
+                    .map_err(|s| conn.error(s))?;
+                sent = true;
+                progress.set(format!(
+                    "waiting for the reactor of store `{store}` to {}",
+                    if target.purpose == v1::Purpose::Verify {
+                        "compare the value"
+                    } else {
+                        "store the value"
+                    }
+                ));
+            }
+            UploadState::Uploaded => {
+                return Ok(Outcome::Uploaded(Uploaded {
+                    uri,
+                    version: status.version,
+                    hash: status.hash,
+                    key_hashes: status.key_hashes.into_iter().collect(),
+                    request_id: reply.request_id,
+                }));
+            }
+            UploadState::Verified => {
+                return Ok(Outcome::Verified(Verified {
+                    uri,
+                    matches: status.matches,
+                    result: if status.matches { "match" } else { "no match" },
+                    request_id: reply.request_id,
+                }));
+            }
+            UploadState::Failed => {
+                return Err(UploadError::Failed {
+                    store,
+                    uri,
+                    reason: status.reason,
+                });
+            }
+            UploadState::Expired => return Err(UploadError::Expired { store }),
+            _ => {}
+        }
+    }
+}
+
+/// Pins the identity that just verified, on first use or when given.
+fn record_pin(
+    conn: &Connection,
+    pins: &mut KnownReactors,
+    store: &str,
+    expected: &Expected,
+    progress: &Progress,
+) -> Result<(), PinError> {
+    if !expected.must_pin() {
+        return Ok(());
+    }
+    pins.pin(conn.addr(), store, expected.key())?;
+    progress.note(&match expected {
+        Expected::Given {
+            replaces: Some(old),
+            key,
+        } => format!(
+            "replaced the pinned reactor identity for store `{store}`: {old} -> {key} (in {})",
+            pins.path().display()
+        ),
+        _ => format!(
+            "pinned reactor identity {} for store `{store}` (first use; in {})",
+            expected.key(),
+            pins.path().display()
+        ),
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resolved_uri_must_be_the_one_asked_for() {
+        assert_eq!(
+            check_resolution("local://a/b", "local://a/b").unwrap(),
+            "local"
+        );
+        assert_eq!(check_resolution("a/b", "prod://a/b").unwrap(), "prod");
+        for (asked, resolved) in [
+            ("local://a/b", "other://a/b"),
+            ("local://a/b", "local://a/c"),
+            ("a/b", "prod://a/c"),
+            ("a/b", "a/b"),
+            ("a/b", "://a/b"),
+        ] {
+            let e = check_resolution(asked, resolved).unwrap_err();
+            assert!(e.is_trust_refusal(), "{asked} {resolved}");
+            assert!(e.to_string().contains("nothing was sent"), "{e}");
+        }
+    }
+
+    #[test]
+    fn offers_are_parsed_strictly() {
+        let id = Uuid::new_v4();
+        let mut status = v1::UploadStatus {
+            public_key: STANDARD.encode([7u8; 32]),
+            signature: STANDARD.encode([1u8; 64]),
+            expires_at: "2026-11-23T10:00:00+00:00".into(),
+            ..Default::default()
+        };
+        let (offer, sig) = offer_of(id, "local://a", &status, "local").unwrap();
+        assert_eq!(offer.public_key, [7u8; 32]);
+        assert_eq!(sig.len(), 64);
+        assert_eq!(offer.expires_at.to_rfc3339(), "2026-11-23T10:00:00+00:00");
+        status.public_key = STANDARD.encode([7u8; 31]);
+        let e = offer_of(id, "local://a", &status, "local").unwrap_err();
+        assert!(e.to_string().contains("not base64 of 32 bytes"), "{e}");
+    }
+
+    #[test]
+    fn outcomes_render_for_people_and_scripts() {
+        let u = Uploaded {
+            uri: "local://a".into(),
+            version: 2,
+            hash: "hmac-sha256:k1:ab".into(),
+            key_hashes: [("password".to_owned(), "hmac-sha256:k1:cd".to_owned())].into(),
+            request_id: "r".into(),
+        };
+        assert_eq!(
+            u.table().trim_fmt(),
+            "uri:             local://a\nversion:         2\nhash:            hmac-sha256:k1:ab\nhash[password]:  hmac-sha256:k1:cd"
+        );
+        let v: serde_json::Value = serde_json::to_value(&u).unwrap();
+        assert_eq!(v["key_hashes"]["password"], "hmac-sha256:k1:cd");
+        assert_eq!(v["request_id"], "r");
+    }
+}
