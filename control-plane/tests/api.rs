@@ -20,7 +20,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Request};
 use uuid::Uuid;
 
-/// A running `sealplane dev`.
+/// A running `sealplane serve` (a bare control plane: no reactor, no
+/// store), initialised with `sealplane init` on first start.
 struct Server {
     child: Child,
     addr: String,
@@ -29,36 +30,53 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
+        let config = data_dir.join("sealplane.toml");
+        let token_file = data_dir.join("admin.token");
+        if !config.exists() {
+            std::fs::write(
+                &config,
+                format!(
+                    "listen = \"127.0.0.1:0\"\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n",
+                    data_dir.join("events.db").display()
+                ),
+            )
+            .unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_sealplane"))
+                .args(["init", "--config"])
+                .arg(&config)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            let token = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("export SEALPLANE_TOKEN="))
+                .expect("init prints the admin token");
+            std::fs::write(&token_file, token).unwrap();
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_sealplane"))
-            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["serve", "--config"])
+            .arg(&config)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (mut addr, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(Instant::now() < deadline, "sealplane dev did not get ready");
+        let addr = loop {
+            assert!(Instant::now() < deadline, "sealplane serve did not get ready");
             let mut line = String::new();
-            assert_ne!(out.read_line(&mut line).unwrap(), 0, "sealplane dev exited");
-            if let Some(a) = line.trim().strip_prefix("export SEALPLANE_ADDR=") {
-                addr = Some(a.to_owned());
+            assert_ne!(out.read_line(&mut line).unwrap(), 0, "sealplane serve exited");
+            if let Some(rest) = line.trim().strip_prefix("sealplane serving on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
             }
-            if let Some(t) = line.trim().strip_prefix("export SEALPLANE_TOKEN=") {
-                admin = Some(t.to_owned());
-            }
-            if line.contains("Press Ctrl-C to stop") {
-                break;
-            }
-        }
+        };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         Server {
             child,
-            addr: addr.unwrap(),
-            admin: admin.unwrap(),
+            addr,
+            admin: std::fs::read_to_string(&token_file).unwrap(),
         }
     }
 
