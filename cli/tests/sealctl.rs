@@ -605,6 +605,63 @@ fn a_key_request_no_reactor_answers_expires() {
     // The first store is the default: a bare path resolves to it.
     s.sealctl(&["put", "secret", "admin/db2", "password=x", "-o", "json"])
         .fails(2, "store `lonely`");
+
+    // The secret exists (its creation came with the key request), with no
+    // version: describe, access lists and deletion need no reactor.
+    let uri = "lonely://admin/db";
+    let d = s.sealctl(&["describe", "secret", uri, "-o", "json"]).json();
+    assert_eq!(d["creator"], "admin");
+    assert_eq!(d["deletion"], "none");
+    assert_eq!(d["versions"].as_array().unwrap().len(), 0, "{d}");
+    s.sealctl(&["create", "user", "bob", "--role", "user"]).ok();
+    assert_eq!(
+        s.sealctl(&["grant", "secret", uri, "--list", "readers", "bob"])
+            .ok(),
+        format!("`bob` added to the readers of {uri}\n")
+    );
+    let d = s.sealctl(&["describe", "secret", uri, "-o", "json"]).json();
+    assert!(
+        d["access"]["readers"]
+            .as_array()
+            .unwrap()
+            .contains(&"bob".into()),
+        "{d}"
+    );
+    s.sealctl(&["revoke", "secret", uri, "--list", "readers", "bob"])
+        .ok();
+    let d = s.sealctl(&["describe", "secret", uri, "-o", "json"]).json();
+    assert!(
+        !d["access"]["readers"]
+            .as_array()
+            .unwrap()
+            .contains(&"bob".into()),
+        "{d}"
+    );
+    s.sealctl(&["grant", "secret", uri, "--list", "owners", "bob"])
+        .fails(2, "invalid value 'owners'");
+
+    let out = s.sealctl(&["delete", "secret", uri, "--no-wait"]).ok();
+    assert!(
+        out.contains("deletion of lonely://admin/db requested"),
+        "{out}"
+    );
+    let d = s
+        .sealctl(&["describe", "secret", uri, "--history", "-o", "json"])
+        .json();
+    assert_eq!(d["deletion"], "requested");
+    let types: Vec<&str> = d["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"SecretCreated"), "{d}");
+    assert!(types.contains(&"SecretDeletionRequested"), "{d}");
+    let table = s.sealctl(&["describe", "secret", uri, "--history"]).ok();
+    assert!(
+        table.contains("versions:") && table.contains("none stored yet"),
+        "{table}"
+    );
 }
 
 #[test]
