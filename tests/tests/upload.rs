@@ -1,0 +1,218 @@
+//! The sealed upload pipeline end to end (SPEC §3, §4): real `sealplane`,
+//! real `sealplane-reactor`, real `sealctl`, the file store upstream. After
+//! every step the whole cluster directory (event store and WAL, file store,
+//! every log, every sealctl output) is scanned for the plaintext.
+
+use sealplane_reactors::file_store::FileStore;
+use sealplane_reactors::master_key::MasterKey;
+use sealplane_reactors::upstream::UpstreamStore;
+use sealplane_tests::{Cluster, input_file, marker};
+
+/// The value stored upstream, read with the reactor's own file store and key.
+async fn upstream(cluster: &Cluster, reactor: usize, path: &str) -> Option<Vec<(String, Vec<u8>)>> {
+    let rdir = cluster.dir().join(format!("reactor-{reactor}"));
+    let key = MasterKey::from_file(&rdir.join("master.key")).unwrap();
+    let store = FileStore::open(rdir.join("files"), key).unwrap();
+    store.get(path).await.unwrap().map(|v| {
+        v.iter()
+            .map(|(k, bytes)| (k.to_owned(), bytes.to_vec()))
+            .collect()
+    })
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn put_get_describe_verify_new_version_and_delete_never_leak_the_value() {
+    let mut c = Cluster::start();
+    let r = c.add_file_store("local");
+    let alice = c.add_user("alice", "user", &[]);
+    let inputs = tempfile::tempdir().unwrap();
+    let p1 = marker("pw-one");
+    let p2 = marker("pw-two");
+    let uri = "local://alice/db";
+
+    // Put: uri, version 1 and keyed hashes; the reactor identity is pinned.
+    let put = c.sealctl(
+        &alice,
+        &[
+            "put",
+            "secret",
+            uri,
+            "user=app",
+            &format!("password={p1}"),
+            "-o",
+            "json",
+        ],
+    );
+    let v1 = put.json();
+    assert_eq!(v1["uri"], uri);
+    assert_eq!(v1["version"], 1);
+    let hash1 = v1["hash"].as_str().unwrap().to_owned();
+    assert!(hash1.starts_with("hmac-sha256:e2e:"), "{hash1}");
+    assert!(
+        put.stderr.contains("pinned"),
+        "first use says so: {}",
+        put.stderr
+    );
+    let known = std::fs::read_to_string(alice.config_dir.join("known_reactors")).unwrap();
+    assert!(known.contains(&c.reactor_key(r)), "{known}");
+    assert_eq!(
+        upstream(&c, r, "alice/db").await,
+        Some(pairs(&[("password", &p1), ("user", "app")])),
+        "the value landed in the file store"
+    );
+    c.assert_nowhere(p1.as_bytes());
+    // The scan sees what is there: the uri is in the event store.
+    assert!(
+        c.scan_for(b"alice/db")
+            .iter()
+            .any(|f| f.contains("events.db")),
+        "the scanner reads the event store"
+    );
+
+    // Get and describe show the hash, never the value.
+    let list = c.sealctl(&alice, &["get", "secrets", "-o", "json"]).json();
+    let row = &list["secrets"][0];
+    assert_eq!(
+        (row["uri"].as_str(), row["version"].as_u64()),
+        (Some(uri), Some(1))
+    );
+    assert_eq!(row["hash"], hash1.as_str());
+    assert_eq!(row["updated_by"], "alice");
+    let table = c.sealctl(&alice, &["get", "secrets"]);
+    assert!(
+        table.ok().contains(uri) && table.stdout.contains(&hash1),
+        "{}",
+        table.stdout
+    );
+    let described = c
+        .sealctl(&alice, &["describe", "secret", uri, "-o", "json"])
+        .json();
+    assert_eq!(described["versions"][0]["hash"], hash1.as_str());
+    let key_hashes = described["versions"][0]["key_hashes"].clone();
+    assert_eq!(key_hashes, v1["key_hashes"]);
+    assert!(
+        key_hashes["password"]
+            .as_str()
+            .unwrap()
+            .starts_with("hmac-sha256:e2e:")
+    );
+
+    // Verify: match and no match, through the same sealed path.
+    let same = c.sealctl(
+        &alice,
+        &[
+            "verify",
+            "secret",
+            uri,
+            "user=app",
+            &format!("password={p1}"),
+        ],
+    );
+    assert!(same.ok().contains("match"), "{}", same.stdout);
+    let wrong = marker("wrong");
+    let other = c.sealctl(
+        &alice,
+        &[
+            "verify",
+            "secret",
+            uri,
+            "user=app",
+            &format!("password={wrong}"),
+        ],
+    );
+    other.failed_with(1);
+    assert!(other.stdout.contains("no match"), "{}", other.stdout);
+    c.assert_nowhere(p1.as_bytes());
+    c.assert_nowhere(wrong.as_bytes());
+
+    // A new version from a file: only the changed key's hash changes.
+    let file = input_file(inputs.path(), "password", p2.as_bytes());
+    let v2 = c
+        .sealctl(
+            &alice,
+            &[
+                "put",
+                "secret",
+                uri,
+                "user=app",
+                "--from-file",
+                &format!("password={}", file.display()),
+                "-o",
+                "json",
+            ],
+        )
+        .json();
+    assert_eq!(v2["version"], 2);
+    assert_ne!(v2["hash"], v1["hash"]);
+    assert_eq!(v2["key_hashes"]["user"], v1["key_hashes"]["user"]);
+    assert_ne!(v2["key_hashes"]["password"], v1["key_hashes"]["password"]);
+    assert_eq!(
+        upstream(&c, r, "alice/db").await,
+        Some(pairs(&[("password", &p2), ("user", "app")]))
+    );
+    // The same value again writes nothing new upstream.
+    let again = c
+        .sealctl(
+            &alice,
+            &[
+                "put",
+                "secret",
+                uri,
+                "user=app",
+                &format!("password={p2}"),
+                "-o",
+                "json",
+            ],
+        )
+        .json();
+    assert_eq!(
+        (again["version"].as_u64(), &again["hash"]),
+        (Some(2), &v2["hash"])
+    );
+    assert!(!c.dir().join("reactor-0/files/alice/db/v3.json").exists());
+    c.assert_nowhere(p2.as_bytes());
+
+    // Delete: the reactor deletes upstream and the deletion is recorded.
+    c.sealctl(&alice, &["delete", "secret", uri]).ok();
+    assert_eq!(upstream(&c, r, "alice/db").await, None);
+    let list = c.sealctl(&alice, &["get", "secrets", "-o", "json"]).json();
+    assert_eq!(list["secrets"][0]["deleted"], true);
+    let described = c
+        .sealctl(&alice, &["describe", "secret", uri, "-o", "json"])
+        .json();
+    assert_eq!(described["deletion"], "deleted");
+
+    // The log tells the whole story, with hashes only.
+    for p in [&p1, &p2, &wrong] {
+        c.assert_nowhere(p.as_bytes());
+    }
+    let events = c.events().await;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    for expected in [
+        "SecretUploadKeyRequested",
+        "SecretUploadKeyProvided",
+        "SecretUploadRequested",
+        "SecretUploaded",
+        "SecretVersionAdded",
+        "SecretVerified",
+        "SecretDeletionRequested",
+        "SecretDeleted",
+    ] {
+        assert!(
+            types.contains(&expected),
+            "{expected} missing from {types:?}"
+        );
+    }
+    assert_eq!(types.iter().filter(|t| **t == "SecretUploaded").count(), 3);
+    assert_eq!(types.iter().filter(|t| **t == "SecretVerified").count(), 2);
+    // Scanned once more after a clean stop (WAL checkpointed into the file).
+    for p in [&p1, &p2, &wrong] {
+        c.assert_nowhere(p.as_bytes());
+    }
+}
