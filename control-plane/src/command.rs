@@ -23,7 +23,7 @@ use sealplane_event_store::{
     Position, RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 
-use crate::domain::{Aggregate, Context, DomainEvent, Refusal, RefusalKind};
+use crate::domain::{Aggregate, Context, DomainEvent, Refusal};
 
 /// How many times a command is decided again after losing a race.
 pub const DEFAULT_MAX_RETRIES: usize = 5;
@@ -225,7 +225,7 @@ impl CommandHandler {
             let events = match loaded.state.decide(command, ctx) {
                 Ok(events) => events,
                 Err(refusal) => {
-                    if refusal.kind() == RefusalKind::Denied {
+                    if refusal.is_security_event() {
                         self.record_denied(stream, ctx, envelope, &refusal).await?;
                     }
                     return Err(CommandError::Refused(refusal));

@@ -9,6 +9,7 @@ use tempfile::TempDir;
 use tokio::sync::Barrier;
 
 use super::*;
+use crate::domain::RefusalKind;
 use crate::domain::testing::{actor, t0, user};
 use crate::domain::{Actor, Role};
 use sealplane_event_store::{Appended, EmbeddedStore, MemoryStore, Subscription, check_batch};

@@ -95,6 +95,12 @@ pub enum RefusalKind {
 pub trait Refusal: std::error::Error + Clone + PartialEq + Send + Sync + 'static {
     /// How to report it.
     fn kind(&self) -> RefusalKind;
+
+    /// Whether the refusal is a security event, recorded as `AccessDenied`
+    /// (SPEC §10): every denial, and whatever else an aggregate says.
+    fn is_security_event(&self) -> bool {
+        self.kind() == RefusalKind::Denied
+    }
 }
 
 /// An event of an aggregate: a serde enum whose variant is its type name.

@@ -326,6 +326,13 @@ impl Refusal for UploadRefusal {
             | ReasonTooLong(_) => RefusalKind::Invalid,
         }
     }
+
+    /// Reusing a request (a replayed or second upload) and using it after
+    /// its expiry are attempts worth an audit trail, not just a status.
+    fn is_security_event(&self) -> bool {
+        use UploadRefusal::*;
+        self.kind() == RefusalKind::Denied || matches!(self, AlreadyUsed(_) | Expired(_))
+    }
 }
 
 /// Whether `hash` has the form of SPEC §4:

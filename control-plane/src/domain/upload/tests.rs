@@ -693,3 +693,19 @@ fn refusals_map_to_the_status_the_api_reports() {
         assert_eq!(refusal.kind(), kind, "{refusal:?}");
     }
 }
+
+#[test]
+fn reuse_and_late_use_of_a_request_are_security_events_like_denials() {
+    use crate::domain::Refusal as _;
+    for recorded in [
+        R::AlreadyUsed(S::Uploaded),
+        R::Expired(exp()),
+        R::NotRequester(alice().slug),
+        R::MayNotWrite(uri()),
+    ] {
+        assert!(recorded.is_security_event(), "{recorded:?}");
+    }
+    for plain in [R::KeyNotProvided, R::CiphertextNotBase64, R::NotFound] {
+        assert!(!plain.is_security_event(), "{plain:?}");
+    }
+}
