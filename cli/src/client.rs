@@ -43,6 +43,16 @@ pub enum ClientError {
         /// What tonic said.
         reason: String,
     },
+    /// The TLS handshake failed (an untrusted or wrong certificate).
+    #[error(
+        "the TLS handshake with the control plane at {addr} failed: {reason}; if it uses a private CA, pass it with --ca-file or SEALPLANE_CA_FILE"
+    )]
+    TlsHandshake {
+        /// The address.
+        addr: String,
+        /// What rustls said.
+        reason: String,
+    },
     /// The token cannot be sent as a header (it is never printed).
     #[error("the token is not valid header text: check SEALPLANE_TOKEN or --token")]
     BadToken,
@@ -124,14 +134,18 @@ impl Connection {
             .map_err(|_| ClientError::BadAddr(addr.clone()))?
             .connect_timeout(CONNECT_TIMEOUT);
         if https {
-            let mut tls = ClientTlsConfig::new().with_native_roots();
-            if let Some(path) = &settings.ca_file {
-                let pem = std::fs::read(path).map_err(|reason| ClientError::CaFile {
-                    path: path.clone(),
-                    reason,
-                })?;
-                tls = tls.ca_certificate(Certificate::from_pem(pem));
-            }
+            // A CA file replaces the system roots: a private deployment's
+            // CA is then the only one trusted for it.
+            let tls = match &settings.ca_file {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|reason| ClientError::CaFile {
+                        path: path.clone(),
+                        reason,
+                    })?;
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+                }
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
             endpoint = endpoint.tls_config(tls).map_err(|e| ClientError::Tls {
                 addr: addr.clone(),
                 reason: e.to_string(),
@@ -149,7 +163,7 @@ impl Connection {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|_| ClientError::Unreachable { addr: addr.clone() })?;
+            .map_err(|e| connect_error(&addr, &e))?;
         Ok(Connection {
             channel,
             auth,
@@ -180,6 +194,26 @@ impl Connection {
     /// Turns a failed call into a sentence.
     pub fn error(&self, status: Status) -> ClientError {
         error_of(&self.addr, status)
+    }
+}
+
+/// Why connecting failed: TLS trouble is named as such (a certificate
+/// problem is not "unreachable"), anything else means nothing answered.
+fn connect_error(addr: &str, error: &(dyn std::error::Error + 'static)) -> ClientError {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        let text = e.to_string();
+        let lower = text.to_lowercase();
+        if lower.contains("certificate") || lower.contains("native certs") {
+            return ClientError::TlsHandshake {
+                addr: addr.to_owned(),
+                reason: text,
+            };
+        }
+        source = e.source();
+    }
+    ClientError::Unreachable {
+        addr: addr.to_owned(),
     }
 }
 

@@ -95,13 +95,17 @@ impl Server {
     /// `sealplane init` then `serve` with one-time keys living
     /// `key_ttl_seconds`, and no reactor at all.
     fn serve(key_ttl_seconds: u64) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Server::serve_in(tempfile::tempdir().unwrap(), key_ttl_seconds, "")
+    }
+
+    /// `init` and `serve` in `dir`, with `tls` (a `[tls]` section or nothing).
+    fn serve_in(dir: tempfile::TempDir, key_ttl_seconds: u64, tls: &str) -> Server {
         let config = dir.path().join("sealplane.toml");
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\n\
+                "listen = \"127.0.0.1:0\"\n{tls}\n\
                  [event_store]\nbackend = \"embedded\"\npath = \"{}\"\n\
                  [limits]\nupload_key_ttl_seconds = {key_ttl_seconds}\n",
                 dir.path().join("data/events.db").display()
@@ -696,4 +700,83 @@ fn help_reads_well() {
     assert!(put.contains("--reactor-key"), "{put}");
     let bad = run(&["put", "secrets", "x"]);
     assert_eq!(bad.code(), 2);
+}
+
+#[test]
+fn https_trusts_the_given_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (cert, key) = (
+        write("server.crt", &server.pem()),
+        write("server.key", &server_key.serialize_pem()),
+    );
+    let ca_file = write("ca.crt", &ca.pem());
+    let tls = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    let s = Server::serve_in(dir, 300, &tls);
+    let port = s.addr.rsplit(':').next().unwrap().to_owned();
+    assert!(s.addr.starts_with("https://"), "{}", s.addr);
+    let https = format!("https://localhost:{port}");
+
+    let me = s
+        .sealctl(&[
+            "--addr",
+            &https,
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+            "whoami",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(me["slug"], "admin");
+    // Without the CA the certificate is not trusted, and sealctl says so.
+    let other_ca = write_other_ca();
+    s.sealctl(&[
+        "--addr",
+        &https,
+        "--ca-file",
+        other_ca.path().to_str().unwrap(),
+        "whoami",
+    ])
+    .fails(
+        2,
+        "the TLS handshake with the control plane at https://localhost:",
+    );
+    s.sealctl(&[
+        "--addr",
+        &https,
+        "--ca-file",
+        "/nonexistent/ca.pem",
+        "whoami",
+    ])
+    .fails(2, "cannot read the CA file /nonexistent/ca.pem");
+}
+
+/// A CA file of an unrelated CA.
+fn write_other_ca() -> tempfile::NamedTempFile {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), params.self_signed(&key).unwrap().pem()).unwrap();
+    file
 }
