@@ -20,6 +20,7 @@ use sealplane_proto::v1;
 use sealplane_proto::v1::UploadState;
 use serde::Serialize;
 use tokio::time::Instant;
+use tonic::Code;
 use uuid::Uuid;
 
 use crate::client::{ClientError, Connection, command_options};
@@ -216,17 +217,30 @@ pub async fn upload(
     let mut attempt = 1;
     loop {
         match attempt_once(conn, pins, target, value, progress).await {
-            Err(UploadError::Failed { store, reason, .. })
-                if reason.starts_with(KEY_LOST_PREFIX) && attempt < MAX_ATTEMPTS =>
-            {
+            Err(e) if retries_after(&e, attempt) => {
                 attempt += 1;
                 progress.note(&format!(
-                    "the reactor for store `{store}` lost the one-time key (it restarted); retrying with a new key (attempt {attempt} of {MAX_ATTEMPTS})"
+                    "{e}; retrying with a new one-time key (attempt {attempt} of {MAX_ATTEMPTS})"
                 ));
             }
             other => return other,
         }
     }
+}
+
+/// Whether attempt number `attempt` ended in a way that calls for a fresh
+/// start from step 1: a restarted reactor lost the one-time key.
+fn retries_after(error: &UploadError, attempt: usize) -> bool {
+    matches!(error, UploadError::Failed { reason, .. } if reason.starts_with(KEY_LOST_PREFIX))
+        && attempt < MAX_ATTEMPTS
+}
+
+/// Whether a watch that failed with `code` is worth re-opening.
+fn is_transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted
+    )
 }
 
 /// Checks that the control plane resolved `asked` to the same secret.
@@ -355,9 +369,16 @@ async fn attempt_once(
             }
             Err(_) => return Err(UploadError::Expired { store }),
             Ok(Ok(Some(status))) => status,
-            Ok(Ok(None)) | Ok(Err(_)) if reopens < MAX_REOPENS => {
-                // The server ended the watch early (e.g. it is restarting):
-                // watch again; the first message is the current state.
+            Ok(Ok(None)) if reopens < MAX_REOPENS => {
+                // The server ended the watch before an outcome: watch
+                // again; the first message is the current state.
+                reopens += 1;
+                stream = None;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+            Ok(Err(s)) if is_transient(s.code()) && reopens < MAX_REOPENS => {
+                // E.g. "the server is shutting down; watch again".
                 reopens += 1;
                 stream = None;
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -483,6 +504,26 @@ mod tests {
             assert!(e.is_trust_refusal(), "{asked} {resolved}");
             assert!(e.to_string().contains("nothing was sent"), "{e}");
         }
+    }
+
+    #[test]
+    fn only_a_lost_key_is_retried_and_only_twice() {
+        let failed = |reason: &str| UploadError::Failed {
+            store: "local".into(),
+            uri: "local://a".into(),
+            reason: reason.into(),
+        };
+        let lost = failed("one-time key lost: the reactor restarted");
+        assert!(retries_after(&lost, 1));
+        assert!(retries_after(&lost, 2));
+        assert!(!retries_after(&lost, MAX_ATTEMPTS));
+        assert!(!retries_after(&failed("upstream refused the write"), 1));
+        let expired = UploadError::Expired {
+            store: "local".into(),
+        };
+        assert!(!retries_after(&expired, 1));
+        assert!(is_transient(Code::Unavailable));
+        assert!(!is_transient(Code::PermissionDenied));
     }
 
     #[test]
