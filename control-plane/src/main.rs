@@ -25,6 +25,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check a deployment for insecure settings: a default or exposed file
+    /// store master key, key or token files others can read, an API
+    /// without TLS. Exits 1 and lists what to fix when anything is found.
+    #[command(arg_required_else_help = true)]
+    IsSecure {
+        /// The control plane's configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A reactor's configuration file (repeatable).
+        #[arg(long = "reactor-config")]
+        reactor_configs: Vec<PathBuf>,
+        /// A `sealplane dev` data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Serve the gRPC API as configured.
     Serve {
         /// The configuration file.
@@ -59,6 +74,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { config } => serve(&config).await,
         Command::Init { config, admin } => init(&config, &admin).await,
         Command::Dev { data_dir, listen } => dev(data_dir, listen).await,
+        Command::IsSecure {
+            config,
+            reactor_configs,
+            data_dir,
+        } => is_secure(config, reactor_configs, data_dir),
     }
 }
 
@@ -178,6 +198,54 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
         "Sealplane dev stopped; every acknowledged event is on disk."
     );
     Ok(())
+}
+
+fn is_secure(
+    config: Option<PathBuf>,
+    reactor_configs: Vec<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use sealplane_reactors::config::ReactorConfig;
+    use sealplane_reactors::security::{exposed, reactor_report};
+
+    let mut checked = Vec::new();
+    let mut found = Vec::new();
+    if let Some(path) = &config {
+        let c = Config::load(path)?;
+        if c.tls.is_none() {
+            found.push(format!(
+                "{}: the API has no [tls] section, so tokens and ciphertext cross the network in clear (allowed on loopback only): add a certificate",
+                path.display()
+            ));
+        }
+        match &c.event_store {
+            EventStoreConfig::Embedded { path } => found.extend(exposed(path, "event store")),
+        }
+        checked.push(path.display().to_string());
+    }
+    for path in &reactor_configs {
+        let c = ReactorConfig::load(path)?;
+        found.extend(
+            reactor_report(&c)
+                .into_iter()
+                .map(|f| format!("{}: {f}", path.display())),
+        );
+        checked.push(path.display().to_string());
+    }
+    if let Some(dir) = &data_dir {
+        let c = dev::reactor_config(dir, SocketAddr::from(([127, 0, 0, 1], 0)));
+        found.extend(reactor_report(&c));
+        found.extend(exposed(&dir.join("events.db"), "event store"));
+        checked.push(format!("dev data directory {}", dir.display()));
+    }
+    if found.is_empty() {
+        println!("secure: nothing insecure found in {}", checked.join(", "));
+        return Ok(());
+    }
+    for f in &found {
+        println!("INSECURE: {f}");
+    }
+    std::process::exit(1);
 }
 
 /// Registers SIGINT and SIGTERM handlers now, before anything announces

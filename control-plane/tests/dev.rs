@@ -121,3 +121,88 @@ fn dev_refuses_a_tampered_log() {
     assert!(stderr.contains("failed verification"), "{stderr}");
     assert!(stderr.contains("position 2"), "{stderr}");
 }
+
+fn is_secure(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sealplane"))
+        .arg("is-secure")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn dev_brings_a_file_store_reactor_whose_setup_is_secure_until_a_key_is_exposed() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, printed) = run_dev_until_ready_then("-TERM", dir.path());
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains("store:       local (file store"),
+        "{printed}"
+    );
+    for file in ["master.key", "fingerprint.key", "reactor-identity"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let data_dir = dir.path().to_str().unwrap();
+    let (code, out) = is_secure(&["--data-dir", data_dir]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("secure:"), "{out}");
+
+    let master = dir.path().join("master.key");
+    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out) = is_secure(&["--data-dir", data_dir]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("INSECURE") && out.contains("chmod 600"),
+        "{out}"
+    );
+}
+
+#[test]
+fn is_secure_flags_the_public_dev_master_key_and_an_api_without_tls() {
+    use sealplane_reactors::master_key::MasterKey;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    MasterKey::create_file(&p.join("fp.key")).unwrap();
+    sealplane_reactors::identity::ReactorIdentity::load_or_generate(p.join("reactor-identity"))
+        .unwrap();
+    let dev_key = MasterKey::dev().to_base64();
+    std::fs::write(p.join("dev.key"), dev_key.as_bytes()).unwrap();
+    std::fs::set_permissions(
+        p.join("dev.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("reactor.toml"),
+        "[control_plane]\naddress = \"http://127.0.0.1:1\"\n\
+         [fingerprint]\nkey_id = \"k\"\nkey_file = \"fp.key\"\n\
+         [stores.local]\nkind = \"file\"\nroot = \"files\"\nmaster_key_file = \"dev.key\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("sealplane.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n",
+            p.join("events.db").display()
+        ),
+    )
+    .unwrap();
+    let (code, out) = is_secure(&[
+        "--reactor-config",
+        p.join("reactor.toml").to_str().unwrap(),
+        "--config",
+        p.join("sealplane.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("public development master key"), "{out}");
+    assert!(out.contains("no [tls] section"), "{out}");
+}

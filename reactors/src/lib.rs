@@ -20,4 +20,6 @@ pub mod ledger;
 pub mod master_key;
 pub mod one_time_key;
 pub mod reactor;
+pub mod security;
 pub mod upstream;
+pub mod vault;

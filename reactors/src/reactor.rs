@@ -132,7 +132,7 @@ impl ReactorParts {
             })?;
         if created {
             eprintln!(
-                "sealplane-reactor: created a new identity in {}; register its public key {} with `sealctl create store NAME --reactor-key KEY`",
+                "sealplane-reactor: created a new identity in {} (public key {})",
                 config.identity_file.display(),
                 identity.public_key_base64()
             );

@@ -1,0 +1,112 @@
+//! What makes a reactor's setup insecure, for `sealplane is-secure`: a
+//! default or exposed file-store master key (SPEC §5), and key or token
+//! files that others may read.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use crate::config::{ReactorConfig, StoreConfig};
+use crate::master_key::security_report;
+
+/// One finding: what is insecure and how to fix it.
+pub type Finding = String;
+
+/// Every insecurity of the reactor configured by `config`; empty when none.
+pub fn reactor_report(config: &ReactorConfig) -> Vec<Finding> {
+    let mut found = Vec::new();
+    for (name, store) in &config.stores {
+        match store {
+            StoreConfig::File(f) => match f.master_key() {
+                Ok(key) => found.extend(
+                    security_report(f.master_key_file.as_deref(), &key)
+                        .into_iter()
+                        .map(|i| format!("store `{name}`: {i}")),
+                ),
+                Err(e) => found.push(format!("store `{name}`: {e}")),
+            },
+        }
+    }
+    if let Some(path) = &config.fingerprint.key_file {
+        found.extend(exposed(path, "fingerprint key file"));
+    }
+    if let Some(path) = &config.control_plane.token_file {
+        found.extend(exposed(path, "reactor token file"));
+    }
+    found.extend(exposed(&config.identity_file, "reactor identity file"));
+    found
+}
+
+/// A finding if `path` is open to its group or others (or cannot be checked).
+pub fn exposed(path: &Path, what: &str) -> Option<Finding> {
+    match fs::metadata(path) {
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o7777;
+            (mode & 0o077 != 0).then(|| {
+                format!(
+                    "{what} {} has mode {mode:04o}, open to group or others: `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                )
+            })
+        }
+        Err(e) => Some(format!(
+            "cannot check the permissions of {what} {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::master_key::MasterKey;
+
+    fn config(dir: &Path, master: &str) -> ReactorConfig {
+        ReactorConfig::parse(
+            &format!(
+                "[control_plane]\naddress = \"http://127.0.0.1:1\"\n\
+                 [fingerprint]\nkey_id = \"k\"\nkey_file = \"fp.key\"\n\
+                 [stores.local]\nkind = \"file\"\nroot = \"files\"\n{master}\n"
+            ),
+            "reactor.toml",
+            dir,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_careful_setup_has_no_finding() {
+        let dir = tempfile::tempdir().unwrap();
+        MasterKey::create_file(&dir.path().join("master.key")).unwrap();
+        MasterKey::create_file(&dir.path().join("fp.key")).unwrap();
+        crate::identity::ReactorIdentity::load_or_generate(dir.path().join("reactor-identity"))
+            .unwrap();
+        let c = config(dir.path(), "master_key_file = \"master.key\"");
+        assert_eq!(reactor_report(&c), Vec::<String>::new());
+    }
+
+    #[test]
+    fn default_or_exposed_keys_are_findings() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = dir.path().join("master.key");
+        MasterKey::create_file(&master).unwrap();
+        fs::set_permissions(&master, fs::Permissions::from_mode(0o644)).unwrap();
+        let fp = dir.path().join("fp.key");
+        fs::write(&fp, MasterKey::dev().to_base64().as_bytes()).unwrap();
+        fs::set_permissions(&fp, fs::Permissions::from_mode(0o640)).unwrap();
+        let c = config(dir.path(), "master_key_file = \"master.key\"");
+        let found = reactor_report(&c).join("\n");
+        assert!(found.contains("master key file"), "{found}");
+        assert!(found.contains("fingerprint key file"), "{found}");
+        assert!(found.contains("chmod 600"), "{found}");
+        // The identity was never created: reported, not skipped.
+        assert!(found.contains("reactor identity file"), "{found}");
+
+        // SAFETY of the test: the variable name is unique to this test.
+        let var = "SEALPLANE_TEST_SECURITY_DEV_KEY";
+        let c = config(dir.path(), &format!("master_key_env = \"{var}\""));
+        let found = reactor_report(&c).join("\n");
+        assert!(found.contains(var), "an unset variable is a finding: {found}");
+    }
+}
