@@ -452,6 +452,12 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     assert!(out.failed_with(2).contains("key"), "{}", out.stderr);
 
     c.assert_nowhere(secret.as_bytes());
+    let listed = c.sealctl(&alice, &["get", "secrets", "-o", "json"]).json();
+    assert_eq!(
+        listed["secrets"],
+        serde_json::json!([]),
+        "no empty secret left"
+    );
     let log = log(&mut c).await;
     assert_eq!(
         count(&log, "SecretUploadRequested", ""),

@@ -385,7 +385,11 @@ impl Secrets for SecretsApi {
                 m.secrets
                     .iter()
                     .filter(|(uri, s)| {
+                        // A put creates the secret's stream when it asks
+                        // for a key; until a version is stored there is
+                        // nothing to list (an abandoned put leaves no row).
                         s.exists()
+                            && !s.versions().is_empty()
                             && store.as_ref().is_none_or(|st| &uri.store == st)
                             && (sees_all || s.may(&caller.actor, AccessList::Readers))
                     })
