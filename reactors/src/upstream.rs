@@ -6,7 +6,9 @@
 //! `Debug`), and no error carries value bytes: errors travel into events and
 //! logs (SPEC §1.1).
 
+use std::future::Future;
 use std::io;
+use std::time::Duration;
 
 use sealplane_proto::sealed::SecretValue;
 use uuid::Uuid;
@@ -80,6 +82,170 @@ pub enum UpstreamError {
     /// A cryptographic operation failed for a reason other than tampering.
     #[error("a cryptographic operation failed ({0}); nothing was written")]
     Crypto(&'static str),
+    /// The store could not be reached or did not answer in time (transient).
+    #[error(
+        "the upstream store at {endpoint} is unreachable ({reason}); check that it is running and reachable from the reactor (address, firewall, DNS); the operation is retried"
+    )]
+    Unavailable {
+        /// The store's address.
+        endpoint: String,
+        /// What the transport reported (never request or response bodies).
+        reason: String,
+    },
+    /// The TLS handshake failed: an untrusted or mismatched server certificate.
+    #[error(
+        "the TLS handshake with the upstream store at {endpoint} failed ({reason}); set `ca_file` to the CA that signed the server's certificate and check that the address's host name is in that certificate"
+    )]
+    Tls {
+        /// The store's address.
+        endpoint: String,
+        /// What the TLS layer reported.
+        reason: String,
+    },
+    /// The Vault/OpenBao server is sealed (transient: it serves again once unsealed).
+    #[error(
+        "the Vault/OpenBao server at {endpoint} is sealed; an operator must unseal it (`bao operator unseal` or `vault operator unseal`); the operation is retried"
+    )]
+    Sealed {
+        /// The server's address.
+        endpoint: String,
+    },
+    /// The store's access policy refused the operation.
+    #[error(
+        "the upstream store refused to {operation} {path:?}: permission denied; grant the reactor's token or role a policy allowing it ({hint}), or check that the token has not expired or been revoked"
+    )]
+    PermissionDenied {
+        /// The secret path (or the auth endpoint for a login).
+        path: String,
+        /// What was being done (`read`, `write`, `delete`, `log in at`).
+        operation: &'static str,
+        /// The capabilities and policy paths the operation needs.
+        hint: String,
+    },
+    /// No secrets engine is mounted where the store's config says.
+    #[error(
+        "there is no secrets engine mounted at {mount:?} on the upstream store; enable one (`bao secrets enable -path={mount} kv-v2`) or fix `mount` in the reactor's store config"
+    )]
+    MountMissing {
+        /// The configured mount path.
+        mount: String,
+    },
+    /// Check-and-set failed: another writer changed the secret meanwhile.
+    #[error(
+        "the secret at {path:?} changed upstream while Sealplane was writing it (check-and-set failed); nothing was overwritten; look at who else writes this path, then upload again"
+    )]
+    Conflict {
+        /// The secret path.
+        path: String,
+    },
+    /// The store answered with an error status the adapter has no better name for.
+    #[error("the upstream store refused to {operation} {path:?}: HTTP {status}{message}")]
+    Rejected {
+        /// The secret path.
+        path: String,
+        /// What was being done.
+        operation: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The store's own error text, prefixed with `: ` (empty when withheld or absent).
+        message: String,
+    },
+    /// The store answered with something the adapter cannot read.
+    #[error(
+        "the upstream store answered a request to {operation} {path:?} with a response Sealplane cannot read ({what}); check that the store's address points at the right server and its config (e.g. kv_version) matches the mount"
+    )]
+    Protocol {
+        /// The secret path.
+        path: String,
+        /// What was being done.
+        operation: &'static str,
+        /// What was wrong with the response.
+        what: &'static str,
+    },
+    /// The upstream secret holds data Sealplane cannot represent as a value.
+    #[error(
+        "the secret at {path:?} holds data Sealplane cannot read ({reason}); it was left untouched"
+    )]
+    Unreadable {
+        /// The secret path.
+        path: String,
+        /// What is wrong with it (never the data itself).
+        reason: String,
+    },
+    /// The store's configuration is unusable (found when opening the store).
+    #[error("store config field `{field}` {problem}")]
+    Config {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// Logging in to the store failed (bad credentials, disabled auth method).
+    #[error("logging in to the upstream store at {endpoint} failed: {reason}")]
+    Login {
+        /// The store's address.
+        endpoint: String,
+        /// Why, and what to check.
+        reason: String,
+    },
+}
+
+impl UpstreamError {
+    /// Whether retrying the same operation later may succeed (network, sealed, 5xx, timeouts).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            UpstreamError::Unavailable { .. } | UpstreamError::Sealed { .. } => true,
+            UpstreamError::Rejected { status, .. } => *status == 429 || *status >= 500,
+            UpstreamError::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// How often and how patiently [`retry`] repeats a transiently failing operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (0 counts as 1).
+    pub attempts: u32,
+    /// The pause after the first failure; it doubles after each further one.
+    pub first_delay: Duration,
+    /// The longest pause between two attempts.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 attempts, pauses of 200 ms, 400 ms, 800 ms, 1.6 s (capped at 3 s): about 3 s in all.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            first_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Runs `op` until it succeeds, fails with a non-transient error, or the attempts are spent;
+/// returns the last error.
+pub async fn retry<T, F, Fut>(policy: &RetryPolicy, mut op: F) -> Result<T, UpstreamError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, UpstreamError>>,
+{
+    let mut delay = policy.first_delay;
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && attempt < policy.attempts => {
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2).min(policy.max_delay);
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// One upstream store; implementations keep plaintext in memory only.
@@ -98,4 +264,86 @@ pub trait UpstreamStore: Send + Sync {
 
     /// Soft delete (latest version) or destroy (all versions and metadata).
     async fn delete(&self, path: &str, destroy: bool) -> Result<(), UpstreamError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn quick(attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            attempts,
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        }
+    }
+
+    fn down() -> UpstreamError {
+        UpstreamError::Unavailable {
+            endpoint: "http://127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_until_the_attempts_are_spent() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = retry(&quick(4), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(down())
+        })
+        .await;
+        assert!(matches!(result, Err(UpstreamError::Unavailable { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn stops_at_the_first_success() {
+        let calls = AtomicU32::new(0);
+        let result = retry(&quick(5), || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(down())
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn does_not_retry_a_permanent_error() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = retry(&quick(5), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(UpstreamError::Conflict { path: "a".into() })
+        })
+        .await;
+        assert!(matches!(result, Err(UpstreamError::Conflict { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn transience_follows_the_status() {
+        let rejected = |status| UpstreamError::Rejected {
+            path: "a".into(),
+            operation: "write",
+            status,
+            message: String::new(),
+        };
+        assert!(rejected(502).is_transient());
+        assert!(rejected(429).is_transient());
+        assert!(!rejected(400).is_transient());
+        assert!(down().is_transient());
+        assert!(
+            UpstreamError::Sealed {
+                endpoint: "x".into()
+            }
+            .is_transient()
+        );
+        assert!(!UpstreamError::MountMissing { mount: "kv".into() }.is_transient());
+    }
 }
