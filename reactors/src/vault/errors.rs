@@ -1,0 +1,153 @@
+//! vaultrs errors turned into [`UpstreamError`]s a user can act on.
+//!
+//! vaultrs errors are never formatted into the result: some of them carry a
+//! response body (a read response holds values). Only the HTTP status,
+//! Vault's own `errors` strings and the transport's error chain survive, and
+//! those are withheld too when they contain any of the call's sensitive byte
+//! strings (the value being written, a secret id).
+
+use vaultrs::error::ClientError;
+use zeroize::Zeroizing;
+
+use crate::upstream::UpstreamError;
+
+/// Longest store message kept in an error, in characters.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// What a failed call was doing, to name it in the error.
+pub struct Call<'a> {
+    /// The server's address.
+    pub endpoint: &'a str,
+    /// The KV mount.
+    pub mount: &'a str,
+    /// The secret path (or an API path for token and login calls).
+    pub path: &'a str,
+    /// What was being done: `read`, `write`, `delete`, `destroy`, …
+    pub operation: &'static str,
+    /// The policy capabilities the call needs, for a permission error.
+    pub needs: &'a str,
+    /// Byte strings no error text may contain.
+    pub sensitive: &'a [&'a [u8]],
+}
+
+impl Call<'_> {
+    /// The store's messages, or nothing when they might quote a sensitive string.
+    fn message(&self, errors: &[String]) -> String {
+        let text = errors.join("; ");
+        if text.is_empty() {
+            return String::new();
+        }
+        let leaks = self
+            .sensitive
+            .iter()
+            .any(|s| !s.is_empty() && text.as_bytes().windows(s.len()).any(|w| w == *s));
+        if leaks {
+            return ": (the store's message is withheld: it might quote the value)".to_owned();
+        }
+        let mut short: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
+        if short.len() < text.len() {
+            short.push('…');
+        }
+        format!(": {short}")
+    }
+
+    /// The error for an HTTP error status with Vault's `errors` strings.
+    pub fn status(&self, status: u16, errors: &[String]) -> UpstreamError {
+        let lower = errors.join("; ").to_lowercase();
+        match status {
+            503 if lower.contains("sealed") => UpstreamError::Sealed {
+                endpoint: self.endpoint.to_owned(),
+            },
+            403 => UpstreamError::PermissionDenied {
+                path: self.path.to_owned(),
+                operation: self.operation,
+                hint: self.needs.to_owned(),
+            },
+            404 if lower.contains("no handler for route") => UpstreamError::MountMissing {
+                mount: self.mount.to_owned(),
+            },
+            400 if lower.contains("check-and-set") => UpstreamError::Conflict {
+                path: self.path.to_owned(),
+            },
+            404 => UpstreamError::NotFound {
+                path: self.path.to_owned(),
+            },
+            _ => UpstreamError::Rejected {
+                path: self.path.to_owned(),
+                operation: self.operation,
+                status,
+                message: self.message(errors),
+            },
+        }
+    }
+
+    /// Maps a vaultrs error; it is dropped here, unformatted.
+    pub fn error(&self, e: ClientError) -> UpstreamError {
+        let protocol = |what| UpstreamError::Protocol {
+            path: self.path.to_owned(),
+            operation: self.operation,
+            what,
+        };
+        match e {
+            ClientError::APIError { code, errors } => self.status(code, &errors),
+            ClientError::RestClientError { source } => {
+                match source.to_string().as_str() {
+                    // An error status whose body is not Vault's `{"errors": [...]}`
+                    // (a proxy's page, or a 404 that carries data): the status is
+                    // only in the variant's fields, which this crate cannot name.
+                    "Server returned error" => {
+                        let debug = Zeroizing::new(format!("{source:?}"));
+                        match debug
+                            .strip_prefix("ServerResponseError { code: ")
+                            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                            .and_then(|digits| digits.parse().ok())
+                        {
+                            Some(status) => self.status(status, &[]),
+                            None => protocol("an error status without a readable code"),
+                        }
+                    }
+                    "Error sending HTTP request" | "Error retrieving HTTP response" => {
+                        self.transport(&source)
+                    }
+                    _ => protocol("a body that is not the expected JSON"),
+                }
+            }
+            ClientError::ResponseEmptyError | ClientError::ResponseDataEmptyError => {
+                protocol("an empty response")
+            }
+            ClientError::JsonParseError { .. } => protocol("JSON of an unexpected shape"),
+            _ => protocol("an unexpected client error"),
+        }
+    }
+
+    /// A request that got no answer: unreachable, timed out, or a failed TLS handshake.
+    fn transport(&self, top: &dyn std::error::Error) -> UpstreamError {
+        let mut chain = Vec::new();
+        let mut next = top.source();
+        while let Some(e) = next {
+            chain.push(e.to_string());
+            next = e.source();
+        }
+        let innermost = chain
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "no answer".to_owned());
+        let reason = self.message(std::slice::from_ref(&innermost));
+        let reason = reason.strip_prefix(": ").unwrap_or(&reason).to_owned();
+        let tls = chain.iter().any(|m| {
+            let m = m.to_lowercase();
+            m.contains("certificate") || m.contains("tls") || m.contains("handshake")
+        });
+        if tls {
+            UpstreamError::Tls {
+                endpoint: self.endpoint.to_owned(),
+                reason,
+            }
+        } else {
+            UpstreamError::Unavailable {
+                endpoint: self.endpoint.to_owned(),
+                reason,
+            }
+        }
+    }
+}
