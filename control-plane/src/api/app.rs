@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use sealplane_event_store::{Position, StreamId};
 use sealplane_proto::v1;
 use tokio::sync::watch;
@@ -250,7 +250,7 @@ impl ReadModel {
         if token.expires_at <= now {
             return Err(Status::unauthenticated(format!(
                 "this token expired at {}; ask an admin for a new one",
-                token.expires_at.to_rfc3339()
+                token.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true)
             )));
         }
         let role = principal.role().ok_or_else(unknown)?;

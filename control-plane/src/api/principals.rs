@@ -1,7 +1,7 @@
 //! The Principals service: users, groups and bearer tokens. Admins manage
 //! them; anyone may ask who they are and revoke their own tokens.
 
-use chrono::Duration as TimeDelta;
+use chrono::{Duration as TimeDelta, SecondsFormat};
 use sealplane_proto::v1;
 use sealplane_proto::v1::principals_server::Principals;
 use tonic::{Request, Response, Status};
@@ -166,7 +166,7 @@ impl Principals for PrincipalsApi {
             reply: Some(reply_of(&done)),
             token_id: token_id.to_string(),
             token: token.expose().to_owned(),
-            expires_at: expires_at.to_rfc3339(),
+            expires_at: expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         }))
     }
 
@@ -253,7 +253,7 @@ impl Principals for PrincipalsApi {
                 .map(StoreName::to_string)
                 .collect(),
             token_id: caller.token_id.to_string(),
-            token_expires_at: caller.token_expires_at.to_rfc3339(),
+            token_expires_at: caller.token_expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         }))
     }
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::Duration as TimeDelta;
+use chrono::{Duration as TimeDelta, SecondsFormat};
 use futures_core::Stream;
 use sealplane_event_store::StreamVersion;
 use sealplane_proto::v1;
@@ -128,7 +128,7 @@ pub fn upload_status(request: &UploadRequest, position: u64) -> v1::UploadStatus
         signature: request.signature().unwrap_or_default().to_owned(),
         expires_at: request
             .expires_at()
-            .map(|t| t.to_rfc3339())
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
             .unwrap_or_default(),
         position,
         ..Default::default()
@@ -168,7 +168,7 @@ fn summary(uri: &SecretUri, secret: &Secret) -> v1::SecretSummary {
         version: last.map(|v| v.version).unwrap_or(0),
         hash: last.map(|v| v.hash.clone()).unwrap_or_default(),
         updated_by: last.map(|v| v.by.to_string()).unwrap_or_default(),
-        updated_at: last.map(|v| v.at.to_rfc3339()).unwrap_or_default(),
+        updated_at: last.map(|v| v.at.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default(),
         deleted: secret.is_deleted(),
     }
 }
@@ -256,7 +256,7 @@ impl Secrets for SecretsApi {
             expires_at: loaded
                 .state
                 .expires_at()
-                .map(|t| t.to_rfc3339())
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
                 .unwrap_or_default(),
         }))
     }
@@ -429,7 +429,7 @@ impl Secrets for SecretsApi {
                             key_hashes: v.key_hashes.clone().into_iter().collect(),
                             request_id: v.request_id.to_string(),
                             by: v.by.to_string(),
-                            at: v.at.to_rfc3339(),
+                            at: v.at.to_rfc3339_opts(SecondsFormat::Millis, true),
                         })
                         .collect(),
                     access: s
@@ -473,7 +473,7 @@ impl Secrets for SecretsApi {
                     position: e.position.0,
                     event_type: e.event_type.to_string(),
                     actor: meta.as_ref().map(|m| m.actor.clone()).unwrap_or_default(),
-                    at: meta.map(|m| m.timestamp.to_rfc3339()).unwrap_or_default(),
+                    at: meta.map(|m| m.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default(),
                     summary: e
                         .data
                         .deserialize::<crate::domain::secret::SecretEvent>()
