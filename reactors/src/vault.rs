@@ -1,9 +1,9 @@
 //! The `vault` store (SPEC §5): HashiCorp Vault or OpenBao, KV v2 (default)
-//! or KV v1, through vaultrs; token or AppRole auth ([`session`]).
+//! or KV v1, through vaultrs; token or AppRole auth (`session`).
 //!
 //! Values: a [`SecretValue`] is the secret's KV data map, one entry per key;
 //! UTF-8 values as they are, other bytes as base64 listed under the reserved
-//! key `sealplane:base64-keys` (see [`kv_data`]). Reserved keys contain `:`,
+//! key `sealplane:base64-keys` (see `kv_data`). Reserved keys contain `:`,
 //! which no value key may, and are stripped on read.
 //!
 //! Management, KV v2: the secret's `custom_metadata` holds
@@ -34,32 +34,28 @@
 //! history). Both refuse a secret Sealplane does not manage.
 //!
 //! Plaintext: no error carries value bytes; vaultrs errors are mapped in
-//! [`errors`] without ever being formatted (some carry response bodies).
+//! `errors` without ever being formatted (some carry response bodies).
 //! Sealplane zeroizes its own copies of a value; the HTTP stack under
 //! vaultrs (serde_json values, request and response buffers) frees its
 //! copies without zeroizing them, which no adapter built on it can change.
 
 mod config;
 mod errors;
-pub mod kv_data;
+mod kv_data;
+mod kv_v1;
+mod kv_v2;
 mod session;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use sealplane_proto::sealed::SecretValue;
 use serde_json::Value;
-use vaultrs::api::kv2::requests::{
-    ReadSecretRequest, SetSecretMetadataRequestBuilder, SetSecretRequestOptions,
-};
-use vaultrs::api::kv2::responses::ReadSecretMetadataResponse;
 use vaultrs::client::VaultClient;
-use vaultrs::{kv1, kv2};
 
 pub use self::config::{AppRoleConfig, KvVersion, VaultConfig};
 use self::errors::Call;
-use self::kv_data::{V1_MANAGED_BY, V1_REQUEST_ID, V1_URI, V1_VERSION};
+pub use self::kv_data::{BASE64_KEYS, V1_MANAGED_BY, V1_REQUEST_ID, V1_URI, V1_VERSION};
 use self::session::Session;
 use crate::upstream::{UpstreamError, UpstreamStore, WriteMeta, Written};
 
@@ -121,32 +117,6 @@ pub fn validate_path(path: &str) -> Result<(), UpstreamError> {
         }
     }
     Ok(())
-}
-
-/// What the KV v2 metadata says about a secret.
-struct Existing {
-    managed: bool,
-    current: u64,
-    /// Whether the current version holds data (not deleted nor destroyed).
-    live: bool,
-    custom: HashMap<String, String>,
-}
-
-impl Existing {
-    fn of(md: ReadSecretMetadataResponse) -> Existing {
-        let custom = md.custom_metadata.unwrap_or_default();
-        let live = md.current_version > 0
-            && md
-                .versions
-                .get(&md.current_version.to_string())
-                .is_some_and(|v| v.deletion_time.is_empty() && !v.destroyed);
-        Existing {
-            managed: custom.get(META_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY),
-            current: md.current_version,
-            live,
-            custom,
-        }
-    }
 }
 
 impl VaultStore {
@@ -295,319 +265,6 @@ impl VaultStore {
             });
         }
         Ok(())
-    }
-
-    // ---- KV v2 ----
-
-    /// The secret's metadata, `None` when there is none.
-    async fn v2_existing(
-        &self,
-        client: &VaultClient,
-        path: &str,
-        call: &Call<'_>,
-    ) -> Result<Option<Existing>, UpstreamError> {
-        match kv2::read_metadata(client, &self.mount, path).await {
-            Ok(md) => Ok(Some(Existing::of(md))),
-            Err(e) => match call.error(e) {
-                UpstreamError::NotFound { .. } => Ok(None),
-                other => Err(other),
-            },
-        }
-    }
-
-    /// The data of `version`, `None` when it is deleted or destroyed.
-    async fn v2_data(
-        &self,
-        client: &VaultClient,
-        path: &str,
-        version: u64,
-        call: &Call<'_>,
-    ) -> Result<Option<Value>, UpstreamError> {
-        let endpoint = ReadSecretRequest::builder()
-            .mount(self.mount.as_str())
-            .path(path)
-            .version(Some(version))
-            .build()
-            .map_err(|_| UpstreamError::Protocol {
-                path: path.to_owned(),
-                operation: call.operation,
-                what: "a read request vaultrs would not build",
-            })?;
-        match vaultrs::api::exec_with_result(client, endpoint).await {
-            Ok(read) if read.data.is_null() => Ok(None),
-            Ok(read) => Ok(Some(read.data)),
-            Err(e) => match call.error(e) {
-                UpstreamError::NotFound { .. } => Ok(None),
-                other => Err(other),
-            },
-        }
-    }
-
-    /// Writes the custom metadata: the existing entries plus Sealplane's marks.
-    async fn v2_mark(
-        &self,
-        client: &VaultClient,
-        path: &str,
-        mut custom: HashMap<String, String>,
-        meta: &WriteMeta,
-        call: &Call<'_>,
-    ) -> Result<(), UpstreamError> {
-        custom.insert(META_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
-        custom.insert(META_URI.to_owned(), meta.uri.clone());
-        custom.insert(META_REQUEST_ID.to_owned(), meta.request_id.to_string());
-        kv2::set_metadata(
-            client,
-            &self.mount,
-            path,
-            Some(SetSecretMetadataRequestBuilder::default().custom_metadata(custom)),
-        )
-        .await
-        .map_err(|e| call.error(e))
-    }
-
-    async fn v2_put(
-        &self,
-        client: Arc<VaultClient>,
-        path: &str,
-        value: &SecretValue,
-        meta: &WriteMeta,
-    ) -> Result<Written, UpstreamError> {
-        let needs = self.needs(path);
-        let sensitive: Vec<&[u8]> = value.iter().map(|(_, v)| v).collect();
-        let call = self.call(path, "write", &needs, &sensitive);
-        let existing = self.v2_existing(&client, path, &call).await?;
-        let (current, managed, custom) = match existing {
-            Some(e) if !e.managed && !meta.adopt => {
-                return Err(UpstreamError::NotManaged {
-                    path: path.to_owned(),
-                });
-            }
-            Some(e) => {
-                if e.live
-                    && let Some(data) = self.v2_data(&client, path, e.current, &call).await?
-                    && kv_data::decode(path, &data)
-                        .is_ok_and(|d| kv_data::same_value(&d.value, value))
-                {
-                    if !e.managed {
-                        self.v2_mark(&client, path, e.custom, meta, &call).await?;
-                    }
-                    return Ok(Written {
-                        version: e.current,
-                        upstream_ref: self.upstream_ref(path, e.current),
-                        changed: false,
-                    });
-                }
-                (e.current, e.managed, e.custom)
-            }
-            None => (0, false, HashMap::new()),
-        };
-        // Marked before the data when not yet marked, so Sealplane's own
-        // version is never left unmarked by a crash in between.
-        if !managed {
-            self.v2_mark(&client, path, custom.clone(), meta, &call)
-                .await?;
-        }
-        let cas = u32::try_from(current).map_err(|_| UpstreamError::Protocol {
-            path: path.to_owned(),
-            operation: "write",
-            what: "a version number beyond check-and-set's range",
-        })?;
-        let data = kv_data::encode(value, &[]);
-        let written = kv2::set_with_options(
-            &*client,
-            &self.mount,
-            path,
-            &data.0,
-            SetSecretRequestOptions { cas },
-        )
-        .await
-        .map_err(|e| call.error(e))?;
-        drop(data);
-        if managed {
-            self.v2_mark(&client, path, custom, meta, &call).await?;
-        }
-        Ok(Written {
-            version: written.version,
-            upstream_ref: self.upstream_ref(path, written.version),
-            changed: true,
-        })
-    }
-
-    async fn v2_get(
-        &self,
-        client: Arc<VaultClient>,
-        path: &str,
-    ) -> Result<Option<SecretValue>, UpstreamError> {
-        let needs = self.needs(path);
-        let call = self.call(path, "read", &needs, &[]);
-        let Some(existing) = self.v2_existing(&client, path, &call).await? else {
-            return Ok(None);
-        };
-        if !existing.managed {
-            return Err(UpstreamError::NotManaged {
-                path: path.to_owned(),
-            });
-        }
-        if !existing.live {
-            return Ok(None);
-        }
-        match self.v2_data(&client, path, existing.current, &call).await? {
-            Some(data) => Ok(Some(kv_data::decode(path, &data)?.value)),
-            None => Ok(None),
-        }
-    }
-
-    async fn v2_delete(
-        &self,
-        client: Arc<VaultClient>,
-        path: &str,
-        destroy: bool,
-    ) -> Result<(), UpstreamError> {
-        let needs = self.needs(path);
-        let operation = if destroy { "destroy" } else { "delete" };
-        let call = self.call(path, operation, &needs, &[]);
-        let existing = self
-            .v2_existing(&client, path, &call)
-            .await?
-            .ok_or_else(|| UpstreamError::NotFound {
-                path: path.to_owned(),
-            })?;
-        if !existing.managed {
-            return Err(UpstreamError::NotManaged {
-                path: path.to_owned(),
-            });
-        }
-        let result = if destroy {
-            kv2::delete_metadata(&*client, &self.mount, path).await
-        } else if existing.live {
-            kv2::delete_latest(&*client, &self.mount, path).await
-        } else {
-            Ok(())
-        };
-        result.map_err(|e| call.error(e))
-    }
-
-    // ---- KV v1 ----
-
-    /// The secret's data map, `None` when absent.
-    async fn v1_read(
-        &self,
-        client: &VaultClient,
-        path: &str,
-        call: &Call<'_>,
-    ) -> Result<Option<Value>, UpstreamError> {
-        match kv1::get_raw(client, &self.mount, path).await {
-            Ok(read) => Ok(Some(read.data)),
-            Err(e) => match call.error(e) {
-                UpstreamError::NotFound { .. } => Ok(None),
-                other => Err(other),
-            },
-        }
-    }
-
-    async fn v1_put(
-        &self,
-        client: Arc<VaultClient>,
-        path: &str,
-        value: &SecretValue,
-        meta: &WriteMeta,
-    ) -> Result<Written, UpstreamError> {
-        let needs = self.needs(path);
-        let sensitive: Vec<&[u8]> = value.iter().map(|(_, v)| v).collect();
-        let call = self.call(path, "write", &needs, &sensitive);
-        let mut version = 0;
-        if let Some(data) = self.v1_read(&client, path, &call).await? {
-            let reserved = kv_data::reserved_of(&data);
-            let managed = reserved.get(V1_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY);
-            if !managed && !meta.adopt {
-                return Err(UpstreamError::NotManaged {
-                    path: path.to_owned(),
-                });
-            }
-            if managed {
-                version = reserved
-                    .get(V1_VERSION)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                if kv_data::decode(path, &data).is_ok_and(|d| kv_data::same_value(&d.value, value))
-                {
-                    return Ok(Written {
-                        version,
-                        upstream_ref: self.upstream_ref(path, version),
-                        changed: false,
-                    });
-                }
-            }
-        }
-        let version = version + 1;
-        let data = kv_data::encode(
-            value,
-            &[
-                (V1_MANAGED_BY, MANAGED_BY.to_owned()),
-                (V1_URI, meta.uri.clone()),
-                (V1_REQUEST_ID, meta.request_id.to_string()),
-                (V1_VERSION, version.to_string()),
-            ],
-        );
-        kv1::set(&*client, &self.mount, path, &data.as_str_map())
-            .await
-            .map_err(|e| call.error(e))?;
-        Ok(Written {
-            version,
-            upstream_ref: self.upstream_ref(path, version),
-            changed: true,
-        })
-    }
-
-    async fn v1_get(
-        &self,
-        client: Arc<VaultClient>,
-        path: &str,
-    ) -> Result<Option<SecretValue>, UpstreamError> {
-        let needs = self.needs(path);
-        let call = self.call(path, "read", &needs, &[]);
-        let Some(data) = self.v1_read(&client, path, &call).await? else {
-            return Ok(None);
-        };
-        if kv_data::reserved_of(&data)
-            .get(V1_MANAGED_BY)
-            .map(String::as_str)
-            != Some(MANAGED_BY)
-        {
-            return Err(UpstreamError::NotManaged {
-                path: path.to_owned(),
-            });
-        }
-        Ok(Some(kv_data::decode(path, &data)?.value))
-    }
-
-    async fn v1_delete(
-        &self,
-        client: Arc<VaultClient>,
-        path: &str,
-        destroy: bool,
-    ) -> Result<(), UpstreamError> {
-        let needs = self.needs(path);
-        let operation = if destroy { "destroy" } else { "delete" };
-        let call = self.call(path, operation, &needs, &[]);
-        let data =
-            self.v1_read(&client, path, &call)
-                .await?
-                .ok_or_else(|| UpstreamError::NotFound {
-                    path: path.to_owned(),
-                })?;
-        if kv_data::reserved_of(&data)
-            .get(V1_MANAGED_BY)
-            .map(String::as_str)
-            != Some(MANAGED_BY)
-        {
-            return Err(UpstreamError::NotManaged {
-                path: path.to_owned(),
-            });
-        }
-        kv1::delete(&*client, &self.mount, path)
-            .await
-            .map_err(|e| call.error(e))
     }
 }
 

@@ -151,3 +151,73 @@ impl Call<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call<'a>(sensitive: &'a [&'a [u8]]) -> Call<'a> {
+        Call {
+            endpoint: "http://vault:8200",
+            mount: "kv",
+            path: "app/db",
+            operation: "write",
+            needs: "create on kv/data/app/db",
+            sensitive,
+        }
+    }
+
+    fn errors(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn statuses_map_to_actionable_errors() {
+        let c = call(&[]);
+        assert!(matches!(
+            c.status(503, &errors(&["Vault is sealed"])),
+            UpstreamError::Sealed { .. }
+        ));
+        assert!(matches!(
+            c.status(403, &errors(&["permission denied"])),
+            UpstreamError::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            c.status(
+                404,
+                &errors(&["no handler for route \"kv/data/x\". route entry not found."])
+            ),
+            UpstreamError::MountMissing { .. }
+        ));
+        assert!(matches!(
+            c.status(
+                400,
+                &errors(&["check-and-set parameter did not match the current version"])
+            ),
+            UpstreamError::Conflict { .. }
+        ));
+        assert!(matches!(c.status(404, &[]), UpstreamError::NotFound { .. }));
+        let e = c.status(500, &errors(&["internal error"]));
+        assert!(e.is_transient());
+        assert!(e.to_string().contains("HTTP 500: internal error"), "{e}");
+        assert!(!c.status(400, &errors(&["bad request"])).is_transient());
+    }
+
+    #[test]
+    fn a_message_quoting_a_sensitive_string_is_withheld() {
+        let secret: &[u8] = b"hunter2-marker";
+        let sensitive = [secret];
+        let e = call(&sensitive).status(400, &errors(&["invalid value \"hunter2-marker\""]));
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("hunter2-marker"), "{text}");
+        assert!(text.contains("withheld"), "{text}");
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let long = "x".repeat(1000);
+        let e = call(&[]).status(400, &[long]);
+        assert!(e.to_string().len() < 500);
+        assert!(e.to_string().ends_with('…'));
+    }
+}

@@ -89,12 +89,10 @@ pub fn encode(value: &SecretValue, reserved: &[(&str, String)]) -> KvData {
     data
 }
 
-/// A data map read back: the value and Sealplane's reserved entries.
+/// A data map read back, without Sealplane's reserved entries.
 pub struct Decoded {
     /// The secret's value.
     pub value: SecretValue,
-    /// Reserved entries other than [`BASE64_KEYS`] (KV v1 markers).
-    pub reserved: HashMap<String, String>,
 }
 
 /// The reserved entries only: enough to tell whether a KV v1 secret is Sealplane's.
@@ -123,14 +121,8 @@ pub fn decode(path: &str, data: &Value) -> Result<Decoded, UpstreamError> {
         Some(_) => return Err(unreadable(format!("`{BASE64_KEYS}` is not a string"))),
     };
     let mut value = SecretValue::new();
-    let mut reserved = HashMap::new();
     for (key, entry) in map {
         if key.starts_with(RESERVED_PREFIX) {
-            if key != BASE64_KEYS
-                && let Value::String(s) = entry
-            {
-                reserved.insert(key.clone(), s.clone());
-            }
             continue;
         }
         if !is_valid_key_name(key) {
@@ -161,7 +153,7 @@ pub fn decode(path: &str, data: &Value) -> Result<Decoded, UpstreamError> {
             "`{BASE64_KEYS}` lists key {missing:?}, which is absent"
         )));
     }
-    Ok(Decoded { value, reserved })
+    Ok(Decoded { value })
 }
 
 /// SHA-256 over the length-prefixed sorted pairs: equal exactly when the values are.
@@ -207,16 +199,16 @@ mod tests {
         assert_eq!(data.0[BASE64_KEYS], "key");
         let back = decode("p", &Value::Object(data.0.clone())).unwrap();
         assert!(same_value(&back.value, &v));
-        assert!(back.reserved.is_empty());
     }
 
     #[test]
     fn reserved_entries_are_stripped_on_read() {
         let v = value(&[("a", b"1")]);
         let data = encode(&v, &[(V1_MANAGED_BY, "sealplane".to_owned())]);
-        let back = decode("p", &Value::Object(data.0.clone())).unwrap();
+        let data = Value::Object(data.0.clone());
+        let back = decode("p", &data).unwrap();
         assert_eq!(back.value.keys().collect::<Vec<_>>(), ["a"]);
-        assert_eq!(back.reserved[V1_MANAGED_BY], "sealplane");
+        assert_eq!(reserved_of(&data)[V1_MANAGED_BY], "sealplane");
     }
 
     #[test]

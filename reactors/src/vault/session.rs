@@ -71,8 +71,8 @@ impl Session {
             )),
             AuthMethod::AppRole(_) => None,
         };
-        if let Some(token) = &token {
-            check_token_text(token, "token_env or token_file")?;
+        if let (AuthMethod::TokenEnv(_), Some(token)) = (&auth, &token) {
+            check_token_text(token, "token_env")?;
         }
         let placeholder = Arc::new(client_with(&settings, "")?);
         let session = Session {
