@@ -84,7 +84,7 @@ pub enum UpstreamError {
     Crypto(&'static str),
     /// The store could not be reached or did not answer in time (transient).
     #[error(
-        "the upstream store at {endpoint} is unreachable ({reason}); check that it is running and reachable from the reactor (address, firewall, DNS); the operation is retried"
+        "the upstream store at {endpoint} is unreachable ({reason}); check that it is running and reachable from the reactor (address, firewall, DNS); the failure is transient, so retrying later can succeed"
     )]
     Unavailable {
         /// The store's address.
@@ -104,7 +104,7 @@ pub enum UpstreamError {
     },
     /// The Vault/OpenBao server is sealed (transient: it serves again once unsealed).
     #[error(
-        "the Vault/OpenBao server at {endpoint} is sealed; an operator must unseal it (`bao operator unseal` or `vault operator unseal`); the operation is retried"
+        "the Vault/OpenBao server at {endpoint} is sealed; an operator must unseal it (`bao operator unseal` or `vault operator unseal`), then the operation can be retried"
     )]
     Sealed {
         /// The server's address.

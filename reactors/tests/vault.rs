@@ -604,3 +604,38 @@ async fn config_errors_are_clear() {
     assert!(matches!(e, UpstreamError::Unavailable { .. }), "{e}");
     assert!(e.is_transient());
 }
+
+#[tokio::test]
+async fn a_proxy_error_page_is_a_transient_rejection() {
+    // A load balancer answering 502 with HTML instead of Vault's JSON errors.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let body = "<html>bad gateway</html>";
+                let response = format!(
+                    "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(
+        &address,
+        "secret",
+        KvVersion::V2,
+        &token_file(dir.path(), "t"),
+    );
+    let e = VaultStore::connect(&c).await.unwrap_err();
+    assert!(
+        matches!(e, UpstreamError::Rejected { status: 502, .. }),
+        "{e}"
+    );
+    assert!(e.is_transient());
+}
