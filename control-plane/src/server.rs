@@ -133,7 +133,7 @@ pub async fn serve(
                 .max_decoding_message_size(app.limits.max_ciphertext_bytes() + (1 << 20)),
         )
         .add_service(ReactorServer::new(ReactorApi::new(app)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(no_delay(listener), shutdown);
     let drained = async move {
         let _ = down.wait_for(|d| *d).await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;
@@ -148,6 +148,22 @@ pub async fn serve(
     // Drains appends already queued: every acknowledged event is on disk.
     store.close().await;
     Ok(result?)
+}
+
+/// Accepted connections with Nagle's algorithm off: the API streams small
+/// messages (upload states, the reactor feed), and Nagle holding one back
+/// until the peer's delayed ACK costs ~40 ms per step of an upload.
+fn no_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                eprintln!("sealplane: cannot turn off Nagle's algorithm on a connection: {e}");
+            }
+        })
+    })
 }
 
 /// The TLS settings of `config`, if it has any.
