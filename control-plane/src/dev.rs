@@ -82,7 +82,7 @@ pub async fn reactor(app: &App, dir: &Path, addr: SocketAddr) -> Result<Reactor,
     // The token is only known once the identity is registered, so build
     // the parts with a placeholder and set it after.
     let mut parts =
-        ReactorParts::from_config_with_token(&config, "dev", Zeroizing::new(String::new()))?;
+        ReactorParts::from_config_with_token(&config, "dev", Zeroizing::new(String::new())).await?;
     let key = parts.identity.public_key_base64();
     let token = bootstrap::dev_reactor(app, DEV_STORE, &key, TimeDelta::days(30)).await?;
     parts.token = Zeroizing::new(token.expose().to_owned());

@@ -33,6 +33,7 @@ use zeroize::Zeroizing;
 
 use crate::fingerprint::FingerprintKey;
 use crate::master_key::{MasterKey, MasterKeyError};
+use crate::vault::VaultConfig;
 
 /// The environment variable read for the control-plane token by default.
 pub const DEFAULT_TOKEN_ENV: &str = "SEALPLANE_REACTOR_TOKEN";
@@ -150,6 +151,8 @@ impl Default for ReactorLimits {
 pub enum StoreConfig {
     /// The embedded encrypted file store.
     File(FileStoreConfig),
+    /// HashiCorp Vault or OpenBao KV (v2 or v1).
+    Vault(VaultConfig),
 }
 
 /// `kind = "file"`.
@@ -246,6 +249,10 @@ impl ReactorConfig {
                         ));
                     }
                 }
+                StoreConfig::Vault(v) => {
+                    v.check()
+                        .map_err(|e| invalid(&format!("stores.{name}"), &e.to_string()))?;
+                }
             }
         }
         Ok(())
@@ -268,6 +275,7 @@ impl ReactorConfig {
                     at(&mut f.root);
                     f.master_key_file.as_mut().map(at);
                 }
+                StoreConfig::Vault(v) => v.resolve_paths(base),
             }
         }
     }
@@ -376,7 +384,9 @@ master_key_file = "/etc/sealplane/master.key"
             Some(Path::new("/srv/r/reactor.token"))
         );
         assert_eq!(c.limits.concurrency, 64);
-        let StoreConfig::File(f) = &c.stores["local"];
+        let StoreConfig::File(f) = &c.stores["local"] else {
+            panic!("a file store")
+        };
         assert_eq!(f.root, Path::new("/srv/r/files"));
         assert_eq!(
             f.master_key_file.as_deref(),
@@ -427,6 +437,30 @@ master_key_file = "/etc/sealplane/master.key"
             .unwrap_err()
             .to_string();
         assert!(e.contains("floppy"), "{e}");
+    }
+
+    #[test]
+    fn a_vault_store_parses_with_its_paths_resolved_and_its_own_checks() {
+        let vault = format!(
+            "{GOOD}\n[stores.vault-prod]\nkind = \"vault\"\naddress = \"https://vault:8200\"\n\
+             kv_version = 1\n[stores.vault-prod.approle]\nrole_id = \"r\"\nsecret_id_file = \"sid\"\n"
+        );
+        let c = parse(&vault).unwrap();
+        let StoreConfig::Vault(v) = &c.stores["vault-prod"] else {
+            panic!("a vault store")
+        };
+        assert_eq!(v.mount, "secret");
+        assert_eq!(
+            v.approle.as_ref().map(|a| a.secret_id_file.clone()),
+            Some(PathBuf::from("/srv/r/sid"))
+        );
+        let e = parse(&vault.replace(
+            "[stores.vault-prod.approle]\nrole_id = \"r\"\nsecret_id_file = \"sid\"\n",
+            "",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`stores.vault-prod`"), "{e}");
     }
 
     #[test]

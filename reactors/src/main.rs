@@ -79,7 +79,6 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let origin = path.display().to_string();
     let config = ReactorConfig::load(path)?;
-    let parts = ReactorParts::from_config(&config, &origin)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -88,6 +87,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         // Handlers first, so a signal right after start is never fatal.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install the SIGTERM handler")?;
+        let parts = ReactorParts::from_config(&config, &origin).await?;
         let reactor = Reactor::new(parts)?;
         eprintln!(
             "sealplane-reactor: identity {} (register it with `sealctl create store NAME --reactor-key KEY`)",

@@ -44,7 +44,8 @@ use crate::identity::{IdentityError, ReactorIdentity};
 use crate::ledger::{Action, FeedEvent, Ledger, Purpose, RequestInfo};
 use crate::master_key::{MasterKeyError, security_report};
 use crate::one_time_key::{KeyError, OneTimeKeys};
-use crate::upstream::{UpstreamError, UpstreamStore, WriteMeta};
+use crate::upstream::{RetryPolicy, UpstreamError, UpstreamStore, WriteMeta, retry};
+use crate::vault::VaultStore;
 
 /// Longest failure reason the control plane accepts, in bytes.
 const MAX_REASON_BYTES: usize = 1024;
@@ -114,13 +115,13 @@ pub struct ReactorParts {
 
 impl ReactorParts {
     /// Loads keys and opens stores as `config` says; warnings go to stderr.
-    pub fn from_config(config: &ReactorConfig, origin: &str) -> Result<Self, StartError> {
+    pub async fn from_config(config: &ReactorConfig, origin: &str) -> Result<Self, StartError> {
         let token = config.token(origin)?;
-        Self::from_config_with_token(config, origin, token)
+        Self::from_config_with_token(config, origin, token).await
     }
 
     /// As [`ReactorParts::from_config`], with the token given rather than read.
-    pub fn from_config_with_token(
+    pub async fn from_config_with_token(
         config: &ReactorConfig,
         origin: &str,
         token: Zeroizing<String>,
@@ -157,6 +158,14 @@ impl ReactorParts {
                         })?,
                     )
                 }
+                StoreConfig::Vault(v) => Arc::new(
+                    retry(&RetryPolicy::default(), || VaultStore::connect(v))
+                        .await
+                        .map_err(|e| StartError::Store {
+                            store: name.clone(),
+                            reason: e.to_string(),
+                        })?,
+                ),
             };
             stores.insert(name.clone(), opened);
         }
@@ -499,8 +508,7 @@ impl Work {
                     request_id: request.request_id,
                     adopt,
                 };
-                let written = store
-                    .put(path, &value, &meta)
+                let written = retry(&RetryPolicy::default(), || store.put(path, &value, &meta))
                     .await
                     .map_err(|e| upstream_reason(&e))?;
                 let fingerprint = self.fingerprint.fingerprint(&value);
@@ -512,8 +520,7 @@ impl Work {
                 })
             }
             Purpose::Verify => {
-                let current: SecretValue = store
-                    .get(path)
+                let current: SecretValue = retry(&RetryPolicy::default(), || store.get(path))
                     .await
                     .map_err(|e| upstream_reason(&e))?
                     .ok_or_else(|| {
@@ -616,7 +623,7 @@ impl Work {
             );
             return;
         };
-        match store.delete(path, destroy).await {
+        match retry(&RetryPolicy::default(), || store.delete(path, destroy)).await {
             Ok(()) | Err(UpstreamError::NotFound { .. }) => {}
             Err(e) => {
                 eprintln!(

@@ -25,6 +25,23 @@ pub fn reactor_report(config: &ReactorConfig) -> Vec<Finding> {
                 ),
                 Err(e) => found.push(format!("store `{name}`: {e}")),
             },
+            StoreConfig::Vault(v) => {
+                if let Some(path) = &v.token_file {
+                    found.extend(exposed(path, &format!("store `{name}`: Vault token file")));
+                }
+                if let Some(approle) = &v.approle {
+                    found.extend(exposed(
+                        &approle.secret_id_file,
+                        &format!("store `{name}`: AppRole secret id file"),
+                    ));
+                }
+                if v.address.starts_with("http://") {
+                    found.push(format!(
+                        "store `{name}`: Vault at {} is reached without TLS: use https",
+                        v.address
+                    ));
+                }
+            }
         }
     }
     if let Some(path) = &config.fingerprint.key_file {
@@ -107,6 +124,9 @@ mod tests {
         let var = "SEALPLANE_TEST_SECURITY_DEV_KEY";
         let c = config(dir.path(), &format!("master_key_env = \"{var}\""));
         let found = reactor_report(&c).join("\n");
-        assert!(found.contains(var), "an unset variable is a finding: {found}");
+        assert!(
+            found.contains(var),
+            "an unset variable is a finding: {found}"
+        );
     }
 }
