@@ -95,6 +95,9 @@ pub struct User {
     pub config_dir: PathBuf,
 }
 
+/// The `[stores.NAME]` body of a reactor's file store (beside its config).
+const FILE_STORE_TABLE: &str = "root = \"files\"\nmaster_key_file = \"master.key\"";
+
 /// A process whose output goes to a log file.
 struct Proc {
     child: Child,
@@ -359,7 +362,15 @@ impl Cluster {
     /// Creates a file store `store` served by a new reactor process and
     /// waits until the reactor has caught up; returns the reactor's index.
     pub fn add_file_store(&mut self, store: &str) -> usize {
-        let index = self.add_reactor_for(store, None);
+        self.add_store(store, "file", FILE_STORE_TABLE)
+    }
+
+    /// Creates store `store` of `kind` served by a new reactor process
+    /// whose `[stores.STORE]` table is `kind = KIND` plus `table`; returns
+    /// the reactor's index once it has caught up.
+    pub fn add_store(&mut self, store: &str, kind: &str, table: &str) -> usize {
+        let index = self.add_reactor_with(store, kind, table, None);
+        let key = self.reactors[index].public_key.clone();
         self.sealctl(
             &self.admin,
             &[
@@ -367,9 +378,9 @@ impl Cluster {
                 "store",
                 store,
                 "--kind",
-                "file",
+                kind,
                 "--reactor-key",
-                &self.reactors[index].public_key.clone(),
+                &key,
             ],
         )
         .ok();
@@ -377,11 +388,21 @@ impl Cluster {
         index
     }
 
-    /// Prepares a reactor serving `store` (identity, keys, config, reactor
-    /// principal bound to the store, token) without creating the store or
-    /// starting the process; `fingerprint_from` shares reactor i's
-    /// fingerprint key, as reactors of one deployment do.
+    /// Prepares a reactor serving file store `store` (identity, keys,
+    /// config, reactor principal bound to the store, token) without
+    /// creating the store or starting the process; `fingerprint_from`
+    /// shares reactor i's fingerprint key, as reactors of one deployment do.
     pub fn add_reactor_for(&mut self, store: &str, fingerprint_from: Option<usize>) -> usize {
+        self.add_reactor_with(store, "file", FILE_STORE_TABLE, fingerprint_from)
+    }
+
+    fn add_reactor_with(
+        &mut self,
+        store: &str,
+        kind: &str,
+        table: &str,
+        fingerprint_from: Option<usize>,
+    ) -> usize {
         let index = self.reactors.len();
         let rdir = self.dir().join(format!("reactor-{index}"));
         fs::create_dir_all(&rdir).unwrap();
@@ -397,7 +418,7 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let public_key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        // One fingerprint key per deployment: reuse reactor 0's if asked.
+        // One fingerprint key per deployment: reuse reactor i's if asked.
         let fingerprint = match fingerprint_from {
             Some(i) => self.dir().join(format!("reactor-{i}/fingerprint.key")),
             None => {
@@ -406,8 +427,7 @@ impl Cluster {
                 path
             }
         };
-        let master = rdir.join("master.key");
-        generate_key(&master);
+        generate_key(&rdir.join("master.key"));
         let slug = format!("reactor-{index}");
         let user = self.add_user(&slug, "reactor", &[store]);
         let config = rdir.join("reactor.toml");
@@ -418,7 +438,7 @@ impl Cluster {
                  checkpoint_file = \"checkpoint\"\n\
                  [control_plane]\naddress = \"{}\"\n\
                  [fingerprint]\nkey_id = \"e2e\"\nkey_file = \"{}\"\n\
-                 [stores.{store}]\nkind = \"file\"\nroot = \"files\"\nmaster_key_file = \"master.key\"\n",
+                 [stores.{store}]\nkind = \"{kind}\"\n{table}\n",
                 self.addr,
                 fingerprint.display()
             ),

@@ -1,0 +1,162 @@
+//! End to end with a real OpenBao server (started by `scripts/test`):
+//! `sealctl put secret vault-dev://...` lands in OpenBao's KV v2 (read back
+//! with OpenBao's own API), verify and delete go through the reactor, and
+//! the event store and every log stay free of the value.
+
+#[path = "../../reactors/tests/common/openbao.rs"]
+mod openbao;
+
+use openbao::{Api, required_env, token_file};
+use sealplane_reactors::vault::KvVersion;
+use sealplane_tests::{Cluster, marker};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_lands_in_openbao_and_the_log_holds_no_value() {
+    let api = Api::shared();
+    let mount = api.new_kv_mount(KvVersion::V2).await;
+    let mut c = Cluster::start();
+    let token = token_file(c.dir(), &required_env("SEALPLANE_TEST_VAULT_TOKEN"));
+    let r = c.add_store(
+        "vault-dev",
+        "vault",
+        &format!(
+            "address = {:?}\nmount = {mount:?}\ntoken_file = {:?}",
+            api.address,
+            token.display().to_string()
+        ),
+    );
+    let alice = c.add_user("alice", "user", &[]);
+    let p1 = marker("vault-pw");
+    let uri = "vault-dev://alice/db";
+
+    let put = c
+        .sealctl(
+            &alice,
+            &[
+                "put",
+                "secret",
+                uri,
+                "user=app",
+                &format!("password={p1}"),
+                "-o",
+                "json",
+            ],
+        )
+        .json();
+    assert_eq!(put["version"], 1);
+    assert!(
+        "sealctl shows no upstream detail"
+    );
+
+    // Read back with OpenBao's API, not through Sealplane.
+    let read = api.ok("GET", &format!("{mount}/data/alice/db"), None).await;
+    assert_eq!(read["data"]["data"]["password"], p1.as_str());
+    assert_eq!(read["data"]["data"]["user"], "app");
+    let meta = api
+        .ok("GET", &format!("{mount}/metadata/alice/db"), None)
+        .await;
+    assert_eq!(meta["data"]["custom_metadata"]["managed-by"], "sealplane");
+    assert_eq!(meta["data"]["custom_metadata"]["sealplane-uri"], uri);
+    assert_eq!(meta["data"]["current_version"], 1);
+
+    // A second version, then the same value again (no new upstream version).
+    let p2 = marker("vault-pw2");
+    let v2 = c
+        .sealctl(
+            &alice,
+            &[
+                "put",
+                "secret",
+                uri,
+                "user=app",
+                &format!("password={p2}"),
+                "-o",
+                "json",
+            ],
+        )
+        .json();
+    assert_eq!(v2["version"], 2);
+    c.sealctl(
+        &alice,
+        &["put", "secret", uri, "user=app", &format!("password={p2}")],
+    )
+    .ok();
+    let meta = api
+        .ok("GET", &format!("{mount}/metadata/alice/db"), None)
+        .await;
+    assert_eq!(meta["data"]["current_version"], 2);
+
+    // Verify compares with what OpenBao holds.
+    let same = c.sealctl(
+        &alice,
+        &[
+            "verify",
+            "secret",
+            uri,
+            "user=app",
+            &format!("password={p2}"),
+        ],
+    );
+    assert!(same.ok().starts_with("match"), "{}", same.stdout);
+    let old = c.sealctl(
+        &alice,
+        &[
+            "verify",
+            "secret",
+            uri,
+            "user=app",
+            &format!("password={p1}"),
+        ],
+    );
+    old.failed_with(1);
+
+    // An unmanaged secret at the path is refused without --adopt.
+    api.ok(
+        "POST",
+        &format!("{mount}/data/alice/legacy"),
+        Some(serde_json::json!({"data": {"password": "theirs"}})),
+    )
+    .await;
+    let refused = c.sealctl(
+        &alice,
+        &[
+            "put",
+            "secret",
+            "vault-dev://alice/legacy",
+            &format!("password={p1}"),
+        ],
+    );
+    assert!(
+        refused.failed_with(2).contains("--adopt"),
+        "{}",
+        refused.stderr
+    );
+    let untouched = api
+        .ok("GET", &format!("{mount}/data/alice/legacy"), None)
+        .await;
+    assert_eq!(untouched["data"]["data"]["password"], "theirs");
+
+    // Delete: the reactor soft-deletes the latest version in OpenBao.
+    c.sealctl(&alice, &["delete", "secret", uri]).ok();
+    let (status, _) = api
+        .call("GET", &format!("{mount}/data/alice/db"), None)
+        .await;
+    assert_eq!(status, 404, "the latest version is deleted");
+    assert!(
+        c.reactor_log(r)
+            .contains("deleted vault-dev://alice/db upstream")
+    );
+
+    for p in [&p1, &p2] {
+        c.assert_nowhere(p.as_bytes());
+    }
+    let events = c.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event_type.as_str() == "SecretDeleted")
+    );
+    for p in [&p1, &p2] {
+        c.assert_nowhere(p.as_bytes());
+    }
+}
