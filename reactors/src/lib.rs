@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aws_secrets_manager;
 pub mod config;
 pub mod file_store;
 pub mod fingerprint;
