@@ -10,10 +10,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use chrono::Duration as TimeDelta;
 use clap::{Parser, Subcommand};
-use sealplane_control_plane::{bootstrap, dev};
 use sealplane_control_plane::config::{Config, EventStoreConfig, Limits};
 use sealplane_control_plane::domain::names::Slug;
 use sealplane_control_plane::server;
+use sealplane_control_plane::{bootstrap, dev};
 use sealplane_event_store::{EventStore, verify_log};
 
 #[derive(Parser)]

@@ -46,7 +46,11 @@ impl Server {
                 .arg(&config)
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let stdout = String::from_utf8(out.stdout).unwrap();
             let token = stdout
                 .lines()
@@ -64,9 +68,16 @@ impl Server {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(30);
         let addr = loop {
-            assert!(Instant::now() < deadline, "sealplane serve did not get ready");
+            assert!(
+                Instant::now() < deadline,
+                "sealplane serve did not get ready"
+            );
             let mut line = String::new();
-            assert_ne!(out.read_line(&mut line).unwrap(), 0, "sealplane serve exited");
+            assert_ne!(
+                out.read_line(&mut line).unwrap(),
+                0,
+                "sealplane serve exited"
+            );
             if let Some(rest) = line.trim().strip_prefix("sealplane serving on ") {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }

@@ -226,7 +226,6 @@ fn write_new_private(path: &Path, content: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,9 @@ pub const KEY_LOST_REASON: &str = "one-time key lost";
 /// How long a stopping reactor waits for the actions in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How often, at most, the checkpoint file is rewritten while events flow.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 /// How often unused keys are checked for expiry.
 const EXPIRY_TICK: Duration = Duration::from_secs(1);
 
@@ -276,7 +279,7 @@ impl Reactor {
         let (stop_tx, stop) = watch::channel(false);
         let expiry = tokio::spawn(Arc::clone(&self.work).expire_keys(stop.clone()));
         let mut ledger = Ledger::new(self.checkpoint.load());
-        let mut saved = ledger.checkpoint();
+        let mut saved = (ledger.checkpoint(), std::time::Instant::now());
         let mut delay = Backoff::new();
         let stores: Vec<&str> = self.work.stores.keys().map(String::as_str).collect();
         eprintln!(
@@ -309,10 +312,12 @@ impl Reactor {
                                 for action in self.fold(&mut ledger, message) {
                                     self.work.clone().spawn(action).await;
                                 }
+                                // At most once a second: a stale checkpoint
+                                // only means replaying a little more.
                                 let now = ledger.checkpoint();
-                                if now != saved {
+                                if now != saved.0 && saved.1.elapsed() >= CHECKPOINT_EVERY {
                                     self.checkpoint.save(now);
-                                    saved = now;
+                                    saved = (now, std::time::Instant::now());
                                 }
                             }
                             Ok(None) => {

@@ -253,7 +253,9 @@ impl Principals for PrincipalsApi {
                 .map(StoreName::to_string)
                 .collect(),
             token_id: caller.token_id.to_string(),
-            token_expires_at: caller.token_expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            token_expires_at: caller
+                .token_expires_at
+                .to_rfc3339_opts(SecondsFormat::Secs, true),
         }))
     }
 }

@@ -168,7 +168,9 @@ fn summary(uri: &SecretUri, secret: &Secret) -> v1::SecretSummary {
         version: last.map(|v| v.version).unwrap_or(0),
         hash: last.map(|v| v.hash.clone()).unwrap_or_default(),
         updated_by: last.map(|v| v.by.to_string()).unwrap_or_default(),
-        updated_at: last.map(|v| v.at.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default(),
+        updated_at: last
+            .map(|v| v.at.to_rfc3339_opts(SecondsFormat::Millis, true))
+            .unwrap_or_default(),
         deleted: secret.is_deleted(),
     }
 }
@@ -473,7 +475,9 @@ impl Secrets for SecretsApi {
                     position: e.position.0,
                     event_type: e.event_type.to_string(),
                     actor: meta.as_ref().map(|m| m.actor.clone()).unwrap_or_default(),
-                    at: meta.map(|m| m.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default(),
+                    at: meta
+                        .map(|m| m.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true))
+                        .unwrap_or_default(),
                     summary: e
                         .data
                         .deserialize::<crate::domain::secret::SecretEvent>()
