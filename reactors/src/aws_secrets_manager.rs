@@ -163,7 +163,7 @@ impl AwsSecretsManagerStore {
             name_prefix: config.name_prefix.clone(),
             recovery_window_days: i64::from(config.recovery_window_days),
         };
-        let needs = store.needs("*");
+        let needs = store.needs("");
         let call = store.call("(any secret)", "list secrets in", &needs, &[]);
         store
             .client
@@ -189,7 +189,7 @@ impl AwsSecretsManagerStore {
         Ok(name)
     }
 
-    /// The IAM permissions the store needs on `name`, for permission errors.
+    /// The IAM permissions the store needs on `name` (every secret for ""), for permission errors.
     fn needs(&self, name: &str) -> String {
         format!(
             "IAM actions secretsmanager:DescribeSecret, GetSecretValue, CreateSecret, PutSecretValue, TagResource, RestoreSecret and DeleteSecret on arn:aws:secretsmanager:{}:<account>:secret:{name}*, and secretsmanager:ListSecrets",
