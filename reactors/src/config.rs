@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::aws_secrets_manager::AwsSecretsManagerConfig;
 use crate::fingerprint::FingerprintKey;
 use crate::master_key::{MasterKey, MasterKeyError};
 use crate::vault::VaultConfig;
@@ -153,6 +154,8 @@ pub enum StoreConfig {
     File(FileStoreConfig),
     /// HashiCorp Vault or OpenBao KV (v2 or v1).
     Vault(VaultConfig),
+    /// AWS Secrets Manager (or an emulator at `endpoint`).
+    AwsSecretsManager(AwsSecretsManagerConfig),
 }
 
 /// `kind = "file"`.
@@ -253,6 +256,10 @@ impl ReactorConfig {
                     v.check()
                         .map_err(|e| invalid(&format!("stores.{name}"), &e.to_string()))?;
                 }
+                StoreConfig::AwsSecretsManager(a) => {
+                    a.check()
+                        .map_err(|e| invalid(&format!("stores.{name}"), &e.to_string()))?;
+                }
             }
         }
         Ok(())
@@ -276,6 +283,7 @@ impl ReactorConfig {
                     f.master_key_file.as_mut().map(at);
                 }
                 StoreConfig::Vault(v) => v.resolve_paths(base),
+                StoreConfig::AwsSecretsManager(a) => a.resolve_paths(base),
             }
         }
     }
@@ -461,6 +469,26 @@ master_key_file = "/etc/sealplane/master.key"
         .unwrap_err()
         .to_string();
         assert!(e.contains("`stores.vault-prod`"), "{e}");
+    }
+
+    #[test]
+    fn an_aws_secrets_manager_store_parses_and_checks_its_credentials() {
+        let aws = format!(
+            "{GOOD}\n[stores.aws-prod]\nkind = \"aws-secrets-manager\"\nregion = \"eu-west-1\"\n\
+             access_key_id = \"AKIA\"\nsecret_access_key_file = \"aws.key\"\n"
+        );
+        let c = parse(&aws).unwrap();
+        let StoreConfig::AwsSecretsManager(a) = &c.stores["aws-prod"] else {
+            panic!("an AWS store")
+        };
+        assert_eq!(
+            a.secret_access_key_file.as_deref(),
+            Some(Path::new("/srv/r/aws.key"))
+        );
+        let e = parse(&aws.replace("secret_access_key_file = \"aws.key\"\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`stores.aws-prod`"), "{e}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::aws_secrets_manager::AwsSecretsManagerStore;
 use crate::config::{ConfigError, ReactorConfig, StoreConfig};
 use crate::file_store::FileStore;
 use crate::fingerprint::FingerprintKey;
@@ -168,6 +169,16 @@ impl ReactorParts {
                             store: name.clone(),
                             reason: e.to_string(),
                         })?,
+                ),
+                StoreConfig::AwsSecretsManager(a) => Arc::new(
+                    retry(&RetryPolicy::default(), || {
+                        AwsSecretsManagerStore::connect(a)
+                    })
+                    .await
+                    .map_err(|e| StartError::Store {
+                        store: name.clone(),
+                        reason: e.to_string(),
+                    })?,
                 ),
             };
             stores.insert(name.clone(), opened);

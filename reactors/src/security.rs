@@ -25,6 +25,14 @@ pub fn reactor_report(config: &ReactorConfig) -> Vec<Finding> {
                 ),
                 Err(e) => found.push(format!("store `{name}`: {e}")),
             },
+            StoreConfig::AwsSecretsManager(a) => {
+                if let Some(path) = &a.secret_access_key_file {
+                    found.extend(exposed(
+                        path,
+                        &format!("store `{name}`: AWS secret access key file"),
+                    ));
+                }
+            }
             StoreConfig::Vault(v) => {
                 if let Some(path) = &v.token_file {
                     found.extend(exposed(path, &format!("store `{name}`: Vault token file")));
