@@ -9,17 +9,13 @@
 //! Run: `cargo build --release --workspace --bins && cargo bench -p
 //! sealplane-tests --bench put` (`PUT_BENCH_PUTS=N` scales the run).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crypto_box::SecretKey;
 use rand_core::OsRng;
 use sealplane_cli::client::{Connection, ConnectionSettings};
 use sealplane_cli::known_reactors::KnownReactors;
-use sealplane_cli::progress::Progress;
-use sealplane_cli::sealed_upload::{Outcome, UploadTarget, upload};
-use sealplane_proto::sealed::{Payload, SecretValue, open, seal};
-use sealplane_proto::v1;
+use sealplane_proto::sealed::{Payload, open, seal};
 use sealplane_reactors::file_store::FileStore;
 use sealplane_reactors::fingerprint::FingerprintKey;
 use sealplane_reactors::master_key::MasterKey;
@@ -27,73 +23,9 @@ use sealplane_reactors::upstream::{UpstreamStore, WriteMeta};
 use sealplane_tests::{Cluster, marker};
 use uuid::Uuid;
 
-/// A typical secret: a user name and a 32-byte password (base64), ~1 KiB of TLS-ish blob.
-fn value(i: usize) -> SecretValue {
-    let mut v = SecretValue::new();
-    v.insert("user", b"app".to_vec()).unwrap();
-    v.insert("password", format!("{:0>44}", i).into_bytes())
-        .unwrap();
-    v.insert("cert", vec![b'c'; 1024]).unwrap();
-    v
-}
+mod common;
 
-struct Figures {
-    puts: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Figures {
-    fn rate(&self) -> f64 {
-        self.puts as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn pct(&self, p: f64) -> f64 {
-        let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len());
-        self.latencies[i - 1].as_secs_f64() * 1e3
-    }
-}
-
-/// `clients` tasks each running `per_client` operations of `op(client, i)`.
-async fn drive<F, Fut>(clients: usize, per_client: usize, op: F) -> Figures
-where
-    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let op = Arc::clone(&op);
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per_client);
-            for i in 0..per_client {
-                let t = Instant::now();
-                op(c, i).await;
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
-    latencies.sort();
-    Figures {
-        puts: clients * per_client,
-        elapsed: start.elapsed(),
-        latencies,
-    }
-}
-
-fn micros<T>(n: usize, mut f: impl FnMut(usize) -> T) -> f64 {
-    let start = Instant::now();
-    for i in 0..n {
-        std::hint::black_box(f(i));
-    }
-    start.elapsed().as_secs_f64() * 1e6 / n as f64
-}
+use common::{drive, micros, row, sealed_put, value};
 
 #[tokio::main]
 async fn main() {
@@ -131,18 +63,13 @@ async fn main() {
         let put = drive(clients, per_client, move |c, i| {
             let (conn, pins_path, round) = (conn2.clone(), pins2.clone(), round.clone());
             async move {
-                let mut pins = KnownReactors::load(&pins_path).unwrap();
-                let target = UploadTarget {
-                    uri: format!("local://bench/{round}/c{c}/s{i}"),
-                    purpose: v1::Purpose::Put,
-                    adopt: false,
-                    reactor_key: None,
-                };
-                let progress = Progress::start("");
-                match upload(&conn, &mut pins, &target, &value(i), &progress).await {
-                    Ok(Outcome::Uploaded(u)) => assert_eq!(u.version, 1),
-                    other => panic!("put failed: {other:?}"),
-                }
+                sealed_put(
+                    &conn,
+                    &pins_path,
+                    format!("local://bench/{round}/c{c}/s{i}"),
+                    i,
+                )
+                .await;
             }
         })
         .await;
@@ -161,17 +88,7 @@ async fn main() {
             }
         })
         .await;
-        println!(
-            "| {clients} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} |",
-            put.puts,
-            put.rate(),
-            put.pct(0.50),
-            put.pct(0.99),
-            direct.rate(),
-            direct.pct(0.50),
-            direct.pct(0.99),
-            put.rate() / direct.rate()
-        );
+        row(clients, &put, &direct);
     }
 
     // Where a put's CPU goes, per put, on this value.
