@@ -39,6 +39,7 @@ use zeroize::Zeroizing;
 
 use crate::master_key::MasterKey;
 use crate::upstream::{UpstreamError, UpstreamStore, WriteMeta, Written};
+use crate::value_map::same_value;
 
 /// Longest secret path in bytes.
 pub const MAX_PATH_LEN: usize = 512;
@@ -218,10 +219,6 @@ fn value_json(value: &SecretValue) -> Result<Zeroizing<Vec<u8>>, UpstreamError> 
     serde_json::to_writer(&mut *buf, value)
         .map_err(|_| UpstreamError::Crypto("encoding the value"))?;
     Ok(buf)
-}
-
-fn same_value(a: &SecretValue, b: &SecretValue) -> bool {
-    a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x == y)
 }
 
 fn io_err(op: &'static str, target: &Path) -> impl FnOnce(io::Error) -> UpstreamError {

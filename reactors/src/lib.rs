@@ -23,4 +23,5 @@ pub mod one_time_key;
 pub mod reactor;
 pub mod security;
 pub mod upstream;
+pub mod value_map;
 pub mod vault;

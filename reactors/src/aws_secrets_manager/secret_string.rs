@@ -16,20 +16,15 @@
 //! is stored atomically with the version, and a retried request that
 //! already succeeded finds its own id current (exactly once).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use sealplane_proto::sealed::{SecretValue, is_valid_key_name};
+use sealplane_proto::sealed::SecretValue;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::upstream::UpstreamError;
-pub use crate::vault::BASE64_KEYS;
-
-/// Prefix of every key Sealplane reserves in the JSON object.
-pub const RESERVED_PREFIX: &str = "sealplane:";
+use crate::value_map;
+pub use crate::value_map::{BASE64_KEYS, same_value};
 
 /// Prefix of the version ids (client request tokens) Sealplane writes.
 pub const VERSION_ID_PREFIX: &str = "sealplane-";
@@ -37,19 +32,10 @@ pub const VERSION_ID_PREFIX: &str = "sealplane-";
 /// The `SecretString` for `value`, and the strings no error text may contain
 /// (each value as stored, raw and JSON-escaped).
 pub fn encode(value: &SecretValue) -> (Zeroizing<String>, Vec<Zeroizing<String>>) {
-    let mut entries: Vec<(&str, Zeroizing<String>)> = Vec::with_capacity(value.len());
-    let mut base64_keys = Vec::new();
-    for (key, bytes) in value.iter() {
-        let text = match std::str::from_utf8(bytes) {
-            Ok(text) => Zeroizing::new(text.to_owned()),
-            Err(_) => {
-                base64_keys.push(key);
-                Zeroizing::new(STANDARD.encode(bytes))
-            }
-        };
-        entries.push((key, text));
-    }
-    let list = base64_keys.join(",");
+    let value_map::StoredStrings {
+        entries,
+        base64_keys: list,
+    } = value_map::stored_strings(value);
     let capacity = 64
         + entries
             .iter()
@@ -99,46 +85,7 @@ pub fn decode(name: &str, secret_string: &str) -> Result<SecretValue, UpstreamEr
             "its SecretString is JSON but not an object of key → string".to_owned(),
         ));
     };
-    let base64_keys: Vec<&str> = match map.get(BASE64_KEYS) {
-        None => Vec::new(),
-        Some(Value::String(list)) if list.is_empty() => Vec::new(),
-        Some(Value::String(list)) => list.split(',').collect(),
-        Some(_) => return Err(unreadable(format!("`{BASE64_KEYS}` is not a string"))),
-    };
-    let mut value = SecretValue::new();
-    for (key, entry) in map {
-        if key.starts_with(RESERVED_PREFIX) {
-            continue;
-        }
-        if !is_valid_key_name(key) {
-            return Err(unreadable(format!(
-                "key {key:?} is not a valid key name (letters, digits, `.`, `_`, `-`)"
-            )));
-        }
-        let Value::String(text) = entry else {
-            return Err(unreadable(format!(
-                "the value of key {key:?} is not a string"
-            )));
-        };
-        let bytes = if base64_keys.contains(&key.as_str()) {
-            Zeroizing::new(STANDARD.decode(text).map_err(|_| {
-                unreadable(format!(
-                    "key {key:?} is listed in `{BASE64_KEYS}` but its value is not base64"
-                ))
-            })?)
-        } else {
-            Zeroizing::new(text.as_bytes().to_vec())
-        };
-        value
-            .insert(key.clone(), bytes)
-            .map_err(|e| unreadable(e.to_string()))?;
-    }
-    if let Some(missing) = base64_keys.iter().find(|k| !map.contains_key(**k)) {
-        return Err(unreadable(format!(
-            "`{BASE64_KEYS}` lists key {missing:?}, which is absent"
-        )));
-    }
-    Ok(value)
+    value_map::decode_map(name, map)
 }
 
 /// A parsed `SecretString` whose strings are zeroized on drop.
@@ -156,28 +103,6 @@ impl Drop for ZeroizingJson {
         }
         wipe(&mut self.0);
     }
-}
-
-/// SHA-256 over the length-prefixed sorted pairs: equal exactly when the values are.
-fn digest(value: &SecretValue) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update((value.len() as u64).to_be_bytes());
-    for (key, bytes) in value.iter() {
-        hasher.update((key.len() as u64).to_be_bytes());
-        hasher.update(key.as_bytes());
-        hasher.update((bytes.len() as u64).to_be_bytes());
-        hasher.update(bytes);
-    }
-    hasher.finalize().into()
-}
-
-/// Whether two values are equal, in time independent of where they differ.
-pub fn same_value(a: &SecretValue, b: &SecretValue) -> bool {
-    let (da, db) = (digest(a), digest(b));
-    da.iter()
-        .zip(db.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 /// The version id (client request token) of Sealplane's version `n` for `request_id`:
@@ -198,6 +123,8 @@ pub fn parse_version_id(id: &str) -> Option<(u64, Uuid)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
 
     fn value(pairs: &[(&str, &[u8])]) -> SecretValue {
         let mut v = SecretValue::new();

@@ -1,32 +1,18 @@
-//! How a [`SecretValue`] is laid out in a KV data map, and back.
-//!
-//! Each key of the value is a key of the map. A value that is valid UTF-8
-//! is stored as that string, so people and other tools (`bao kv get`) see
-//! it as it is; any other value is stored as standard base64 and its key is
-//! listed, comma-separated, under the reserved key [`BASE64_KEYS`].
-//!
-//! Reserved keys start with `sealplane:`. A value's key names are
-//! `[A-Za-z0-9._-]` only, so a reserved key can never collide with one.
-//! The encoding marker lives in the data (not in KV v2 `custom_metadata`)
-//! because metadata is per secret and written by a separate request: only
-//! the data is written atomically with the version it describes.
+//! How a [`SecretValue`] is laid out in a KV data map, and back: the shared
+//! map layout of [`crate::value_map`] (UTF-8 as is, other bytes as listed
+//! base64), plus KV v1's management markers, which KV v1 can only keep in
+//! the data itself.
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use sealplane_proto::sealed::{SecretValue, is_valid_key_name};
+use sealplane_proto::sealed::SecretValue;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use crate::upstream::UpstreamError;
+use crate::value_map;
 
-/// Prefix of every key Sealplane reserves in a KV data map.
-pub const RESERVED_PREFIX: &str = "sealplane:";
-
-/// Lists (comma-separated) the keys whose values are stored as base64.
-pub const BASE64_KEYS: &str = "sealplane:base64-keys";
+pub use crate::value_map::{BASE64_KEYS, RESERVED_PREFIX, same_value};
 
 /// KV v1 only: `sealplane` on secrets Sealplane manages (v1 has no metadata).
 pub const V1_MANAGED_BY: &str = "sealplane:managed-by";
@@ -67,20 +53,14 @@ impl KvData {
 /// The data map for `value`, plus `reserved` entries (KV v1 markers).
 pub fn encode(value: &SecretValue, reserved: &[(&str, String)]) -> KvData {
     let mut data = KvData::default();
-    let mut base64_keys = Vec::new();
-    for (key, bytes) in value.iter() {
-        let text = match std::str::from_utf8(bytes) {
-            Ok(text) => text.to_owned(),
-            Err(_) => {
-                base64_keys.push(key);
-                STANDARD.encode(bytes)
-            }
-        };
-        data.0.insert(key.to_owned(), Value::String(text));
-    }
-    if !base64_keys.is_empty() {
+    let stored = value_map::stored_strings(value);
+    for (key, text) in &stored.entries {
         data.0
-            .insert(BASE64_KEYS.to_owned(), Value::String(base64_keys.join(",")));
+            .insert((*key).to_owned(), Value::String(text.as_str().to_owned()));
+    }
+    if !stored.base64_keys.is_empty() {
+        data.0
+            .insert(BASE64_KEYS.to_owned(), Value::String(stored.base64_keys));
     }
     for (key, text) in reserved {
         data.0
@@ -107,80 +87,22 @@ pub fn reserved_of(data: &Value) -> HashMap<String, String> {
 
 /// Decodes a data map; every error names keys and rules, never data.
 pub fn decode(path: &str, data: &Value) -> Result<Decoded, UpstreamError> {
-    let unreadable = |reason: String| UpstreamError::Unreadable {
-        path: path.to_owned(),
-        reason,
-    };
     let Some(map) = data.as_object() else {
-        return Err(unreadable("its data is not a key/value map".to_owned()));
+        return Err(UpstreamError::Unreadable {
+            path: path.to_owned(),
+            reason: "its data is not a key/value map".to_owned(),
+        });
     };
-    let base64_keys: Vec<&str> = match map.get(BASE64_KEYS) {
-        None => Vec::new(),
-        Some(Value::String(list)) if list.is_empty() => Vec::new(),
-        Some(Value::String(list)) => list.split(',').collect(),
-        Some(_) => return Err(unreadable(format!("`{BASE64_KEYS}` is not a string"))),
-    };
-    let mut value = SecretValue::new();
-    for (key, entry) in map {
-        if key.starts_with(RESERVED_PREFIX) {
-            continue;
-        }
-        if !is_valid_key_name(key) {
-            return Err(unreadable(format!(
-                "key {key:?} is not a valid key name (letters, digits, `.`, `_`, `-`)"
-            )));
-        }
-        let Value::String(text) = entry else {
-            return Err(unreadable(format!(
-                "the value of key {key:?} is not a string"
-            )));
-        };
-        let bytes = if base64_keys.contains(&key.as_str()) {
-            Zeroizing::new(STANDARD.decode(text).map_err(|_| {
-                unreadable(format!(
-                    "key {key:?} is listed in `{BASE64_KEYS}` but its value is not base64"
-                ))
-            })?)
-        } else {
-            Zeroizing::new(text.as_bytes().to_vec())
-        };
-        value
-            .insert(key.clone(), bytes)
-            .map_err(|e| unreadable(e.to_string()))?;
-    }
-    if let Some(missing) = base64_keys.iter().find(|k| !map.contains_key(**k)) {
-        return Err(unreadable(format!(
-            "`{BASE64_KEYS}` lists key {missing:?}, which is absent"
-        )));
-    }
-    Ok(Decoded { value })
-}
-
-/// SHA-256 over the length-prefixed sorted pairs: equal exactly when the values are.
-fn digest(value: &SecretValue) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update((value.len() as u64).to_be_bytes());
-    for (key, bytes) in value.iter() {
-        hasher.update((key.len() as u64).to_be_bytes());
-        hasher.update(key.as_bytes());
-        hasher.update((bytes.len() as u64).to_be_bytes());
-        hasher.update(bytes);
-    }
-    hasher.finalize().into()
-}
-
-/// Whether two values are equal, in time independent of where they differ.
-pub fn same_value(a: &SecretValue, b: &SecretValue) -> bool {
-    let (da, db) = (digest(a), digest(b));
-    da.iter()
-        .zip(db.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    Ok(Decoded {
+        value: value_map::decode_map(path, map)?,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
 
     fn value(pairs: &[(&str, &[u8])]) -> SecretValue {
         let mut v = SecretValue::new();
