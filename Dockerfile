@@ -7,7 +7,7 @@ RUN cargo build --release --locked --bins
 
 FROM debian:bookworm-slim
 RUN useradd --system --home /var/lib/sealplane --create-home sealplane
-COPY --from=build /src/target/release/sealplane /usr/local/bin/
+COPY --from=build /src/target/release/sealplane /src/target/release/sealplane-reactor /src/target/release/sealctl /usr/local/bin/
 USER sealplane
 VOLUME /var/lib/sealplane
 ENTRYPOINT ["sealplane"]
