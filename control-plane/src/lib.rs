@@ -24,4 +24,5 @@ pub mod projection;
 pub mod read_model;
 pub mod server;
 pub mod streams;
+pub mod sweep;
 pub mod tls;

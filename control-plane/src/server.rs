@@ -115,6 +115,7 @@ pub async fn serve(
     } = assembled;
     let store = app.handler.store().clone();
     let mut down = app.shutdown.clone();
+    let sweeper = tokio::spawn(crate::sweep::run(app.clone()));
     let shutdown = async move {
         shutdown.await;
         switch.send_replace(true);
@@ -145,6 +146,8 @@ pub async fn serve(
             Ok(())
         }
     };
+    // The sweep stops on the shutdown switch; let its last command finish.
+    let _ = sweeper.await;
     // Drains appends already queued: every acknowledged event is on disk.
     store.close().await;
     Ok(result?)

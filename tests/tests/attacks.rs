@@ -511,3 +511,49 @@ async fn a_reactor_killed_between_key_and_upload_fails_the_request_and_a_retry_s
     assert_eq!(count(&log, "SecretUploaded", ""), 1);
     c.assert_nowhere(secret.as_bytes());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_no_reactor_answers_is_ended_by_the_control_plane() {
+    let mut c = Cluster::start_with(Settings {
+        limits: "upload_key_ttl_seconds = 1".into(),
+    });
+    // A store whose reactor never runs.
+    let idle = c.add_reactor_for("idle", None);
+    let key = c.reactor_key(idle);
+    c.sealctl(
+        &c.admin,
+        &[
+            "create",
+            "store",
+            "idle",
+            "--kind",
+            "file",
+            "--reactor-key",
+            &key,
+        ],
+    )
+    .ok();
+    let alice = c.add_user("alice", "user", &[]);
+    let mut raw = Raw::new(&c).await;
+    let (id, _) = raw.request_key(&alice, "idle://alice/x").await.unwrap();
+    let started = std::time::Instant::now();
+    let end = raw.wait(&alice, id, v1::UploadState::Expired).await;
+    assert_eq!(end.state(), v1::UploadState::Expired, "{end:?}");
+    // Not before the reactor's grace (10 s after the 1 s expiry).
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // sealctl gives up on its own at the expiry, saying why.
+    let out = c.sealctl(&alice, &["put", "secret", "idle://alice/y", "password=x"]);
+    assert!(
+        out.failed_with(2).contains("no reactor answered"),
+        "{}",
+        out.stderr
+    );
+
+    let log = log(&mut c).await;
+    assert_eq!(count(&log, "SecretUploadKeyExpired", &id.to_string()), 1);
+}

@@ -137,7 +137,16 @@ pub enum UploadCommand {
     ReportFailed { reason: String },
     /// The key expired unused.
     ExpireKey,
+    /// The control plane's own sweep (admins' authority): a request no
+    /// reactor ended, [`SWEEP_GRACE`] past its expiry, before any upload.
+    /// There is no key here to destroy: if a reactor holds one it destroys
+    /// it at expiry anyway; this ends the request for the people waiting.
+    ExpireUnanswered,
 }
+
+/// How long after a request's expiry the control plane waits for its
+/// reactor to report before ending it itself.
+pub const SWEEP_GRACE: Duration = Duration::seconds(10);
 
 /// What an upload request records (SPEC §3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -550,6 +559,24 @@ impl UploadRequest {
         Ok(vec![event])
     }
 
+    fn expire_unanswered(&self, ctx: &Context) -> Result<Vec<UploadEvent>, UploadRefusal> {
+        let request = self.request.as_ref().ok_or(UploadRefusal::NotFound)?;
+        if ctx.actor.role != Role::Admin {
+            return Err(UploadRefusal::NotServed(request.store.clone()));
+        }
+        // Ended, or uploaded and in the reactor's hands: nothing to sweep.
+        if self.end.is_some() || self.uploaded {
+            return Ok(vec![]);
+        }
+        let due = request.expires_at + SWEEP_GRACE;
+        if ctx.now < due {
+            return Err(UploadRefusal::NotYetExpired(due));
+        }
+        Ok(vec![UploadEvent::SecretUploadKeyExpired {
+            request_id: request.request_id,
+        }])
+    }
+
     /// A failure (any time before the end) or an expiry (once due, unused).
     fn end(&self, ctx: &Context, event: UploadEvent) -> Result<Vec<UploadEvent>, UploadRefusal> {
         let request = self.served(ctx)?;
@@ -629,6 +656,7 @@ impl UploadRequest {
             UploadCommand::ExpireKey => {
                 self.end(ctx, UploadEvent::SecretUploadKeyExpired { request_id })
             }
+            UploadCommand::ExpireUnanswered => self.expire_unanswered(ctx),
         }
     }
 }

@@ -709,3 +709,38 @@ fn reuse_and_late_use_of_a_request_are_security_events_like_denials() {
         assert!(!plain.is_security_event(), "{plain:?}");
     }
 }
+
+#[test]
+fn the_control_plane_ends_a_request_no_reactor_answered_after_the_grace() {
+    let due = exp() + SWEEP_GRACE;
+    for status in [S::Requested, S::KeyProvided] {
+        put_at(status)
+            .as_actor(admin())
+            .at(due)
+            .when(C::ExpireUnanswered)
+            .then_events(vec![E::SecretUploadKeyExpired { request_id: RID }]);
+        // The reactor gets the grace to report first.
+        put_at(status)
+            .as_actor(admin())
+            .at(due - Duration::seconds(1))
+            .when(C::ExpireUnanswered)
+            .then_refused(R::NotYetExpired(due));
+    }
+}
+
+#[test]
+fn the_sweep_leaves_uploaded_and_ended_requests_to_their_reactor() {
+    for status in [S::UploadRequested, S::Uploaded, S::Failed, S::Expired] {
+        put_at(status)
+            .as_actor(admin())
+            .at(exp() + Duration::hours(1))
+            .when(C::ExpireUnanswered)
+            .then_events(vec![]);
+    }
+    // Only the control plane's own authority may sweep.
+    put_at(S::Requested)
+        .as_actor(alice())
+        .at(exp() + Duration::hours(1))
+        .when(C::ExpireUnanswered)
+        .then_refused(R::NotServed(uri().store));
+}

@@ -1,0 +1,75 @@
+//! The control plane's sweep of upload requests no reactor answered.
+//!
+//! A reactor reports `SecretUploadKeyExpired` for the keys it destroys at
+//! expiry. When the store's reactor is down nobody would, and the people
+//! waiting (`sealctl`'s watch) would never hear an end. So once a second
+//! the control plane ends every request still without an upload
+//! [`SWEEP_GRACE`] after its expiry (the reactor gets that long to report
+//! first), as the admin-authority actor `control-plane`. A reactor that
+//! comes back later sees the request ended and does nothing.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::api::app::App;
+use crate::command::CommandEnvelope;
+use crate::domain::names::Slug;
+use crate::domain::upload::{SWEEP_GRACE, UploadCommand, UploadRequest, UploadStatus};
+use crate::domain::{Actor, Context, Role};
+use crate::streams;
+
+/// How often the read model is scanned for unanswered requests.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Sweeps until the server shuts down.
+pub async fn run(app: App) {
+    let actor = Actor {
+        slug: Slug::parse("control-plane").expect("a valid slug"),
+        role: Role::Admin,
+        groups: vec![],
+        stores: vec![],
+    };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+            () = app.shutting_down() => return,
+        }
+        let now = Utc::now();
+        let (due, _) = app.model.read(|m| {
+            m.uploads
+                .iter()
+                .filter(|(_, u)| {
+                    matches!(
+                        u.status(),
+                        UploadStatus::Requested | UploadStatus::KeyProvided
+                    ) && u.expires_at().is_some_and(|at| at + SWEEP_GRACE <= now)
+                })
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>()
+        });
+        for id in due {
+            let ctx = Context {
+                actor: actor.clone(),
+                now,
+            };
+            let swept = app
+                .handler
+                .execute::<UploadRequest>(
+                    &streams::upload(id),
+                    &UploadCommand::ExpireUnanswered,
+                    &ctx,
+                    &CommandEnvelope::new("ExpireUnanswered"),
+                )
+                .await;
+            match swept {
+                Ok(done) if done.events > 0 => eprintln!(
+                    "sealplane: upload request {id} expired unanswered: no reactor reported within {}s of its expiry",
+                    SWEEP_GRACE.num_seconds()
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("sealplane: cannot end unanswered upload request {id}: {e}"),
+            }
+        }
+    }
+}
