@@ -27,6 +27,12 @@ pub enum ConfigError {
     PlaintextNotLoopback(SocketAddr),
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    #[error("{name} is {value}; at most {max} is supported")]
+    TooLarge {
+        name: &'static str,
+        value: u64,
+        max: u64,
+    },
 }
 
 /// The whole configuration.
@@ -79,6 +85,8 @@ pub struct Limits {
     pub upload_key_ttl_seconds: u64,
     /// Lifetime of a token issued without an explicit one.
     pub token_ttl_seconds: u64,
+    /// Verifications of one secret by one principal per minute (SPEC §4).
+    pub max_verifications_per_minute: u64,
 }
 
 impl Default for Limits {
@@ -87,6 +95,7 @@ impl Default for Limits {
             max_secret_bytes: DEFAULT_MAX_SECRET_BYTES,
             upload_key_ttl_seconds: 300,
             token_ttl_seconds: 90 * 24 * 3600,
+            max_verifications_per_minute: 10,
         }
     }
 }
@@ -134,10 +143,22 @@ impl Config {
             (l.max_secret_bytes as u64, "limits.max_secret_bytes"),
             (l.upload_key_ttl_seconds, "limits.upload_key_ttl_seconds"),
             (l.token_ttl_seconds, "limits.token_ttl_seconds"),
+            (
+                l.max_verifications_per_minute,
+                "limits.max_verifications_per_minute",
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        let max = crate::read_model::VERIFICATIONS_KEPT as u64;
+        if l.max_verifications_per_minute > max {
+            return Err(ConfigError::TooLarge {
+                name: "limits.max_verifications_per_minute",
+                value: l.max_verifications_per_minute,
+                max,
+            });
         }
         Ok(())
     }

@@ -5,7 +5,9 @@
 //! Reusing the aggregates' own `apply` means the read side can never
 //! disagree with the rules about what an event means.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use chrono::{DateTime, Utc};
 
 use sealplane_event_store::RecordedEvent;
 use uuid::Uuid;
@@ -16,9 +18,13 @@ use crate::domain::names::{SecretUri, Slug};
 use crate::domain::principal::{Principal, PrincipalEvent};
 use crate::domain::secret::{Secret, SecretEvent};
 use crate::domain::store_catalog::StoreCatalog;
-use crate::domain::upload::{UploadEvent, UploadRequest};
+use crate::domain::upload::{Purpose, UploadEvent, UploadRequest};
 use crate::projection::Projection;
 use crate::streams::{StreamKind, kind_of};
+
+/// Verification times kept per principal and secret: the largest
+/// `limits.max_verifications_per_minute` allowed.
+pub const VERIFICATIONS_KEPT: usize = 1000;
 
 /// Everything queries and authentication read.
 #[derive(Default, Debug)]
@@ -35,6 +41,9 @@ pub struct ReadModel {
     pub secrets: BTreeMap<SecretUri, Secret>,
     /// Upload requests by id.
     pub uploads: BTreeMap<Uuid, UploadRequest>,
+    /// When each principal last asked to verify each secret (the newest
+    /// [`VERIFICATIONS_KEPT`]), for the verification rate limit.
+    pub verifications: BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
     /// Events this version could not read (logged, not applied).
     pub unreadable: u64,
 }
@@ -61,7 +70,8 @@ impl Projection for ReadModel {
             }
             Some(StreamKind::Upload(id)) => {
                 let state = self.uploads.entry(id).or_default();
-                Self::fold::<UploadRequest>(state, event).map(|_: UploadEvent| ())
+                Self::fold::<UploadRequest>(state, event)
+                    .map(|e: UploadEvent| self.index_upload(&e, event))
             }
             Some(StreamKind::AccessDenied) | None => Some(()),
         };
@@ -76,6 +86,35 @@ impl Projection for ReadModel {
 }
 
 impl ReadModel {
+    fn index_upload(&mut self, event: &UploadEvent, recorded: &RecordedEvent) {
+        if let UploadEvent::SecretUploadKeyRequested {
+            uri,
+            requester,
+            purpose: Purpose::Verify,
+            ..
+        } = event
+        {
+            let Ok(meta) = recorded.metadata() else {
+                return;
+            };
+            let times = self
+                .verifications
+                .entry((requester.clone(), uri.clone()))
+                .or_default();
+            times.push_back(meta.timestamp);
+            if times.len() > VERIFICATIONS_KEPT {
+                times.pop_front();
+            }
+        }
+    }
+
+    /// How many times `who` asked to verify `uri` since `since`.
+    pub fn verifications_since(&self, who: &Slug, uri: &SecretUri, since: DateTime<Utc>) -> usize {
+        self.verifications
+            .get(&(who.clone(), uri.clone()))
+            .map_or(0, |times| times.iter().filter(|t| **t >= since).count())
+    }
+
     fn index_principal(&mut self, event: &PrincipalEvent) {
         match event {
             PrincipalEvent::TokenIssued {

@@ -557,3 +557,41 @@ async fn a_request_no_reactor_answers_is_ended_by_the_control_plane() {
     let log = log(&mut c).await;
     assert_eq!(count(&log, "SecretUploadKeyExpired", &id.to_string()), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_a_value_by_verification_is_rate_limited_and_recorded() {
+    let mut c = Cluster::start_with(Settings {
+        limits: "max_verifications_per_minute = 2".into(),
+    });
+    c.add_file_store("local");
+    let alice = c.add_user("alice", "user", &[]);
+    let secret = marker("guess-me");
+    let uri = "local://alice/pin";
+    c.sealctl(&alice, &["put", "secret", uri, &format!("pin={secret}")])
+        .ok();
+    for guess in ["0000", "1234"] {
+        let out = c.sealctl(&alice, &["verify", "secret", uri, &format!("pin={guess}")]);
+        out.failed_with(1);
+        assert!(out.stdout.contains("no match"), "{}", out.stdout);
+    }
+    let third = c.sealctl(&alice, &["verify", "secret", uri, &format!("pin={secret}")]);
+    let stderr = third.failed_with(2);
+    assert!(stderr.contains("too many verifications"), "{stderr}");
+    // Other secrets keep their own budget.
+    c.sealctl(&alice, &["put", "secret", "local://alice/other", "pin=1"])
+        .ok();
+    c.sealctl(
+        &alice,
+        &["verify", "secret", "local://alice/other", "pin=1"],
+    )
+    .ok();
+
+    c.assert_nowhere(secret.as_bytes());
+    let log = log(&mut c).await;
+    assert_eq!(
+        count(&log, "AccessDenied", "too many verifications"),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(count(&log, "SecretVerified", ""), 3);
+}

@@ -230,6 +230,9 @@ impl Secrets for SecretsApi {
         let request_id = envelope.command_id;
         let ttl = TimeDelta::from_std(self.app.limits.upload_key_ttl())
             .map_err(|_| Status::internal("upload key ttl out of range"))?;
+        let (recent, _) = self.app.model.read(|m| {
+            m.verifications_since(&caller.actor.slug, &uri, ctx.now - TimeDelta::minutes(1))
+        });
         let command = UploadCommand::RequestKey {
             request_id,
             uri: uri.clone(),
@@ -238,6 +241,7 @@ impl Secrets for SecretsApi {
             store_accepts_uploads: true,
             may_write,
             may_read,
+            may_verify_now: (recent as u64) < self.app.limits.max_verifications_per_minute,
         };
         let stream = streams::upload(request_id);
         let done = self

@@ -16,6 +16,7 @@ pub fn code_of(kind: RefusalKind) -> Code {
         RefusalKind::AlreadyExists => Code::AlreadyExists,
         RefusalKind::FailedPrecondition => Code::FailedPrecondition,
         RefusalKind::Invalid => Code::InvalidArgument,
+        RefusalKind::Exhausted => Code::ResourceExhausted,
     }
 }
 

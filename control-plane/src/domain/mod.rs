@@ -89,6 +89,8 @@ pub enum RefusalKind {
     FailedPrecondition,
     /// The command itself is malformed.
     Invalid,
+    /// A rate limit is reached; the same command succeeds later.
+    Exhausted,
 }
 
 /// A typed refusal of an aggregate.

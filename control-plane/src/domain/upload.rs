@@ -109,6 +109,9 @@ pub enum UploadCommand {
         store_accepts_uploads: bool,
         may_write: bool,
         may_read: bool,
+        /// For a verification: the requester has verifications left for
+        /// this secret (SPEC §4: verifications are rate limited).
+        may_verify_now: bool,
     },
     /// Step 2: the reactor provides its one-time X25519 key (base64 of 32
     /// bytes), its Ed25519 signature (base64 of 64 bytes) and the expiry
@@ -238,6 +241,11 @@ pub enum UploadRefusal {
         "an upload key lifetime of {0} seconds is out of range: set `limits.upload_key_ttl_seconds` between 1 and 3600"
     )]
     TtlOutOfRange(i64),
+    /// Too many verifications of one secret by one principal lately.
+    #[error(
+        "too many verifications of `{0}` in the last minute: verifying compares guesses with the stored value, so it is rate limited; wait a minute (an admin can raise `limits.max_verifications_per_minute`)"
+    )]
+    TooManyVerifications(SecretUri),
     /// The request id is taken.
     #[error("upload request {0} exists already; a new upload needs a new request id")]
     AlreadyExists(Uuid),
@@ -320,6 +328,7 @@ impl Refusal for UploadRefusal {
             }
             AlreadyExists(_) => RefusalKind::AlreadyExists,
             NotFound => RefusalKind::NotFound,
+            TooManyVerifications(_) => RefusalKind::Exhausted,
             StoreNotAccepting(_) | KeyNotProvided | KeyAlreadyProvided | AlreadyUsed(_)
             | Expired(_) | NotYetExpired(_) | NothingUploaded(_) | WrongPurpose(_) | Ended(_) => {
                 RefusalKind::FailedPrecondition
@@ -340,7 +349,8 @@ impl Refusal for UploadRefusal {
     /// its expiry are attempts worth an audit trail, not just a status.
     fn is_security_event(&self) -> bool {
         use UploadRefusal::*;
-        self.kind() == RefusalKind::Denied || matches!(self, AlreadyUsed(_) | Expired(_))
+        self.kind() == RefusalKind::Denied
+            || matches!(self, AlreadyUsed(_) | Expired(_) | TooManyVerifications(_))
     }
 }
 
@@ -679,6 +689,7 @@ impl Aggregate for UploadRequest {
             store_accepts_uploads,
             may_write,
             may_read,
+            may_verify_now,
         } = command
         else {
             return self.follow_up(command, ctx);
@@ -691,6 +702,9 @@ impl Aggregate for UploadRequest {
                 return Err(UploadRefusal::MayNotWrite(uri.clone()));
             }
             Purpose::Verify if !may_read => return Err(UploadRefusal::MayNotRead(uri.clone())),
+            Purpose::Verify if !may_verify_now => {
+                return Err(UploadRefusal::TooManyVerifications(uri.clone()));
+            }
             _ => {}
         }
         if self.request.is_some() {

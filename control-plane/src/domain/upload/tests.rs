@@ -76,6 +76,7 @@ fn request_key(purpose: Purpose, ttl: Duration, [store, write, read]: [bool; 3])
         store_accepts_uploads: store,
         may_write: write,
         may_read: read,
+        may_verify_now: true,
     }
 }
 fn ok_request(purpose: Purpose) -> C {
@@ -743,4 +744,27 @@ fn the_sweep_leaves_uploaded_and_ended_requests_to_their_reactor() {
         .at(exp() + Duration::hours(1))
         .when(C::ExpireUnanswered)
         .then_refused(R::NotServed(uri().store));
+}
+
+#[test]
+fn a_verification_past_the_rate_limit_is_refused_and_recorded() {
+    use crate::domain::Refusal as _;
+    let mut command = ok_request(Purpose::Verify);
+    if let C::RequestKey { may_verify_now, .. } = &mut command {
+        *may_verify_now = false;
+    }
+    put_at(S::Absent)
+        .as_actor(alice())
+        .when(command)
+        .then_refused(R::TooManyVerifications(uri()));
+    assert!(R::TooManyVerifications(uri()).is_security_event());
+    // Puts are not verifications.
+    let mut put = ok_request(PUT);
+    if let C::RequestKey { may_verify_now, .. } = &mut put {
+        *may_verify_now = false;
+    }
+    put_at(S::Absent)
+        .as_actor(alice())
+        .when(put)
+        .then_events(vec![requested(PUT, exp())]);
 }
