@@ -33,7 +33,7 @@ fn hash(c: &str) -> String {
 }
 
 fn created_by(creator: &str, uri: SecretUri) -> E {
-    let everyone = BTreeSet::from([slug(creator)]);
+    let everyone = SlugSet::from([slug(creator)]);
     E::SecretCreated {
         uri,
         creator: slug(creator),
@@ -578,4 +578,22 @@ fn refusals_map_to_the_status_the_api_reports() {
     ] {
         assert_eq!(refusal.kind(), kind, "{refusal:?}");
     }
+}
+
+#[test]
+fn access_lists_stay_sorted_without_duplicates_and_read_old_events() {
+    let mut set = SlugSet::from([slug("carol"), slug("alice"), slug("alice")]);
+    assert_eq!(
+        set.iter().map(Slug::as_str).collect::<Vec<_>>(),
+        ["alice", "carol"]
+    );
+    assert!(set.insert(slug("bob")));
+    assert!(!set.insert(slug("bob")));
+    assert!(set.contains(&slug("bob")) && !set.contains(&slug("dave")));
+    assert!(set.remove(&slug("alice")) && !set.remove(&slug("alice")));
+    assert_eq!(set.len(), 2);
+    // The JSON of events written when lists were BTreeSets reads the same.
+    let old = r#"["bob","alice","bob"]"#;
+    let read: SlugSet = serde_json::from_str(old).unwrap();
+    assert_eq!(serde_json::to_string(&read).unwrap(), r#"["alice","bob"]"#);
 }
