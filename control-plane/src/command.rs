@@ -12,7 +12,16 @@
 //! lock), so they never lose races to each other and never waste a replay;
 //! the expected version and the bounded retry still guard against writers
 //! in other processes.
+//!
+//! Loaded aggregates are cached (up to [`CACHED_STREAMS`] streams): a
+//! command takes its stream's cached state and reads only the events
+//! appended since, instead of replaying the whole stream. The log stays the
+//! truth: a cached state is always caught up from the store before a
+//! decision, so another process's appends are seen, and a conflict still
+//! means "catch up and decide again".
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -33,6 +42,10 @@ pub const ACCESS_DENIED_STREAM: &str = "access-denied";
 const LOAD_PAGE: usize = 1024;
 /// Lock stripes: commands on streams that share a stripe take turns.
 const STRIPES: usize = 256;
+
+/// Streams whose loaded aggregate the handler keeps; when full, the cache
+/// is emptied and refills with the streams in use.
+pub const CACHED_STREAMS: usize = 10_000;
 
 /// Identifies one command for idempotency and tracing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +163,7 @@ pub struct CommandHandler {
     store: Arc<dyn EventStore>,
     max_retries: usize,
     stripes: Arc<[tokio::sync::Mutex<()>]>,
+    cache: Arc<std::sync::Mutex<HashMap<StreamId, Box<dyn Any + Send>>>>,
 }
 
 impl CommandHandler {
@@ -159,6 +173,7 @@ impl CommandHandler {
             store,
             max_retries: DEFAULT_MAX_RETRIES,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            cache: Arc::default(),
         }
     }
 
@@ -183,7 +198,17 @@ impl CommandHandler {
             version: None,
             causes: Vec::new(),
         };
-        let mut from = StreamVersion(0);
+        self.catch_up(stream, &mut loaded).await?;
+        Ok(loaded)
+    }
+
+    /// Applies the events of `stream` after `loaded.version`.
+    async fn catch_up<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        loaded: &mut Loaded<A>,
+    ) -> Result<(), CommandError<A::Refusal>> {
+        let mut from = loaded.version.map_or(StreamVersion(0), StreamVersion::next);
         loop {
             let page = self.store.read_stream(stream, from, LOAD_PAGE).await?;
             for recorded in &page {
@@ -195,9 +220,38 @@ impl CommandHandler {
             }
             match page.last() {
                 Some(last) if page.len() == LOAD_PAGE => from = last.version.next(),
-                _ => return Ok(loaded),
+                _ => return Ok(()),
             }
         }
+    }
+
+    /// The cached aggregate of `stream` (taken out of the cache), caught up.
+    async fn take_loaded<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Loaded<A>, CommandError<A::Refusal>> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(stream)
+            .and_then(|any| any.downcast::<Loaded<A>>().ok());
+        match cached {
+            Some(mut loaded) => {
+                self.catch_up(stream, &mut loaded).await?;
+                Ok(*loaded)
+            }
+            None => self.load(stream).await,
+        }
+    }
+
+    /// Keeps `loaded` for the next command on `stream`.
+    fn keep<A: Aggregate>(&self, stream: &StreamId, loaded: Loaded<A>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHED_STREAMS {
+            cache.clear();
+        }
+        cache.insert(stream.clone(), Box::new(loaded));
     }
 
     /// Decides `command` on the aggregate in `stream` and appends the
@@ -213,11 +267,13 @@ impl CommandHandler {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let loaded = self.load::<A>(stream).await?;
+            let loaded = self.take_loaded::<A>(stream).await?;
             if let Some(position) = loaded.applied(envelope.command_id) {
+                let version = loaded.version;
+                self.keep(stream, loaded);
                 return Ok(Executed {
                     events: 0,
-                    version: loaded.version,
+                    version,
                     position: Some(position),
                     replayed: true,
                 });
@@ -225,6 +281,7 @@ impl CommandHandler {
             let events = match loaded.state.decide(command, ctx) {
                 Ok(events) => events,
                 Err(refusal) => {
+                    self.keep(stream, loaded);
                     if refusal.is_security_event() {
                         self.record_denied(stream, ctx, envelope, &refusal).await?;
                     }
@@ -232,9 +289,11 @@ impl CommandHandler {
                 }
             };
             if events.is_empty() {
+                let version = loaded.version;
+                self.keep(stream, loaded);
                 return Ok(Executed {
                     events: 0,
-                    version: loaded.version,
+                    version,
                     position: None,
                     replayed: false,
                 });
@@ -250,6 +309,9 @@ impl CommandHandler {
                 .await
             {
                 Ok(appended) => {
+                    // The cached state catches up (reads these events back)
+                    // on the next command, like any other writer's.
+                    self.keep(stream, loaded);
                     return Ok(Executed {
                         events: events.len(),
                         version: Some(appended.version),
@@ -257,7 +319,10 @@ impl CommandHandler {
                         replayed: false,
                     });
                 }
-                Err(AppendError::Conflict(_)) if attempts <= self.max_retries => continue,
+                Err(AppendError::Conflict(_)) if attempts <= self.max_retries => {
+                    self.keep(stream, loaded);
+                    continue;
+                }
                 Err(AppendError::Conflict(_)) => {
                     return Err(CommandError::Aborted {
                         stream: stream.clone(),

@@ -396,3 +396,59 @@ async fn an_unreadable_event_is_reported_with_its_position() {
         other => panic!("expected Unreadable, got {other}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_aggregate_catches_up_with_another_processs_writes() {
+    // Two handlers over one store: two control planes, each with its cache.
+    let (_dir, a) = embedded().await;
+    let b = CommandHandler::new(a.store().clone());
+    let alice = ctx(user("alice", &[]));
+    let reserve = |h: &CommandHandler, seat| {
+        let h = h.clone();
+        let alice = alice.clone();
+        async move {
+            h.execute::<Seats>(
+                &seats(),
+                &Reserve(seat),
+                &alice,
+                &CommandEnvelope::new("Reserve"),
+            )
+            .await
+        }
+    };
+    reserve(&a, 1).await.unwrap();
+    reserve(&b, 2).await.unwrap();
+    // `a` decides on its cached state caught up from the log, not a stale copy.
+    assert!(matches!(
+        reserve(&a, 2).await,
+        Err(CommandError::Refused(SeatRefusal::Taken(2)))
+    ));
+    let done = reserve(&a, 3).await.unwrap();
+    assert_eq!(done.version, Some(StreamVersion(2)));
+    // Racing across the two caches: the expected version still decides.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let h = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                h.execute::<Seats>(
+                    &seats(),
+                    &Reserve(9),
+                    &ctx(user(&format!("user{i}"), &[])),
+                    &CommandEnvelope::new("Reserve"),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in racers {
+        match t.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(CommandError::Refused(SeatRefusal::Taken(9))) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    let fresh = a.load::<Seats>(&seats()).await.unwrap();
+    assert_eq!(fresh.state.taken, [1, 2, 3, 9].into_iter().collect());
+}

@@ -120,7 +120,7 @@ pub trait DomainEvent:
 }
 
 /// An aggregate: state rebuilt from its events, deciding on commands.
-pub trait Aggregate: Default + Clone + Debug + Send + Sync {
+pub trait Aggregate: Default + Clone + Debug + Send + Sync + 'static {
     /// What it can be asked to do.
     type Command: Debug + Send + Sync;
     /// What it records.
