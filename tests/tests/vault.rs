@@ -6,7 +6,7 @@
 #[path = "../../reactors/tests/common/openbao.rs"]
 mod openbao;
 
-use openbao::{Api, required_env, token_file};
+use openbao::{Api, DEV_ROOT_TOKEN, DevServer, free_port_pair, required_env, token_file, unique};
 use sealplane_reactors::vault::KvVersion;
 use sealplane_tests::{Cluster, marker};
 
@@ -156,4 +156,140 @@ async fn a_put_lands_in_openbao_and_the_log_holds_no_value() {
     for p in [&p1, &p2] {
         c.assert_nowhere(p.as_bytes());
     }
+}
+
+/// (event type, data JSON) of every event, after a clean stop.
+async fn log(c: &mut Cluster) -> Vec<(String, String)> {
+    c.events()
+        .await
+        .into_iter()
+        .map(|e| (e.event_type.as_str().to_owned(), e.data.as_str().to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vault_policy_that_denies_the_path_fails_the_put_cleanly() {
+    let api = Api::shared();
+    let mount = api.new_kv_mount(KvVersion::V2).await;
+    let policy = unique("only-other");
+    api.ok(
+        "PUT",
+        &format!("sys/policies/acl/{policy}"),
+        Some(serde_json::json!({"policy": format!(
+            "path \"{mount}/data/other/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}\n\
+             path \"{mount}/metadata/other/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}"
+        )})),
+    )
+    .await;
+    let limited = api.token_with_policy(&policy).await;
+    let mut c = Cluster::start();
+    let token = token_file(c.dir(), &limited);
+    c.add_store(
+        "vault-ltd",
+        "vault",
+        &format!(
+            "address = {:?}\nmount = {mount:?}\ntoken_file = {:?}",
+            api.address,
+            token.display().to_string()
+        ),
+    );
+    let alice = c.add_user("alice", "user", &[]);
+    let secret = marker("denied");
+    let out = c.sealctl(
+        &alice,
+        &[
+            "put",
+            "secret",
+            "vault-ltd://alice/db",
+            &format!("password={secret}"),
+        ],
+    );
+    let stderr = out.failed_with(2);
+    assert!(
+        stderr.contains("permission") || stderr.contains("denied"),
+        "{stderr}"
+    );
+    let (status, _) = api
+        .call("GET", &format!("{mount}/data/alice/db"), None)
+        .await;
+    assert_eq!(status, 404, "nothing was written");
+
+    c.assert_nowhere(secret.as_bytes());
+    let log = log(&mut c).await;
+    let failed: Vec<_> = log
+        .iter()
+        .filter(|(t, _)| t == "SecretUploadFailed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{log:?}");
+    assert!(
+        failed[0].1.contains("alice/db"),
+        "the reason names the path: {}",
+        failed[0].1
+    );
+    c.assert_nowhere(secret.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_vault_fails_puts_after_retries_and_they_work_once_it_is_back() {
+    let port = free_port_pair();
+    let mut bao = DevServer::start(port).await;
+    let mut c = Cluster::start();
+    let token = token_file(c.dir(), DEV_ROOT_TOKEN);
+    // Dev mode mounts `secret/` (KV v2) on every start.
+    let r = c.add_store(
+        "vault-flaky",
+        "vault",
+        &format!(
+            "address = {:?}\nmount = \"secret\"\ntoken_file = {:?}\nrequest_timeout_seconds = 2",
+            bao.address(),
+            token.display().to_string()
+        ),
+    );
+    let alice = c.add_user("alice", "user", &[]);
+    let secret = marker("flaky");
+    bao.stop();
+    let down = c.sealctl(
+        &alice,
+        &[
+            "put",
+            "secret",
+            "vault-flaky://alice/db",
+            &format!("password={secret}"),
+        ],
+    );
+    let stderr = down.failed_with(2);
+    assert!(
+        stderr.to_lowercase().contains("unavailable") || stderr.contains("reach"),
+        "{stderr}"
+    );
+    assert!(c.reactor_log(r).contains("failed"), "{}", c.reactor_log(r));
+
+    let bao = DevServer::start(port).await;
+    let back = c
+        .sealctl(
+            &alice,
+            &[
+                "put",
+                "secret",
+                "vault-flaky://alice/db",
+                &format!("password={secret}"),
+                "-o",
+                "json",
+            ],
+        )
+        .json();
+    assert_eq!(back["version"], 1);
+    let api = Api::new(&bao.address(), DEV_ROOT_TOKEN);
+    let read = api.ok("GET", "secret/data/alice/db", None).await;
+    assert_eq!(read["data"]["data"]["password"], secret.as_str());
+
+    c.assert_nowhere(secret.as_bytes());
+    let log = log(&mut c).await;
+    assert_eq!(
+        log.iter()
+            .filter(|(t, _)| t == "SecretUploadFailed")
+            .count(),
+        1
+    );
+    assert_eq!(log.iter().filter(|(t, _)| t == "SecretUploaded").count(), 1);
 }
