@@ -14,13 +14,20 @@ use uuid::Uuid;
 
 use crate::auth::token::TokenDigest;
 use crate::domain::Aggregate;
-use crate::domain::names::{SecretUri, Slug};
+use crate::domain::names::{SecretUri, Slug, StoreName};
 use crate::domain::principal::{Principal, PrincipalEvent};
 use crate::domain::secret::{Secret, SecretEvent};
 use crate::domain::store_catalog::StoreCatalog;
 use crate::domain::upload::{Purpose, UploadEvent, UploadRequest};
 use crate::projection::Projection;
 use crate::streams::{StreamKind, kind_of};
+
+/// How long a finished upload request's state stays in the read model,
+/// measured in log time (event timestamps), so every rebuild keeps the same
+/// ones. Requests are ephemeral: without a limit every put ever made would
+/// stay in memory. The log keeps them all; the store each request belongs
+/// to is kept for good (the reactor feed filters by it).
+pub const FINISHED_UPLOAD_RETENTION: chrono::Duration = chrono::Duration::hours(1);
 
 /// Verification times kept per principal and secret: the largest
 /// `limits.max_verifications_per_minute` allowed.
@@ -39,8 +46,13 @@ pub struct ReadModel {
     pub memberships: BTreeMap<Slug, BTreeSet<Slug>>,
     /// Secrets by uri.
     pub secrets: BTreeMap<SecretUri, Secret>,
-    /// Upload requests by id.
+    /// Upload requests by id: every open one, and finished ones for
+    /// [`FINISHED_UPLOAD_RETENTION`] of log time after they end.
     pub uploads: BTreeMap<Uuid, UploadRequest>,
+    /// Finished upload requests in the order they ended, with when.
+    finished: VecDeque<(DateTime<Utc>, Uuid)>,
+    /// The store of every upload request ever made.
+    upload_stores: BTreeMap<Uuid, StoreName>,
     /// When each principal last asked to verify each secret (the newest
     /// [`VERIFICATIONS_KEPT`]), for the verification rate limit.
     pub verifications: BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
@@ -58,6 +70,9 @@ impl ReadModel {
 
 impl Projection for ReadModel {
     fn apply(&mut self, event: &RecordedEvent) {
+        if let Ok(meta) = event.metadata() {
+            self.forget_finished_uploads(meta.timestamp);
+        }
         let applied = match kind_of(&event.stream_id) {
             Some(StreamKind::Stores) => Self::fold(&mut self.stores, event).map(|_| ()),
             Some(StreamKind::Principal(slug)) => {
@@ -86,7 +101,40 @@ impl Projection for ReadModel {
 }
 
 impl ReadModel {
+    /// Drops the state of upload requests that finished more than the
+    /// retention before `now` (log time).
+    fn forget_finished_uploads(&mut self, now: DateTime<Utc>) {
+        while let Some((ended, id)) = self.finished.front().copied() {
+            if now - ended <= FINISHED_UPLOAD_RETENTION {
+                break;
+            }
+            self.finished.pop_front();
+            self.uploads.remove(&id);
+        }
+    }
+
+    /// The store upload request `id` targets, also after its state is gone.
+    pub fn upload_store(&self, id: &Uuid) -> Option<&StoreName> {
+        self.upload_stores.get(id)
+    }
+
     fn index_upload(&mut self, event: &UploadEvent, recorded: &RecordedEvent) {
+        match event {
+            UploadEvent::SecretUploadKeyRequested {
+                request_id, store, ..
+            } => {
+                self.upload_stores.insert(*request_id, store.clone());
+            }
+            UploadEvent::SecretUploaded { request_id, .. }
+            | UploadEvent::SecretVerified { request_id, .. }
+            | UploadEvent::SecretUploadFailed { request_id, .. }
+            | UploadEvent::SecretUploadKeyExpired { request_id } => {
+                if let Ok(meta) = recorded.metadata() {
+                    self.finished.push_back((meta.timestamp, *request_id));
+                }
+            }
+            _ => {}
+        }
         if let UploadEvent::SecretUploadKeyRequested {
             uri,
             requester,
@@ -148,5 +196,97 @@ impl ReadModel {
             .get(user)
             .map(|g| g.iter().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::Duration;
+    use sealplane_event_store::{EventStore, MemoryStore};
+
+    use super::*;
+    use crate::command::{CommandEnvelope, CommandHandler};
+    use crate::domain::Context;
+    use crate::domain::testing::{admin, t0, user};
+    use crate::domain::upload::{Purpose, SWEEP_GRACE, UploadCommand};
+    use crate::projection::as_of;
+    use crate::streams;
+
+    async fn request(handler: &CommandHandler, id: Uuid, at: DateTime<Utc>) {
+        let command = UploadCommand::RequestKey {
+            request_id: id,
+            uri: SecretUri::parse("local://alice/db").unwrap(),
+            purpose: Purpose::Put { adopt: false },
+            ttl: Duration::minutes(5),
+            store_accepts_uploads: true,
+            may_write: true,
+            may_read: false,
+            may_verify_now: true,
+        };
+        let ctx = Context {
+            actor: user("alice", &[]),
+            now: at,
+        };
+        handler
+            .execute::<UploadRequest>(
+                &streams::upload(id),
+                &command,
+                &ctx,
+                &CommandEnvelope::new("RequestUploadKey"),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn expire(handler: &CommandHandler, id: Uuid, at: DateTime<Utc>) {
+        let ctx = Context {
+            actor: admin(),
+            now: at,
+        };
+        handler
+            .execute::<UploadRequest>(
+                &streams::upload(id),
+                &UploadCommand::ExpireUnanswered,
+                &ctx,
+                &CommandEnvelope::new("ExpireUnanswered"),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn finished_uploads_are_forgotten_after_the_retention_in_log_time_but_their_store_is_not()
+    {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let handler = CommandHandler::new(store.clone());
+        let (old, open, recent) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        request(&handler, old, t0()).await;
+        let ended = t0() + Duration::minutes(5) + SWEEP_GRACE;
+        expire(&handler, old, ended).await;
+        request(&handler, open, t0()).await;
+        let later = ended + FINISHED_UPLOAD_RETENTION;
+        request(&handler, recent, later).await;
+        let model = as_of(&*store, ReadModel::default(), store.head().await.unwrap())
+            .await
+            .unwrap();
+        // Exactly the retention later: still kept.
+        assert!(model.uploads.contains_key(&old));
+
+        request(&handler, Uuid::from_u128(4), later + Duration::seconds(1)).await;
+        let model = as_of(&*store, ReadModel::default(), store.head().await.unwrap())
+            .await
+            .unwrap();
+        assert!(!model.uploads.contains_key(&old), "finished long ago");
+        assert!(model.uploads.contains_key(&open), "open requests stay");
+        assert!(model.uploads.contains_key(&recent));
+        assert_eq!(model.finished.len(), 0);
+        let local = StoreName::parse("local").unwrap();
+        assert_eq!(
+            model.upload_store(&old),
+            Some(&local),
+            "the feed still knows its store"
+        );
     }
 }

@@ -77,11 +77,7 @@ impl ReactorApi {
 fn store_of(app: &App, event: &RecordedEvent) -> Option<StoreName> {
     match kind_of(&event.stream_id)? {
         StreamKind::Secret(uri) => Some(uri.store),
-        StreamKind::Upload(id) => {
-            app.model
-                .read(|m| m.uploads.get(&id).and_then(|u| u.store().cloned()))
-                .0
-        }
+        StreamKind::Upload(id) => app.model.read(|m| m.upload_store(&id).cloned()).0,
         _ => None,
     }
 }

@@ -284,7 +284,12 @@ impl Secrets for SecretsApi {
             })
             .await?;
         let requester = requester
-            .ok_or_else(|| Status::not_found(format!("there is no upload request {request_id}")))?;
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "there is no upload request {request_id} (a finished request is kept {} hour after it ends; the log keeps every one: `sealctl describe secret URI --history`)",
+                    crate::read_model::FINISHED_UPLOAD_RETENTION.num_hours()
+                ))
+            })?;
         if requester != caller.actor.slug
             && !matches!(caller.actor.role, Role::Admin | Role::Auditor)
         {
