@@ -38,11 +38,12 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::master_key::MasterKey;
-use crate::upstream::{UpstreamError, UpstreamStore, WriteMeta, Written};
+use crate::upstream::{
+    UpstreamError, UpstreamStore, WriteMeta, Written, check_path, path_segment_problem,
+};
 use crate::value_map::same_value;
 
-/// Longest secret path in bytes.
-pub const MAX_PATH_LEN: usize = 512;
+pub use crate::upstream::MAX_PATH_LEN;
 
 /// Longest path segment in bytes: a directory name (`NAME_MAX` on Linux).
 pub const MAX_SEGMENT_LEN: usize = 255;
@@ -67,22 +68,16 @@ const AAD_VALUE_TAG: &[u8] = b"sealplane-file-v1/value";
 /// Bytes of a Poly1305 tag.
 const TAG_LEN: usize = 16;
 
-/// Why a path segment is refused, if it is.
+/// Why a path segment is refused, if it is: SPEC §3's rules, a directory
+/// name's length, and the names the store uses itself.
 fn segment_problem(seg: &str) -> Option<&'static str> {
-    if seg.is_empty() {
-        return Some("it has an empty segment (`//`, or a leading or trailing `/`)");
-    }
+    // An empty or `.`/`..` segment is never this long, so checking the
+    // length first keeps the reasons in the order they always had.
     if seg.len() > MAX_SEGMENT_LEN {
         return Some("a segment is longer than 255 bytes (a directory name's limit)");
     }
-    if seg == "." || seg == ".." {
-        return Some("`.` and `..` segments are not allowed");
-    }
-    if !seg
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Some("segments may hold only letters, digits, `.`, `_` and `-`");
+    if let Some(problem) = path_segment_problem(seg) {
+        return Some(problem);
     }
     // These names are the store's own files inside a secret's directory; a
     // nested secret with such a name would collide with them.
@@ -94,17 +89,7 @@ fn segment_problem(seg: &str) -> Option<&'static str> {
 
 /// Checks a secret path: `/`-separated `[A-Za-z0-9._-]{1,255}` segments, no `.`/`..` or reserved name, ≤512 bytes.
 pub fn validate_path(path: &str) -> Result<(), UpstreamError> {
-    let invalid = |reason| UpstreamError::InvalidPath {
-        path: path.to_owned(),
-        reason,
-    };
-    if path.len() > MAX_PATH_LEN {
-        return Err(invalid("it is longer than 512 bytes"));
-    }
-    match path.split('/').find_map(segment_problem) {
-        Some(reason) => Err(invalid(reason)),
-        None => Ok(()),
-    }
+    check_path(path, segment_problem)
 }
 
 /// The version number of a file name `v{N}.json` (N ≥ 1, no leading zero).

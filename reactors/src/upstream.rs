@@ -266,6 +266,115 @@ pub trait UpstreamStore: Send + Sync {
     async fn delete(&self, path: &str, destroy: bool) -> Result<(), UpstreamError>;
 }
 
+/// Longest secret path in bytes (SPEC §3).
+pub const MAX_PATH_LEN: usize = 512;
+
+/// Why a path segment breaks SPEC §3's rules, if it does.
+pub fn path_segment_problem(seg: &str) -> Option<&'static str> {
+    if seg.is_empty() {
+        return Some("it has an empty segment (`//`, or a leading or trailing `/`)");
+    }
+    if seg == "." || seg == ".." {
+        return Some("`.` and `..` segments are not allowed");
+    }
+    if !seg
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Some("segments may hold only letters, digits, `.`, `_` and `-`");
+    }
+    None
+}
+
+/// Checks a secret path against SPEC §3: `/`-separated `[A-Za-z0-9._-]+`
+/// segments, no `.`/`..`, at most 512 bytes; `segment_problem` is each
+/// store's rule for one segment (at least [`path_segment_problem`]).
+pub fn check_path(
+    path: &str,
+    segment_problem: impl Fn(&str) -> Option<&'static str>,
+) -> Result<(), UpstreamError> {
+    let invalid = |reason| UpstreamError::InvalidPath {
+        path: path.to_owned(),
+        reason,
+    };
+    if path.len() > MAX_PATH_LEN {
+        return Err(invalid("it is longer than 512 bytes"));
+    }
+    match path.split('/').find_map(segment_problem) {
+        Some(reason) => Err(invalid(reason)),
+        None => Ok(()),
+    }
+}
+
+/// A server address after its `http://` or `https://`: `host[:port]` or
+/// `[ipv6][:port]`, no path (what the URL parsers behind the store clients
+/// accept without panicking).
+pub(crate) fn authority_ok(authority: &str) -> bool {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port))
+                if !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') =>
+            {
+                (None, port)
+            }
+            _ => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((host, _)) => (Some(host), &authority[host.len()..]),
+            None => (Some(authority), ""),
+        },
+    };
+    let host_ok = host.is_none_or(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    });
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+        });
+    host_ok && port_ok
+}
+
+/// Longest store message kept in an error, in characters.
+pub(crate) const MAX_STORE_MESSAGE_CHARS: usize = 300;
+
+/// A store's own message, fit for an error: cut to
+/// [`MAX_STORE_MESSAGE_CHARS`], or `None` when it contains any of
+/// `sensitive` (it might quote the value).
+pub(crate) fn store_message<'a>(
+    text: &str,
+    sensitive: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<String> {
+    let leaks = sensitive
+        .into_iter()
+        .any(|s| !s.is_empty() && text.as_bytes().windows(s.len()).any(|w| w == s));
+    if leaks {
+        return None;
+    }
+    let mut short: String = text.chars().take(MAX_STORE_MESSAGE_CHARS).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    Some(short)
+}
+
+/// A request that got no answer: [`UpstreamError::Tls`] when its error
+/// `chain` speaks of certificates, TLS or a handshake, else
+/// [`UpstreamError::Unavailable`].
+pub(crate) fn no_answer(endpoint: &str, reason: String, chain: &[String]) -> UpstreamError {
+    let tls = chain.iter().any(|m| {
+        let m = m.to_lowercase();
+        m.contains("certificate") || m.contains("tls") || m.contains("handshake")
+    });
+    let endpoint = endpoint.to_owned();
+    if tls {
+        UpstreamError::Tls { endpoint, reason }
+    } else {
+        UpstreamError::Unavailable { endpoint, reason }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -345,5 +454,42 @@ mod tests {
             .is_transient()
         );
         assert!(!UpstreamError::MountMissing { mount: "kv".into() }.is_transient());
+    }
+
+    #[test]
+    fn server_addresses_are_a_bare_host_and_port() {
+        for ok in ["vault:8200", "127.0.0.1", "[::1]:8200", "a-b.example.com"] {
+            assert!(authority_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "vault:8200/v1",
+            "vault:+80",
+            "vault:99999",
+            "[::1",
+            "ho st",
+            "vault:",
+        ] {
+            assert!(!authority_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn store_messages_are_cut_or_withheld_when_they_quote_a_sensitive_string() {
+        let long = "x".repeat(MAX_STORE_MESSAGE_CHARS + 5);
+        let cut = store_message(&long, []).unwrap();
+        assert_eq!(cut.chars().count(), MAX_STORE_MESSAGE_CHARS + 1);
+        assert_eq!(
+            store_message("denied near hunter2", [b"hunter2".as_slice()]),
+            None
+        );
+        assert_eq!(
+            store_message("denied", [b"".as_slice()]).as_deref(),
+            Some("denied")
+        );
+        let tls = no_answer("e", "r".into(), &["invalid peer certificate".into()]);
+        assert!(matches!(tls, UpstreamError::Tls { .. }));
+        let down = no_answer("e", "r".into(), &["connection refused".into()]);
+        assert!(matches!(down, UpstreamError::Unavailable { .. }) && down.is_transient());
     }
 }

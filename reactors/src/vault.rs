@@ -69,8 +69,7 @@ pub const META_URI: &str = "sealplane-uri";
 /// The request id of the last upload that wrote a version.
 pub const META_REQUEST_ID: &str = "sealplane-request-id";
 
-/// Longest secret path in bytes (SPEC §3).
-pub const MAX_PATH_LEN: usize = 512;
+pub use crate::upstream::MAX_PATH_LEN;
 
 /// A Vault/OpenBao KV store.
 pub struct VaultStore {
@@ -93,30 +92,7 @@ impl std::fmt::Debug for VaultStore {
 
 /// Checks a secret path: `/`-separated `[A-Za-z0-9._-]+` segments, no `.`/`..`, ≤512 bytes.
 pub fn validate_path(path: &str) -> Result<(), UpstreamError> {
-    let invalid = |reason| {
-        Err(UpstreamError::InvalidPath {
-            path: path.to_owned(),
-            reason,
-        })
-    };
-    if path.len() > MAX_PATH_LEN {
-        return invalid("it is longer than 512 bytes");
-    }
-    for seg in path.split('/') {
-        if seg.is_empty() {
-            return invalid("it has an empty segment (`//`, or a leading or trailing `/`)");
-        }
-        if seg == "." || seg == ".." {
-            return invalid("`.` and `..` segments are not allowed");
-        }
-        if !seg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return invalid("segments may hold only letters, digits, `.`, `_` and `-`");
-        }
-    }
-    Ok(())
+    crate::upstream::check_path(path, crate::upstream::path_segment_problem)
 }
 
 impl VaultStore {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::upstream::UpstreamError;
+use crate::upstream::{UpstreamError, authority_ok};
 
 /// The longest secret name AWS accepts, in characters.
 pub const MAX_NAME_LEN: usize = 512;
@@ -66,34 +66,6 @@ pub fn aws_name_chars_ok(name: &str) -> bool {
     name.bytes().all(|b| {
         b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'+' | b'=' | b'.' | b'@' | b'-')
     })
-}
-
-/// `host[:port]` or `[ipv6][:port]`.
-fn authority_ok(authority: &str) -> bool {
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((ip, port))
-                if !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') =>
-            {
-                (None, port)
-            }
-            _ => return false,
-        },
-        None => match authority.split_once(':') {
-            Some((host, _)) => (Some(host), &authority[host.len()..]),
-            None => (Some(authority), ""),
-        },
-    };
-    let host_ok = host.is_none_or(|h| {
-        !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-    });
-    let port_ok = port.is_empty()
-        || port
-            .strip_prefix(':')
-            .is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_ok());
-    host_ok && port_ok
 }
 
 impl AwsSecretsManagerConfig {

@@ -11,10 +11,7 @@ use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use zeroize::Zeroizing;
 
-use crate::upstream::UpstreamError;
-
-/// Longest AWS message kept in an error, in characters.
-const MAX_MESSAGE_CHARS: usize = 300;
+use crate::upstream::{UpstreamError, no_answer, store_message};
 
 /// AWS error codes that mean the request's credentials were refused.
 const CREDENTIAL_CODES: &[&str] = &[
@@ -52,18 +49,8 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// `text` cut short, or a note that it was withheld because it might quote the value.
     fn safe(&self, text: &str) -> String {
-        let leaks = self
-            .sensitive
-            .iter()
-            .any(|s| !s.is_empty() && text.contains(s.as_str()));
-        if leaks {
-            return "(withheld: it might quote the value)".to_owned();
-        }
-        let mut short: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
-        if short.len() < text.len() {
-            short.push('…');
-        }
-        short
+        store_message(text, self.sensitive.iter().map(|s| s.as_bytes()))
+            .unwrap_or_else(|| "(withheld: it might quote the value)".to_owned())
     }
 
     /// Maps an SDK error; it is dropped here, unformatted.
@@ -172,21 +159,7 @@ impl Call<'_> {
             Some(innermost) => self.safe(innermost),
             None => "no answer".to_owned(),
         };
-        let tls = chain.iter().any(|m| {
-            let m = m.to_lowercase();
-            m.contains("certificate") || m.contains("tls") || m.contains("handshake")
-        });
-        if tls {
-            UpstreamError::Tls {
-                endpoint: self.endpoint.to_owned(),
-                reason,
-            }
-        } else {
-            UpstreamError::Unavailable {
-                endpoint: self.endpoint.to_owned(),
-                reason,
-            }
-        }
+        no_answer(self.endpoint, reason, chain)
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::upstream::UpstreamError;
+use crate::upstream::{UpstreamError, authority_ok};
 
 /// A Vault/OpenBao KV store: where it is, which mount, how to log in.
 ///
@@ -114,34 +114,6 @@ fn default_approle_mount() -> String {
 
 fn default_timeout() -> u64 {
     10
-}
-
-/// `host[:port]`, `[ipv6][:port]`: what the URL parser behind vaultrs accepts without panicking.
-fn authority_ok(authority: &str) -> bool {
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((ip, port))
-                if !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') =>
-            {
-                (None, port)
-            }
-            _ => return false,
-        },
-        None => match authority.split_once(':') {
-            Some((host, _)) => (Some(host), &authority[host.len()..]),
-            None => (Some(authority), ""),
-        },
-    };
-    let host_ok = host.is_none_or(|h| {
-        !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-    });
-    let port_ok = port.is_empty()
-        || port.strip_prefix(':').is_some_and(|p| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
-        });
-    host_ok && port_ok
 }
 
 /// A mount or namespace path: `/`-separated `[A-Za-z0-9._-]` segments.

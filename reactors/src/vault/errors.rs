@@ -9,10 +9,7 @@
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
-use crate::upstream::UpstreamError;
-
-/// Longest store message kept in an error, in characters.
-const MAX_MESSAGE_CHARS: usize = 300;
+use crate::upstream::{UpstreamError, no_answer, store_message};
 
 /// What a failed call was doing, to name it in the error.
 pub struct Call<'a> {
@@ -37,18 +34,10 @@ impl Call<'_> {
         if text.is_empty() {
             return String::new();
         }
-        let leaks = self
-            .sensitive
-            .iter()
-            .any(|s| !s.is_empty() && text.as_bytes().windows(s.len()).any(|w| w == *s));
-        if leaks {
-            return ": (the store's message is withheld: it might quote the value)".to_owned();
+        match store_message(&text, self.sensitive.iter().copied()) {
+            Some(short) => format!(": {short}"),
+            None => ": (the store's message is withheld: it might quote the value)".to_owned(),
         }
-        let mut short: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
-        if short.len() < text.len() {
-            short.push('…');
-        }
-        format!(": {short}")
     }
 
     /// The error for an HTTP error status with Vault's `errors` strings.
@@ -134,21 +123,7 @@ impl Call<'_> {
             .unwrap_or_else(|| "no answer".to_owned());
         let reason = self.message(std::slice::from_ref(&innermost));
         let reason = reason.strip_prefix(": ").unwrap_or(&reason).to_owned();
-        let tls = chain.iter().any(|m| {
-            let m = m.to_lowercase();
-            m.contains("certificate") || m.contains("tls") || m.contains("handshake")
-        });
-        if tls {
-            UpstreamError::Tls {
-                endpoint: self.endpoint.to_owned(),
-                reason,
-            }
-        } else {
-            UpstreamError::Unavailable {
-                endpoint: self.endpoint.to_owned(),
-                reason,
-            }
-        }
+        no_answer(self.endpoint, reason, &chain)
     }
 }
 
