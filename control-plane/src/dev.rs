@@ -70,12 +70,17 @@ pub fn reactor_config(dir: &Path, addr: SocketAddr) -> ReactorConfig {
 /// returns the reactor, ready to run against `addr`.
 pub async fn reactor(app: &App, dir: &Path, addr: SocketAddr) -> Result<Reactor, DevError> {
     let config = reactor_config(dir, addr);
-    for file in [
-        config.fingerprint.key_file.as_deref(),
-        Some(dir.join("master.key").as_path()),
-    ]
-    .into_iter()
-    .flatten()
+    // The key files the config names: created on first start, kept after.
+    let master_keys = config.stores.values().filter_map(|store| match store {
+        StoreConfig::File(f) => f.master_key_file.as_deref(),
+        _ => None,
+    });
+    for file in config
+        .fingerprint
+        .key_file
+        .as_deref()
+        .into_iter()
+        .chain(master_keys)
     {
         MasterKey::load_or_create(file)?;
     }
