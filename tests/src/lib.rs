@@ -517,6 +517,16 @@ impl Cluster {
         events
     }
 
+    /// (event type, data JSON) of every event of the log, after a clean
+    /// stop: what the event-count assertions of the flows read.
+    pub async fn event_log(&mut self) -> Vec<(String, String)> {
+        self.events()
+            .await
+            .into_iter()
+            .map(|e| (e.event_type.as_str().to_owned(), e.data.as_str().to_owned()))
+            .collect()
+    }
+
     /// Every place under the cluster directory (event store and its WAL,
     /// file stores, all process logs, all sealctl output) holding
     /// `plaintext` raw, as base64 or as hex; empty when it is nowhere.

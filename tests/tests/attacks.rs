@@ -157,15 +157,6 @@ fn sealed(id: Uuid, uri: &str, key: &PublicKey, password: &str) -> Vec<u8> {
     seal(&Payload::new(id, uri, value(password)).unwrap(), key).unwrap()
 }
 
-/// (event type, data JSON) of every event, after a clean stop.
-async fn log(c: &mut Cluster) -> Vec<(String, String)> {
-    c.events()
-        .await
-        .into_iter()
-        .map(|e| (e.event_type.as_str().to_owned(), e.data.as_str().to_owned()))
-        .collect()
-}
-
 fn count(log: &[(String, String)], event_type: &str, needle: &str) -> usize {
     log.iter()
         .filter(|(t, d)| t == event_type && d.contains(needle))
@@ -238,7 +229,7 @@ async fn tampered_replayed_reused_and_foreign_uploads_are_refused_and_recorded()
     assert!(again.message().contains("already"), "{}", again.message());
 
     c.assert_nowhere(secret.as_bytes());
-    let log = log(&mut c).await;
+    let log = c.event_log().await;
     assert_eq!(count(&log, "SecretUploadFailed", "tampered"), 1);
     assert_eq!(count(&log, "SecretUploadFailed", "belongs to request"), 1);
     assert_eq!(count(&log, "SecretUploadFailed", "targets"), 1);
@@ -287,7 +278,7 @@ async fn late_uploads_are_refused_and_unused_keys_expire() {
     );
     ok.ok();
 
-    let log = log(&mut c).await;
+    let log = c.event_log().await;
     assert_eq!(count(&log, "SecretUploadKeyExpired", ""), 1);
     assert_eq!(count(&log, "AccessDenied", "expired"), 1, "{log:?}");
     c.assert_nowhere(secret.as_bytes());
@@ -379,7 +370,7 @@ async fn a_substituted_or_changed_reactor_identity_is_refused_before_anything_is
     assert!(std::fs::read_to_string(&pins).unwrap().contains(&real_key));
 
     c.assert_nowhere(secret.as_bytes());
-    let log = log(&mut c).await;
+    let log = c.event_log().await;
     // Nothing was ever sealed for rogue, nor for the refused put.
     assert_eq!(count(&log, "SecretUploadRequested", ""), 2, "{log:?}");
     assert_eq!(count(&log, "SecretVersionAdded", "rogue"), 0);
@@ -458,7 +449,7 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
         serde_json::json!([]),
         "no empty secret left"
     );
-    let log = log(&mut c).await;
+    let log = c.event_log().await;
     assert_eq!(
         count(&log, "SecretUploadRequested", ""),
         0,
@@ -506,7 +497,7 @@ async fn a_reactor_killed_between_key_and_upload_fails_the_request_and_a_retry_s
     assert_eq!(retried["version"], 1);
 
     c.assert_nowhere(secret.as_bytes());
-    let log = log(&mut c).await;
+    let log = c.event_log().await;
     assert_eq!(count(&log, "SecretUploadFailed", "one-time key lost"), 1);
     assert_eq!(count(&log, "SecretUploaded", ""), 1);
     c.assert_nowhere(secret.as_bytes());
@@ -554,7 +545,7 @@ async fn a_request_no_reactor_answers_is_ended_by_the_control_plane() {
         out.stderr
     );
 
-    let log = log(&mut c).await;
+    let log = c.event_log().await;
     assert_eq!(count(&log, "SecretUploadKeyExpired", &id.to_string()), 1);
 }
 
@@ -587,7 +578,7 @@ async fn guessing_a_value_by_verification_is_rate_limited_and_recorded() {
     .ok();
 
     c.assert_nowhere(secret.as_bytes());
-    let log = log(&mut c).await;
+    let log = c.event_log().await;
     assert_eq!(
         count(&log, "AccessDenied", "too many verifications"),
         1,

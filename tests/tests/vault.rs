@@ -158,15 +158,6 @@ async fn a_put_lands_in_openbao_and_the_log_holds_no_value() {
     }
 }
 
-/// (event type, data JSON) of every event, after a clean stop.
-async fn log(c: &mut Cluster) -> Vec<(String, String)> {
-    c.events()
-        .await
-        .into_iter()
-        .map(|e| (e.event_type.as_str().to_owned(), e.data.as_str().to_owned()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_vault_policy_that_denies_the_path_fails_the_put_cleanly() {
     let api = Api::shared();
@@ -215,7 +206,7 @@ async fn a_vault_policy_that_denies_the_path_fails_the_put_cleanly() {
     assert_eq!(status, 404, "nothing was written");
 
     c.assert_nowhere(secret.as_bytes());
-    let log = log(&mut c).await;
+    let log = c.event_log().await;
     let failed: Vec<_> = log
         .iter()
         .filter(|(t, _)| t == "SecretUploadFailed")
@@ -284,7 +275,7 @@ async fn a_stopped_vault_fails_puts_after_retries_and_they_work_once_it_is_back(
     assert_eq!(read["data"]["data"]["password"], secret.as_str());
 
     c.assert_nowhere(secret.as_bytes());
-    let log = log(&mut c).await;
+    let log = c.event_log().await;
     assert_eq!(
         log.iter()
             .filter(|(t, _)| t == "SecretUploadFailed")
