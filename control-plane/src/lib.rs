@@ -18,7 +18,6 @@ pub mod auth;
 pub mod bootstrap;
 pub mod command;
 pub mod config;
-pub mod dev;
 pub mod domain;
 pub mod projection;
 pub mod read_model;

@@ -12,8 +12,7 @@ pub mod v1 {
     tonic::include_proto!("sealplane.v1");
 }
 
-mod event;
+#[cfg(feature = "offer")]
 pub mod offer;
+#[cfg(feature = "sealed")]
 pub mod sealed;
-
-pub use event::{ConversionError, event_from_proto, event_to_proto};

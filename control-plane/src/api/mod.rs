@@ -9,6 +9,7 @@
 pub mod app;
 pub mod principals;
 pub mod reactor;
+pub mod recorded_event;
 pub mod secrets;
 pub mod status;
 pub mod stores;

@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use sealplane_event_store::{Position, RecordedEvent, SubscriptionMessage};
-use sealplane_proto::event_to_proto;
 use sealplane_proto::v1;
 use sealplane_proto::v1::reactor_server::Reactor;
 use tokio::sync::mpsc;
@@ -19,6 +18,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::app::{App, Caller};
+use crate::api::recorded_event::event_to_proto;
 use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of, status_of};
 use crate::command::CommandEnvelope;
 use crate::domain::Role;

@@ -1,7 +1,7 @@
 //! Control plane resident memory with 100,000 secrets (SPEC §9), beside the
 //! same binary on an empty log, in one run.
 //!
-//! `cargo bench -p sealplane-control-plane --bench memory` (release). It
+//! `cargo bench -p sealplane --bench memory` (release). It
 //! writes a log as 100,000 real puts leave it (each: key requested, secret
 //! created, key provided, sealed upload of a ~1 KiB value, stored, version
 //! recorded: six events through the real command handler and aggregates),

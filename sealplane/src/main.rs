@@ -1,4 +1,7 @@
-//! `sealplane`: the control plane binary.
+//! `sealplane`: the control plane binary, and the one place where the
+//! control plane meets the reactor (`dev` runs both in one process;
+//! `is-secure` checks both configurations). The `sealplane-control-plane`
+//! library itself links no reactor, sealed-box opening or upstream code.
 
 #![forbid(unsafe_code)]
 
@@ -10,11 +13,14 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use chrono::Duration as TimeDelta;
 use clap::{Parser, Subcommand};
+use sealplane_control_plane::bootstrap;
 use sealplane_control_plane::config::{Config, EventStoreConfig, Limits};
 use sealplane_control_plane::domain::names::Slug;
 use sealplane_control_plane::server;
-use sealplane_control_plane::{bootstrap, dev};
 use sealplane_event_store::{EventStore, verify_log};
+
+mod dev;
+mod is_secure;
 
 #[derive(Parser)]
 #[command(name = "sealplane", version, about = "Sealplane control plane")]
@@ -78,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
             config,
             reactor_configs,
             data_dir,
-        } => is_secure(config, reactor_configs, data_dir),
+        } => is_secure::run(config, reactor_configs, data_dir),
     }
 }
 
@@ -198,54 +204,6 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
         "Sealplane dev stopped; every acknowledged event is on disk."
     );
     Ok(())
-}
-
-fn is_secure(
-    config: Option<PathBuf>,
-    reactor_configs: Vec<PathBuf>,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    use sealplane_reactors::config::ReactorConfig;
-    use sealplane_reactors::security::{exposed, reactor_report};
-
-    let mut checked = Vec::new();
-    let mut found = Vec::new();
-    if let Some(path) = &config {
-        let c = Config::load(path)?;
-        if c.tls.is_none() {
-            found.push(format!(
-                "{}: the API has no [tls] section, so tokens and ciphertext cross the network in clear (allowed on loopback only): add a certificate",
-                path.display()
-            ));
-        }
-        match &c.event_store {
-            EventStoreConfig::Embedded { path } => found.extend(exposed(path, "event store")),
-        }
-        checked.push(path.display().to_string());
-    }
-    for path in &reactor_configs {
-        let c = ReactorConfig::load(path)?;
-        found.extend(
-            reactor_report(&c)
-                .into_iter()
-                .map(|f| format!("{}: {f}", path.display())),
-        );
-        checked.push(path.display().to_string());
-    }
-    if let Some(dir) = &data_dir {
-        let c = dev::reactor_config(dir, SocketAddr::from(([127, 0, 0, 1], 0)));
-        found.extend(reactor_report(&c));
-        found.extend(exposed(&dir.join("events.db"), "event store"));
-        checked.push(format!("dev data directory {}", dir.display()));
-    }
-    if found.is_empty() {
-        println!("secure: nothing insecure found in {}", checked.join(", "));
-        return Ok(());
-    }
-    for f in &found {
-        println!("INSECURE: {f}");
-    }
-    std::process::exit(1);
 }
 
 /// Registers SIGINT and SIGTERM handlers now, before anything announces

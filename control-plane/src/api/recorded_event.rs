@@ -1,11 +1,13 @@
 //! Recorded events on the wire, byte for byte, so that a receiver can check
-//! the hash chain itself.
+//! the hash chain itself. Only the server converts: the `proto` crate stays
+//! free of the event store (and its SQLite), so `sealctl` and the reactor
+//! link neither.
 
 use sealplane_event_store::{
     EventHash, EventType, JsonObject, Position, RecordedEvent, StreamId, StreamVersion,
 };
 
-use crate::v1;
+use sealplane_proto::v1;
 
 /// A wire event that does not hold a valid recorded event.
 #[derive(Debug, thiserror::Error)]

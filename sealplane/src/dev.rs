@@ -19,8 +19,8 @@ use sealplane_reactors::master_key::{MasterKey, MasterKeyError};
 use sealplane_reactors::reactor::{Reactor, ReactorParts, StartError};
 use zeroize::Zeroizing;
 
-use crate::api::app::App;
-use crate::bootstrap::{self, DevReactorError};
+use sealplane_control_plane::api::app::App;
+use sealplane_control_plane::bootstrap::{self, DevReactorError};
 
 /// The dev file store's name.
 pub const DEV_STORE: &str = "local";
