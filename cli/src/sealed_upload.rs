@@ -14,8 +14,10 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use comfy_table::Table;
 use crypto_box::PublicKey;
+use sealplane_proto::limits::MAX_KEY_TTL;
 use sealplane_proto::offer::{KeyOffer, verify_offer};
 use sealplane_proto::sealed::{Payload, SealError, SecretValue, seal};
+use sealplane_proto::upload::FailureKind;
 use sealplane_proto::v1;
 use sealplane_proto::v1::UploadState;
 use serde::Serialize;
@@ -30,9 +32,6 @@ use crate::progress::Progress;
 
 /// Attempts in all when a restarted reactor lost the one-time key (SPEC §3 step 5).
 pub const MAX_ATTEMPTS: usize = 3;
-
-/// The reason prefix a restarted reactor reports for requests whose key it lost.
-pub const KEY_LOST_PREFIX: &str = "one-time key lost";
 
 /// How long after the key's expiry sealctl keeps waiting for a reactor
 /// that already has the ciphertext (it may be writing upstream).
@@ -95,6 +94,8 @@ pub enum UploadError {
         uri: String,
         /// The reactor's reason (never a value).
         reason: String,
+        /// What kind of failure it is.
+        kind: FailureKind,
     },
     /// No reactor provided a key in time.
     #[error(
@@ -231,7 +232,7 @@ pub async fn upload(
 /// Whether attempt number `attempt` ended in a way that calls for a fresh
 /// start from step 1: a restarted reactor lost the one-time key.
 fn retries_after(error: &UploadError, attempt: usize) -> bool {
-    matches!(error, UploadError::Failed { reason, .. } if reason.starts_with(KEY_LOST_PREFIX))
+    matches!(error, UploadError::Failed { kind, .. } if kind.retry_with_new_request())
         && attempt < MAX_ATTEMPTS
 }
 
@@ -299,8 +300,8 @@ fn key_deadline(expires_at: &str) -> Instant {
         .ok()
         .and_then(|t| (t.with_timezone(&Utc) - Utc::now()).to_std().ok())
         .unwrap_or(Duration::ZERO)
-        // A key lives at most an hour (the control plane's limit).
-        .min(Duration::from_secs(3600));
+        // A key lives at most this long (the control plane refuses more).
+        .min(MAX_KEY_TTL.to_std().unwrap_or(Duration::ZERO));
     Instant::now() + left + EXPIRY_SLACK
 }
 
@@ -444,6 +445,7 @@ async fn attempt_once(
                 return Err(UploadError::Failed {
                     store,
                     uri,
+                    kind: FailureKind::from_proto(status.failure_kind, &status.reason),
                     reason: status.reason,
                 });
             }
@@ -508,16 +510,22 @@ mod tests {
 
     #[test]
     fn only_a_lost_key_is_retried_and_only_twice() {
-        let failed = |reason: &str| UploadError::Failed {
+        let failed = |reason: &str, kind| UploadError::Failed {
             store: "local".into(),
             uri: "local://a".into(),
             reason: reason.into(),
+            kind,
         };
-        let lost = failed("one-time key lost: the reactor restarted");
+        let lost = failed("the reactor restarted", FailureKind::KeyLost);
         assert!(retries_after(&lost, 1));
         assert!(retries_after(&lost, 2));
         assert!(!retries_after(&lost, MAX_ATTEMPTS));
-        assert!(!retries_after(&failed("upstream refused the write"), 1));
+        let upstream = failed("upstream refused the write", FailureKind::Upstream);
+        assert!(!retries_after(&upstream, 1));
+        // The kind decides, not the words: a reason that merely starts
+        // like a lost key is not retried.
+        let lookalike = failed("one-time key lost (says the text)", FailureKind::Other);
+        assert!(!retries_after(&lookalike, 1));
         let expired = UploadError::Expired {
             store: "local".into(),
         };

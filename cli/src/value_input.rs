@@ -13,7 +13,7 @@ use sealplane_proto::sealed::{SealError, SecretValue, is_valid_key_name};
 use zeroize::Zeroizing;
 
 /// Default limit on the sum of a secret's value lengths (SPEC §3).
-pub const DEFAULT_MAX_SECRET_BYTES: usize = 256 * 1024;
+pub use sealplane_proto::limits::DEFAULT_MAX_SECRET_BYTES;
 
 /// The key a lone prompted value is stored under.
 pub const DEFAULT_KEY: &str = "value";

@@ -263,6 +263,35 @@ impl CommandHandler {
         ctx: &Context,
         envelope: &CommandEnvelope,
     ) -> Result<Executed, CommandError<A::Refusal>> {
+        Ok(self
+            .run::<A>(stream, command, ctx, envelope, false)
+            .await?
+            .0)
+    }
+
+    /// As [`CommandHandler::execute`], also returning the aggregate's state
+    /// once the command took effect (with the events it wrote applied).
+    pub async fn execute_observed<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        command: &A::Command,
+        ctx: &Context,
+        envelope: &CommandEnvelope,
+    ) -> Result<(Executed, A), CommandError<A::Refusal>> {
+        let (done, state) = self.run::<A>(stream, command, ctx, envelope, true).await?;
+        Ok((done, state.unwrap_or_default()))
+    }
+
+    /// Executes; with `observe`, also the state afterwards (a clone, so
+    /// plain executions do not pay for it).
+    async fn run<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        command: &A::Command,
+        ctx: &Context,
+        envelope: &CommandEnvelope,
+        observe: bool,
+    ) -> Result<(Executed, Option<A>), CommandError<A::Refusal>> {
         let _turn = self.stripe(stream).lock().await;
         let mut attempts = 0;
         loop {
@@ -270,13 +299,15 @@ impl CommandHandler {
             let loaded = self.take_loaded::<A>(stream).await?;
             if let Some(position) = loaded.applied(envelope.command_id) {
                 let version = loaded.version;
+                let state = observe.then(|| loaded.state.clone());
                 self.keep(stream, loaded);
-                return Ok(Executed {
+                let done = Executed {
                     events: 0,
                     version,
                     position: Some(position),
                     replayed: true,
-                });
+                };
+                return Ok((done, state));
             }
             let events = match loaded.state.decide(command, ctx) {
                 Ok(events) => events,
@@ -290,13 +321,15 @@ impl CommandHandler {
             };
             if events.is_empty() {
                 let version = loaded.version;
+                let state = observe.then(|| loaded.state.clone());
                 self.keep(stream, loaded);
-                return Ok(Executed {
+                let done = Executed {
                     events: 0,
                     version,
                     position: None,
                     replayed: false,
-                });
+                };
+                return Ok((done, state));
             }
             let metadata = metadata(ctx, envelope);
             let new_events = events
@@ -309,15 +342,23 @@ impl CommandHandler {
                 .await
             {
                 Ok(appended) => {
+                    let state = observe.then(|| {
+                        let mut state = loaded.state.clone();
+                        for event in &events {
+                            state.apply(event);
+                        }
+                        state
+                    });
                     // The cached state catches up (reads these events back)
                     // on the next command, like any other writer's.
                     self.keep(stream, loaded);
-                    return Ok(Executed {
+                    let done = Executed {
                         events: events.len(),
                         version: Some(appended.version),
                         position: Some(appended.last_position),
                         replayed: false,
-                    });
+                    };
+                    return Ok((done, state));
                 }
                 Err(AppendError::Conflict(_)) if attempts <= self.max_retries => {
                     self.keep(stream, loaded);

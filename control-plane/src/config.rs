@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Default secret size limit: 256 KiB (SPEC §3).
-pub const DEFAULT_MAX_SECRET_BYTES: usize = 256 * 1024;
+pub use sealplane_proto::limits::DEFAULT_MAX_SECRET_BYTES;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod application;
 pub mod auth;
 pub mod bootstrap;
 pub mod command;

@@ -92,9 +92,10 @@ impl Projection for ReadModel {
         };
         if applied.is_none() {
             self.unreadable += 1;
-            eprintln!(
-                "sealplane: read model skipped unreadable event {} at position {}",
-                event.event_type, event.position
+            tracing::error!(
+                event_type = %event.event_type,
+                position = event.position.0,
+                "read model skipped an unreadable event"
             );
         }
     }

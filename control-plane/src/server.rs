@@ -142,7 +142,10 @@ pub async fn serve(
     let result = tokio::select! {
         result = server => result,
         () = drained => {
-            eprintln!("sealplane: connections still open {DRAIN_TIMEOUT:?} after shutdown; stopping anyway");
+            tracing::warn!(
+                drain_timeout = ?DRAIN_TIMEOUT,
+                "connections still open after shutdown; stopping anyway"
+            );
             Ok(())
         }
     };
@@ -163,7 +166,7 @@ fn no_delay(
     TcpListenerStream::new(listener).map(|accepted| {
         accepted.inspect(|stream| {
             if let Err(e) = stream.set_nodelay(true) {
-                eprintln!("sealplane: cannot turn off Nagle's algorithm on a connection: {e}");
+                tracing::warn!(error = %e, "cannot turn off Nagle's algorithm on a connection");
             }
         })
     })

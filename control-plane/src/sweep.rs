@@ -63,12 +63,15 @@ pub async fn run(app: App) {
                 )
                 .await;
             match swept {
-                Ok(done) if done.events > 0 => eprintln!(
-                    "sealplane: upload request {id} expired unanswered: no reactor reported within {}s of its expiry",
-                    SWEEP_GRACE.num_seconds()
+                Ok(done) if done.events > 0 => tracing::info!(
+                    request_id = %id,
+                    grace_seconds = SWEEP_GRACE.num_seconds(),
+                    "upload request expired unanswered: no reactor reported within the grace after its expiry"
                 ),
                 Ok(_) => {}
-                Err(e) => eprintln!("sealplane: cannot end unanswered upload request {id}: {e}"),
+                Err(e) => {
+                    tracing::warn!(request_id = %id, error = %e, "cannot end an unanswered upload request")
+                }
             }
         }
     }

@@ -1,9 +1,14 @@
-//! Sealplane's wire contract between processes: the protobuf services and
-//! messages (compiled from `proto/sealplane/**.proto` without `protoc`), and
-//! conversions between them and the domain types.
+//! Sealplane's wire contract between processes, defined once: the protobuf
+//! services and messages (compiled from `proto/sealplane/**.proto` without
+//! `protoc`), and the vocabulary every process shares — names and their
+//! rules (`names`), limits (`limits`), the upload protocol's purposes and
+//! failure kinds (`upload`), the typed reactor feed (`feed`), the signed
+//! key offer (`offer`, feature `offer`) and the sealed-payload format
+//! (`sealed`, feature `sealed`, which the control plane leaves off).
 //!
 //! What it is not for: behaviour. Servers and clients live in the
-//! control-plane, reactor and CLI crates.
+//! control-plane, reactor and CLI crates, and this crate depends on none
+//! of them.
 
 #![forbid(unsafe_code)]
 
@@ -12,7 +17,11 @@ pub mod v1 {
     tonic::include_proto!("sealplane.v1");
 }
 
+pub mod feed;
+pub mod limits;
+pub mod names;
 #[cfg(feature = "offer")]
 pub mod offer;
 #[cfg(feature = "sealed")]
 pub mod sealed;
+pub mod upload;

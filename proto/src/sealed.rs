@@ -24,7 +24,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 /// Bytes a sealed box adds to its plaintext: ephemeral public key + MAC tag.
-pub const SEAL_OVERHEAD: usize = crypto_box::SEALBYTES;
+pub const SEAL_OVERHEAD: usize = crate::limits::SEALED_BOX_OVERHEAD;
 
 /// Longest key name, as for Kubernetes Secret keys.
 pub const MAX_KEY_NAME_LEN: usize = 253;

@@ -16,104 +16,28 @@
 //!
 //! The checkpoint is a low-water mark: the position of the oldest event of
 //! any request or deletion still open, so a restart replays exactly what is
-//! needed to rebuild this ledger.
+//! needed to rebuild this ledger. The feed's own checkpoints (nothing for
+//! this reactor up to a position) move it on while the store is quiet.
+//!
+//! The events are the feed's typed messages (`sealplane_proto::feed`), the
+//! same types the control plane builds them with: there is no mirror of
+//! the control plane's events here to drift from it.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use sealplane_proto::feed::FeedEvent;
+use sealplane_proto::names::SecretUri;
+pub use sealplane_proto::upload::Purpose;
 use uuid::Uuid;
-
-/// What an upload request is for (the control plane's `Purpose`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Purpose {
-    /// Store a new version; `adopt` takes over an unmanaged upstream secret.
-    Put {
-        /// Take over an unmanaged upstream secret.
-        #[serde(default)]
-        adopt: bool,
-    },
-    /// Compare a value with the stored one.
-    Verify,
-}
-
-/// The events of the feed the reactor reads; every other type is ignored.
-/// Unknown fields are ignored too, so newer control planes stay readable.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type")]
-pub enum FeedEvent {
-    /// Step 1: a user asked for a one-time key.
-    SecretUploadKeyRequested {
-        /// The request.
-        request_id: Uuid,
-        /// `<store>://<path>`.
-        uri: String,
-        /// The store serving it.
-        store: String,
-        /// Put or verify.
-        purpose: Purpose,
-        /// When the key stops being usable.
-        expires_at: DateTime<Utc>,
-    },
-    /// Step 2 done: a key was provided (by this run of the reactor or an earlier one).
-    SecretUploadKeyProvided {
-        /// The request.
-        request_id: Uuid,
-    },
-    /// Step 4: the sealed payload (base64).
-    SecretUploadRequested {
-        /// The request.
-        request_id: Uuid,
-        /// Base64 of the sealed box.
-        ciphertext: String,
-    },
-    /// The request ended: stored.
-    SecretUploaded {
-        /// The request.
-        request_id: Uuid,
-    },
-    /// The request ended: compared.
-    SecretVerified {
-        /// The request.
-        request_id: Uuid,
-    },
-    /// The request ended: failed.
-    SecretUploadFailed {
-        /// The request.
-        request_id: Uuid,
-    },
-    /// The request ended: its key expired unused.
-    SecretUploadKeyExpired {
-        /// The request.
-        request_id: Uuid,
-    },
-    /// A deleter asked for the secret to be deleted upstream.
-    SecretDeletionRequested {
-        /// The secret.
-        uri: String,
-        /// Destroy every version rather than soft-delete.
-        destroy: bool,
-    },
-    /// The deletion was carried out.
-    SecretDeleted {
-        /// The secret.
-        uri: String,
-    },
-    /// Any other event of the reactor's stores.
-    #[serde(other)]
-    Other,
-}
 
 /// The facts of a request the reactor needs to serve it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestInfo {
     /// The request.
     pub request_id: Uuid,
-    /// `<store>://<path>`.
-    pub uri: String,
-    /// The store serving it.
-    pub store: String,
+    /// `<store>://<path>`; the store is one of this reactor's.
+    pub uri: SecretUri,
     /// Put or verify.
     pub purpose: Purpose,
     /// When the key stops being usable.
@@ -130,15 +54,15 @@ pub enum Action {
     Open {
         /// The request.
         request: RequestInfo,
-        /// Base64 of the sealed box.
-        ciphertext: String,
+        /// The sealed box.
+        ciphertext: Vec<u8>,
     },
     /// Report the request failed: its key was issued by an earlier run.
     KeyLost(RequestInfo),
     /// Delete (or destroy) the secret upstream and report it.
     Delete {
         /// The secret.
-        uri: String,
+        uri: SecretUri,
         /// Destroy rather than soft-delete.
         destroy: bool,
     },
@@ -156,7 +80,7 @@ struct OpenRequest {
     first_position: u64,
     info: RequestInfo,
     stage: Stage,
-    ciphertext: Option<String>,
+    ciphertext: Option<Vec<u8>>,
     /// This process was asked to provide the key, so it holds it.
     key_issued_here: bool,
     /// The last stage an action was handed out for.
@@ -174,7 +98,7 @@ struct PendingDeletion {
 #[derive(Debug)]
 pub struct Ledger {
     requests: HashMap<Uuid, OpenRequest>,
-    deletions: BTreeMap<String, PendingDeletion>,
+    deletions: BTreeMap<SecretUri, PendingDeletion>,
     /// The next position to ask the feed for.
     next: u64,
     live: bool,
@@ -213,6 +137,12 @@ impl Ledger {
         self.requests.len()
     }
 
+    /// The feed says nothing more concerns this reactor up to `position`
+    /// (a checkpoint): the next subscription may start after it.
+    pub fn covered(&mut self, position: u64) {
+        self.next = self.next.max(position.saturating_add(1));
+    }
+
     /// The feed (re)started: fold without acting until [`Ledger::caught_up`].
     pub fn resubscribed(&mut self) {
         self.live = false;
@@ -227,10 +157,9 @@ impl Ledger {
         self.next = position + 1;
         let live = self.live;
         match event {
-            FeedEvent::SecretUploadKeyRequested {
+            FeedEvent::KeyRequested {
                 request_id,
                 uri,
-                store,
                 purpose,
                 expires_at,
             } => {
@@ -239,7 +168,6 @@ impl Ledger {
                     info: RequestInfo {
                         request_id,
                         uri,
-                        store,
                         purpose,
                         expires_at,
                     },
@@ -250,12 +178,12 @@ impl Ledger {
                 });
                 live.then(|| due(request)).flatten()
             }
-            FeedEvent::SecretUploadKeyProvided { request_id } => {
+            FeedEvent::KeyProvided { request_id } => {
                 let request = self.requests.get_mut(&request_id)?;
                 request.stage = request.stage.max_with(Stage::KeyProvided);
                 live.then(|| due(request)).flatten()
             }
-            FeedEvent::SecretUploadRequested {
+            FeedEvent::UploadRequested {
                 request_id,
                 ciphertext,
             } => {
@@ -264,14 +192,11 @@ impl Ledger {
                 request.ciphertext = Some(ciphertext);
                 live.then(|| due(request)).flatten()
             }
-            FeedEvent::SecretUploaded { request_id }
-            | FeedEvent::SecretVerified { request_id }
-            | FeedEvent::SecretUploadFailed { request_id }
-            | FeedEvent::SecretUploadKeyExpired { request_id } => {
+            FeedEvent::Ended { request_id, .. } => {
                 self.requests.remove(&request_id);
                 None
             }
-            FeedEvent::SecretDeletionRequested { uri, destroy } => {
+            FeedEvent::DeletionRequested { uri, destroy } => {
                 let pending = self
                     .deletions
                     .entry(uri.clone())
@@ -292,11 +217,10 @@ impl Ledger {
                     None
                 }
             }
-            FeedEvent::SecretDeleted { uri } => {
+            FeedEvent::Deleted { uri } => {
                 self.deletions.remove(&uri);
                 None
             }
-            FeedEvent::Other => None,
         }
     }
 

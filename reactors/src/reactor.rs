@@ -24,8 +24,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{SecondsFormat, Utc};
+use sealplane_proto::feed::FeedMessage;
+use sealplane_proto::limits::{MAX_REASON_BYTES, truncate_to};
+use sealplane_proto::names::SecretUri;
 use sealplane_proto::offer::KeyOffer;
 use sealplane_proto::sealed::{self, SecretValue};
+use sealplane_proto::upload::FailureKind;
 use sealplane_proto::v1;
 use sealplane_proto::v1::reactor_client::ReactorClient;
 use tokio::sync::{Semaphore, watch};
@@ -42,14 +46,11 @@ use crate::config::{ConfigError, ReactorConfig, StoreConfig};
 use crate::file_store::FileStore;
 use crate::fingerprint::FingerprintKey;
 use crate::identity::{IdentityError, ReactorIdentity};
-use crate::ledger::{Action, FeedEvent, Ledger, Purpose, RequestInfo};
+use crate::ledger::{Action, Ledger, Purpose, RequestInfo};
 use crate::master_key::{MasterKeyError, security_report};
 use crate::one_time_key::{KeyError, OneTimeKeys};
 use crate::upstream::{RetryPolicy, UpstreamError, UpstreamStore, WriteMeta, retry};
 use crate::vault::VaultStore;
-
-/// Longest failure reason the control plane accepts, in bytes.
-const MAX_REASON_BYTES: usize = 1024;
 
 /// The start of the reason reported for a request whose key an earlier run
 /// issued; `sealctl` retries such failures with a new request.
@@ -301,7 +302,7 @@ impl Reactor {
         tokio::pin!(shutdown);
         'feed: loop {
             ledger.resubscribed();
-            let request = v1::SubscribeRequest {
+            let request = v1::FeedRequest {
                 from_position: ledger.resume_from(),
             };
             let mut client = self.work.client.clone();
@@ -376,49 +377,31 @@ impl Reactor {
         eprintln!("sealplane-reactor: stopped");
     }
 
-    fn fold(&self, ledger: &mut Ledger, message: v1::SubscribeResponse) -> Vec<Action> {
-        use v1::subscribe_response::Message;
-        match message.message {
-            Some(Message::Event(event)) => {
-                match serde_json::from_str::<FeedEvent>(&event.data_json) {
-                    Ok(feed_event) => ledger
-                        .apply(event.position, feed_event)
-                        .into_iter()
-                        .collect(),
-                    Err(e) => {
-                        // Never the JSON itself: an upload event holds ciphertext.
-                        eprintln!(
-                            "sealplane-reactor: skipped event {} ({}) that does not parse: {}",
-                            event.position,
-                            event.event_type,
-                            json_error_kind(&e)
-                        );
-                        ledger.apply(event.position, FeedEvent::Other);
-                        vec![]
-                    }
-                }
+    fn fold(&self, ledger: &mut Ledger, message: v1::FeedMessage) -> Vec<Action> {
+        match FeedMessage::try_from(message) {
+            Ok(FeedMessage::Event { position, event }) => {
+                ledger.apply(position, event).into_iter().collect()
             }
-            Some(Message::CaughtUp(at)) => {
+            Ok(FeedMessage::Checkpoint { position }) => {
+                ledger.covered(position);
+                vec![]
+            }
+            Ok(FeedMessage::CaughtUp { position }) => {
+                ledger.covered(position);
                 let actions = ledger.caught_up();
                 eprintln!(
-                    "sealplane-reactor: caught up at position {at}; {} open request(s), {} action(s) due",
+                    "sealplane-reactor: caught up at position {position}; {} open request(s), {} action(s) due",
                     ledger.open_requests(),
                     actions.len()
                 );
                 actions
             }
-            None => vec![],
+            Err(e) => {
+                // The error names the position and field, never ciphertext.
+                eprintln!("sealplane-reactor: skipped a feed message: {e}");
+                vec![]
+            }
         }
-    }
-}
-
-/// A JSON error's kind only: its text can quote the input.
-fn json_error_kind(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Io => "I/O error",
-        serde_json::error::Category::Syntax => "not JSON",
-        serde_json::error::Category::Data => "unexpected fields",
-        serde_json::error::Category::Eof => "truncated",
     }
 }
 
@@ -462,7 +445,7 @@ impl Work {
         let public_key = self.keys.issue(request.request_id, request.expires_at);
         let offer = KeyOffer {
             request_id: request.request_id,
-            uri: request.uri.clone(),
+            uri: request.uri.to_string(),
             public_key: *public_key.as_bytes(),
             expires_at: request.expires_at,
         };
@@ -489,7 +472,7 @@ impl Work {
     async fn open_and_store(
         &self,
         request: &RequestInfo,
-        ciphertext: &str,
+        ciphertext: &[u8],
     ) -> Result<Outcome, String> {
         let key = self
             .keys
@@ -500,27 +483,19 @@ impl Work {
                 ),
                 other => other.to_string(),
             })?;
-        let ciphertext = STANDARD
-            .decode(ciphertext)
-            .map_err(|_| "the sealed payload is not base64; nothing was written".to_owned())?;
-        let value = sealed::open(
-            &ciphertext,
-            key.secret_key(),
-            request.request_id,
-            &request.uri,
-        )
-        .map_err(|e| e.to_string())?;
+        let uri = request.uri.to_string();
+        let value = sealed::open(ciphertext, key.secret_key(), request.request_id, &uri)
+            .map_err(|e| e.to_string())?;
         // The key has done its one job: destroy it before any slow I/O.
         drop(key);
-        let (store_name, path) = split_uri(&request.uri)
-            .ok_or_else(|| format!("the request's uri {:?} names no store", request.uri))?;
+        let (store_name, path) = (request.uri.store.as_str(), request.uri.path.as_str());
         let store = self.stores.get(store_name).ok_or_else(|| {
             format!("this reactor is not configured for store `{store_name}`; nothing was written")
         })?;
         match request.purpose {
             Purpose::Put { adopt } => {
                 let meta = WriteMeta {
-                    uri: request.uri.clone(),
+                    uri: uri.clone(),
                     request_id: request.request_id,
                     adopt,
                 };
@@ -601,15 +576,18 @@ impl Work {
 
     async fn report_failed(&self, request: &RequestInfo, reason: String) {
         let id = request.request_id;
-        let reason = truncate(reason, MAX_REASON_BYTES);
+        let reason = truncate_to(reason, MAX_REASON_BYTES);
         eprintln!(
             "sealplane-reactor: request {id} for {} failed: {reason}",
             request.uri
         );
+        // Until actions have typed errors, the kind is read from the reason.
+        let kind = FailureKind::of_legacy_reason(&reason).to_proto() as i32;
         let call = v1::ReportFailedRequest {
             options: Some(command_options()),
             request_id: id.to_string(),
             reason,
+            kind,
         };
         self.call("ReportFailed", id, call, |mut c, r| async move {
             c.report_failed(r).await
@@ -628,11 +606,8 @@ impl Work {
         .await;
     }
 
-    async fn delete(&self, uri: &str, destroy: bool) {
-        let Some((store_name, path)) = split_uri(uri) else {
-            eprintln!("sealplane-reactor: cannot delete {uri:?}: it names no store");
-            return;
-        };
+    async fn delete(&self, uri: &SecretUri, destroy: bool) {
+        let (store_name, path) = (uri.store.as_str(), uri.path.as_str());
         let Some(store) = self.stores.get(store_name) else {
             eprintln!(
                 "sealplane-reactor: cannot delete {uri}: this reactor is not configured for store `{store_name}`"
@@ -655,7 +630,7 @@ impl Work {
         );
         let call = v1::ReportDeletedRequest {
             options: Some(command_options()),
-            uri: uri.to_owned(),
+            uri: uri.to_string(),
             destroyed: destroy,
         };
         self.call("ReportDeleted", Uuid::nil(), call, |mut c, r| async move {
@@ -747,25 +722,8 @@ fn command_options() -> v1::CommandOptions {
     }
 }
 
-/// `<store>://<path>` → (store, path).
-fn split_uri(uri: &str) -> Option<(&str, &str)> {
-    uri.split_once("://")
-}
-
 fn upstream_reason(e: &UpstreamError) -> String {
     format!("the upstream store refused or failed: {e}")
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary.
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 /// Exponential backoff from 200 ms to 5 s.
@@ -833,21 +791,6 @@ fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reasons_are_cut_on_a_character_boundary() {
-        let long = "é".repeat(600);
-        let cut = truncate(long, MAX_REASON_BYTES);
-        assert!(cut.len() <= MAX_REASON_BYTES);
-        assert_eq!(cut.chars().count(), 512);
-        assert_eq!(truncate("short".into(), 10), "short");
-    }
-
-    #[test]
-    fn uris_split_into_store_and_path() {
-        assert_eq!(split_uri("local://app/db"), Some(("local", "app/db")));
-        assert_eq!(split_uri("app/db"), None);
-    }
 
     #[test]
     fn checkpoints_survive_a_restart_and_a_bad_file_means_from_the_start() {

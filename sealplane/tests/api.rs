@@ -329,7 +329,7 @@ async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
     assert_eq!(status, Code::PermissionDenied);
     let (status, _) = code(
         c.reactor
-            .subscribe(req(v1::SubscribeRequest { from_position: 0 }, &alice))
+            .subscribe(req(v1::FeedRequest { from_position: 0 }, &alice))
             .await,
     );
     assert_eq!(status, Code::PermissionDenied);
@@ -367,7 +367,7 @@ async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
     // A reactor follows the feed and reads no secrets.
     let mut feed = c
         .reactor
-        .subscribe(req(v1::SubscribeRequest { from_position: 0 }, &r1))
+        .subscribe(req(v1::FeedRequest { from_position: 0 }, &r1))
         .await
         .unwrap()
         .into_inner();
@@ -378,7 +378,7 @@ async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
         .unwrap();
     assert!(matches!(
         first.message,
-        Some(v1::subscribe_response::Message::CaughtUp(_))
+        Some(v1::feed_message::Message::CaughtUp(_))
     ));
     let (status, _) = code(
         c.secrets
@@ -655,7 +655,7 @@ async fn the_upload_protocol_through_the_api_with_its_bad_cases() {
         let mut reactor = c.reactor.clone();
         async move {
             let mut feed = reactor
-                .subscribe(req(v1::SubscribeRequest { from_position: 0 }, &token))
+                .subscribe(req(v1::FeedRequest { from_position: 0 }, &token))
                 .await
                 .unwrap()
                 .into_inner();
@@ -664,8 +664,24 @@ async fn the_upload_protocol_through_the_api_with_its_bad_cases() {
                 .await
                 .unwrap()
             {
+                use v1::feed_message::Message;
                 match m.message {
-                    Some(v1::subscribe_response::Message::Event(e)) => types.push(e.event_type),
+                    Some(Message::KeyRequested(k)) => {
+                        assert_eq!(k.uri, "local://alice/db");
+                        types.push("SecretUploadKeyRequested".to_string())
+                    }
+                    Some(Message::KeyProvided(_)) => {
+                        types.push("SecretUploadKeyProvided".to_string())
+                    }
+                    Some(Message::UploadRequested(u)) => {
+                        assert_eq!(
+                            u.ciphertext,
+                            vec![0xAB; 100],
+                            "the sealed box, byte for byte"
+                        );
+                        types.push("SecretUploadRequested".to_string())
+                    }
+                    Some(Message::Checkpoint(_)) => {}
                     _ => break,
                 }
             }

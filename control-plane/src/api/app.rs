@@ -1,27 +1,20 @@
-//! What every service shares: the command handler, the read model, the
-//! limits, and the steps each call goes through (authenticate, check the
-//! role, wait for the read model, record refusals).
-
-use std::sync::Arc;
-use std::time::Duration;
+//! The steps every gRPC call goes through on the shared [`App`]:
+//! authenticate the bearer token, check the role, run a plain command or
+//! wait for the read model before a query.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sealplane_event_store::{Position, StreamId};
 use sealplane_proto::v1;
-use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::api::status::{code_of, envelope_of, reply_of, status_of};
+use crate::api::status::{envelope_of, reply_of};
+pub use crate::application::App;
+use crate::application::READ_YOUR_WRITES_WAIT;
 use crate::auth::token::BearerToken;
-use crate::command::{CommandEnvelope, CommandHandler, Executed};
-use crate::config::Limits;
-use crate::domain::{Actor, Aggregate, Context, RefusalKind, Role};
-use crate::projection::{ProjectionError, Projector};
+use crate::domain::{Actor, Aggregate, Context, Role};
+use crate::projection::ProjectionError;
 use crate::read_model::ReadModel;
-
-/// How long a query waits for the read model to reach `min_position`.
-const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
@@ -34,32 +27,7 @@ pub struct Caller {
     pub token_expires_at: DateTime<Utc>,
 }
 
-/// The state every service shares.
-#[derive(Clone)]
-pub struct App {
-    /// Executes commands.
-    pub handler: CommandHandler,
-    /// The read model.
-    pub model: Arc<Projector<ReadModel>>,
-    /// Protocol limits.
-    pub limits: Limits,
-    /// Becomes true when the server starts shutting down, so long-lived
-    /// streams (reactor feeds, upload watches) end and let it stop.
-    pub shutdown: watch::Receiver<bool>,
-}
-
 impl App {
-    /// Completes when the server starts shutting down.
-    pub async fn shutting_down(&self) {
-        let mut shutdown = self.shutdown.clone();
-        let _ = shutdown.wait_for(|down| *down).await;
-    }
-
-    /// The current time, the `now` of every decision.
-    pub fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-
     /// Authenticates the bearer token in `request`'s metadata. Refusals are
     /// logged with the peer address and reason (never the token); they are
     /// not events, since an anonymous caller must not be able to write to
@@ -70,10 +38,7 @@ impl App {
                 .remote_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "unknown peer".into());
-            eprintln!(
-                "sealplane: refused a call from {peer}: {}",
-                status.message()
-            );
+            tracing::info!(%peer, reason = status.message(), "refused an unauthenticated call");
         })
     }
 
@@ -123,67 +88,15 @@ impl App {
             wanted.join(" or ")
         )
         .to_lowercase();
-        Err(self.deny(caller, command, target, reason).await)
-    }
-
-    /// Records a refusal decided outside an aggregate and returns its status.
-    pub async fn deny(
-        &self,
-        caller: &Caller,
-        command: &'static str,
-        target: &str,
-        reason: String,
-    ) -> Status {
-        let ctx = self.context(caller);
-        let envelope = CommandEnvelope::new(command);
-        match self
-            .handler
-            .record_access_denied(&ctx, &envelope, target, &reason)
+        Err(self
+            .deny(&self.context(caller), command, target, reason)
             .await
-        {
-            Ok(()) => Status::new(code_of(RefusalKind::Denied), reason),
-            Err(e) => {
-                eprintln!("sealplane: could not record a refusal: {e}");
-                Status::unavailable("the event store is unavailable; try again")
-            }
-        }
+            .into())
     }
 
     /// The decision context for `caller` now.
     pub fn context(&self, caller: &Caller) -> Context {
-        Context {
-            actor: caller.actor.clone(),
-            now: self.now(),
-        }
-    }
-
-    /// Executes a command and turns the outcome into a reply or a status.
-    ///
-    /// Returns only once the read model has applied what the command
-    /// wrote, so whatever the client does next (authenticate with a token
-    /// just revoked, upload to a store just disabled) sees it.
-    pub async fn execute<A: Aggregate>(
-        &self,
-        stream: &StreamId,
-        command: &A::Command,
-        ctx: &Context,
-        envelope: &CommandEnvelope,
-    ) -> Result<Executed, Status> {
-        let done = self
-            .handler
-            .execute::<A>(stream, command, ctx, envelope)
-            .await
-            .map_err(status_of)?;
-        if let Some(position) = done.position
-            && let Err(e) = self.model.wait_for(position, READ_YOUR_WRITES_WAIT).await
-        {
-            // The write is durable; only its visibility is late.
-            eprintln!(
-                "sealplane: {} recorded at {position}, but {e}",
-                envelope.name
-            );
-        }
-        Ok(done)
+        self.context_of(&caller.actor)
     }
 
     /// The steps of a plain command: authenticate, build the command from

@@ -4,31 +4,26 @@
 //! reactor bound to the request's store.
 
 use std::pin::Pin;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use futures_util::StreamExt;
-use sealplane_event_store::{Position, RecordedEvent, SubscriptionMessage};
+use sealplane_event_store::Position;
 use sealplane_proto::v1;
 use sealplane_proto::v1::reactor_server::Reactor;
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::app::{App, Caller};
-use crate::api::recorded_event::event_to_proto;
-use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of, status_of};
-use crate::command::CommandEnvelope;
+use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of};
+use crate::application::reactor_feed;
+use crate::application::upload::{self, Uploaded};
 use crate::domain::Role;
-use crate::domain::names::{SecretUri, StoreName};
+use crate::domain::names::SecretUri;
 use crate::domain::secret::{Secret, SecretCommand};
-use crate::domain::upload::{UploadCommand, UploadEvent, UploadRequest};
-use crate::streams::{self, StreamKind, kind_of};
-
-/// How long the feed waits for the read model to reach an event it filters.
-const FILTER_WAIT: Duration = Duration::from_secs(30);
+use crate::domain::upload::{FailureKind, UploadCommand, UploadRequest};
+use crate::streams;
 
 /// The Reactor gRPC service.
 pub struct ReactorApi {
@@ -72,23 +67,13 @@ impl ReactorApi {
     }
 }
 
-/// The store an event of the log concerns, given the read model has
-/// applied it.
-fn store_of(app: &App, event: &RecordedEvent) -> Option<StoreName> {
-    match kind_of(&event.stream_id)? {
-        StreamKind::Secret(uri) => Some(uri.store),
-        StreamKind::Upload(id) => app.model.read(|m| m.upload_store(&id).cloned()).0,
-        _ => None,
-    }
-}
-
 fn parse_time(text: &str, field: &str) -> Result<DateTime<Utc>, Status> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| Status::invalid_argument(format!("{field} `{text}` is not an RFC 3339 time")))
 }
 
-type Feed = Pin<Box<dyn Stream<Item = Result<v1::SubscribeResponse, Status>> + Send>>;
+type Feed = Pin<Box<dyn Stream<Item = Result<v1::FeedMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Reactor for ReactorApi {
@@ -96,71 +81,17 @@ impl Reactor for ReactorApi {
 
     async fn subscribe(
         &self,
-        request: Request<v1::SubscribeRequest>,
+        request: Request<v1::FeedRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.reactor(&request, "Subscribe").await?;
         let from = Position(request.into_inner().from_position.max(1));
-        let mut events = self.app.handler.store().subscribe_all(from);
-        let (tx, rx) = mpsc::channel(64);
-        let app = self.app.clone();
-        let stores = caller.actor.stores.clone();
-        tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    message = events.next() => match message {
-                        Some(message) => message,
-                        None => return,
-                    },
-                    () = app.shutting_down() => {
-                        let _ = tx.send(Err(Status::unavailable("the server is shutting down; resubscribe from your checkpoint"))).await;
-                        return;
-                    }
-                };
-                let response = match message {
-                    Ok(SubscriptionMessage::Event(event)) => {
-                        // Filter by the read model, once it has seen this
-                        // event (an upload's later events name no store).
-                        if app
-                            .model
-                            .wait_for(event.position, FILTER_WAIT)
-                            .await
-                            .is_err()
-                        {
-                            let _ = tx
-                                .send(Err(Status::unavailable(
-                                    "the read model is lagging; resubscribe from your checkpoint",
-                                )))
-                                .await;
-                            return;
-                        }
-                        match store_of(&app, &event) {
-                            Some(store) if stores.contains(&store) => v1::SubscribeResponse {
-                                message: Some(v1::subscribe_response::Message::Event(
-                                    event_to_proto(&event),
-                                )),
-                            },
-                            _ => continue,
-                        }
-                    }
-                    Ok(SubscriptionMessage::CaughtUp(at)) => v1::SubscribeResponse {
-                        message: Some(v1::subscribe_response::Message::CaughtUp(at.0)),
-                    },
-                    Err(e) => {
-                        eprintln!("sealplane: reactor feed failed: {e}");
-                        let _ = tx
-                            .send(Err(Status::unavailable(
-                                "the event feed failed; resubscribe from your checkpoint",
-                            )))
-                            .await;
-                        return;
-                    }
-                };
-                if tx.send(Ok(response)).await.is_err() {
-                    return;
-                }
-            }
+        let feed = reactor_feed::follow(self.app.clone(), caller.actor.stores.clone(), from);
+        let stream = ReceiverStream::new(feed).map(|message| {
+            message
+                .map(v1::FeedMessage::from)
+                .map_err(|end| Status::unavailable(end.to_string()))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn provide_key(
@@ -192,71 +123,17 @@ impl Reactor for ReactorApi {
     ) -> Result<Response<v1::CommandReply>, Status> {
         let caller = self.reactor(&request, "ReportUploaded").await?;
         let r = request.into_inner();
-        let command = UploadCommand::ReportUploaded {
+        let envelope = envelope_of(r.options.as_ref(), "ReportUploaded")?;
+        let request_id = parse_uuid(&r.request_id, "request_id")?;
+        let report = Uploaded {
             version: r.version,
             hash: r.hash,
             key_hashes: r.key_hashes.into_iter().collect(),
             upstream_ref: r.upstream_ref,
         };
-        let (request_id, reply) = self
-            .report(
-                &caller,
-                r.options.as_ref(),
-                "ReportUploaded",
-                &r.request_id,
-                command,
-            )
+        let done = upload::report_uploaded(&self.app, &caller.actor, request_id, report, &envelope)
             .await?;
-        // Second step, in the secret's own stream: record the version. Run
-        // on every (re)report, so a crash between the two appends is healed
-        // by the reactor's retry; RecordVersion is idempotent per request.
-        let loaded = self
-            .app
-            .handler
-            .load::<UploadRequest>(&streams::upload(request_id))
-            .await
-            .map_err(status_of)?;
-        let (uri, requester, outcome) = match (
-            loaded.state.uri(),
-            loaded.state.requester(),
-            loaded.state.outcome(),
-        ) {
-            (Some(u), Some(r), Some(o)) => (u.clone(), r.clone(), o.clone()),
-            _ => return Err(Status::internal("an uploaded request lost its details")),
-        };
-        let UploadEvent::SecretUploaded {
-            version,
-            hash,
-            key_hashes,
-            ..
-        } = outcome
-        else {
-            return Err(Status::internal("an uploaded request has another outcome"));
-        };
-        let record = SecretCommand::RecordVersion {
-            request_id,
-            version,
-            hash,
-            key_hashes,
-            by: requester,
-            at: self.app.now(),
-        };
-        let ctx = self.app.context(&caller);
-        let secret_reply = self
-            .app
-            .execute::<Secret>(
-                &streams::secret(&uri),
-                &record,
-                &ctx,
-                &CommandEnvelope::new("RecordVersion"),
-            )
-            .await?;
-        Ok(Response::new(v1::CommandReply {
-            events: reply.events + secret_reply.events as u32,
-            position: reply
-                .position
-                .max(secret_reply.position.map(|p| p.0).unwrap_or(0)),
-        }))
+        Ok(Response::new(reply_of(&done)))
     }
 
     async fn report_verified(
@@ -284,7 +161,11 @@ impl Reactor for ReactorApi {
     ) -> Result<Response<v1::CommandReply>, Status> {
         let caller = self.reactor(&request, "ReportFailed").await?;
         let r = request.into_inner();
-        let command = UploadCommand::ReportFailed { reason: r.reason };
+        let kind = FailureKind::from_proto(r.kind, &r.reason);
+        let command = UploadCommand::ReportFailed {
+            reason: r.reason,
+            kind,
+        };
         let (_, reply) = self
             .report(
                 &caller,

@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{Duration as TimeDelta, SecondsFormat};
+use chrono::SecondsFormat;
 use futures_core::Stream;
 use sealplane_event_store::StreamVersion;
 use sealplane_proto::v1;
@@ -16,11 +16,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::api::app::{App, Caller};
-use crate::api::status::{code_of, envelope_of, invalid, parse_uuid, reply_of};
+use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of};
+use crate::application::upload;
+use crate::domain::Role;
 use crate::domain::names::{SecretRef, SecretUri, Slug};
 use crate::domain::secret::{AccessList, Secret, SecretCommand};
-use crate::domain::upload::{Purpose, UploadCommand, UploadEvent, UploadRequest, UploadStatus};
-use crate::domain::{Refusal, Role};
+use crate::domain::upload::{
+    FailureKind, Purpose, UploadCommand, UploadEvent, UploadRequest, UploadStatus,
+};
 use crate::streams;
 
 /// The Secrets gRPC service.
@@ -36,72 +39,25 @@ impl SecretsApi {
 
     /// Resolves what the user typed to a full uri (bare paths go to the
     /// default store).
-    async fn resolve(&self, text: &str) -> Result<SecretUri, Status> {
+    fn resolve(&self, text: &str) -> Result<SecretUri, Status> {
         let reference = SecretRef::parse(text).map_err(invalid)?;
-        if let Some(store) = &reference.store {
-            return Ok(SecretUri {
-                store: store.clone(),
-                path: reference.path,
-            });
-        }
-        let (default, _) = self
-            .app
-            .query(None, |m| m.stores.default_store().cloned())
-            .await?;
-        let default = default.ok_or_else(|| {
-            Status::failed_precondition(
-                "there is no default store; name one in the uri (`store://path`) or ask an admin to create a store",
-            )
-        })?;
-        Ok(reference.resolve(&default))
+        Ok(upload::resolve(&self.app, reference)?)
     }
 
-    /// Refuses readers outside the secret's access lists (auditors and
-    /// admins read everything; reactors read nothing here).
+    /// Refuses readers outside the secret's access lists.
     async fn require_reader(
         &self,
         caller: &Caller,
         uri: &SecretUri,
         command: &'static str,
     ) -> Result<(), Status> {
-        let (known, _) = self
-            .app
-            .query(None, |m| {
-                m.secrets
-                    .get(uri)
-                    .filter(|s| s.exists())
-                    .map(|s| s.may(&caller.actor, AccessList::Readers))
-            })
-            .await?;
-        match (caller.actor.role, known) {
-            (Role::Reactor, _) => Err(self
-                .app
-                .deny(
-                    caller,
-                    command,
-                    &uri.to_string(),
-                    "reactors do not read secrets".into(),
-                )
-                .await),
-            (_, None) => Err(not_found(uri)),
-            (Role::Admin | Role::Auditor, Some(_)) | (_, Some(true)) => Ok(()),
-            (_, Some(false)) => Err(self
-                .app
-                .deny(
-                    caller,
-                    command,
-                    &uri.to_string(),
-                    format!("`{}` is not a reader of {uri}", caller.actor.slug),
-                )
-                .await),
-        }
+        let ctx = self.app.context(caller);
+        Ok(upload::require_reader(&self.app, &ctx, uri, command).await?)
     }
 }
 
 fn not_found(uri: &SecretUri) -> Status {
-    Status::not_found(format!(
-        "there is no secret {uri}; `sealctl get secrets` lists them"
-    ))
+    upload::not_found(uri).into()
 }
 
 /// The wire form of an upload request's state.
@@ -145,7 +101,13 @@ pub fn upload_status(request: &UploadRequest, position: u64) -> v1::UploadStatus
             status.key_hashes = key_hashes.clone().into_iter().collect();
         }
         Some(UploadEvent::SecretVerified { matches, .. }) => status.matches = *matches,
-        Some(UploadEvent::SecretUploadFailed { reason, .. }) => status.reason = reason.clone(),
+        Some(failed @ UploadEvent::SecretUploadFailed { reason, .. }) => {
+            status.reason = reason.clone();
+            status.failure_kind = failed
+                .failure_kind()
+                .map_or(v1::FailureKind::Unspecified, FailureKind::to_proto)
+                as i32;
+        }
         _ => {}
     }
     status
@@ -186,82 +148,19 @@ impl Secrets for SecretsApi {
         let caller = self.app.authenticate(&request)?;
         let r = request.into_inner();
         let envelope = envelope_of(r.options.as_ref(), "RequestUploadKey")?;
-        let purpose = match v1::Purpose::try_from(r.purpose) {
-            Ok(v1::Purpose::Put) => Purpose::Put { adopt: r.adopt },
-            Ok(v1::Purpose::Verify) => Purpose::Verify,
-            _ => return Err(Status::invalid_argument("purpose must be PUT or VERIFY")),
-        };
-        let uri = self.resolve(&r.uri).await?;
-        // The store must exist and accept uploads; its reactor key goes back
-        // to sealctl, which checks it against its own pin.
-        let (store, _) = self
-            .app
-            .query(None, |m| {
-                m.stores
-                    .accepting_uploads(&uri.store)
-                    .map(|s| s.reactor_key.to_string())
-                    .map_err(|refusal| Status::new(code_of(refusal.kind()), refusal.to_string()))
-            })
-            .await?;
-        let reactor_key = store?;
-        let ctx = self.app.context(&caller);
-        let (may_write, may_read) = match purpose {
-            Purpose::Put { .. } => {
-                // Creates the secret on its first write (the creator gets
-                // every right) or checks the writers list.
-                self.app
-                    .execute::<Secret>(
-                        &streams::secret(&uri),
-                        &SecretCommand::PrepareWrite { uri: uri.clone() },
-                        &ctx,
-                        &envelope,
-                    )
-                    .await?;
-                (true, false)
-            }
-            Purpose::Verify => {
-                self.require_reader(&caller, &uri, "RequestUploadKey")
-                    .await?;
-                (false, true)
-            }
-        };
-        // The command id is the request id: a retried command finds its
-        // request instead of opening a second one.
-        let request_id = envelope.command_id;
-        let ttl = TimeDelta::from_std(self.app.limits.upload_key_ttl())
-            .map_err(|_| Status::internal("upload key ttl out of range"))?;
-        let (recent, _) = self.app.model.read(|m| {
-            m.verifications_since(&caller.actor.slug, &uri, ctx.now - TimeDelta::minutes(1))
-        });
-        let command = UploadCommand::RequestKey {
-            request_id,
-            uri: uri.clone(),
-            purpose,
-            ttl,
-            store_accepts_uploads: true,
-            may_write,
-            may_read,
-            may_verify_now: (recent as u64) < self.app.limits.max_verifications_per_minute,
-        };
-        let stream = streams::upload(request_id);
-        let done = self
-            .app
-            .execute::<UploadRequest>(&stream, &command, &ctx, &envelope)
-            .await?;
-        let loaded = self
-            .app
-            .handler
-            .load::<UploadRequest>(&stream)
-            .await
-            .map_err(crate::api::status::status_of)?;
+        let purpose = Purpose::from_proto(r.purpose, r.adopt)
+            .ok_or_else(|| Status::invalid_argument("purpose must be PUT or VERIFY"))?;
+        let reference = SecretRef::parse(&r.uri).map_err(invalid)?;
+        let requested =
+            upload::request_upload_key(&self.app, &caller.actor, reference, purpose, &envelope)
+                .await?;
         Ok(Response::new(v1::RequestUploadKeyReply {
-            reply: Some(reply_of(&done)),
-            request_id: request_id.to_string(),
-            uri: uri.to_string(),
-            reactor_key,
-            expires_at: loaded
-                .state
-                .expires_at()
+            reply: Some(reply_of(&requested.done)),
+            request_id: requested.request_id.to_string(),
+            uri: requested.uri.to_string(),
+            reactor_key: requested.reactor_key,
+            expires_at: requested
+                .expires_at
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
                 .unwrap_or_default(),
         }))
@@ -296,12 +195,13 @@ impl Secrets for SecretsApi {
             return Err(self
                 .app
                 .deny(
-                    &caller,
+                    &self.app.context(&caller),
                     "WatchUpload",
                     &streams::upload(request_id).to_string(),
                     "only the requester may watch an upload request".into(),
                 )
-                .await);
+                .await
+                .into());
         }
         let (tx, rx) = mpsc::channel(8);
         let app = self.app.clone();
@@ -377,12 +277,13 @@ impl Secrets for SecretsApi {
             return Err(self
                 .app
                 .deny(
-                    &caller,
+                    &self.app.context(&caller),
                     "ListSecrets",
                     "secrets",
                     "reactors do not list secrets".into(),
                 )
-                .await);
+                .await
+                .into());
         }
         let r = request.into_inner();
         let store = match r.store.as_str() {
@@ -420,7 +321,7 @@ impl Secrets for SecretsApi {
     ) -> Result<Response<v1::GetSecretReply>, Status> {
         let caller = self.app.authenticate(&request)?;
         let r = request.into_inner();
-        let uri = self.resolve(&r.uri).await?;
+        let uri = self.resolve(&r.uri)?;
         if let Some(o) = &r.options {
             self.app.query(Some(o), |_| ()).await?;
         }
@@ -467,7 +368,7 @@ impl Secrets for SecretsApi {
     ) -> Result<Response<v1::SecretHistoryReply>, Status> {
         let caller = self.app.authenticate(&request)?;
         let r = request.into_inner();
-        let uri = self.resolve(&r.uri).await?;
+        let uri = self.resolve(&r.uri)?;
         self.require_reader(&caller, &uri, "SecretHistory").await?;
         let events = self
             .app
@@ -512,7 +413,7 @@ impl Secrets for SecretsApi {
         let caller = self.app.authenticate(&request)?;
         let r = request.into_inner();
         let envelope = envelope_of(r.options.as_ref(), "DeleteSecret")?;
-        let uri = self.resolve(&r.uri).await?;
+        let uri = self.resolve(&r.uri)?;
         let ctx = self.app.context(&caller);
         let done = self
             .app
@@ -533,7 +434,7 @@ impl Secrets for SecretsApi {
         let caller = self.app.authenticate(&request)?;
         let r = request.into_inner();
         let envelope = envelope_of(r.options.as_ref(), "ChangeAccess")?;
-        let uri = self.resolve(&r.uri).await?;
+        let uri = self.resolve(&r.uri)?;
         let list: AccessList = r.list.parse().map_err(invalid)?;
         let slug = Slug::parse(r.slug).map_err(invalid)?;
         let command = if r.grant {

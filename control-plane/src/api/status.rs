@@ -5,6 +5,7 @@ use sealplane_proto::v1;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
+use crate::application::UseCaseError;
 use crate::command::{CommandEnvelope, CommandError, Executed};
 use crate::domain::{Refusal, RefusalKind};
 
@@ -20,29 +21,22 @@ pub fn code_of(kind: RefusalKind) -> Code {
     }
 }
 
-/// The status for a failed command. Store failures are reported without
-/// their internals (paths, SQL), which go to the server log instead.
-pub fn status_of<R: Refusal>(error: CommandError<R>) -> Status {
-    match error {
-        CommandError::Refused(r) => Status::new(code_of(r.kind()), r.to_string()),
-        e @ CommandError::Aborted { .. } => Status::aborted(e.to_string()),
-        CommandError::Store(e) => {
-            log_server_error(&e);
-            Status::unavailable("the event store is unavailable; nothing was written, try again")
-        }
-        e @ (CommandError::Unreadable { .. } | CommandError::Encode(_)) => {
-            log_server_error(&e);
-            Status::internal(
-                "the server could not process its own event log; an admin should check its log",
-            )
+impl From<UseCaseError> for Status {
+    fn from(error: UseCaseError) -> Status {
+        let message = error.to_string();
+        match error {
+            UseCaseError::Refused { kind, .. } => Status::new(code_of(kind), message),
+            UseCaseError::Aborted(_) => Status::aborted(message),
+            UseCaseError::Unavailable => Status::unavailable(message),
+            UseCaseError::Internal => Status::internal(message),
         }
     }
 }
 
-/// Logs a server-side failure on stderr. Errors here never carry a secret
-/// value (events hold none), so they are safe to print.
-fn log_server_error(e: &dyn std::error::Error) {
-    eprintln!("sealplane: {e}");
+/// The status for a failed command. Store failures are reported without
+/// their internals (paths, SQL), which go to the server log instead.
+pub fn status_of<R: Refusal>(error: CommandError<R>) -> Status {
+    UseCaseError::from(error).into()
 }
 
 /// The reply for a command that took effect (or already had).

@@ -7,7 +7,8 @@
 //! actor write that path?) travel inside the command, gathered by the
 //! handler, so every rule here is testable with given/when/then.
 
-pub mod names;
+/// Names that cross process boundaries are defined once, in the contract crate.
+pub use sealplane_proto::names;
 pub mod principal;
 pub mod secret;
 pub mod store_catalog;

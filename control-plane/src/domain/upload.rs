@@ -15,28 +15,8 @@ use uuid::Uuid;
 use super::names::{SecretUri, Slug, StoreName};
 use super::{Aggregate, Context, DomainEvent, Refusal, RefusalKind, Role};
 
-/// Bytes a sealed box adds to its payload (ephemeral key and tag).
-pub const SEALED_BOX_OVERHEAD: usize = 48;
-/// Longest failure reason a reactor may report, in bytes.
-pub const MAX_REASON_BYTES: usize = 1024;
-/// Longest upload key lifetime a request may ask for.
-pub const MAX_KEY_TTL: Duration = Duration::hours(1);
-
-/// What an upload request is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Purpose {
-    /// Store a new version; `adopt` overwrites an upstream secret
-    /// Sealplane does not manage yet.
-    Put {
-        /// Take over an unmanaged upstream secret.
-        #[serde(default)]
-        adopt: bool,
-    },
-    /// Compare a local value with the stored one: the reactor answers
-    /// match or no match (SPEC §4).
-    Verify,
-}
+pub use sealplane_proto::limits::{MAX_KEY_TTL, MAX_REASON_BYTES, SEALED_BOX_OVERHEAD};
+pub use sealplane_proto::upload::{FailureKind, Purpose};
 
 /// Where a request is in the protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +117,7 @@ pub enum UploadCommand {
     /// Step 5 of a verification: whether the value matched.
     ReportVerified { matches: bool },
     /// The reactor gave up, saying why (never a value).
-    ReportFailed { reason: String },
+    ReportFailed { reason: String, kind: FailureKind },
     /// The key expired unused.
     ExpireKey,
     /// The control plane's own sweep (admins' authority): a request no
@@ -194,10 +174,30 @@ pub enum UploadEvent {
         uri: SecretUri,
         matches: bool,
     },
-    /// The reactor gave up (the reason never holds a value).
-    SecretUploadFailed { request_id: Uuid, reason: String },
+    /// The reactor gave up (the reason never holds a value). Events
+    /// recorded before failures had a kind hold none: see
+    /// [`UploadEvent::failure_kind`].
+    SecretUploadFailed {
+        request_id: Uuid,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<FailureKind>,
+    },
     /// The key expired unused.
     SecretUploadKeyExpired { request_id: Uuid },
+}
+
+impl UploadEvent {
+    /// For `SecretUploadFailed`, its kind; an event recorded without one
+    /// (by a reactor from before kinds existed) is read from its reason.
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        match self {
+            UploadEvent::SecretUploadFailed { reason, kind, .. } => {
+                Some(kind.unwrap_or_else(|| FailureKind::of_legacy_reason(reason)))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl DomainEvent for UploadEvent {
@@ -659,9 +659,16 @@ impl UploadRequest {
                     },
                 )
             }
-            UploadCommand::ReportFailed { reason } => {
+            UploadCommand::ReportFailed { reason, kind } => {
                 let reason = reason.clone();
-                self.end(ctx, UploadEvent::SecretUploadFailed { request_id, reason })
+                self.end(
+                    ctx,
+                    UploadEvent::SecretUploadFailed {
+                        request_id,
+                        reason,
+                        kind: Some(*kind),
+                    },
+                )
             }
             UploadCommand::ExpireKey => {
                 self.end(ctx, UploadEvent::SecretUploadKeyExpired { request_id })

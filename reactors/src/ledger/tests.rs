@@ -1,5 +1,6 @@
 use super::*;
 use chrono::TimeZone as _;
+use sealplane_proto::feed::UploadOutcome;
 
 fn rid(n: u128) -> Uuid {
     Uuid::from_u128(n)
@@ -8,8 +9,7 @@ fn rid(n: u128) -> Uuid {
 fn info(n: u128) -> RequestInfo {
     RequestInfo {
         request_id: rid(n),
-        uri: format!("local://app/s{n}"),
-        store: "local".into(),
+        uri: SecretUri::parse(&format!("local://app/s{n}")).unwrap(),
         purpose: Purpose::Put { adopt: false },
         expires_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 5, 0).unwrap(),
     }
@@ -17,30 +17,36 @@ fn info(n: u128) -> RequestInfo {
 
 fn requested(n: u128) -> FeedEvent {
     let i = info(n);
-    FeedEvent::SecretUploadKeyRequested {
+    FeedEvent::KeyRequested {
         request_id: i.request_id,
         uri: i.uri,
-        store: i.store,
         purpose: i.purpose,
         expires_at: i.expires_at,
     }
 }
 
 fn provided(n: u128) -> FeedEvent {
-    FeedEvent::SecretUploadKeyProvided { request_id: rid(n) }
+    FeedEvent::KeyProvided { request_id: rid(n) }
 }
 
 fn uploaded_ct(n: u128) -> FeedEvent {
-    FeedEvent::SecretUploadRequested {
+    FeedEvent::UploadRequested {
         request_id: rid(n),
-        ciphertext: format!("ct{n}"),
+        ciphertext: format!("ct{n}").into_bytes(),
+    }
+}
+
+fn ended(outcome: UploadOutcome, request_id: Uuid) -> FeedEvent {
+    FeedEvent::Ended {
+        request_id,
+        outcome,
     }
 }
 
 fn open(n: u128) -> Action {
     Action::Open {
         request: info(n),
-        ciphertext: format!("ct{n}"),
+        ciphertext: format!("ct{n}").into_bytes(),
     }
 }
 
@@ -73,10 +79,7 @@ fn a_live_request_gets_a_key_then_its_payload_is_opened_once() {
     assert_eq!(live(&mut l, provided(1)), None);
     assert_eq!(live(&mut l, uploaded_ct(1)), Some(open(1)));
     // Our own report ends it.
-    assert_eq!(
-        live(&mut l, FeedEvent::SecretUploaded { request_id: rid(1) }),
-        None
-    );
+    assert_eq!(live(&mut l, ended(UploadOutcome::Uploaded, rid(1))), None);
     assert_eq!(l.open_requests(), 0);
 }
 
@@ -86,11 +89,11 @@ fn requests_that_ended_in_the_backlog_are_never_acted_on() {
         requested(1),
         provided(1),
         uploaded_ct(1),
-        FeedEvent::SecretUploaded { request_id: rid(1) },
+        ended(UploadOutcome::Uploaded, rid(1)),
         requested(2),
-        FeedEvent::SecretUploadKeyExpired { request_id: rid(2) },
+        ended(UploadOutcome::Expired, rid(2)),
         requested(3),
-        FeedEvent::SecretUploadFailed { request_id: rid(3) },
+        ended(UploadOutcome::Failed, rid(3)),
     ]);
     assert_eq!(l.caught_up(), vec![]);
     assert_eq!(l.checkpoint(), 9);
@@ -147,9 +150,9 @@ fn a_resubscription_replays_nothing_already_handed_out() {
 fn the_checkpoint_is_the_oldest_open_event() {
     let mut l = given(vec![requested(1), requested(2), provided(2)]);
     assert_eq!(l.checkpoint(), 1);
-    l.apply(4, FeedEvent::SecretUploadFailed { request_id: rid(1) });
+    l.apply(4, ended(UploadOutcome::Failed, rid(1)));
     assert_eq!(l.checkpoint(), 2);
-    l.apply(5, FeedEvent::SecretUploadKeyExpired { request_id: rid(2) });
+    l.apply(5, ended(UploadOutcome::Expired, rid(2)));
     assert_eq!(l.checkpoint(), 6);
     // Restarting from a checkpoint resumes there.
     assert_eq!(Ledger::new(6).resume_from(), 6);
@@ -158,8 +161,8 @@ fn the_checkpoint_is_the_oldest_open_event() {
 
 #[test]
 fn deletions_are_carried_out_once_and_closed_by_secret_deleted() {
-    let uri = "local://app/db".to_owned();
-    let asked = |destroy| FeedEvent::SecretDeletionRequested {
+    let uri = SecretUri::parse("local://app/db").unwrap();
+    let asked = |destroy| FeedEvent::DeletionRequested {
         uri: uri.clone(),
         destroy,
     };
@@ -172,10 +175,7 @@ fn deletions_are_carried_out_once_and_closed_by_secret_deleted() {
             destroy: true
         }]
     );
-    assert_eq!(
-        live(&mut l, FeedEvent::SecretDeleted { uri: uri.clone() }),
-        None
-    );
+    assert_eq!(live(&mut l, FeedEvent::Deleted { uri: uri.clone() }), None);
     assert_eq!(l.checkpoint(), 4);
     assert_eq!(
         live(&mut l, asked(false)),
@@ -187,43 +187,29 @@ fn deletions_are_carried_out_once_and_closed_by_secret_deleted() {
 }
 
 #[test]
-fn events_of_unknown_requests_and_other_types_are_ignored() {
+fn events_of_unknown_requests_are_ignored() {
     let mut l = given(vec![]);
     l.caught_up();
     assert_eq!(live(&mut l, uploaded_ct(9)), None);
-    assert_eq!(live(&mut l, FeedEvent::Other), None);
+    assert_eq!(live(&mut l, provided(9)), None);
+    assert_eq!(live(&mut l, ended(UploadOutcome::Failed, rid(9))), None);
     assert_eq!(l.open_requests(), 0);
 }
 
 #[test]
-fn feed_events_parse_from_the_control_planes_json_and_ignore_the_rest() {
-    let json = r#"{"type":"SecretUploadKeyRequested","request_id":"00000000-0000-0000-0000-000000000001",
-        "uri":"local://app/s1","store":"local","requester":"alice",
-        "purpose":{"kind":"put","adopt":true},"expires_at":"2030-01-01T00:05:00Z","future":1}"#;
-    let e: FeedEvent = serde_json::from_str(json).unwrap();
-    assert_eq!(
-        e,
-        FeedEvent::SecretUploadKeyRequested {
-            request_id: rid(1),
-            uri: "local://app/s1".into(),
-            store: "local".into(),
-            purpose: Purpose::Put { adopt: true },
-            expires_at: info(1).expires_at,
-        }
-    );
-    let verify: FeedEvent = serde_json::from_str(
-        r#"{"type":"SecretUploadKeyRequested","request_id":"00000000-0000-0000-0000-000000000001",
-        "uri":"u","store":"s","purpose":{"kind":"verify"},"expires_at":"2030-01-01T00:05:00Z"}"#,
-    )
-    .unwrap();
-    assert!(matches!(
-        verify,
-        FeedEvent::SecretUploadKeyRequested {
-            purpose: Purpose::Verify,
-            ..
-        }
-    ));
-    let other: FeedEvent =
-        serde_json::from_str(r#"{"type":"AccessGranted","list":"readers","slug":"bob"}"#).unwrap();
-    assert_eq!(other, FeedEvent::Other);
+fn a_feed_checkpoint_moves_a_quiet_reactor_on_but_not_past_open_requests() {
+    // Given nothing open, when the feed says positions up to 500 held
+    // nothing for this reactor, then a restart resumes after them.
+    let mut l = given(vec![]);
+    l.covered(500);
+    assert_eq!(l.checkpoint(), 501);
+    assert_eq!(l.resume_from(), 501);
+    // An older checkpoint never moves it back.
+    l.covered(10);
+    assert_eq!(l.resume_from(), 501);
+    // With a request open since 501, the low-water mark stays there.
+    assert_eq!(l.apply(501, requested(1)), None);
+    l.covered(900);
+    assert_eq!(l.resume_from(), 901);
+    assert_eq!(l.checkpoint(), 501);
 }

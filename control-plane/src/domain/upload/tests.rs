@@ -139,12 +139,14 @@ fn verified(matches: bool) -> E {
 fn failed(reason: &str) -> C {
     C::ReportFailed {
         reason: reason.to_owned(),
+        kind: FailureKind::Upstream,
     }
 }
 fn failed_event(reason: &str) -> E {
     E::SecretUploadFailed {
         request_id: RID,
         reason: reason.to_owned(),
+        kind: Some(FailureKind::Upstream),
     }
 }
 
@@ -767,4 +769,34 @@ fn a_verification_past_the_rate_limit_is_refused_and_recorded() {
         .as_actor(alice())
         .when(put)
         .then_events(vec![requested(PUT, exp())]);
+}
+
+#[test]
+fn a_failure_records_its_kind_and_one_recorded_without_reads_its_reason() {
+    put_at(S::UploadRequested)
+        .as_actor(bot())
+        .when(C::ReportFailed {
+            reason: "one-time key lost: the reactor restarted".into(),
+            kind: FailureKind::KeyLost,
+        })
+        .then_events(vec![E::SecretUploadFailed {
+            request_id: RID,
+            reason: "one-time key lost: the reactor restarted".into(),
+            kind: Some(FailureKind::KeyLost),
+        }]);
+    // As logs written before failures had a kind hold them.
+    let legacy: E = serde_json::from_str(&format!(
+        r#"{{"type":"SecretUploadFailed","request_id":"{RID}","reason":"one-time key lost: the reactor restarted after issuing the key"}}"#
+    ))
+    .unwrap();
+    assert_eq!(legacy.failure_kind(), Some(FailureKind::KeyLost));
+    let other: E = serde_json::from_str(&format!(
+        r#"{{"type":"SecretUploadFailed","request_id":"{RID}","reason":"the upstream store refused"}}"#
+    ))
+    .unwrap();
+    assert_eq!(other.failure_kind(), Some(FailureKind::Other));
+    assert_eq!(
+        failed_event("x").failure_kind(),
+        Some(FailureKind::Upstream)
+    );
 }

@@ -1,0 +1,175 @@
+//! The application layer: what the control plane does, without any
+//! transport. [`App`] holds what every use case shares (the command
+//! handler, the read model, the limits); the use cases that span several
+//! aggregates live in the modules below and return domain results or a
+//! [`UseCaseError`]. The gRPC layer (`api/`) authenticates, converts and
+//! maps those errors to statuses, nothing more.
+
+pub mod reactor_feed;
+pub mod upload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sealplane_event_store::StreamId;
+use tokio::sync::watch;
+
+use crate::command::{CommandEnvelope, CommandError, CommandHandler, Executed};
+use crate::config::Limits;
+use crate::domain::{Actor, Aggregate, Context, Refusal, RefusalKind};
+use crate::projection::Projector;
+use crate::read_model::ReadModel;
+
+/// How long a command waits for the read model to apply what it wrote.
+pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a use case did not take effect; every message is a sentence the
+/// caller can act on, and none carries a value, a token or ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UseCaseError {
+    /// A rule refused it (recorded as `AccessDenied` when a denial).
+    #[error("{message}")]
+    Refused {
+        /// How to report it.
+        kind: RefusalKind,
+        /// Why, for the caller.
+        message: String,
+    },
+    /// Other writers kept winning; nothing was written.
+    #[error("{0}")]
+    Aborted(String),
+    /// The event store failed; nothing was written.
+    #[error("the event store is unavailable; nothing was written, try again")]
+    Unavailable,
+    /// The server could not read its own log (logged in detail).
+    #[error("the server could not process its own event log; an admin should check its log")]
+    Internal,
+}
+
+impl UseCaseError {
+    /// A refusal of `kind` with `message`.
+    pub fn refused(kind: RefusalKind, message: impl Into<String>) -> Self {
+        UseCaseError::Refused {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl<R: Refusal> From<CommandError<R>> for UseCaseError {
+    fn from(error: CommandError<R>) -> Self {
+        match error {
+            CommandError::Refused(r) => UseCaseError::refused(r.kind(), r.to_string()),
+            e @ CommandError::Aborted { .. } => UseCaseError::Aborted(e.to_string()),
+            // Store internals (paths, SQL) go to the server log only.
+            CommandError::Store(e) => {
+                tracing::error!(error = %e, "event store failure");
+                UseCaseError::Unavailable
+            }
+            e @ (CommandError::Unreadable { .. } | CommandError::Encode(_)) => {
+                tracing::error!(error = %e, "cannot process the event log");
+                UseCaseError::Internal
+            }
+        }
+    }
+}
+
+/// The state every use case shares.
+#[derive(Clone)]
+pub struct App {
+    /// Executes commands.
+    pub handler: CommandHandler,
+    /// The read model.
+    pub model: Arc<Projector<ReadModel>>,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// Becomes true when the server starts shutting down, so long-lived
+    /// streams (reactor feeds, upload watches) end and let it stop.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl App {
+    /// Completes when the server starts shutting down.
+    pub async fn shutting_down(&self) {
+        let mut shutdown = self.shutdown.clone();
+        let _ = shutdown.wait_for(|down| *down).await;
+    }
+
+    /// The current time, the `now` of every decision.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    /// The decision context for `actor` now.
+    pub fn context_of(&self, actor: &Actor) -> Context {
+        Context {
+            actor: actor.clone(),
+            now: self.now(),
+        }
+    }
+
+    /// Records a refusal decided outside an aggregate and returns it.
+    /// Fail closed: a refusal that cannot be recorded is `Unavailable`.
+    pub async fn deny(
+        &self,
+        ctx: &Context,
+        command: &'static str,
+        target: &str,
+        reason: String,
+    ) -> UseCaseError {
+        let envelope = CommandEnvelope::new(command);
+        match self
+            .handler
+            .record_access_denied(ctx, &envelope, target, &reason)
+            .await
+        {
+            Ok(()) => UseCaseError::refused(RefusalKind::Denied, reason),
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a refusal");
+                UseCaseError::Unavailable
+            }
+        }
+    }
+
+    /// Executes a command.
+    ///
+    /// Returns only once the read model has applied what the command
+    /// wrote, so whatever the client does next (authenticate with a token
+    /// just revoked, upload to a store just disabled) sees it.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        command: &A::Command,
+        ctx: &Context,
+        envelope: &CommandEnvelope,
+    ) -> Result<Executed, UseCaseError> {
+        Ok(self
+            .execute_observed::<A>(stream, command, ctx, envelope)
+            .await?
+            .0)
+    }
+
+    /// As [`App::execute`], also returning the aggregate's state once the
+    /// command took effect, so a use case never reloads a stream just to
+    /// read back what was decided.
+    pub async fn execute_observed<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        command: &A::Command,
+        ctx: &Context,
+        envelope: &CommandEnvelope,
+    ) -> Result<(Executed, A), UseCaseError> {
+        let (done, state) = self
+            .handler
+            .execute_observed::<A>(stream, command, ctx, envelope)
+            .await?;
+        if let Some(position) = done.position
+            && let Err(e) = self.model.wait_for(position, READ_YOUR_WRITES_WAIT).await
+        {
+            // The write is durable; only its visibility is late.
+            tracing::warn!(command = envelope.name, position = position.0, error = %e, "recorded, but the read model is late");
+        }
+        Ok((done, state))
+    }
+}

@@ -1,0 +1,229 @@
+//! The upload use cases that span aggregates (SPEC §3): asking for a
+//! one-time key (the store catalog, the secret's access lists, the
+//! verification rate window and the upload request), and recording an
+//! upload (the upload request, then the secret's new version).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+use uuid::Uuid;
+
+use super::{App, UseCaseError};
+use crate::command::{CommandEnvelope, Executed};
+use crate::domain::names::{SecretRef, SecretUri};
+use crate::domain::secret::{AccessList, Secret, SecretCommand};
+use crate::domain::upload::{Purpose, UploadCommand, UploadEvent, UploadRequest};
+use crate::domain::{Actor, Context, Refusal, RefusalKind, Role};
+use crate::streams;
+
+/// A key request that was recorded (or had been, for a retried command id).
+#[derive(Debug, Clone)]
+pub struct KeyRequested {
+    /// What was written.
+    pub done: Executed,
+    /// The request (the command id: a retried command finds its request).
+    pub request_id: Uuid,
+    /// The uri with its store resolved.
+    pub uri: SecretUri,
+    /// The store's reactor identity as registered by an admin; `sealctl`
+    /// checks it against its own trust, never takes it on its own.
+    pub reactor_key: String,
+    /// When the one-time key stops being usable.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a reactor reports for a stored upload.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    /// The upstream version written.
+    pub version: u64,
+    /// The keyed hash of the whole value.
+    pub hash: String,
+    /// The keyed hash of each key.
+    pub key_hashes: BTreeMap<String, String>,
+    /// Where upstream holds it.
+    pub upstream_ref: String,
+}
+
+/// Resolves what a user typed to a full uri: a bare path goes to the
+/// default store.
+pub fn resolve(app: &App, reference: SecretRef) -> Result<SecretUri, UseCaseError> {
+    if let Some(store) = reference.store {
+        return Ok(SecretUri {
+            store,
+            path: reference.path,
+        });
+    }
+    let (default, _) = app.model.read(|m| m.stores.default_store().cloned());
+    let default = default.ok_or_else(|| {
+        UseCaseError::refused(
+            RefusalKind::FailedPrecondition,
+            "there is no default store; name one in the uri (`store://path`) or ask an admin to create a store",
+        )
+    })?;
+    Ok(reference.resolve(&default))
+}
+
+/// Refuses readers outside the secret's access lists (auditors and admins
+/// read everything; reactors read nothing here). A denial is recorded.
+pub async fn require_reader(
+    app: &App,
+    ctx: &Context,
+    uri: &SecretUri,
+    command: &'static str,
+) -> Result<(), UseCaseError> {
+    let actor = &ctx.actor;
+    let (known, _) = app.model.read(|m| {
+        m.secrets
+            .get(uri)
+            .filter(|s| s.exists())
+            .map(|s| s.may(actor, AccessList::Readers))
+    });
+    let target = uri.to_string();
+    match (actor.role, known) {
+        (Role::Reactor, _) => Err(app
+            .deny(ctx, command, &target, "reactors do not read secrets".into())
+            .await),
+        (_, None) => Err(not_found(uri)),
+        (Role::Admin | Role::Auditor, Some(_)) | (_, Some(true)) => Ok(()),
+        (_, Some(false)) => Err(app
+            .deny(
+                ctx,
+                command,
+                &target,
+                format!("`{}` is not a reader of {uri}", actor.slug),
+            )
+            .await),
+    }
+}
+
+/// The refusal for a secret the caller cannot see.
+pub fn not_found(uri: &SecretUri) -> UseCaseError {
+    UseCaseError::refused(
+        RefusalKind::NotFound,
+        format!("there is no secret {uri}; `sealctl get secrets` lists them"),
+    )
+}
+
+/// Step 1 of SPEC §3: the store must accept uploads, the actor must be
+/// allowed (a put creates the secret on its first write or needs the
+/// writers list; a verify needs the readers list and a free slot in the
+/// rate window), then the upload request is recorded.
+pub async fn request_upload_key(
+    app: &App,
+    actor: &Actor,
+    reference: SecretRef,
+    purpose: Purpose,
+    envelope: &CommandEnvelope,
+) -> Result<KeyRequested, UseCaseError> {
+    let uri = resolve(app, reference)?;
+    let (store, _) = app.model.read(|m| {
+        m.stores
+            .accepting_uploads(&uri.store)
+            .map(|s| s.reactor_key.to_string())
+            .map_err(|refusal| UseCaseError::refused(refusal.kind(), refusal.to_string()))
+    });
+    let reactor_key = store?;
+    let ctx = app.context_of(actor);
+    let (may_write, may_read) = match purpose {
+        Purpose::Put { .. } => {
+            let prepare = SecretCommand::PrepareWrite { uri: uri.clone() };
+            app.execute::<Secret>(&streams::secret(&uri), &prepare, &ctx, envelope)
+                .await?;
+            (true, false)
+        }
+        Purpose::Verify => {
+            require_reader(app, &ctx, &uri, "RequestUploadKey").await?;
+            (false, true)
+        }
+    };
+    let request_id = envelope.command_id;
+    let ttl = TimeDelta::from_std(app.limits.upload_key_ttl()).map_err(|_| {
+        tracing::error!("limits.upload_key_ttl_seconds is out of range");
+        UseCaseError::Internal
+    })?;
+    let (recent, _) = app
+        .model
+        .read(|m| m.verifications_since(&actor.slug, &uri, ctx.now - TimeDelta::minutes(1)));
+    let command = UploadCommand::RequestKey {
+        request_id,
+        uri: uri.clone(),
+        purpose,
+        ttl,
+        store_accepts_uploads: true,
+        may_write,
+        may_read,
+        may_verify_now: (recent as u64) < app.limits.max_verifications_per_minute,
+    };
+    let (done, request) = app
+        .execute_observed::<UploadRequest>(&streams::upload(request_id), &command, &ctx, envelope)
+        .await?;
+    Ok(KeyRequested {
+        done,
+        request_id,
+        uri,
+        reactor_key,
+        expires_at: request.expires_at(),
+    })
+}
+
+/// Step 5 of SPEC §3: the reactor stored the value. The request records
+/// the outcome, then the secret records the version. Both steps run on
+/// every (re)report, so a crash between the two appends is healed by the
+/// reactor's retry (recording a version is idempotent per request).
+pub async fn report_uploaded(
+    app: &App,
+    actor: &Actor,
+    request_id: Uuid,
+    report: Uploaded,
+    envelope: &CommandEnvelope,
+) -> Result<Executed, UseCaseError> {
+    let ctx = app.context_of(actor);
+    let command = UploadCommand::ReportUploaded {
+        version: report.version,
+        hash: report.hash,
+        key_hashes: report.key_hashes,
+        upstream_ref: report.upstream_ref,
+    };
+    let (reported, request) = app
+        .execute_observed::<UploadRequest>(&streams::upload(request_id), &command, &ctx, envelope)
+        .await?;
+    let lost = |what: &str| {
+        tracing::error!(%request_id, "an uploaded request has {what}");
+        UseCaseError::Internal
+    };
+    let (Some(uri), Some(requester)) = (request.uri(), request.requester()) else {
+        return Err(lost("no uri or requester"));
+    };
+    let Some(UploadEvent::SecretUploaded {
+        version,
+        hash,
+        key_hashes,
+        ..
+    }) = request.outcome()
+    else {
+        return Err(lost("another outcome"));
+    };
+    let record = SecretCommand::RecordVersion {
+        request_id,
+        version: *version,
+        hash: hash.clone(),
+        key_hashes: key_hashes.clone(),
+        by: requester.clone(),
+        at: ctx.now,
+    };
+    let recorded = app
+        .execute::<Secret>(
+            &streams::secret(uri),
+            &record,
+            &ctx,
+            &CommandEnvelope::new("RecordVersion"),
+        )
+        .await?;
+    Ok(Executed {
+        events: reported.events + recorded.events,
+        version: recorded.version,
+        position: reported.position.max(recorded.position),
+        replayed: reported.replayed && recorded.events == 0,
+    })
+}
