@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use comfy_table::Table;
 use crypto_box::PublicKey;
 use sealplane_proto::limits::MAX_KEY_TTL;
+use sealplane_proto::names::{SecretRef, SecretUri};
 use sealplane_proto::offer::{KeyOffer, verify_offer};
 use sealplane_proto::sealed::{Payload, SealError, SecretValue, seal};
 use sealplane_proto::upload::FailureKind;
@@ -250,15 +251,14 @@ fn check_resolution(asked: &str, resolved: &str) -> Result<String, UploadError> 
         asked: asked.to_owned(),
         resolved: resolved.to_owned(),
     };
-    let (store, path) = resolved.split_once("://").ok_or_else(mismatch)?;
-    let same = match asked.split_once("://") {
-        Some(_) => asked == resolved,
-        None => asked == path,
-    };
-    if !same || store.is_empty() {
+    let asked_ref = SecretRef::parse(asked).map_err(|_| mismatch())?;
+    let resolved = SecretUri::parse(resolved).map_err(|_| mismatch())?;
+    let same = asked_ref.path == resolved.path
+        && asked_ref.store.is_none_or(|store| store == resolved.store);
+    if !same {
         return Err(mismatch());
     }
-    Ok(store.to_owned())
+    Ok(resolved.store.to_string())
 }
 
 /// Parses the signed key offer of a KEY_PROVIDED status.

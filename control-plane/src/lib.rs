@@ -1,15 +1,20 @@
 //! The control plane: turns commands into events and serves read models.
 //!
-//! What it will hold (control-plane issue): pure aggregates (state +
-//! command → events; state + event → state) for stores, upload requests,
-//! secrets and principals; the command handler (load, decide, append with
-//! the expected version); projections rebuilt from the log; bearer-token
-//! auth and roles; the gRPC API; and `sealplane dev`, everything in one
-//! process.
+//! What it is for: pure aggregates (`domain`: state + command → events;
+//! state + event → state) for stores, upload requests, secrets and
+//! principals; the command handler (`command`: load, decide, append with
+//! the expected version, idempotency, `AccessDenied`); the projections
+//! rebuilt from the log (`projection`, `read_model`); the use cases that
+//! span aggregates, free of any transport (`application`); bearer-token
+//! auth (`auth`); and the gRPC API that only authenticates, converts and
+//! maps errors (`api`). `server` assembles them; the `sealplane` binary
+//! (its own package) runs them.
 //!
 //! What it is not for: confidentiality. It never holds a plaintext value or
-//! an upstream credential (SPEC §1.4): a compromised control plane may deny
-//! service but cannot read a secret.
+//! an upstream credential (SPEC §1.4), and links no code that opens a
+//! sealed box or talks to an upstream store (the architecture invariants
+//! in ARCHITECTURE.md): a compromised control plane may deny service but
+//! cannot read a secret.
 
 #![forbid(unsafe_code)]
 
