@@ -19,7 +19,7 @@ use openbao::{Api, DEV_ROOT_TOKEN, DevServer, free_port_pair, token_file};
 use sealplane_cli::client::{Connection, ConnectionSettings};
 use sealplane_cli::known_reactors::KnownReactors;
 use sealplane_reactors::vault::KvVersion;
-use sealplane_tests::Cluster;
+use sealplane_test_kit::Cluster;
 use uuid::Uuid;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 

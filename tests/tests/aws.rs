@@ -7,7 +7,7 @@
 mod moto;
 
 use moto::{Moto, current_json, describe, unique_prefix};
-use sealplane_tests::{Cluster, marker};
+use sealplane_test_kit::{Cluster, marker};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_put_lands_in_secrets_manager_and_the_log_holds_no_value() {

@@ -6,7 +6,7 @@
 use sealplane_reactors::file_store::FileStore;
 use sealplane_reactors::master_key::MasterKey;
 use sealplane_reactors::upstream::UpstreamStore;
-use sealplane_tests::{Cluster, input_file, marker};
+use sealplane_test_kit::{Cluster, input_file, marker};
 
 /// The value stored upstream, read with the reactor's own file store and key.
 async fn upstream(cluster: &Cluster, reactor: usize, path: &str) -> Option<Vec<(String, Vec<u8>)>> {
