@@ -12,10 +12,14 @@
 //! - a [`Cluster`]: a control plane, reactors, users and `sealctl` runs
 //!   ([`Run`]) in one directory, and the plaintext scan over all of it
 //!   ([`scan`]: event store, file stores, every process log, every
-//!   `sealctl` output).
+//!   `sealctl` output);
+//! - the real upstream servers `scripts/test` starts, and their clients
+//!   that bypass the adapters under test: [`openbao`] (and OpenBao dev
+//!   servers of a test's own), [`moto`] (AWS Secrets Manager).
 //!
 //! What it is not for: product code, and tests. No product crate may
-//! depend on it (its helpers hand out admin tokens and read stores raw);
+//! depend on it (its helpers hand out admin tokens, read stores raw and
+//! reach upstream servers with root credentials);
 //! it holds no test beyond checks of its own helpers: tests live beside
 //! the code they test, or in `tests/` when they span processes.
 
@@ -23,6 +27,8 @@
 
 pub mod cluster;
 pub mod control_plane;
+pub mod moto;
+pub mod openbao;
 pub mod process;
 pub mod scan;
 pub mod sealctl;
