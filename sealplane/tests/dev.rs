@@ -9,7 +9,7 @@ use sealplane_test_kit::{ControlPlane, Settings, bin};
 /// Starts `sealplane dev`, waits for its ready line, stops it with `signal`
 /// and returns its exit status and everything it printed on stdout.
 fn run_dev_until_ready_then(signal: &str, data_dir: &Path) -> (bool, String) {
-    let mut dev = ControlPlane::dev(data_dir, Settings::default());
+    let mut dev = ControlPlane::dev(Some(data_dir), Settings::default());
     let process = dev.process_mut();
     process.signal(signal);
     let ok = process.wait().success();

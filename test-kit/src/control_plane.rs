@@ -45,6 +45,21 @@ enum Dir {
     At(PathBuf),
 }
 
+impl Dir {
+    /// `dir`, or a new temporary directory.
+    fn new(dir: Option<&Path>) -> Dir {
+        match dir {
+            Some(dir) => Dir::At(dir.to_owned()),
+            None => Dir::Owned(
+                tempfile::Builder::new()
+                    .prefix("sealplane-test-")
+                    .tempdir()
+                    .unwrap(),
+            ),
+        }
+    }
+}
+
 /// Which command runs the control plane.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -96,16 +111,7 @@ impl ControlPlane {
     /// event store in `events.db`, `settings`) into `dir`, or a new temporary
     /// directory; neither initialises nor starts anything.
     pub fn configure(dir: Option<&Path>, settings: Settings) -> ControlPlane {
-        let dir = match dir {
-            Some(dir) => Dir::At(dir.to_owned()),
-            None => Dir::Owned(
-                tempfile::Builder::new()
-                    .prefix("sealplane-test-")
-                    .tempdir()
-                    .unwrap(),
-            ),
-        };
-        let control_plane = ControlPlane::at(dir, settings, Mode::Serve);
+        let control_plane = ControlPlane::at(Dir::new(dir), settings, Mode::Serve);
         fs::write(
             control_plane.config_path(),
             format!(
@@ -119,15 +125,17 @@ impl ControlPlane {
         control_plane
     }
 
-    /// `sealplane dev` with its data in `data_dir`, on a free loopback port;
-    /// stdout goes to `data_dir/sealplane-dev.stdout.log`, stderr to
-    /// `sealplane-dev.stderr.log`. Returns once it printed its ready lines.
-    pub fn dev(data_dir: &Path, settings: Settings) -> ControlPlane {
-        let mut control_plane = ControlPlane::at(Dir::At(data_dir.to_owned()), settings, Mode::Dev);
+    /// `sealplane dev` with its data in `data_dir` (or a new temporary
+    /// directory), on a free loopback port; stdout goes to
+    /// `sealplane-dev.stdout.log` there, stderr to `sealplane-dev.stderr.log`.
+    /// Returns once it printed its ready lines.
+    pub fn dev(data_dir: Option<&Path>, settings: Settings) -> ControlPlane {
+        let mut control_plane = ControlPlane::at(Dir::new(data_dir), settings, Mode::Dev);
+        let data_dir = control_plane.dir().to_owned();
         let mut command = control_plane.command();
         command
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir);
+            .arg(&data_dir);
         let mut process = Process::spawn_split(
             command,
             data_dir.join("sealplane-dev.stdout.log"),

@@ -15,7 +15,8 @@
 //!   `sealctl` output);
 //! - the real upstream servers `scripts/test` starts, and their clients
 //!   that bypass the adapters under test: [`openbao`] (and OpenBao dev
-//!   servers of a test's own), [`moto`] (AWS Secrets Manager).
+//!   servers of a test's own), [`moto`] (AWS Secrets Manager);
+//! - TLS fixtures ([`tls`]): a throw-away CA and the certificates it signs.
 //!
 //! What it is not for: product code, and tests. No product crate may
 //! depend on it (its helpers hand out admin tokens, read stores raw and
@@ -32,6 +33,7 @@ pub mod openbao;
 pub mod process;
 pub mod scan;
 pub mod sealctl;
+pub mod tls;
 
 pub use cluster::{Cluster, User};
 pub use control_plane::{ControlPlane, Settings};
