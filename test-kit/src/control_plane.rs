@@ -68,8 +68,9 @@ enum Mode {
 }
 
 /// A control plane in a directory: its `sealplane.toml`, `events.db`,
-/// `sealplane.log` (stdout and stderr of every run) and, once initialised,
-/// its admin token. Killed on drop; its log is printed if the test fails.
+/// `sealplane.log` (stdout and stderr of every run; `sealplane-dev.*.log`
+/// for `dev`) and, once initialised, its admin token. Killed on drop; its
+/// log is printed if the test fails.
 pub struct ControlPlane {
     dir: Dir,
     settings: Settings,
@@ -128,7 +129,8 @@ impl ControlPlane {
     /// `sealplane dev` with its data in `data_dir` (or a new temporary
     /// directory), on a free loopback port; stdout goes to
     /// `sealplane-dev.stdout.log` there, stderr to `sealplane-dev.stderr.log`.
-    /// Returns once it printed its ready lines.
+    /// Returns once it printed its ready lines. Of `settings`, only `env`
+    /// applies: dev mode has its own configuration.
     pub fn dev(data_dir: Option<&Path>, settings: Settings) -> ControlPlane {
         let mut control_plane = ControlPlane::at(Dir::new(data_dir), settings, Mode::Dev);
         let data_dir = control_plane.dir().to_owned();
@@ -236,7 +238,8 @@ impl ControlPlane {
         self.dir().join("events.db")
     }
 
-    /// The log `sealplane serve` writes stdout and stderr to.
+    /// The log `sealplane serve` writes stdout and stderr to (for `dev`,
+    /// its stdout log).
     pub fn log_path(&self) -> PathBuf {
         match self.mode {
             Mode::Serve => self.dir().join("sealplane.log"),
