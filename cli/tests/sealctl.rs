@@ -4,27 +4,18 @@
 //! (a changed reactor identity, a key request no reactor answers).
 //!
 //! `sealplane` must be built first (`cargo build --workspace --bins`, which
-//! `scripts/test` does); it is looked up next to `sealctl`.
+//! `scripts/test` does); the test kit runs it from the target directory.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use sealplane_test_kit::tls::{Ca, ServerTls};
+use sealplane_test_kit::{ControlPlane, Run, Settings};
 
 const SEALCTL: &str = env!("CARGO_BIN_EXE_sealctl");
-
-fn sealplane_bin() -> PathBuf {
-    let path = Path::new(SEALCTL).with_file_name("sealplane");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `cargo build -p sealplane-control-plane --bins`",
-        path.display()
-    );
-    path
-}
 
 /// A made-up Ed25519-shaped public key (the control plane checks only its shape).
 fn made_up_key(n: u8) -> String {
@@ -33,124 +24,40 @@ fn made_up_key(n: u8) -> String {
 
 /// A running control plane and a private sealctl configuration.
 struct Server {
-    child: Child,
-    addr: String,
-    admin: String,
-    dir: tempfile::TempDir,
-}
-
-/// Reads `out` until `done` matches a line, collecting every line.
-fn read_until(out: &mut impl BufRead, done: impl Fn(&str) -> bool) -> Vec<String> {
-    let mut lines = vec![];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "not ready: {lines:?}");
-        let mut line = String::new();
-        assert_ne!(
-            out.read_line(&mut line).unwrap(),
-            0,
-            "exited early: {lines:?}"
-        );
-        let line = line.trim_end().to_owned();
-        let finished = done(&line);
-        lines.push(line);
-        if finished {
-            return lines;
-        }
-    }
-}
-
-fn export(lines: &[String], name: &str) -> String {
-    let prefix = format!("export {name}=");
-    lines
-        .iter()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
-        .to_owned()
+    control_plane: ControlPlane,
 }
 
 impl Server {
     /// `sealplane dev` on a free loopback port.
     fn dev() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(sealplane_bin())
-            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let lines = read_until(&mut out, |l| l.contains("Press Ctrl-C to stop"));
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         Server {
-            child,
-            addr: export(&lines, "SEALPLANE_ADDR"),
-            admin: export(&lines, "SEALPLANE_TOKEN"),
-            dir,
+            control_plane: ControlPlane::dev(None, Settings::default()),
         }
     }
 
     /// `sealplane init` then `serve` with one-time keys living
     /// `key_ttl_seconds`, and no reactor at all.
     fn serve(key_ttl_seconds: u64) -> Server {
-        Server::serve_in(tempfile::tempdir().unwrap(), key_ttl_seconds, "")
+        Server::serve_with(key_ttl_seconds, String::new())
     }
 
-    /// `init` and `serve` in `dir`, with `tls` (a `[tls]` section or nothing).
-    fn serve_in(dir: tempfile::TempDir, key_ttl_seconds: u64, tls: &str) -> Server {
-        let config = dir.path().join("sealplane.toml");
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:0\"\n{tls}\n\
-                 [event_store]\nbackend = \"embedded\"\npath = \"{}\"\n\
-                 [limits]\nupload_key_ttl_seconds = {key_ttl_seconds}\n",
-                dir.path().join("data/events.db").display()
-            ),
-        )
-        .unwrap();
-        let init = Command::new(sealplane_bin())
-            .args(["init", "--admin", "admin", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(init.status.success(), "{init:?}");
-        let lines: Vec<String> = String::from_utf8(init.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        let admin = export(&lines, "SEALPLANE_TOKEN");
-        let mut child = Command::new(sealplane_bin())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let lines = read_until(&mut out, |l| l.starts_with("sealplane serving on "));
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let addr = lines
-            .last()
-            .unwrap()
-            .strip_prefix("sealplane serving on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap()
-            .to_owned();
+    /// `init` and `serve` with `tls` (a `[tls]` section or nothing).
+    fn serve_with(key_ttl_seconds: u64, tls: String) -> Server {
         Server {
-            child,
-            addr,
-            admin,
-            dir,
+            control_plane: ControlPlane::serve(Settings {
+                limits: format!("upload_key_ttl_seconds = {key_ttl_seconds}"),
+                tls,
+                ..Settings::default()
+            }),
         }
     }
 
+    fn addr(&self) -> &str {
+        &self.control_plane.addr
+    }
+
     fn config_dir(&self) -> PathBuf {
-        self.dir.path().join("sealctl")
+        self.control_plane.dir().join("sealctl")
     }
 
     fn known_reactors(&self) -> PathBuf {
@@ -161,7 +68,7 @@ impl Server {
     fn sealctl_as(&self, token: Option<&str>, args: &[&str]) -> Run {
         let mut cmd = Command::new(SEALCTL);
         cmd.args(args)
-            .env("SEALPLANE_ADDR", &self.addr)
+            .env("SEALPLANE_ADDR", self.addr())
             .env("SEALPLANE_CONFIG_DIR", self.config_dir())
             .env_remove("SEALPLANE_TOKEN")
             .env_remove("SEALPLANE_CA_FILE")
@@ -169,18 +76,18 @@ impl Server {
         if let Some(token) = token {
             cmd.env("SEALPLANE_TOKEN", token);
         }
-        Run(cmd.output().unwrap())
+        Run::from_output(cmd.output().unwrap())
     }
 
     /// Runs sealctl as the admin.
     fn sealctl(&self, args: &[&str]) -> Run {
-        self.sealctl_as(Some(&self.admin), args)
+        self.sealctl_as(Some(self.control_plane.admin_token()), args)
     }
 
     /// The event types in the log, in order.
     fn event_types(&self) -> Vec<String> {
         let db = rusqlite::Connection::open_with_flags(
-            self.dir.path().join("data/events.db"),
+            self.control_plane.events_db(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .unwrap();
@@ -191,61 +98,6 @@ impl Server {
             .unwrap()
             .map(Result::unwrap)
             .collect()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One sealctl run.
-struct Run(Output);
-
-impl Run {
-    fn code(&self) -> i32 {
-        self.0.status.code().expect("sealctl was killed")
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8(self.0.stdout.clone()).unwrap()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8(self.0.stderr.clone()).unwrap()
-    }
-
-    /// Asserts success and returns stdout.
-    fn ok(&self) -> String {
-        assert_eq!(
-            self.code(),
-            0,
-            "stdout: {}\nstderr: {}",
-            self.stdout(),
-            self.stderr()
-        );
-        self.stdout()
-    }
-
-    /// Asserts success and parses stdout as JSON.
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ok()).unwrap()
-    }
-
-    /// Asserts exit status `code` and a one-line `error: ` containing `text`.
-    fn fails(&self, code: i32, text: &str) -> String {
-        let err = self.stderr();
-        assert_eq!(
-            self.code(),
-            code,
-            "stdout: {}\nstderr: {err}",
-            self.stdout()
-        );
-        assert!(err.starts_with("error: "), "{err}");
-        assert!(err.contains(text), "expected {text:?} in {err}");
-        err
     }
 }
 
@@ -435,18 +287,22 @@ fn authentication_and_transport_failures_are_sentences() {
     s.sealctl_as(Some(&forged), &["get", "stores"])
         .fails(2, "unknown token");
 
-    let out = Run(Command::new(SEALCTL)
-        .args(["--addr", "http://127.0.0.1:1", "--token", "x", "whoami"])
-        .output()
-        .unwrap());
+    let out = Run::from_output(
+        Command::new(SEALCTL)
+            .args(["--addr", "http://127.0.0.1:1", "--token", "x", "whoami"])
+            .output()
+            .unwrap(),
+    );
     out.fails(
         2,
         "cannot reach the control plane at http://127.0.0.1:1 (is `sealplane dev` running? set SEALPLANE_ADDR)",
     );
-    let out = Run(Command::new(SEALCTL)
-        .args(["--addr", "127.0.0.1:7700", "whoami"])
-        .output()
-        .unwrap());
+    let out = Run::from_output(
+        Command::new(SEALCTL)
+            .args(["--addr", "127.0.0.1:7700", "whoami"])
+            .output()
+            .unwrap(),
+    );
     out.fails(2, "use http://HOST:PORT or https://HOST:PORT");
 }
 
@@ -495,7 +351,7 @@ fn bad_input_is_refused_before_or_by_the_server() {
         .fails(2, "data argument 1 is not `key=value`");
     assert!(!e.contains("hunter"), "{e}");
     // Over the size limit (split over a file and an argument).
-    let big = s.dir.path().join("big");
+    let big = s.control_plane.dir().join("big");
     std::fs::write(&big, vec![b'x'; 256 * 1024]).unwrap();
     let from_file = format!("k={}", big.display());
     s.sealctl(&[
@@ -538,7 +394,7 @@ fn a_changed_reactor_identity_is_refused_before_anything_is_sent() {
     ])
     .ok();
     std::fs::create_dir_all(s.config_dir()).unwrap();
-    let pins = format!("# mine\n{} pinned {pinned}\n", s.addr);
+    let pins = format!("# mine\n{} pinned {pinned}\n", s.addr());
     std::fs::write(s.known_reactors(), &pins).unwrap();
 
     let marker = "Zq9-MARKER-hunter2";
@@ -556,7 +412,7 @@ fn a_changed_reactor_identity_is_refused_before_anything_is_sent() {
         err.contains(&format!("--reactor-key {registered}")),
         "{err}"
     );
-    assert!(!err.contains(marker) && out.stdout().is_empty());
+    assert!(!err.contains(marker) && out.stdout.is_empty());
     // Nothing was sealed or uploaded, and the pin is untouched.
     let types = s.event_types();
     assert!(
@@ -574,7 +430,7 @@ fn a_changed_reactor_identity_is_refused_before_anything_is_sent() {
         .fails(3, "changed");
 
     // A malformed pin file is refused with its line number.
-    std::fs::write(s.known_reactors(), format!("{} pinned\n", s.addr)).unwrap();
+    std::fs::write(s.known_reactors(), format!("{} pinned\n", s.addr())).unwrap();
     s.sealctl(&["put", "secret", "pinned://admin/db", "password=x"])
         .fails(2, "known_reactors, line 1: expected three fields");
 }
@@ -681,7 +537,7 @@ fn secrets_can_be_listed_and_filtered() {
 
 #[test]
 fn help_reads_well() {
-    let run = |args: &[&str]| Run(Command::new(SEALCTL).args(args).output().unwrap());
+    let run = |args: &[&str]| Run::from_output(Command::new(SEALCTL).args(args).output().unwrap());
     let top = run(&["--help"]).ok();
     for verb in [
         "put", "verify", "get", "describe", "delete", "grant", "revoke", "create", "whoami",
@@ -699,40 +555,16 @@ fn help_reads_well() {
     );
     assert!(put.contains("--reactor-key"), "{put}");
     let bad = run(&["put", "secrets", "x"]);
-    assert_eq!(bad.code(), 2);
+    assert_eq!(bad.code, 2);
 }
 
 #[test]
 fn https_trusts_the_given_ca() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    let (cert, key) = (
-        write("server.crt", &server.pem()),
-        write("server.key", &server_key.serialize_pem()),
-    );
-    let ca_file = write("ca.crt", &ca.pem());
-    let tls = format!(
-        "[tls]\ncert = \"{}\"\nkey = \"{}\"",
-        cert.display(),
-        key.display()
-    );
-    let s = Server::serve_in(dir, 300, &tls);
-    let port = s.addr.rsplit(':').next().unwrap().to_owned();
-    assert!(s.addr.starts_with("https://"), "{}", s.addr);
+    let tls = ServerTls::write_to(dir.path());
+    let s = Server::serve_with(300, tls.section(false));
+    let port = s.addr().rsplit(':').next().unwrap().to_owned();
+    assert!(s.addr().starts_with("https://"), "{}", s.addr());
     let https = format!("https://localhost:{port}");
 
     let me = s
@@ -740,7 +572,7 @@ fn https_trusts_the_given_ca() {
             "--addr",
             &https,
             "--ca-file",
-            ca_file.to_str().unwrap(),
+            tls.ca_file.to_str().unwrap(),
             "whoami",
             "-o",
             "json",
@@ -772,11 +604,7 @@ fn https_trusts_the_given_ca() {
 
 /// A CA file of an unrelated CA.
 fn write_other_ca() -> tempfile::NamedTempFile {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), params.self_signed(&key).unwrap().pem()).unwrap();
+    std::fs::write(file.path(), Ca::new().pem()).unwrap();
     file
 }

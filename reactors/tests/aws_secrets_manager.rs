@@ -9,17 +9,16 @@
 //! shared server does not do; the mapping of AWS's credential error codes is
 //! unit-tested in `aws_secrets_manager::errors`.
 
-#[path = "common/moto.rs"]
-mod moto;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use moto::{Moto, Relay, black_hole, current_json, describe, unique_prefix, version_count};
 use sealplane_proto::sealed::SecretValue;
 use sealplane_reactors::aws_secrets_manager::{AwsSecretsManagerStore, parse_version_id};
 use sealplane_reactors::upstream::{RetryPolicy, UpstreamError, UpstreamStore, WriteMeta, retry};
+use sealplane_test_kit::moto::{
+    Moto, Relay, black_hole, current_json, describe, unique_prefix, version_count,
+};
 use serde_json::json;
 use uuid::Uuid;
 

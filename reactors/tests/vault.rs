@@ -5,18 +5,17 @@
 //! dev server of their own. Expected state is checked through the OpenBao
 //! HTTP API, not through the adapter.
 
-#[path = "common/openbao.rs"]
-mod openbao;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use openbao::{Api, DEV_ROOT_TOKEN, DevServer, config, free_port_pair, token_file, unique};
 use sealplane_proto::sealed::SecretValue;
 use sealplane_reactors::upstream::{RetryPolicy, UpstreamError, UpstreamStore, WriteMeta, retry};
 use sealplane_reactors::vault::{KvVersion, VaultConfig, VaultStore};
+use sealplane_test_kit::openbao::{
+    Api, DEV_ROOT_TOKEN, DevServer, config, free_port_pair, token_file, unique,
+};
 use serde_json::json;
 use uuid::Uuid;
 

@@ -8,11 +8,10 @@
 //! then starts the real `sealplane serve` on it and reads the process's
 //! resident memory (`VmRSS`, and the peak `VmHWM`) once it serves, and how
 //! long the start took (the whole hash chain is verified and the read model
-//! rebuilt from the log). `-- --secrets N` changes the count.
+//! rebuilt from the log). `-- --secrets N` changes the count;
+//! `SEALPLANE_BIN_DIR=DIR` measures another build's `sealplane`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use sealplane_control_plane::domain::upload::{Purpose, UploadCommand, UploadRequ
 use sealplane_control_plane::domain::{Actor, Context, Role};
 use sealplane_control_plane::streams;
 use sealplane_event_store::{EmbeddedStore, EventStore};
+use sealplane_test_kit::{ControlPlane, Settings};
 use uuid::Uuid;
 
 fn actor(slug: &str, role: Role, stores: &[&str]) -> Actor {
@@ -150,35 +150,17 @@ async fn put(handler: &CommandHandler, alice: &Actor, reactor: &Actor, i: u64) {
         .unwrap();
 }
 
-/// Starts `sealplane serve` on `dir`'s log; returns (start time, VmRSS kB, VmHWM kB).
+/// Starts `sealplane serve` on `dir`'s log (no `init`: the log is served
+/// as written); returns (start time, VmRSS kB, VmHWM kB).
 fn serve_and_measure(dir: &Path) -> (Duration, u64, u64) {
-    let config = dir.join("sealplane.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n",
-            dir.join("events.db").display()
-        ),
-    )
-    .unwrap();
+    let mut control_plane = ControlPlane::configure(Some(dir), Settings::default());
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealplane"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("serving on") {
-        line.clear();
-        assert_ne!(out.read_line(&mut line).unwrap(), 0, "sealplane exited");
-    }
+    control_plane.start();
     let took = started.elapsed();
     // Let allocations settle (the projection task finishes catching up).
     std::thread::sleep(Duration::from_millis(500));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let pid = control_plane.process().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb = |field: &str| -> u64 {
         status
             .lines()
@@ -188,10 +170,7 @@ fn serve_and_measure(dir: &Path) -> (Duration, u64, u64) {
             .unwrap()
     };
     let (rss, hwm) = (kb("VmRSS:"), kb("VmHWM:"));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    control_plane.stop();
     (took, rss, hwm)
 }
 

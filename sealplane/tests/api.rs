@@ -3,10 +3,8 @@
 //! by status code and by the `AccessDenied` events they leave in the log.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -16,107 +14,15 @@ use sealplane_proto::v1::principals_client::PrincipalsClient;
 use sealplane_proto::v1::reactor_client::ReactorClient;
 use sealplane_proto::v1::secrets_client::SecretsClient;
 use sealplane_proto::v1::stores_client::StoresClient;
+use sealplane_test_kit::{ControlPlane, Settings, bin};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 use uuid::Uuid;
 
 /// A running `sealplane serve` (a bare control plane: no reactor, no
-/// store), initialised with `sealplane init` on first start.
-struct Server {
-    child: Child,
-    addr: String,
-    admin: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let config = data_dir.join("sealplane.toml");
-        let token_file = data_dir.join("admin.token");
-        if !config.exists() {
-            std::fs::write(
-                &config,
-                format!(
-                    "listen = \"127.0.0.1:0\"\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n",
-                    data_dir.join("events.db").display()
-                ),
-            )
-            .unwrap();
-            let out = Command::new(env!("CARGO_BIN_EXE_sealplane"))
-                .args(["init", "--config"])
-                .arg(&config)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let stdout = String::from_utf8(out.stdout).unwrap();
-            let token = stdout
-                .lines()
-                .find_map(|l| l.strip_prefix("export SEALPLANE_TOKEN="))
-                .expect("init prints the admin token");
-            std::fs::write(&token_file, token).unwrap();
-        }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sealplane"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            assert!(
-                Instant::now() < deadline,
-                "sealplane serve did not get ready"
-            );
-            let mut line = String::new();
-            assert_ne!(
-                out.read_line(&mut line).unwrap(),
-                0,
-                "sealplane serve exited"
-            );
-            if let Some(rest) = line.trim().strip_prefix("sealplane serving on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        Server {
-            child,
-            addr,
-            admin: std::fs::read_to_string(&token_file).unwrap(),
-        }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(self.addr.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    /// Stops it with SIGTERM and checks it exits cleanly.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
+/// store) in `data_dir`, initialised with `sealplane init` on first start.
+fn start(data_dir: &Path) -> ControlPlane {
+    ControlPlane::start_in(data_dir, Settings::default())
 }
 
 fn req<T>(message: T, token: &str) -> Request<T> {
@@ -145,14 +51,14 @@ struct Clients {
 }
 
 impl Clients {
-    async fn new(server: &Server) -> Clients {
+    async fn new(server: &ControlPlane) -> Clients {
         let channel = server.channel().await;
         Clients {
             stores: StoresClient::new(channel.clone()),
             principals: PrincipalsClient::new(channel.clone()),
             secrets: SecretsClient::new(channel.clone()),
             reactor: ReactorClient::new(channel),
-            admin: server.admin.clone(),
+            admin: server.admin_token().to_owned(),
         }
     }
 
@@ -234,7 +140,7 @@ fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
 #[tokio::test]
 async fn calls_without_a_valid_token_are_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let mut server = start(dir.path());
     let mut c = Clients::new(&server).await;
     let who = |token: Option<&str>| {
         let mut r = Request::new(v1::WhoAmIRequest {});
@@ -301,7 +207,7 @@ async fn calls_without_a_valid_token_are_refused_with_a_reason() {
 #[tokio::test]
 async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let mut server = start(dir.path());
     let mut c = Clients::new(&server).await;
     let admin = c.admin.clone();
     c.create_store("local", &admin).await.unwrap();
@@ -409,7 +315,7 @@ async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_commands_on_one_aggregate_resolve_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let mut server = start(dir.path());
     let mut c = Clients::new(&server).await;
     let admin = c.admin.clone();
 
@@ -516,7 +422,7 @@ async fn racing_commands_on_one_aggregate_resolve_cleanly() {
 #[tokio::test]
 async fn a_retried_command_id_applies_once() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let mut server = start(dir.path());
     let mut c = Clients::new(&server).await;
     let admin = c.admin.clone();
     let options = Some(v1::CommandOptions {
@@ -572,7 +478,7 @@ async fn until_state(
 #[tokio::test]
 async fn the_upload_protocol_through_the_api_with_its_bad_cases() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let mut server = start(dir.path());
     let mut c = Clients::new(&server).await;
     let admin = c.admin.clone();
     c.create_store("local", &admin).await.unwrap();
@@ -826,7 +732,7 @@ async fn the_upload_protocol_through_the_api_with_its_bad_cases() {
 #[tokio::test]
 async fn a_restart_rebuilds_the_read_model_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let mut server = start(dir.path());
     let mut c = Clients::new(&server).await;
     let admin = c.admin.clone();
     c.create_store("local", &admin).await.unwrap();
@@ -894,7 +800,7 @@ async fn a_restart_rebuilds_the_read_model_identically() {
     let before = snapshot(c).await;
     server.stop();
 
-    let server = Server::start(dir.path());
+    let mut server = start(dir.path());
     let after = snapshot(Clients::new(&server).await).await;
     assert_eq!(after, before);
     assert!(
@@ -926,7 +832,7 @@ fn serve_refuses_plaintext_off_loopback() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sealplane"))
+    let out = std::process::Command::new(bin("sealplane"))
         .args(["serve", "--config"])
         .arg(&config)
         .output()

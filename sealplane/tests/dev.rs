@@ -1,43 +1,21 @@
 //! `sealplane dev` as a user runs it: the real binary, stopped by a signal.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
 use sealplane_event_store::{EmbeddedStore, EventStore, Position};
+use sealplane_test_kit::{ControlPlane, Settings, bin};
 
 /// Starts `sealplane dev`, waits for its ready line, stops it with `signal`
-/// and returns its exit status and everything it printed.
-fn run_dev_until_ready_then(signal: &str, data_dir: &std::path::Path) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealplane"))
-        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut printed = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !printed.contains("Press Ctrl-C to stop") {
-        assert!(Instant::now() < deadline, "not ready: {printed}");
-        let mut line = String::new();
-        assert_ne!(
-            out.read_line(&mut line).unwrap(),
-            0,
-            "exited early: {printed}"
-        );
-        printed.push_str(&line);
-    }
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    printed.push_str(&rest);
-    (child.wait().unwrap().success(), printed)
+/// and returns its exit status and everything it printed on stdout.
+fn run_dev_until_ready_then(signal: &str, data_dir: &Path) -> (bool, String) {
+    let mut dev = ControlPlane::dev(Some(data_dir), Settings::default());
+    let process = dev.process_mut();
+    process.signal(signal);
+    let ok = process.wait().success();
+    // Shown with the test's output if it fails.
+    eprintln!("sealplane dev stderr:\n{}", process.stderr());
+    (ok, process.stdout())
 }
 
 #[tokio::test]
@@ -111,7 +89,7 @@ fn dev_refuses_a_tampered_log() {
             [],
         )
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sealplane"))
+    let out = Command::new(bin("sealplane"))
         .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .output()
@@ -123,7 +101,7 @@ fn dev_refuses_a_tampered_log() {
 }
 
 fn is_secure(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sealplane"))
+    let out = Command::new(bin("sealplane"))
         .arg("is-secure")
         .args(args)
         .output()

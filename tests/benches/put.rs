@@ -20,7 +20,7 @@ use sealplane_reactors::file_store::FileStore;
 use sealplane_reactors::fingerprint::FingerprintKey;
 use sealplane_reactors::master_key::MasterKey;
 use sealplane_reactors::upstream::{UpstreamStore, WriteMeta};
-use sealplane_tests::{Cluster, marker};
+use sealplane_test_kit::{Cluster, marker};
 use uuid::Uuid;
 
 mod common;

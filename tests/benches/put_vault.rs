@@ -7,19 +7,16 @@
 //! `cargo build --release --workspace --bins && SEALPLANE_TEST_BAO_BIN=$PWD/.test-env/venv/bin/bao
 //! cargo bench -p sealplane-tests --bench put_vault`.
 
-#[path = "../../reactors/tests/common/openbao.rs"]
-mod openbao;
-
 mod common;
 
 use std::collections::HashMap;
 
 use common::{drive, row, sealed_put, value};
-use openbao::{Api, DEV_ROOT_TOKEN, DevServer, free_port_pair, token_file};
 use sealplane_cli::client::{Connection, ConnectionSettings};
 use sealplane_cli::known_reactors::KnownReactors;
 use sealplane_reactors::vault::KvVersion;
-use sealplane_tests::Cluster;
+use sealplane_test_kit::Cluster;
+use sealplane_test_kit::openbao::{Api, DEV_ROOT_TOKEN, DevServer, free_port_pair, token_file};
 use uuid::Uuid;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 

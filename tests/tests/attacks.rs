@@ -16,7 +16,7 @@ use sealplane_proto::offer::{KeyOffer, verify_offer};
 use sealplane_proto::sealed::{Payload, SecretValue, seal};
 use sealplane_proto::v1;
 use sealplane_proto::v1::secrets_client::SecretsClient;
-use sealplane_tests::{Cluster, Settings, User, input_file, marker};
+use sealplane_test_kit::{Cluster, Settings, User, input_file, marker};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
@@ -243,6 +243,7 @@ async fn tampered_replayed_reused_and_foreign_uploads_are_refused_and_recorded()
 async fn late_uploads_are_refused_and_unused_keys_expire() {
     let mut c = Cluster::start_with(Settings {
         limits: "upload_key_ttl_seconds = 2".into(),
+        ..Settings::default()
     });
     let r = c.add_file_store("local");
     let alice = c.add_user("alice", "user", &[]);
@@ -507,6 +508,7 @@ async fn a_reactor_killed_between_key_and_upload_fails_the_request_and_a_retry_s
 async fn a_request_no_reactor_answers_is_ended_by_the_control_plane() {
     let mut c = Cluster::start_with(Settings {
         limits: "upload_key_ttl_seconds = 1".into(),
+        ..Settings::default()
     });
     // A store whose reactor never runs.
     let idle = c.add_reactor_for("idle", None);
@@ -553,6 +555,7 @@ async fn a_request_no_reactor_answers_is_ended_by_the_control_plane() {
 async fn guessing_a_value_by_verification_is_rate_limited_and_recorded() {
     let mut c = Cluster::start_with(Settings {
         limits: "max_verifications_per_minute = 2".into(),
+        ..Settings::default()
     });
     c.add_file_store("local");
     let alice = c.add_user("alice", "user", &[]);

@@ -3,11 +3,8 @@
 //! lands in Secrets Manager (read back with the AWS SDK, not through
 //! Sealplane), and the event store and every log stay free of the value.
 
-#[path = "../../reactors/tests/common/moto.rs"]
-mod moto;
-
-use moto::{Moto, current_json, describe, unique_prefix};
-use sealplane_tests::{Cluster, marker};
+use sealplane_test_kit::moto::{Moto, current_json, describe, unique_prefix};
+use sealplane_test_kit::{Cluster, marker};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_put_lands_in_secrets_manager_and_the_log_holds_no_value() {

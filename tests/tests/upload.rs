@@ -1,12 +1,13 @@
 //! The sealed upload pipeline end to end (SPEC §3, §4): real `sealplane`,
 //! real `sealplane-reactor`, real `sealctl`, the file store upstream. After
 //! every step the whole cluster directory (event store and WAL, file store,
-//! every log, every sealctl output) is scanned for the plaintext.
+//! every log, every sealctl output) is scanned for the plaintext; the flow
+//! runs once with the processes' default logs and once logging JSON.
 
 use sealplane_reactors::file_store::FileStore;
 use sealplane_reactors::master_key::MasterKey;
 use sealplane_reactors::upstream::UpstreamStore;
-use sealplane_tests::{Cluster, input_file, marker};
+use sealplane_test_kit::{Cluster, Settings, input_file, marker};
 
 /// The value stored upstream, read with the reactor's own file store and key.
 async fn upstream(cluster: &Cluster, reactor: usize, path: &str) -> Option<Vec<(String, Vec<u8>)>> {
@@ -26,10 +27,39 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The flows of this file run one at a time, as the one flow did before
+/// the JSON variant: two clusters at once on a small machine widen a race
+/// of the control plane (a put returns at `SecretUploaded`, before its
+/// `SecretVersionAdded` is appended, so an immediate `get secrets` can
+/// miss the version), which is the control plane's to fix, not this test's.
+static ONE_FLOW_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn put_get_describe_verify_new_version_and_delete_never_leak_the_value() {
-    let mut c = Cluster::start();
+    put_get_describe_verify_new_version_and_delete(Settings::default()).await;
+}
+
+/// The same flow with the control plane and the reactor logging JSON
+/// (`SEALPLANE_LOG_FORMAT=json`): those logs are scanned for the value too.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_flow_logging_json_never_leaks_the_value() {
+    put_get_describe_verify_new_version_and_delete(
+        Settings::default().with_env("SEALPLANE_LOG_FORMAT", "json"),
+    )
+    .await;
+}
+
+async fn put_get_describe_verify_new_version_and_delete(settings: Settings) {
+    let _alone = ONE_FLOW_AT_A_TIME.lock().await;
+    let mut c = Cluster::start_with(settings.clone());
     let r = c.add_file_store("local");
+    // Every process runs with the settings' environment.
+    for process in [c.control_plane().process(), c.reactor_process(r)] {
+        let env = process.environment();
+        for pair in &settings.env {
+            assert!(env.contains(pair), "{pair:?} missing from {env:?}");
+        }
+    }
     let alice = c.add_user("alice", "user", &[]);
     let inputs = tempfile::tempdir().unwrap();
     let p1 = marker("pw-one");

@@ -3,12 +3,11 @@
 //! with OpenBao's own API), verify and delete go through the reactor, and
 //! the event store and every log stay free of the value.
 
-#[path = "../../reactors/tests/common/openbao.rs"]
-mod openbao;
-
-use openbao::{Api, DEV_ROOT_TOKEN, DevServer, free_port_pair, required_env, token_file, unique};
 use sealplane_reactors::vault::KvVersion;
-use sealplane_tests::{Cluster, marker};
+use sealplane_test_kit::openbao::{
+    Api, DEV_ROOT_TOKEN, DevServer, free_port_pair, required_env, token_file, unique,
+};
+use sealplane_test_kit::{Cluster, marker};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_put_lands_in_openbao_and_the_log_holds_no_value() {

@@ -1,8 +1,6 @@
-//! Test support for the AWS Secrets Manager store: the moto server
+//! moto for the AWS Secrets Manager store's tests: the server
 //! `scripts/test` starts, an SDK client of the tests' own (to read and write
 //! without the adapter under test), and a TCP relay that can be cut.
-
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,13 +28,18 @@ pub fn unique_prefix() -> String {
 
 /// The moto server of `scripts/test`.
 pub struct Moto {
+    /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// The region it answers for.
     pub region: String,
+    /// The access key id it accepts.
     pub access_key_id: String,
+    /// The secret access key it accepts.
     pub secret_access_key: String,
 }
 
 impl Moto {
+    /// The server of `scripts/test`, from the environment it exports.
     pub fn shared() -> Moto {
         Moto {
             endpoint: required_env("SEALPLANE_TEST_AWS_ENDPOINT"),
@@ -81,10 +84,13 @@ impl Moto {
 
 /// What the SDK says about a secret: tags, stages, deletion.
 pub struct Described {
+    /// The secret's ARN.
     pub arn: String,
+    /// Its tags, by key.
     pub tags: HashMap<String, String>,
     /// The id of the version labelled AWSCURRENT.
     pub current: String,
+    /// Whether it is scheduled for deletion.
     pub deleted: bool,
 }
 
@@ -164,12 +170,14 @@ pub async fn version_count(client: &Client, name: &str) -> usize {
 
 /// A loopback TCP relay to `target` that [`Relay::cut`] closes, open connections included.
 pub struct Relay {
+    /// `http://127.0.0.1:PORT`, where it listens.
     pub address: String,
     accept: JoinHandle<()>,
     relays: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Relay {
+    /// Starts relaying from a fresh loopback port to `target`.
     pub async fn start(target: &str) -> Relay {
         let target = target
             .trim_start_matches("http://")

@@ -1,8 +1,6 @@
-//! Test support for the Vault store: the OpenBao server `scripts/test`
-//! starts, dev servers of a test's own, and raw HTTP API calls that do not
-//! go through the adapter under test.
-
-#![allow(dead_code)]
+//! OpenBao for the Vault store's tests: the server `scripts/test` starts,
+//! dev servers of a test's own, and raw HTTP API calls that do not go
+//! through the adapter under test.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -32,12 +30,15 @@ pub fn unique(prefix: &str) -> String {
 
 /// Raw access to an OpenBao server's HTTP API with a given token.
 pub struct Api {
+    /// The server's address, without a trailing `/`.
     pub address: String,
+    /// The token every call sends.
     pub token: String,
     client: VaultClient,
 }
 
 impl Api {
+    /// A client for the server at `address`, calling with `token`.
     pub fn new(address: &str, token: &str) -> Api {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let settings = VaultClientSettingsBuilder::default()
@@ -162,11 +163,14 @@ pub fn free_port_pair() -> u16 {
 
 /// An OpenBao dev server of the test's own (root token `root`), killed on drop.
 pub struct DevServer {
+    /// Its loopback port (the next one is its cluster port).
     pub port: u16,
+    /// Where its TLS files are, when it serves TLS.
     pub tls_dir: Option<PathBuf>,
     child: Child,
 }
 
+/// The root token of every [`DevServer`].
 pub const DEV_ROOT_TOKEN: &str = "root";
 
 impl DevServer {
@@ -208,6 +212,7 @@ impl DevServer {
         server
     }
 
+    /// `http://127.0.0.1:PORT`, or `https://` with TLS.
     pub fn address(&self) -> String {
         match self.tls_dir {
             Some(_) => format!("https://127.0.0.1:{}", self.port),
