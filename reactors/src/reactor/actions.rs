@@ -1,0 +1,243 @@
+//! Carrying out the [`Action`]s the ledger hands out: issuing one-time
+//! keys, opening sealed payloads and writing (or comparing) them upstream,
+//! deleting upstream, and destroying keys that expire unused.
+//!
+//! Plaintext exists only between [`sealed::open`] and the end of
+//! [`Work::open_and_store`], inside a zeroizing [`SecretValue`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{SecondsFormat, Utc};
+use sealplane_proto::offer::KeyOffer;
+use sealplane_proto::sealed::{self, SecretValue};
+use sealplane_proto::v1;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::reports::command_options;
+use super::{EXPIRY_TICK, KEY_LOST_REASON, Work};
+use crate::ledger::{Action, Purpose, RequestInfo};
+use crate::one_time_key::KeyError;
+use crate::upstream::{RetryPolicy, UpstreamError, WriteMeta, retry};
+
+/// What carrying out an upload produced.
+pub(super) enum Outcome {
+    Uploaded {
+        version: u64,
+        hash: String,
+        key_hashes: BTreeMap<String, String>,
+        upstream_ref: String,
+    },
+    Verified {
+        matches: bool,
+    },
+}
+
+impl Work {
+    /// Runs `action` in its own task once a slot is free.
+    pub(super) async fn spawn(self: Arc<Self>, action: Action) {
+        let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            self.carry_out(action).await;
+            drop(permit);
+        });
+    }
+
+    async fn carry_out(&self, action: Action) {
+        match action {
+            Action::ProvideKey(request) => self.provide_key(&request).await,
+            Action::Open {
+                request,
+                ciphertext,
+            } => {
+                let outcome = self.open_and_store(&request, &ciphertext).await;
+                self.report_outcome(&request, outcome).await;
+            }
+            Action::KeyLost(request) => {
+                let reason = format!(
+                    "{KEY_LOST_REASON}: the reactor restarted after issuing the key for this request, and keys are never kept on disk; request a new upload (sealctl retries automatically)"
+                );
+                self.report_failed(&request, reason).await;
+            }
+            Action::Delete { uri, destroy } => self.delete(&uri, destroy).await,
+        }
+    }
+
+    async fn provide_key(&self, request: &RequestInfo) {
+        if Utc::now() >= request.expires_at {
+            self.report_expired(request.request_id).await;
+            return;
+        }
+        let public_key = self.keys.issue(request.request_id, request.expires_at);
+        let offer = KeyOffer {
+            request_id: request.request_id,
+            uri: request.uri.clone(),
+            public_key: *public_key.as_bytes(),
+            expires_at: request.expires_at,
+        };
+        let signature = self.identity.sign(&offer);
+        let call = v1::ProvideKeyRequest {
+            options: Some(command_options()),
+            request_id: request.request_id.to_string(),
+            public_key: STANDARD.encode(public_key.as_bytes()),
+            signature: STANDARD.encode(signature),
+            expires_at: request
+                .expires_at
+                .to_rfc3339_opts(SecondsFormat::Secs, true),
+        };
+        self.call(
+            "ProvideKey",
+            request.request_id,
+            call,
+            |mut c, r| async move { c.provide_key(r).await },
+        )
+        .await;
+    }
+
+    /// Opens the payload and writes it upstream (or compares it).
+    async fn open_and_store(
+        &self,
+        request: &RequestInfo,
+        ciphertext: &str,
+    ) -> Result<Outcome, String> {
+        let key = self
+            .keys
+            .take(request.request_id, Utc::now())
+            .map_err(|e| match e {
+                KeyError::Unknown => format!(
+                    "{KEY_LOST_REASON}: this reactor holds no key for the request; request a new upload"
+                ),
+                other => other.to_string(),
+            })?;
+        let ciphertext = STANDARD
+            .decode(ciphertext)
+            .map_err(|_| "the sealed payload is not base64; nothing was written".to_owned())?;
+        let value = sealed::open(
+            &ciphertext,
+            key.secret_key(),
+            request.request_id,
+            &request.uri,
+        )
+        .map_err(|e| e.to_string())?;
+        // The key has done its one job: destroy it before any slow I/O.
+        drop(key);
+        let (store_name, path) = split_uri(&request.uri)
+            .ok_or_else(|| format!("the request's uri {:?} names no store", request.uri))?;
+        let store = self.stores.get(store_name).ok_or_else(|| {
+            format!("this reactor is not configured for store `{store_name}`; nothing was written")
+        })?;
+        match request.purpose {
+            Purpose::Put { adopt } => {
+                let meta = WriteMeta {
+                    uri: request.uri.clone(),
+                    request_id: request.request_id,
+                    adopt,
+                };
+                let written = retry(&RetryPolicy::default(), || store.put(path, &value, &meta))
+                    .await
+                    .map_err(|e| upstream_reason(&e))?;
+                let fingerprint = self.fingerprint.fingerprint(&value);
+                Ok(Outcome::Uploaded {
+                    version: written.version,
+                    hash: fingerprint.hash,
+                    key_hashes: fingerprint.key_hashes,
+                    upstream_ref: written.upstream_ref,
+                })
+            }
+            Purpose::Verify => {
+                let current: SecretValue = retry(&RetryPolicy::default(), || store.get(path))
+                    .await
+                    .map_err(|e| upstream_reason(&e))?
+                    .ok_or_else(|| {
+                        format!(
+                            "there is no current value at {} to compare with",
+                            request.uri
+                        )
+                    })?;
+                let stored = self.fingerprint.fingerprint(&current);
+                Ok(Outcome::Verified {
+                    matches: self.fingerprint.matches(&value, &stored),
+                })
+            }
+        }
+    }
+
+    async fn delete(&self, uri: &str, destroy: bool) {
+        let Some((store_name, path)) = split_uri(uri) else {
+            eprintln!("sealplane-reactor: cannot delete {uri:?}: it names no store");
+            return;
+        };
+        let Some(store) = self.stores.get(store_name) else {
+            eprintln!(
+                "sealplane-reactor: cannot delete {uri}: this reactor is not configured for store `{store_name}`"
+            );
+            return;
+        };
+        match retry(&RetryPolicy::default(), || store.delete(path, destroy)).await {
+            Ok(()) | Err(UpstreamError::NotFound { .. }) => {}
+            Err(e) => {
+                eprintln!(
+                    "sealplane-reactor: deleting {uri} upstream failed, it stays pending until the reactor restarts: {}",
+                    upstream_reason(&e)
+                );
+                return;
+            }
+        }
+        eprintln!(
+            "sealplane-reactor: {} {uri} upstream",
+            if destroy { "destroyed" } else { "deleted" }
+        );
+        let call = v1::ReportDeletedRequest {
+            options: Some(command_options()),
+            uri: uri.to_owned(),
+            destroyed: destroy,
+        };
+        self.call("ReportDeleted", Uuid::nil(), call, |mut c, r| async move {
+            c.report_deleted(r).await
+        })
+        .await;
+    }
+
+    /// Destroys keys that expire unused and reports their requests.
+    pub(super) async fn expire_keys(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(EXPIRY_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tick.tick() => {}
+            }
+            for id in self.keys.expire(Utc::now()) {
+                eprintln!(
+                    "sealplane-reactor: request {id}: its one-time key expired unused and was destroyed"
+                );
+                self.report_expired(id).await;
+            }
+        }
+    }
+}
+
+/// `<store>://<path>` → (store, path).
+fn split_uri(uri: &str) -> Option<(&str, &str)> {
+    uri.split_once("://")
+}
+
+fn upstream_reason(e: &UpstreamError) -> String {
+    format!("the upstream store refused or failed: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_split_into_store_and_path() {
+        assert_eq!(split_uri("local://app/db"), Some(("local", "app/db")));
+        assert_eq!(split_uri("app/db"), None);
+    }
+}

@@ -1,0 +1,181 @@
+//! Reports to the control plane (`ReportUploaded`, `ReportFailed`, ...),
+//! retried while it is unreachable and dropped, logged, when it refuses
+//! them: the control plane is the judge of what may happen, and every
+//! report carries a fresh command id and is idempotent there.
+
+use std::future::Future;
+
+use sealplane_proto::v1;
+use tonic::Code;
+use uuid::Uuid;
+
+use super::actions::Outcome;
+use super::client::Client;
+use super::{Backoff, Work};
+use crate::ledger::RequestInfo;
+
+/// Longest failure reason the control plane accepts, in bytes.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// Attempts for one report before giving up (about two minutes of backoff).
+const REPORT_ATTEMPTS: u32 = 30;
+
+impl Work {
+    /// Reports what carrying out an upload produced.
+    pub(super) async fn report_outcome(
+        &self,
+        request: &RequestInfo,
+        outcome: Result<Outcome, String>,
+    ) {
+        let id = request.request_id;
+        match outcome {
+            Ok(Outcome::Uploaded {
+                version,
+                hash,
+                key_hashes,
+                upstream_ref,
+            }) => {
+                eprintln!(
+                    "sealplane-reactor: request {id}: stored {} version {version}",
+                    request.uri
+                );
+                let call = v1::ReportUploadedRequest {
+                    options: Some(command_options()),
+                    request_id: id.to_string(),
+                    version,
+                    hash,
+                    key_hashes: key_hashes.into_iter().collect(),
+                    upstream_ref,
+                };
+                self.call("ReportUploaded", id, call, |mut c, r| async move {
+                    c.report_uploaded(r).await
+                })
+                .await;
+            }
+            Ok(Outcome::Verified { matches }) => {
+                eprintln!(
+                    "sealplane-reactor: request {id}: verified {} ({})",
+                    request.uri,
+                    if matches { "match" } else { "no match" }
+                );
+                let call = v1::ReportVerifiedRequest {
+                    options: Some(command_options()),
+                    request_id: id.to_string(),
+                    matches,
+                };
+                self.call("ReportVerified", id, call, |mut c, r| async move {
+                    c.report_verified(r).await
+                })
+                .await;
+            }
+            Err(reason) => self.report_failed(request, reason).await,
+        }
+    }
+
+    /// Reports `request` failed for `reason` (cut to what the control plane accepts).
+    pub(super) async fn report_failed(&self, request: &RequestInfo, reason: String) {
+        let id = request.request_id;
+        let reason = truncate(reason, MAX_REASON_BYTES);
+        eprintln!(
+            "sealplane-reactor: request {id} for {} failed: {reason}",
+            request.uri
+        );
+        let call = v1::ReportFailedRequest {
+            options: Some(command_options()),
+            request_id: id.to_string(),
+            reason,
+        };
+        self.call("ReportFailed", id, call, |mut c, r| async move {
+            c.report_failed(r).await
+        })
+        .await;
+    }
+
+    /// Reports that the key of request `id` expired unused.
+    pub(super) async fn report_expired(&self, id: Uuid) {
+        let call = v1::ReportKeyExpiredRequest {
+            options: Some(command_options()),
+            request_id: id.to_string(),
+        };
+        self.call("ReportKeyExpired", id, call, |mut c, r| async move {
+            c.report_key_expired(r).await
+        })
+        .await;
+    }
+
+    /// Sends `request` with `send`, retrying while the control plane is
+    /// unreachable; a refusal is logged and dropped.
+    pub(super) async fn call<R, T, F, Fut>(&self, what: &str, id: Uuid, request: R, send: F)
+    where
+        R: Clone,
+        F: Fn(Client, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut delay = Backoff::new();
+        for attempt in 1..=REPORT_ATTEMPTS {
+            match send(self.client.clone(), request.clone()).await {
+                Ok(_) => return,
+                Err(status) if retryable(status.code()) && attempt < REPORT_ATTEMPTS => {
+                    eprintln!(
+                        "sealplane-reactor: {what} for {id}: the control plane is unreachable ({}); retrying",
+                        status.message()
+                    );
+                    tokio::time::sleep(delay.next()).await;
+                }
+                Err(status) => {
+                    eprintln!(
+                        "sealplane-reactor: {what} for {id} was not accepted: {}",
+                        status.message()
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a call that failed with `code` may succeed later.
+fn retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::ResourceExhausted
+    )
+}
+
+/// Fresh options for one report: a new command id each time.
+pub(super) fn command_options() -> v1::CommandOptions {
+    v1::CommandOptions {
+        command_id: Uuid::new_v4().to_string(),
+        correlation_id: String::new(),
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(600);
+        let cut = truncate(long, MAX_REASON_BYTES);
+        assert!(cut.len() <= MAX_REASON_BYTES);
+        assert_eq!(cut.chars().count(), 512);
+        assert_eq!(truncate("short".into(), 10), "short");
+    }
+}
