@@ -21,9 +21,9 @@
 //! tokio's blocking pool; the store is meant for one machine.
 
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::fs::{self, DirBuilder, File};
+use std::io;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,7 @@ use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, RngCore};
+use sealplane_host::durable;
 use sealplane_proto::sealed::SecretValue;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -57,8 +58,8 @@ pub const FORMAT: &str = "sealplane-file-v1";
 /// Name of the soft-delete marker in a secret's directory.
 const DELETED: &str = "deleted";
 
-/// Prefix of temporary files; a leftover from a crash is ignored.
-const TMP_PREFIX: &str = ".sealplane-tmp-";
+/// Prefix of temporary files (the durable writer's); a leftover from a crash is ignored.
+const TMP_PREFIX: &str = durable::TEMP_PREFIX;
 
 /// Domain tags of the two associated-data encodings, so the wrapped key and
 /// the sealed value can never stand in for each other.
@@ -633,26 +634,13 @@ fn sync_dir(dir: &Path) -> Result<(), UpstreamError> {
         .map_err(io_err("sync directory", dir))
 }
 
-/// Writes `dir/name` atomically: temp file (0600) in `dir`, fsync, rename, fsync `dir`.
+/// Writes `dir/name` (0600) whole or not at all, durably.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), UpstreamError> {
-    let tmp = dir.join(format!("{TMP_PREFIX}{}", Uuid::new_v4()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        file.write_all(bytes).map_err(io_err("write", &tmp))?;
-        file.sync_all().map_err(io_err("sync", &tmp))?;
-        let target = dir.join(name);
-        fs::rename(&tmp, &target).map_err(io_err("rename into place", &target))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(dir)
+    durable::write_atomic(&dir.join(name), bytes, 0o600).map_err(|e| UpstreamError::Io {
+        op: e.step,
+        target: e.path.display().to_string(),
+        source: e.source,
+    })
 }
 
 #[async_trait::async_trait]

@@ -5,9 +5,12 @@
 //! idempotent, so an unreadable file means "from the start", not an error.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use sealplane_host::durable;
 
 /// The checkpoint file.
+#[derive(Clone)]
 pub(super) struct Checkpoint {
     pub(super) path: PathBuf,
 }
@@ -34,21 +37,25 @@ impl Checkpoint {
         }
     }
 
-    /// Writes atomically; a lost write only means replaying more on restart.
-    pub(super) fn save(&self, position: u64) {
-        if let Err(e) = write_atomically(&self.path, format!("{position}\n").as_bytes()) {
+    /// [`Checkpoint::save_sync`] on tokio's blocking pool, so its fsyncs do
+    /// not stall a runtime worker.
+    pub(super) async fn save(&self, position: u64) {
+        let this = self.clone();
+        // A join error means the save panicked; the next save tries again.
+        let _ = tokio::task::spawn_blocking(move || this.save_sync(position)).await;
+    }
+
+    /// Writes atomically and durably (0600); a failed write is logged, as
+    /// it only means replaying more on restart.
+    pub(super) fn save_sync(&self, position: u64) {
+        if let Err(e) = durable::write_atomic(&self.path, format!("{position}\n").as_bytes(), 0o600)
+        {
             eprintln!(
                 "sealplane-reactor: cannot save checkpoint {}: {e}",
                 self.path.display()
             );
         }
     }
-}
-
-fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, content)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -62,9 +69,39 @@ mod tests {
             path: dir.path().join("cp"),
         };
         assert_eq!(c.load(), 1);
-        c.save(42);
+        c.save_sync(42);
         assert_eq!(c.load(), 42);
         std::fs::write(&c.path, "garbage").unwrap();
+        assert_eq!(c.load(), 1);
+    }
+
+    #[test]
+    fn a_save_replaces_the_file_whole_privately_and_leaves_no_temporary_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoint {
+            path: dir.path().join("reactor.checkpoint"),
+        };
+        c.save_sync(7);
+        c.save_sync(1234);
+        assert_eq!(std::fs::read_to_string(&c.path).unwrap(), "1234\n");
+        let mode = std::fs::metadata(&c.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["reactor.checkpoint"]);
+    }
+
+    #[test]
+    fn a_save_that_cannot_be_written_is_survived_and_means_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoint {
+            path: dir.path().join("no-such-dir").join("cp"),
+        };
+        c.save_sync(42);
         assert_eq!(c.load(), 1);
     }
 }

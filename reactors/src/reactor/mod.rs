@@ -137,7 +137,7 @@ impl Reactor {
                                 // only means replaying a little more.
                                 let now = ledger.checkpoint();
                                 if now != saved.0 && saved.1.elapsed() >= CHECKPOINT_EVERY {
-                                    self.checkpoint.save(now);
+                                    self.checkpoint.save(now).await;
                                     saved = (now, Instant::now());
                                 }
                             }
@@ -182,7 +182,7 @@ impl Reactor {
                 "sealplane-reactor: stopping with actions still in flight; their requests are reported failed on restart"
             );
         }
-        self.checkpoint.save(ledger.checkpoint());
+        self.checkpoint.save(ledger.checkpoint()).await;
         eprintln!("sealplane-reactor: stopped");
     }
 }
