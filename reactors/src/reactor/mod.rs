@@ -37,7 +37,7 @@ use crate::fingerprint::FingerprintKey;
 use crate::identity::ReactorIdentity;
 use crate::ledger::Ledger;
 use crate::one_time_key::OneTimeKeys;
-use crate::upstream::UpstreamStore;
+use crate::upstream::{RetryPolicy, UpstreamStore};
 
 /// The start of the reason reported for a request whose key an earlier run
 /// issued; `sealctl` retries such failures with a new request.
@@ -51,6 +51,15 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// How often unused keys are checked for expiry.
 const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+/// Talking to the control plane: pauses of 200 ms doubling to 5 s; the
+/// feed resubscribes forever, a report gives up after 30 attempts (about
+/// two minutes).
+const CONTROL_PLANE_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 30,
+    first_delay: Duration::from_millis(200),
+    max_delay: Duration::from_secs(5),
+};
 
 /// The reactor.
 pub struct Reactor {
@@ -101,7 +110,7 @@ impl Reactor {
         let expiry = tokio::spawn(Arc::clone(&self.work).expire_keys(stop.clone()));
         let mut ledger = Ledger::new(self.checkpoint.load());
         let mut saved = (ledger.checkpoint(), Instant::now());
-        let mut delay = Backoff::new();
+        let mut delay = CONTROL_PLANE_RETRY.backoff();
         let stores: Vec<&str> = self.work.stores.keys().map(String::as_str).collect();
         eprintln!(
             "sealplane-reactor: serving {} from position {}",
@@ -170,7 +179,7 @@ impl Reactor {
             }
             tokio::select! {
                 () = &mut shutdown => break 'feed,
-                () = tokio::time::sleep(delay.next()) => {}
+                () = tokio::time::sleep(delay.next_delay()) => {}
             }
         }
         let _ = stop_tx.send(true);
@@ -187,35 +196,17 @@ impl Reactor {
     }
 }
 
-/// Exponential backoff from 200 ms to 5 s.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(Duration::from_millis(200))
-    }
-
-    fn reset(&mut self) {
-        self.0 = Duration::from_millis(200);
-    }
-
-    fn next(&mut self) -> Duration {
-        let now = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-        now
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn backoff_doubles_up_to_five_seconds() {
-        let mut b = Backoff::new();
-        let seq: Vec<u64> = (0..7).map(|_| b.next().as_millis() as u64).collect();
+        let mut b = CONTROL_PLANE_RETRY.backoff();
+        let seq: Vec<u64> = (0..7).map(|_| b.next_delay().as_millis() as u64).collect();
         assert_eq!(seq, [200, 400, 800, 1600, 3200, 5000, 5000]);
         b.reset();
-        assert_eq!(b.next(), Duration::from_millis(200));
+        assert_eq!(b.next_delay(), Duration::from_millis(200));
+        assert_eq!(CONTROL_PLANE_RETRY.attempts, 30);
     }
 }

@@ -11,14 +11,11 @@ use uuid::Uuid;
 
 use super::actions::Outcome;
 use super::client::Client;
-use super::{Backoff, Work};
+use super::{CONTROL_PLANE_RETRY, Work};
 use crate::ledger::RequestInfo;
 
 /// Longest failure reason the control plane accepts, in bytes.
 const MAX_REASON_BYTES: usize = 1024;
-
-/// Attempts for one report before giving up (about two minutes of backoff).
-const REPORT_ATTEMPTS: u32 = 30;
 
 impl Work {
     /// Reports what carrying out an upload produced.
@@ -111,16 +108,17 @@ impl Work {
         F: Fn(Client, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut delay = Backoff::new();
-        for attempt in 1..=REPORT_ATTEMPTS {
+        let policy = &CONTROL_PLANE_RETRY;
+        let mut delay = policy.backoff();
+        for attempt in 1..=policy.attempts {
             match send(self.client.clone(), request.clone()).await {
                 Ok(_) => return,
-                Err(status) if retryable(status.code()) && attempt < REPORT_ATTEMPTS => {
+                Err(status) if retryable(status.code()) && attempt < policy.attempts => {
                     eprintln!(
                         "sealplane-reactor: {what} for {id}: the control plane is unreachable ({}); retrying",
                         status.message()
                     );
-                    tokio::time::sleep(delay.next()).await;
+                    tokio::time::sleep(delay.next_delay()).await;
                 }
                 Err(status) => {
                     eprintln!(
