@@ -44,6 +44,9 @@ use crate::upstream::{
 };
 use crate::value_map::same_value;
 
+mod config;
+
+pub use self::config::FileStoreConfig;
 pub use crate::upstream::MAX_PATH_LEN;
 
 /// Longest path segment in bytes: a directory name (`NAME_MAX` on Linux).

@@ -22,6 +22,7 @@ pub mod master_key;
 pub mod one_time_key;
 pub mod reactor;
 pub mod security;
+pub mod stores;
 pub mod upstream;
 pub mod value_map;
 pub mod vault;

@@ -8,14 +8,10 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::aws_secrets_manager::AwsSecretsManagerStore;
-use crate::config::{ConfigError, ReactorConfig, StoreConfig};
-use crate::file_store::FileStore;
+use crate::config::{ConfigError, ReactorConfig};
 use crate::fingerprint::FingerprintKey;
 use crate::identity::{IdentityError, ReactorIdentity};
-use crate::master_key::{MasterKeyError, security_report};
-use crate::upstream::{RetryPolicy, UpstreamStore, retry};
-use crate::vault::VaultStore;
+use crate::upstream::UpstreamStore;
 
 /// Why the reactor cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -97,43 +93,10 @@ impl ReactorParts {
         }
         let mut stores: BTreeMap<String, Arc<dyn UpstreamStore>> = BTreeMap::new();
         for (name, store) in &config.stores {
-            let opened: Arc<dyn UpstreamStore> = match store {
-                StoreConfig::File(f) => {
-                    let key = f
-                        .master_key()
-                        .map_err(|e: MasterKeyError| StartError::Store {
-                            store: name.clone(),
-                            reason: e.to_string(),
-                        })?;
-                    for warning in security_report(f.master_key_file.as_deref(), &key) {
-                        eprintln!("sealplane-reactor: WARNING: store `{name}`: {warning}");
-                    }
-                    Arc::new(
-                        FileStore::open(&f.root, key).map_err(|e| StartError::Store {
-                            store: name.clone(),
-                            reason: e.to_string(),
-                        })?,
-                    )
-                }
-                StoreConfig::Vault(v) => Arc::new(
-                    retry(&RetryPolicy::default(), || VaultStore::connect(v))
-                        .await
-                        .map_err(|e| StartError::Store {
-                            store: name.clone(),
-                            reason: e.to_string(),
-                        })?,
-                ),
-                StoreConfig::AwsSecretsManager(a) => Arc::new(
-                    retry(&RetryPolicy::default(), || {
-                        AwsSecretsManagerStore::connect(a)
-                    })
-                    .await
-                    .map_err(|e| StartError::Store {
-                        store: name.clone(),
-                        reason: e.to_string(),
-                    })?,
-                ),
-            };
+            let opened = store.open(name).await.map_err(|e| StartError::Store {
+                store: name.clone(),
+                reason: e.to_string(),
+            })?;
             stores.insert(name.clone(), opened);
         }
         let ca_pem = match &config.control_plane.ca_file {
