@@ -17,10 +17,10 @@ use sealplane_proto::v1;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::failure::ActionError;
 use super::reports::command_options;
-use super::{EXPIRY_TICK, KEY_LOST_REASON, Work};
+use super::{EXPIRY_TICK, Work};
 use crate::ledger::{Action, Purpose, RequestInfo};
-use crate::one_time_key::KeyError;
 use crate::upstream::{RetryPolicy, UpstreamError, WriteMeta, retry};
 
 /// What carrying out an upload produced.
@@ -59,10 +59,8 @@ impl Work {
                 self.report_outcome(&request, outcome).await;
             }
             Action::KeyLost(request) => {
-                let reason = format!(
-                    "{KEY_LOST_REASON}: the reactor restarted after issuing the key for this request, and keys are never kept on disk; request a new upload (sealctl retries automatically)"
-                );
-                self.report_failed(&request, reason).await;
+                self.report_failed(&request, &ActionError::KeyIssuedBeforeRestart)
+                    .await;
             }
             Action::Delete { uri, destroy } => self.delete(&uri, destroy).await,
         }
@@ -104,33 +102,29 @@ impl Work {
         &self,
         request: &RequestInfo,
         ciphertext: &str,
-    ) -> Result<Outcome, String> {
-        let key = self
-            .keys
-            .take(request.request_id, Utc::now())
-            .map_err(|e| match e {
-                KeyError::Unknown => format!(
-                    "{KEY_LOST_REASON}: this reactor holds no key for the request; request a new upload"
-                ),
-                other => other.to_string(),
-            })?;
+    ) -> Result<Outcome, ActionError> {
+        let key = self.keys.take(request.request_id, Utc::now())?;
         let ciphertext = STANDARD
             .decode(ciphertext)
-            .map_err(|_| "the sealed payload is not base64; nothing was written".to_owned())?;
+            .map_err(|_| ActionError::NotBase64)?;
         let value = sealed::open(
             &ciphertext,
             key.secret_key(),
             request.request_id,
             &request.uri,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         // The key has done its one job: destroy it before any slow I/O.
         drop(key);
-        let (store_name, path) = split_uri(&request.uri)
-            .ok_or_else(|| format!("the request's uri {:?} names no store", request.uri))?;
-        let store = self.stores.get(store_name).ok_or_else(|| {
-            format!("this reactor is not configured for store `{store_name}`; nothing was written")
-        })?;
+        let (store_name, path) =
+            split_uri(&request.uri).ok_or_else(|| ActionError::UriWithoutStore {
+                uri: request.uri.clone(),
+            })?;
+        let store = self
+            .stores
+            .get(store_name)
+            .ok_or_else(|| ActionError::NoStore {
+                store: store_name.to_owned(),
+            })?;
         match request.purpose {
             Purpose::Put { adopt } => {
                 let meta = WriteMeta {
@@ -138,9 +132,8 @@ impl Work {
                     request_id: request.request_id,
                     adopt,
                 };
-                let written = retry(&RetryPolicy::default(), || store.put(path, &value, &meta))
-                    .await
-                    .map_err(|e| upstream_reason(&e))?;
+                let written =
+                    retry(&RetryPolicy::default(), || store.put(path, &value, &meta)).await?;
                 let fingerprint = self.fingerprint.fingerprint(&value);
                 Ok(Outcome::Uploaded {
                     version: written.version,
@@ -151,13 +144,9 @@ impl Work {
             }
             Purpose::Verify => {
                 let current: SecretValue = retry(&RetryPolicy::default(), || store.get(path))
-                    .await
-                    .map_err(|e| upstream_reason(&e))?
-                    .ok_or_else(|| {
-                        format!(
-                            "there is no current value at {} to compare with",
-                            request.uri
-                        )
+                    .await?
+                    .ok_or_else(|| ActionError::NothingToCompare {
+                        uri: request.uri.clone(),
                     })?;
                 let stored = self.fingerprint.fingerprint(&current);
                 Ok(Outcome::Verified {
@@ -183,7 +172,7 @@ impl Work {
             Err(e) => {
                 eprintln!(
                     "sealplane-reactor: deleting {uri} upstream failed, it stays pending until the reactor restarts: {}",
-                    upstream_reason(&e)
+                    ActionError::from(e)
                 );
                 return;
             }
@@ -225,10 +214,6 @@ impl Work {
 /// `<store>://<path>` → (store, path).
 fn split_uri(uri: &str) -> Option<(&str, &str)> {
     uri.split_once("://")
-}
-
-fn upstream_reason(e: &UpstreamError) -> String {
-    format!("the upstream store refused or failed: {e}")
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 mod actions;
 mod checkpoint;
 mod client;
+mod failure;
 mod feed;
 mod parts;
 mod reports;

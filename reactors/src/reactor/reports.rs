@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::actions::Outcome;
 use super::client::Client;
+use super::failure::ActionError;
 use super::{CONTROL_PLANE_RETRY, Work};
 use crate::ledger::RequestInfo;
 
@@ -22,7 +23,7 @@ impl Work {
     pub(super) async fn report_outcome(
         &self,
         request: &RequestInfo,
-        outcome: Result<Outcome, String>,
+        outcome: Result<Outcome, ActionError>,
     ) {
         let id = request.request_id;
         match outcome {
@@ -65,16 +66,23 @@ impl Work {
                 })
                 .await;
             }
-            Err(reason) => self.report_failed(request, reason).await,
+            Err(e) => self.report_failed(request, &e).await,
         }
     }
 
-    /// Reports `request` failed for `reason` (cut to what the control plane accepts).
-    pub(super) async fn report_failed(&self, request: &RequestInfo, reason: String) {
+    /// Reports `request` failed; the reason is the error's message, cut to
+    /// what the control plane accepts.
+    pub(super) async fn report_failed(&self, request: &RequestInfo, error: &ActionError) {
         let id = request.request_id;
-        let reason = truncate(reason, MAX_REASON_BYTES);
+        let reason = truncate(error.to_string(), MAX_REASON_BYTES);
+        // A lost key is expected after a restart and heals by itself.
+        let note = if error.is_key_lost() {
+            " (expected after a restart; sealctl retries with a new request)"
+        } else {
+            ""
+        };
         eprintln!(
-            "sealplane-reactor: request {id} for {} failed: {reason}",
+            "sealplane-reactor: request {id} for {} failed{note}: {reason}",
             request.uri
         );
         let call = v1::ReportFailedRequest {
