@@ -1,5 +1,7 @@
 //! What Sealplane's processes need from the machine they run on: durable
-//! atomic files with private modes ([`durable`]), and logging setup.
+//! atomic files with private modes ([`durable`]), and logging setup
+//! (`logging`, behind the cargo feature of that name, so a process that
+//! only writes files links no `tracing-subscriber`).
 //!
 //! Every process writes small files that must survive a crash whole or
 //! not at all (keys, identities, pins, checkpoints, the file store's
@@ -14,3 +16,5 @@
 #![forbid(unsafe_code)]
 
 pub mod durable;
+#[cfg(feature = "logging")]
+pub mod logging;

@@ -61,7 +61,7 @@ impl StoreKind for FileStoreConfig {
         let key = self.master_key()?;
         // Serve anyway: `sealplane is-secure` is where these fail a check.
         for warning in security_report(self.master_key_file.as_deref(), &key) {
-            eprintln!("sealplane-reactor: WARNING: store `{name}`: {warning}");
+            tracing::warn!(store = name, "store `{name}`: {warning}");
         }
         Ok(Arc::new(FileStore::open(&self.root, key)?))
     }

@@ -158,27 +158,35 @@ impl Work {
 
     async fn delete(&self, uri: &str, destroy: bool) {
         let Some((store_name, path)) = split_uri(uri) else {
-            eprintln!("sealplane-reactor: cannot delete {uri:?}: it names no store");
+            tracing::error!(uri, "cannot delete {uri:?}: it names no store");
             return;
         };
         let Some(store) = self.stores.get(store_name) else {
-            eprintln!(
-                "sealplane-reactor: cannot delete {uri}: this reactor is not configured for store `{store_name}`"
+            tracing::error!(
+                uri,
+                store = store_name,
+                "cannot delete {uri}: this reactor is not configured for store `{store_name}`"
             );
             return;
         };
         match retry(&RetryPolicy::default(), || store.delete(path, destroy)).await {
             Ok(()) | Err(UpstreamError::NotFound { .. }) => {}
             Err(e) => {
-                eprintln!(
-                    "sealplane-reactor: deleting {uri} upstream failed, it stays pending until the reactor restarts: {}",
-                    ActionError::from(e)
+                let error = ActionError::from(e);
+                tracing::warn!(
+                    uri,
+                    store = store_name,
+                    %error,
+                    "deleting {uri} upstream failed, it stays pending until the reactor restarts: {error}"
                 );
                 return;
             }
         }
-        eprintln!(
-            "sealplane-reactor: {} {uri} upstream",
+        tracing::info!(
+            uri,
+            store = store_name,
+            destroyed = destroy,
+            "{} {uri} upstream",
             if destroy { "destroyed" } else { "deleted" }
         );
         let call = v1::ReportDeletedRequest {
@@ -202,8 +210,9 @@ impl Work {
                 _ = tick.tick() => {}
             }
             for id in self.keys.expire(Utc::now()) {
-                eprintln!(
-                    "sealplane-reactor: request {id}: its one-time key expired unused and was destroyed"
+                tracing::info!(
+                    request_id = %id,
+                    "request {id}: its one-time key expired unused and was destroyed"
                 );
                 self.report_expired(id).await;
             }

@@ -20,16 +20,19 @@ impl Checkpoint {
     pub(super) fn load(&self) -> u64 {
         match std::fs::read_to_string(&self.path) {
             Ok(text) => text.trim().parse().unwrap_or_else(|_| {
-                eprintln!(
-                    "sealplane-reactor: checkpoint {} is unreadable; replaying the feed from the start (handling is idempotent)",
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "checkpoint {} is unreadable; replaying the feed from the start (handling is idempotent)",
                     self.path.display()
                 );
                 1
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => 1,
             Err(e) => {
-                eprintln!(
-                    "sealplane-reactor: cannot read checkpoint {}: {e}; replaying the feed from the start",
+                tracing::warn!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "cannot read checkpoint {}: {e}; replaying the feed from the start",
                     self.path.display()
                 );
                 1
@@ -50,8 +53,10 @@ impl Checkpoint {
     pub(super) fn save_sync(&self, position: u64) {
         if let Err(e) = durable::write_atomic(&self.path, format!("{position}\n").as_bytes(), 0o600)
         {
-            eprintln!(
-                "sealplane-reactor: cannot save checkpoint {}: {e}",
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot save checkpoint {}: {e}",
                 self.path.display()
             );
         }

@@ -20,11 +20,14 @@ pub(super) fn fold(ledger: &mut Ledger, message: v1::SubscribeResponse) -> Vec<A
                 .collect(),
             Err(e) => {
                 // Never the JSON itself: an upload event holds ciphertext.
-                eprintln!(
-                    "sealplane-reactor: skipped event {} ({}) that does not parse: {}",
+                let error = json_error_kind(&e);
+                tracing::warn!(
+                    position = event.position,
+                    event_type = %event.event_type,
+                    error,
+                    "skipped event {} ({}) that does not parse: {error}",
                     event.position,
                     event.event_type,
-                    json_error_kind(&e)
                 );
                 ledger.apply(event.position, FeedEvent::Other);
                 vec![]
@@ -32,10 +35,12 @@ pub(super) fn fold(ledger: &mut Ledger, message: v1::SubscribeResponse) -> Vec<A
         },
         Some(Message::CaughtUp(at)) => {
             let actions = ledger.caught_up();
-            eprintln!(
-                "sealplane-reactor: caught up at position {at}; {} open request(s), {} action(s) due",
-                ledger.open_requests(),
-                actions.len()
+            let (open_requests, actions_due) = (ledger.open_requests(), actions.len());
+            tracing::info!(
+                position = at,
+                open_requests,
+                actions_due,
+                "caught up at position {at}; {open_requests} open request(s), {actions_due} action(s) due",
             );
             actions
         }

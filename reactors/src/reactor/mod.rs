@@ -113,10 +113,11 @@ impl Reactor {
         let mut saved = (ledger.checkpoint(), Instant::now());
         let mut delay = CONTROL_PLANE_RETRY.backoff();
         let stores: Vec<&str> = self.work.stores.keys().map(String::as_str).collect();
-        eprintln!(
-            "sealplane-reactor: serving {} from position {}",
-            stores.join(", "),
-            ledger.resume_from()
+        let (stores, position) = (stores.join(", "), ledger.resume_from());
+        tracing::info!(
+            %stores,
+            position,
+            "serving {stores} from position {position}"
         );
         tokio::pin!(shutdown);
         'feed: loop {
@@ -152,12 +153,13 @@ impl Reactor {
                                 }
                             }
                             Ok(None) => {
-                                eprintln!("sealplane-reactor: the feed ended; resubscribing");
+                                tracing::warn!("the feed ended; resubscribing");
                                 break;
                             }
                             Err(status) => {
-                                eprintln!(
-                                    "sealplane-reactor: the feed broke ({}); resubscribing",
+                                tracing::warn!(
+                                    error = status.message(),
+                                    "the feed broke ({}); resubscribing",
                                     status.message()
                                 );
                                 break;
@@ -172,8 +174,10 @@ impl Reactor {
                         }
                         _ => "",
                     };
-                    eprintln!(
-                        "sealplane-reactor: cannot subscribe to the control plane: {}{hint}",
+                    tracing::warn!(
+                        code = ?status.code(),
+                        error = status.message(),
+                        "cannot subscribe to the control plane: {}{hint}",
                         status.message()
                     );
                 }
@@ -188,12 +192,12 @@ impl Reactor {
         // Let the actions in flight finish (each holds a slot), for a while.
         let all = self.work.slots.acquire_many(self.work.capacity);
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
-            eprintln!(
-                "sealplane-reactor: stopping with actions still in flight; their requests are reported failed on restart"
+            tracing::warn!(
+                "stopping with actions still in flight; their requests are reported failed on restart"
             );
         }
         self.checkpoint.save(ledger.checkpoint()).await;
-        eprintln!("sealplane-reactor: stopped");
+        tracing::info!("stopped");
     }
 }
 

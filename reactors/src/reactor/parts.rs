@@ -67,7 +67,7 @@ pub struct ReactorParts {
 }
 
 impl ReactorParts {
-    /// Loads keys and opens stores as `config` says; warnings go to stderr.
+    /// Loads keys and opens stores as `config` says; warnings are logged.
     pub async fn from_config(config: &ReactorConfig, origin: &str) -> Result<Self, StartError> {
         let token = config.token(origin)?;
         Self::from_config_with_token(config, origin, token).await
@@ -85,10 +85,12 @@ impl ReactorParts {
                 source,
             })?;
         if created {
-            eprintln!(
-                "sealplane-reactor: created a new identity in {} (public key {})",
+            let public_key = identity.public_key_base64();
+            tracing::info!(
+                path = %config.identity_file.display(),
+                public_key,
+                "created a new identity in {} (public key {public_key})",
                 config.identity_file.display(),
-                identity.public_key_base64()
             );
         }
         let mut stores: BTreeMap<String, Arc<dyn UpstreamStore>> = BTreeMap::new();

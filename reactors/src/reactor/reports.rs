@@ -33,8 +33,11 @@ impl Work {
                 key_hashes,
                 upstream_ref,
             }) => {
-                eprintln!(
-                    "sealplane-reactor: request {id}: stored {} version {version}",
+                tracing::info!(
+                    request_id = %id,
+                    uri = %request.uri,
+                    version,
+                    "request {id}: stored {} version {version}",
                     request.uri
                 );
                 let call = v1::ReportUploadedRequest {
@@ -51,8 +54,11 @@ impl Work {
                 .await;
             }
             Ok(Outcome::Verified { matches }) => {
-                eprintln!(
-                    "sealplane-reactor: request {id}: verified {} ({})",
+                tracing::info!(
+                    request_id = %id,
+                    uri = %request.uri,
+                    matches,
+                    "request {id}: verified {} ({})",
                     request.uri,
                     if matches { "match" } else { "no match" }
                 );
@@ -75,16 +81,24 @@ impl Work {
     pub(super) async fn report_failed(&self, request: &RequestInfo, error: &ActionError) {
         let id = request.request_id;
         let reason = truncate(error.to_string(), MAX_REASON_BYTES);
-        // A lost key is expected after a restart and heals by itself.
-        let note = if error.is_key_lost() {
-            " (expected after a restart; sealctl retries with a new request)"
+        if error.is_key_lost() {
+            // Expected after a restart, and it heals by itself.
+            tracing::info!(
+                request_id = %id,
+                uri = %request.uri,
+                error = %reason,
+                "request {id} for {} failed (expected after a restart; sealctl retries with a new request): {reason}",
+                request.uri
+            );
         } else {
-            ""
-        };
-        eprintln!(
-            "sealplane-reactor: request {id} for {} failed{note}: {reason}",
-            request.uri
-        );
+            tracing::warn!(
+                request_id = %id,
+                uri = %request.uri,
+                error = %reason,
+                "request {id} for {} failed: {reason}",
+                request.uri
+            );
+        }
         let call = v1::ReportFailedRequest {
             options: Some(command_options()),
             request_id: id.to_string(),
@@ -122,15 +136,23 @@ impl Work {
             match send(self.client.clone(), request.clone()).await {
                 Ok(_) => return,
                 Err(status) if retryable(status.code()) && attempt < policy.attempts => {
-                    eprintln!(
-                        "sealplane-reactor: {what} for {id}: the control plane is unreachable ({}); retrying",
+                    tracing::warn!(
+                        call = what,
+                        request_id = %id,
+                        attempt,
+                        error = status.message(),
+                        "{what} for {id}: the control plane is unreachable ({}); retrying",
                         status.message()
                     );
                     tokio::time::sleep(delay.next_delay()).await;
                 }
                 Err(status) => {
-                    eprintln!(
-                        "sealplane-reactor: {what} for {id} was not accepted: {}",
+                    tracing::warn!(
+                        call = what,
+                        request_id = %id,
+                        code = ?status.code(),
+                        error = status.message(),
+                        "{what} for {id} was not accepted: {}",
                         status.message()
                     );
                     return;
