@@ -2,15 +2,18 @@
 //! carries out the [`Action`](crate::ledger::Action)s the
 //! [`Ledger`] hands out (SPEC §3 steps 2 and 5, deletions; ADR 0006).
 //!
-//! One task reads the feed and folds it ([`feed`]); each action runs in its
-//! own task (at most `concurrency` at once, [`actions`]), so a slow
+//! One task reads the feed and folds it (`feed.rs`); each action runs in
+//! its own task (at most `concurrency` at once, `actions.rs`), so a slow
 //! upstream write does not hold up key issuance for other users. A second
 //! task destroys keys that expire unused and reports them. Reports to the
-//! control plane ([`reports`]) are retried while the control plane is
+//! control plane (`reports.rs`) are retried while the control plane is
 //! unreachable and dropped (logged) when it refuses them: the control plane
 //! is the judge of what may happen, and every report is idempotent there.
+//! The rest: `parts.rs` (what a reactor is built from), `client.rs` (gRPC,
+//! TLS, token), `failure.rs` (why an action failed: the reported reasons),
+//! `checkpoint.rs` (the feed position on disk).
 //!
-//! Plaintext exists here only inside [`actions`], in a zeroizing
+//! Plaintext exists here only inside `actions.rs`, in a zeroizing
 //! `SecretValue`; log lines and failure reasons name requests, uris and
 //! error kinds, never values.
 
