@@ -7,12 +7,12 @@
 //! over it), mode 0600, in a directory of mode 0700.
 
 use std::fmt;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use sealplane_host::durable;
 
 /// The file's name inside the configuration directory.
 pub const FILE_NAME: &str = "known_reactors";
@@ -265,8 +265,8 @@ impl KnownReactors {
         self.save()
     }
 
-    /// Writes the file atomically: a 0600 temporary file in the same
-    /// directory (created 0700 if missing), synced, renamed over the old one.
+    /// Writes the file atomically and durably (0600), creating its
+    /// directory (0700) if missing.
     fn save(&self) -> Result<(), PinError> {
         let io = |reason| PinError::Io {
             action: "write",
@@ -288,29 +288,14 @@ impl KnownReactors {
         for p in &self.pins {
             text.push_str(&format!("{} {} {}\n", p.addr, p.store, p.key));
         }
-        let tmp = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            // An existing temporary file keeps its mode; force 0600.
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+        durable::write_atomic(&self.path, text.as_bytes(), 0o600).map_err(|e| io(e.into()))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     const ADDR: &str = "http://127.0.0.1:7700";

@@ -31,10 +31,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::aws_secrets_manager::AwsSecretsManagerConfig;
 use crate::fingerprint::FingerprintKey;
 use crate::master_key::{MasterKey, MasterKeyError};
-use crate::vault::VaultConfig;
+
+pub use crate::file_store::FileStoreConfig;
+pub use crate::stores::StoreConfig;
 
 /// The environment variable read for the control-plane token by default.
 pub const DEFAULT_TOKEN_ENV: &str = "SEALPLANE_REACTOR_TOKEN";
@@ -146,32 +147,6 @@ impl Default for ReactorLimits {
     }
 }
 
-/// `[stores.NAME]`: one upstream store, by kind.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum StoreConfig {
-    /// The embedded encrypted file store.
-    File(FileStoreConfig),
-    /// HashiCorp Vault or OpenBao KV (v2 or v1).
-    Vault(VaultConfig),
-    /// AWS Secrets Manager (or an emulator at `endpoint`).
-    AwsSecretsManager(AwsSecretsManagerConfig),
-}
-
-/// `kind = "file"`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileStoreConfig {
-    /// The directory holding the store (created 0700).
-    pub root: PathBuf,
-    /// A file holding the master key's base64.
-    #[serde(default)]
-    pub master_key_file: Option<PathBuf>,
-    /// An environment variable holding the master key's base64.
-    #[serde(default)]
-    pub master_key_env: Option<String>,
-}
-
 fn default_identity_file() -> PathBuf {
     PathBuf::from("reactor-identity")
 }
@@ -243,24 +218,9 @@ impl ReactorConfig {
                     "is not a store name: use a DNS label (lowercase letters, digits and `-`, at most 63)",
                 ));
             }
-            match store {
-                StoreConfig::File(f) => {
-                    if f.master_key_file.is_some() == f.master_key_env.is_some() {
-                        return Err(invalid(
-                            &format!("stores.{name}"),
-                            "needs exactly one of master_key_file and master_key_env",
-                        ));
-                    }
-                }
-                StoreConfig::Vault(v) => {
-                    v.check()
-                        .map_err(|e| invalid(&format!("stores.{name}"), &e.to_string()))?;
-                }
-                StoreConfig::AwsSecretsManager(a) => {
-                    a.check()
-                        .map_err(|e| invalid(&format!("stores.{name}"), &e.to_string()))?;
-                }
-            }
+            store
+                .check()
+                .map_err(|problem| invalid(&format!("stores.{name}"), &problem))?;
         }
         Ok(())
     }
@@ -277,14 +237,7 @@ impl ReactorConfig {
         self.control_plane.token_file.as_mut().map(at);
         self.fingerprint.key_file.as_mut().map(at);
         for store in self.stores.values_mut() {
-            match store {
-                StoreConfig::File(f) => {
-                    at(&mut f.root);
-                    f.master_key_file.as_mut().map(at);
-                }
-                StoreConfig::Vault(v) => v.resolve_paths(base),
-                StoreConfig::AwsSecretsManager(a) => a.resolve_paths(base),
-            }
+            store.resolve_paths(base);
         }
     }
 
@@ -334,17 +287,6 @@ impl ReactorConfig {
                 problem: e.to_string(),
             }
         })
-    }
-}
-
-impl FileStoreConfig {
-    /// The store's master key, from its file or environment variable.
-    pub fn master_key(&self) -> Result<MasterKey, MasterKeyError> {
-        match (&self.master_key_file, &self.master_key_env) {
-            (Some(path), _) => MasterKey::from_file(path),
-            (None, Some(var)) => MasterKey::from_env(var),
-            (None, None) => unreachable!("checked at load"),
-        }
     }
 }
 

@@ -21,19 +21,17 @@
 //! tokio's blocking pool; the store is meant for one machine.
 
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::fs::{self, DirBuilder, File};
+use std::io;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, RngCore};
+use sealplane_host::durable;
 use sealplane_proto::sealed::SecretValue;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -43,6 +41,13 @@ use crate::upstream::{
 };
 use crate::value_map::same_value;
 
+mod config;
+mod envelope;
+
+pub use self::config::FileStoreConfig;
+use self::envelope::{
+    AAD_KEY_TAG, AAD_VALUE_TAG, VersionFile, VersionMeta, aad, open, random_nonce, seal,
+};
 pub use crate::upstream::MAX_PATH_LEN;
 
 /// Longest path segment in bytes: a directory name (`NAME_MAX` on Linux).
@@ -57,16 +62,8 @@ pub const FORMAT: &str = "sealplane-file-v1";
 /// Name of the soft-delete marker in a secret's directory.
 const DELETED: &str = "deleted";
 
-/// Prefix of temporary files; a leftover from a crash is ignored.
-const TMP_PREFIX: &str = ".sealplane-tmp-";
-
-/// Domain tags of the two associated-data encodings, so the wrapped key and
-/// the sealed value can never stand in for each other.
-const AAD_KEY_TAG: &[u8] = b"sealplane-file-v1/data-key";
-const AAD_VALUE_TAG: &[u8] = b"sealplane-file-v1/value";
-
-/// Bytes of a Poly1305 tag.
-const TAG_LEN: usize = 16;
+/// Prefix of temporary files (the durable writer's); a leftover from a crash is ignored.
+const TMP_PREFIX: &str = durable::TEMP_PREFIX;
 
 /// Why a path segment is refused, if it is: SPEC §3's rules, a directory
 /// name's length, and the names the store uses itself.
@@ -104,93 +101,6 @@ fn version_of(name: &str) -> Option<u64> {
 
 fn version_file_name(version: u64) -> String {
     format!("v{version}.json")
-}
-
-/// A version's metadata, stored in clear and bound as associated data.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VersionMeta {
-    managed_by: String,
-    path: String,
-    version: u64,
-    uri: String,
-    request_id: Uuid,
-    created_at: String,
-    /// Set when this version adopted a directory holding foreign files.
-    adopted: bool,
-}
-
-/// A `v{N}.json` file.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VersionFile {
-    format: String,
-    meta: VersionMeta,
-    /// Base64 nonce and ciphertext of the data key under the master key.
-    key_nonce: String,
-    wrapped_key: String,
-    /// Base64 nonce and ciphertext of the value under the data key.
-    value_nonce: String,
-    value: String,
-}
-
-/// Appends `len(bytes)` as u64 big-endian, then `bytes`.
-fn put_field(buf: &mut Vec<u8>, bytes: &[u8]) {
-    buf.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-    buf.extend_from_slice(bytes);
-}
-
-/// The associated data: length-prefixed fields, so no two metadata share an encoding.
-fn aad(tag: &[u8], path: &str, version: u64, meta: &VersionMeta) -> Vec<u8> {
-    let mut buf = Vec::new();
-    put_field(&mut buf, tag);
-    put_field(&mut buf, FORMAT.as_bytes());
-    put_field(&mut buf, meta.managed_by.as_bytes());
-    // Path and version come from where the file was found, not from the
-    // file, so a file moved elsewhere fails to open.
-    put_field(&mut buf, path.as_bytes());
-    put_field(&mut buf, &version.to_be_bytes());
-    put_field(&mut buf, meta.uri.as_bytes());
-    put_field(&mut buf, meta.request_id.as_bytes());
-    put_field(&mut buf, meta.created_at.as_bytes());
-    put_field(&mut buf, &[u8::from(meta.adopted)]);
-    buf
-}
-
-fn random_nonce() -> XNonce {
-    let mut nonce = XNonce::default();
-    OsRng.fill_bytes(&mut nonce);
-    nonce
-}
-
-/// Seals `plaintext` in place in a zeroizing buffer sized for the tag, so no
-/// reallocation leaves plaintext behind in freed memory.
-fn seal(
-    key: &[u8; 32],
-    nonce: &XNonce,
-    aad: &[u8],
-    plaintext: &[u8],
-) -> Result<Vec<u8>, UpstreamError> {
-    let cipher = XChaCha20Poly1305::new(Key::from_slice(key));
-    let mut buf = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_LEN));
-    buf.extend_from_slice(plaintext);
-    cipher
-        .encrypt_in_place(nonce, aad, &mut *buf)
-        .map_err(|_| UpstreamError::Crypto("sealing a version"))?;
-    Ok(buf.to_vec())
-}
-
-/// Opens a ciphertext into a zeroizing buffer; `None` when authentication fails.
-fn open(key: &[u8; 32], nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    if nonce.len() != 24 {
-        return None;
-    }
-    let cipher = XChaCha20Poly1305::new(Key::from_slice(key));
-    let mut buf = Zeroizing::new(ciphertext.to_vec());
-    cipher
-        .decrypt_in_place(XNonce::from_slice(nonce), aad, &mut *buf)
-        .ok()?;
-    Some(buf)
 }
 
 /// The value's JSON in a zeroizing buffer sized up front (no reallocation).
@@ -633,26 +543,13 @@ fn sync_dir(dir: &Path) -> Result<(), UpstreamError> {
         .map_err(io_err("sync directory", dir))
 }
 
-/// Writes `dir/name` atomically: temp file (0600) in `dir`, fsync, rename, fsync `dir`.
+/// Writes `dir/name` (0600) whole or not at all, durably.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), UpstreamError> {
-    let tmp = dir.join(format!("{TMP_PREFIX}{}", Uuid::new_v4()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        file.write_all(bytes).map_err(io_err("write", &tmp))?;
-        file.sync_all().map_err(io_err("sync", &tmp))?;
-        let target = dir.join(name);
-        fs::rename(&tmp, &target).map_err(io_err("rename into place", &target))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(dir)
+    durable::write_atomic(&dir.join(name), bytes, 0o600).map_err(|e| UpstreamError::Io {
+        op: e.step,
+        target: e.path.display().to_string(),
+        source: e.source,
+    })
 }
 
 #[async_trait::async_trait]

@@ -12,15 +12,16 @@
 //! of the 32-byte Ed25519 seed>`, in a file only its owner may read.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signer as _, SigningKey};
-use rand_core::{OsRng, RngCore as _};
+use rand_core::OsRng;
+use sealplane_host::durable;
 use zeroize::Zeroizing;
 
 pub use sealplane_proto::offer::{KEY_OFFER_TAG, KeyOffer, OfferError, verify_offer};
@@ -187,43 +188,14 @@ impl ReactorIdentity {
             .create(dir)
             .map_err(|e| IdentityError::io(dir, e))?;
 
-        // Write a 0600 temp file next to the target, then rename: the key
-        // is never readable by others, and the target is never half-written.
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| IdentityError::malformed(path, "the path has no file name"))?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(file_name);
-        tmp_name.push(format!(
-            ".tmp-{}-{:016x}",
-            std::process::id(),
-            OsRng.next_u64()
-        ));
-        let tmp = dir.join(tmp_name);
-
-        let written = write_new_private(&tmp, content.as_bytes())
-            .and_then(|()| fs::rename(&tmp, path))
-            .and_then(|()| File::open(dir)?.sync_all());
-        if let Err(e) = written {
-            // Best effort: do not leave a stray copy of the key behind.
-            let _ = fs::remove_file(&tmp);
-            return Err(IdentityError::io(path, e));
+        if path.file_name().is_none() {
+            return Err(IdentityError::malformed(path, "the path has no file name"));
         }
+        // The key is never readable by others, and the file never half-written.
+        durable::write_atomic(path, content.as_bytes(), 0o600)
+            .map_err(|e| IdentityError::io(path, e.into()))?;
         Ok(Self { signing_key })
     }
-}
-
-/// Creates `path` (which must not exist) with mode 0600, writes and fsyncs it.
-fn write_new_private(path: &Path, content: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    // The umask can only remove bits, but be explicit in case it was 0.
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(content)?;
-    file.sync_all()
 }
 
 #[cfg(test)]
@@ -301,7 +273,7 @@ mod tests {
             "sealplane-reactor-identity-v0 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
         ];
         for content in bad {
-            write_new_private(&path, content.as_bytes()).unwrap();
+            durable::create_new(&path, content.as_bytes(), 0o600).unwrap();
             let err = ReactorIdentity::load_or_generate(&path).unwrap_err();
             assert!(matches!(err, IdentityError::Malformed { .. }), "{err:?}");
             let msg = err.to_string();

@@ -1,8 +1,9 @@
 //! `sealplane-reactor`: the secret reactor binary.
 //!
-//! `run --config reactor.toml` serves the stores the config names;
-//! `identity` prints the public key an admin registers with a store;
-//! `generate-key` writes a fingerprint or master key file.
+//! `run --config reactor.toml` serves the stores the config names, logging
+//! to stderr (text, or JSON with `--log-format json`); `identity` prints
+//! the public key an admin registers with a store; `generate-key` writes a
+//! fingerprint or master key file.
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sealplane_host::logging::{self, LogFormat};
 use sealplane_reactors::config::ReactorConfig;
 use sealplane_reactors::identity::ReactorIdentity;
 use sealplane_reactors::master_key::MasterKey;
@@ -34,6 +36,11 @@ enum Command {
         /// The reactor's configuration file.
         #[arg(long, env = "SEALPLANE_REACTOR_CONFIG", default_value = "reactor.toml")]
         config: PathBuf,
+        /// How log lines on stderr are written: `text` for people or
+        /// `json` for log pipelines (the level comes from SEALPLANE_LOG or
+        /// RUST_LOG, default `info`).
+        #[arg(long, env = logging::FORMAT_ENV, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Write a new random key (base64 of 32 bytes) to a file readable only
     /// by its owner: a fingerprint key (`[fingerprint] key_file`, the same
@@ -59,12 +66,16 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, log_format } => {
+            logging::init(log_format)?;
+            run(&config)
+        }
         Command::GenerateKey { file } => generate_key(&file),
         Command::Identity { file } => {
             let (identity, created) = ReactorIdentity::load_or_generate(&file)
                 .with_context(|| format!("reactor identity {}", file.display()))?;
             if created {
+                // A one-shot command's word to the person who ran it, not a log line.
                 eprintln!("created a new reactor identity in {}", file.display());
             }
             println!("{}", identity.public_key_base64());
@@ -89,9 +100,10 @@ fn run(path: &Path) -> anyhow::Result<()> {
             .context("install the SIGTERM handler")?;
         let parts = ReactorParts::from_config(&config, &origin).await?;
         let reactor = Reactor::new(parts)?;
-        eprintln!(
-            "sealplane-reactor: identity {} (register it with `sealctl create store NAME --reactor-key KEY`)",
-            reactor.public_key()
+        let public_key = reactor.public_key();
+        tracing::info!(
+            public_key,
+            "identity {public_key} (register it with `sealctl create store NAME --reactor-key KEY`)"
         );
         reactor
             .run(async move {
@@ -107,6 +119,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
 
 fn generate_key(file: &Path) -> anyhow::Result<()> {
     MasterKey::create_file(file)?;
+    // A one-shot command's word to the person who ran it, not a log line.
     eprintln!("wrote a new key to {} (mode 0600)", file.display());
     Ok(())
 }

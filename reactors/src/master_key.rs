@@ -4,13 +4,13 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rand_core::{OsRng, RngCore};
+use sealplane_host::durable;
 use zeroize::Zeroizing;
 
 /// Why a master key could not be loaded; never carries key material.
@@ -102,18 +102,9 @@ impl MasterKey {
     pub fn create_file(path: &Path) -> Result<Self, MasterKeyError> {
         let key = Self::generate();
         let line = Zeroizing::new(format!("{}\n", key.to_base64().as_str()));
-        let create = || -> io::Result<()> {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)?;
-            file.write_all(line.as_bytes())?;
-            file.sync_all()
-        };
-        create().map_err(|source| MasterKeyError::Create {
+        durable::create_new(path, line.as_bytes(), 0o600).map_err(|e| MasterKeyError::Create {
             path: path.to_owned(),
-            source,
+            source: e.into(),
         })?;
         Ok(key)
     }

@@ -1,13 +1,14 @@
 //! What makes a reactor's setup insecure, for `sealplane is-secure`: a
 //! default or exposed file-store master key (SPEC §5), and key or token
-//! files that others may read.
+//! files that others may read. Each store kind judges its own table
+//! ([`StoreKind::insecurities`](crate::stores::StoreKind::insecurities));
+//! this module adds the reactor's own files.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use crate::config::{ReactorConfig, StoreConfig};
-use crate::master_key::security_report;
+use crate::config::ReactorConfig;
 
 /// One finding: what is insecure and how to fix it.
 pub type Finding = String;
@@ -16,41 +17,12 @@ pub type Finding = String;
 pub fn reactor_report(config: &ReactorConfig) -> Vec<Finding> {
     let mut found = Vec::new();
     for (name, store) in &config.stores {
-        match store {
-            StoreConfig::File(f) => match f.master_key() {
-                Ok(key) => found.extend(
-                    security_report(f.master_key_file.as_deref(), &key)
-                        .into_iter()
-                        .map(|i| format!("store `{name}`: {i}")),
-                ),
-                Err(e) => found.push(format!("store `{name}`: {e}")),
-            },
-            StoreConfig::AwsSecretsManager(a) => {
-                if let Some(path) = &a.secret_access_key_file {
-                    found.extend(exposed(
-                        path,
-                        &format!("store `{name}`: AWS secret access key file"),
-                    ));
-                }
-            }
-            StoreConfig::Vault(v) => {
-                if let Some(path) = &v.token_file {
-                    found.extend(exposed(path, &format!("store `{name}`: Vault token file")));
-                }
-                if let Some(approle) = &v.approle {
-                    found.extend(exposed(
-                        &approle.secret_id_file,
-                        &format!("store `{name}`: AppRole secret id file"),
-                    ));
-                }
-                if v.address.starts_with("http://") {
-                    found.push(format!(
-                        "store `{name}`: Vault at {} is reached without TLS: use https",
-                        v.address
-                    ));
-                }
-            }
-        }
+        found.extend(
+            store
+                .insecurities()
+                .into_iter()
+                .map(|f| format!("store `{name}`: {f}")),
+        );
     }
     if let Some(path) = &config.fingerprint.key_file {
         found.extend(exposed(path, "fingerprint key file"));

@@ -227,6 +227,41 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The pauses this policy makes between attempts, starting afresh.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            first: self.first_delay,
+            max: self.max_delay,
+            next: self.first_delay,
+        }
+    }
+}
+
+/// The pauses of a [`RetryPolicy`]: `first_delay`, doubling after each
+/// failure up to `max_delay`; [`Backoff::reset`] after a success. The one
+/// backoff of the reactor, for upstream calls, the feed and reports alike.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// The pause before the next attempt; the one after it is twice as long (capped).
+    pub fn next_delay(&mut self) -> Duration {
+        let now = self.next.min(self.max);
+        self.next = now.saturating_mul(2).min(self.max);
+        now
+    }
+
+    /// Back to the first pause (the operation succeeded).
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
 /// Runs `op` until it succeeds, fails with a non-transient error, or the attempts are spent;
 /// returns the last error.
 pub async fn retry<T, F, Fut>(policy: &RetryPolicy, mut op: F) -> Result<T, UpstreamError>
@@ -234,13 +269,12 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, UpstreamError>>,
 {
-    let mut delay = policy.first_delay;
+    let mut backoff = policy.backoff();
     let mut attempt = 1;
     loop {
         match op().await {
             Err(e) if e.is_transient() && attempt < policy.attempts => {
-                tokio::time::sleep(delay).await;
-                delay = delay.saturating_mul(2).min(policy.max_delay);
+                tokio::time::sleep(backoff.next_delay()).await;
                 attempt += 1;
             }
             result => return result,
@@ -394,6 +428,15 @@ mod tests {
             endpoint: "http://127.0.0.1:1".into(),
             reason: "connection refused".into(),
         }
+    }
+
+    #[test]
+    fn the_default_backoff_doubles_from_200_ms_up_to_3_s_and_resets() {
+        let mut b = RetryPolicy::default().backoff();
+        let seq: Vec<u128> = (0..6).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(seq, [200, 400, 800, 1600, 3000, 3000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(200));
     }
 
     #[tokio::test]

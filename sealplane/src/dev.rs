@@ -71,10 +71,10 @@ pub fn reactor_config(dir: &Path, addr: SocketAddr) -> ReactorConfig {
 pub async fn reactor(app: &App, dir: &Path, addr: SocketAddr) -> Result<Reactor, DevError> {
     let config = reactor_config(dir, addr);
     // The key files the config names: created on first start, kept after.
-    let master_keys = config.stores.values().filter_map(|store| match store {
-        StoreConfig::File(f) => f.master_key_file.as_deref(),
-        _ => None,
-    });
+    let master_keys = config
+        .stores
+        .values()
+        .filter_map(StoreConfig::master_key_file);
     for file in config
         .fingerprint
         .key_file

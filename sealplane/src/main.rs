@@ -18,6 +18,7 @@ use sealplane_control_plane::config::{Config, EventStoreConfig, Limits};
 use sealplane_control_plane::domain::names::Slug;
 use sealplane_control_plane::server;
 use sealplane_event_store::{EventStore, verify_log};
+use sealplane_host::logging::{self, LogFormat};
 
 mod dev;
 mod is_secure;
@@ -25,6 +26,9 @@ mod is_secure;
 #[derive(Parser)]
 #[command(name = "sealplane", version, about = "Sealplane control plane")]
 struct Cli {
+    /// Log lines on stderr as human text or one JSON object each.
+    #[arg(long, global = true, env = logging::FORMAT_ENV, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,7 +80,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    logging::init(cli.log_format)?;
+    match cli.command {
         Command::Serve { config } => serve(&config).await,
         Command::Init { config, admin } => init(&config, &admin).await,
         Command::Dev { data_dir, listen } => dev(data_dir, listen).await,

@@ -2,12 +2,16 @@
 //! reactor's config.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::upstream::{UpstreamError, authority_ok};
+use super::AwsSecretsManagerStore;
+use crate::security::{Finding, exposed};
+use crate::stores::{OpenError, StoreKind};
+use crate::upstream::{RetryPolicy, UpstreamError, UpstreamStore, authority_ok, retry};
 
 /// The longest secret name AWS accepts, in characters.
 pub const MAX_NAME_LEN: usize = 512;
@@ -190,6 +194,33 @@ impl AwsSecretsManagerConfig {
             });
         }
         Ok(Zeroizing::new(trimmed.to_owned()))
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreKind for AwsSecretsManagerConfig {
+    fn check(&self) -> Result<(), String> {
+        AwsSecretsManagerConfig::check(self).map_err(|e| e.to_string())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        AwsSecretsManagerConfig::resolve_paths(self, base);
+    }
+
+    async fn open(&self, _name: &str) -> Result<Arc<dyn UpstreamStore>, OpenError> {
+        let store = retry(&RetryPolicy::default(), || {
+            AwsSecretsManagerStore::connect(self)
+        })
+        .await?;
+        Ok(Arc::new(store))
+    }
+
+    fn insecurities(&self) -> Vec<Finding> {
+        let mut found = Vec::new();
+        if let Some(path) = &self.secret_access_key_file {
+            found.extend(exposed(path, "AWS secret access key file"));
+        }
+        found
     }
 }
 

@@ -1,11 +1,15 @@
 //! `VaultConfig`: one Vault/OpenBao store's table in the reactor's config.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::upstream::{UpstreamError, authority_ok};
+use super::VaultStore;
+use crate::security::{Finding, exposed};
+use crate::stores::{OpenError, StoreKind};
+use crate::upstream::{RetryPolicy, UpstreamError, UpstreamStore, authority_ok, retry};
 
 /// A Vault/OpenBao KV store: where it is, which mount, how to log in.
 ///
@@ -241,6 +245,39 @@ impl VaultConfig {
             (_, _, Some(approle)) => AuthMethod::AppRole(approle.clone()),
             (None, None, None) => unreachable!("check() requires one auth method"),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreKind for VaultConfig {
+    fn check(&self) -> Result<(), String> {
+        VaultConfig::check(self).map_err(|e| e.to_string())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        VaultConfig::resolve_paths(self, base);
+    }
+
+    async fn open(&self, _name: &str) -> Result<Arc<dyn UpstreamStore>, OpenError> {
+        let store = retry(&RetryPolicy::default(), || VaultStore::connect(self)).await?;
+        Ok(Arc::new(store))
+    }
+
+    fn insecurities(&self) -> Vec<Finding> {
+        let mut found = Vec::new();
+        if let Some(path) = &self.token_file {
+            found.extend(exposed(path, "Vault token file"));
+        }
+        if let Some(approle) = &self.approle {
+            found.extend(exposed(&approle.secret_id_file, "AppRole secret id file"));
+        }
+        if self.address.starts_with("http://") {
+            found.push(format!(
+                "Vault at {} is reached without TLS: use https",
+                self.address
+            ));
+        }
+        found
     }
 }
 

@@ -1,0 +1,190 @@
+//! Durable atomic files: a file is replaced (or created) whole or not at
+//! all, even across a crash or power loss, and is never readable by more
+//! than the mode the caller asks for, not even for a moment.
+//!
+//! How: the bytes go to a temporary file in the target's own directory
+//! (same file system, so the rename is atomic), created with `O_EXCL` and
+//! the final mode from the start; it is fsynced, renamed into place, and
+//! the directory is fsynced so the rename itself survives a crash. A rename
+//! without the fsyncs can leave an empty file after a power loss (the
+//! rename reached the disk before the data did). On any error the
+//! temporary file is removed.
+
+use std::fs::{File, Permissions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+/// How temporary files start; a directory scan can skip them (a crash
+/// between create and rename leaves one behind).
+pub const TEMP_PREFIX: &str = ".sealplane-tmp-";
+
+/// Why a durable write failed: which step, on which path.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {step} {}: {source}", path.display())]
+pub struct DurableError {
+    /// What was being done (`create a temporary file in`, `write`, `sync`,
+    /// `rename into place`, `create`, `sync directory`...).
+    pub step: &'static str,
+    /// The file or directory it was done to.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl DurableError {
+    /// The kind of the underlying I/O error (`AlreadyExists`, `NotFound`...).
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+}
+
+impl From<DurableError> for io::Error {
+    fn from(e: DurableError) -> Self {
+        io::Error::new(e.kind(), e)
+    }
+}
+
+/// Replaces (or creates) `path` with `bytes`, atomically and durably; the
+/// file ends with exactly `mode` (e.g. `0o600`), whatever the umask.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DurableError> {
+    write(path, bytes, mode, Replace::Yes)
+}
+
+/// As [`write_atomic`], but never replaces an existing file: that fails
+/// with [`io::ErrorKind::AlreadyExists`] and leaves the file as it was.
+pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DurableError> {
+    write(path, bytes, mode, Replace::No)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    Yes,
+    No,
+}
+
+fn write(path: &Path, bytes: &[u8], mode: u32, replace: Replace) -> Result<(), DurableError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Dropping `tmp` before it is persisted removes the temporary file,
+    // so every early return below cleans up.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(failed("create a temporary file in", dir))?;
+    // The umask may have taken bits from `mode`; the caller asked for it exactly.
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(mode))
+        .map_err(failed("set the mode of", tmp.path()))?;
+    tmp.write_all(bytes).map_err(failed("write", tmp.path()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(failed("sync", tmp.path()))?;
+    match replace {
+        Replace::Yes => tmp
+            .persist(path)
+            .map_err(|e| failed("rename into place", path)(e.error))?,
+        Replace::No => tmp
+            .persist_noclobber(path)
+            .map_err(|e| failed("create", path)(e.error))?,
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(failed("sync directory", dir))
+}
+
+/// Names the step and path of an I/O error.
+fn failed(step: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DurableError {
+    let path = path.to_owned();
+    move |source| DurableError { step, path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn content_is_replaced_whole_and_no_temporary_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint");
+        write_atomic(&path, b"one\n", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one\n");
+        write_atomic(&path, b"two\n", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two\n");
+        assert_eq!(names(dir.path()), ["checkpoint"]);
+    }
+
+    #[test]
+    fn the_file_gets_exactly_the_mode_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        fs::write(&path, b"old").unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        write_atomic(&path, b"new", 0o600).unwrap();
+        assert_eq!(mode(&path), 0o600, "a new file, not the old one's mode");
+        write_atomic(&path, b"newer", 0o640).unwrap();
+        assert_eq!(mode(&path), 0o640);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file_and_the_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        // A non-empty directory where the file should go: the rename fails.
+        let target = dir.path().join("busy");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("inside"), b"x").unwrap();
+        let e = write_atomic(&target, b"data", 0o600).unwrap_err();
+        assert_eq!(e.step, "rename into place");
+        assert!(e.to_string().contains("busy"), "{e}");
+        assert_eq!(names(dir.path()), ["busy"]);
+        assert_eq!(names(&target), ["inside"]);
+    }
+
+    #[test]
+    fn a_missing_directory_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-dir");
+        let e = write_atomic(&missing.join("file"), b"data", 0o600).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "cannot create a temporary file in {}: ",
+                missing.display()
+            )),
+            "{text}"
+        );
+        assert_eq!(io::Error::from(e).kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn create_new_never_replaces_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        create_new(&path, b"first\n", 0o600).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        let e = create_new(&path, b"second\n", 0o600).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"first\n");
+        assert_eq!(names(dir.path()), ["master.key"]);
+    }
+}

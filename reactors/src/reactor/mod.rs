@@ -1,0 +1,220 @@
+//! The running reactor: follows the control plane's feed for its stores and
+//! carries out the [`Action`](crate::ledger::Action)s the
+//! [`Ledger`] hands out (SPEC §3 steps 2 and 5, deletions; ADR 0006).
+//!
+//! One task reads the feed and folds it (`feed.rs`); each action runs in
+//! its own task (at most `concurrency` at once, `actions.rs`), so a slow
+//! upstream write does not hold up key issuance for other users. A second
+//! task destroys keys that expire unused and reports them. Reports to the
+//! control plane (`reports.rs`) are retried while the control plane is
+//! unreachable and dropped (logged) when it refuses them: the control plane
+//! is the judge of what may happen, and every report is idempotent there.
+//! The rest: `parts.rs` (what a reactor is built from), `client.rs` (gRPC,
+//! TLS, token), `failure.rs` (why an action failed: the reported reasons),
+//! `checkpoint.rs` (the feed position on disk).
+//!
+//! Plaintext exists here only inside `actions.rs`, in a zeroizing
+//! `SecretValue`; log lines and failure reasons name requests, uris and
+//! error kinds, never values.
+
+mod actions;
+mod checkpoint;
+mod client;
+mod failure;
+mod feed;
+mod parts;
+mod reports;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sealplane_proto::v1;
+use tokio::sync::{Semaphore, watch};
+use tonic::Code;
+
+use self::checkpoint::Checkpoint;
+use self::client::Client;
+pub use self::parts::{ReactorParts, StartError};
+use crate::fingerprint::FingerprintKey;
+use crate::identity::ReactorIdentity;
+use crate::ledger::Ledger;
+use crate::one_time_key::OneTimeKeys;
+use crate::upstream::{RetryPolicy, UpstreamStore};
+
+/// The start of the reason reported for a request whose key an earlier run
+/// issued; `sealctl` retries such failures with a new request.
+pub const KEY_LOST_REASON: &str = "one-time key lost";
+
+/// How long a stopping reactor waits for the actions in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How often, at most, the checkpoint file is rewritten while events flow.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// How often unused keys are checked for expiry.
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+/// Talking to the control plane: pauses of 200 ms doubling to 5 s; the
+/// feed resubscribes forever, a report gives up after 30 attempts (about
+/// two minutes).
+const CONTROL_PLANE_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 30,
+    first_delay: Duration::from_millis(200),
+    max_delay: Duration::from_secs(5),
+};
+
+/// The reactor.
+pub struct Reactor {
+    work: Arc<Work>,
+    checkpoint: Checkpoint,
+}
+
+/// What every action task shares.
+struct Work {
+    client: Client,
+    identity: ReactorIdentity,
+    keys: OneTimeKeys,
+    fingerprint: FingerprintKey,
+    stores: BTreeMap<String, Arc<dyn UpstreamStore>>,
+    slots: Arc<Semaphore>,
+    capacity: u32,
+}
+
+impl Reactor {
+    /// A reactor over `parts`; connects lazily, so it starts while the control plane is down.
+    pub fn new(parts: ReactorParts) -> Result<Self, StartError> {
+        let client = client::connect(&parts.address, parts.ca_pem.as_deref(), &parts.token)?;
+        let capacity = u32::try_from(parts.concurrency.clamp(1, 4096)).unwrap_or(4096);
+        Ok(Reactor {
+            work: Arc::new(Work {
+                client,
+                identity: parts.identity,
+                keys: OneTimeKeys::new(),
+                fingerprint: parts.fingerprint,
+                stores: parts.stores,
+                slots: Arc::new(Semaphore::new(capacity as usize)),
+                capacity,
+            }),
+            checkpoint: Checkpoint {
+                path: parts.checkpoint_file,
+            },
+        })
+    }
+
+    /// The reactor's public identity (base64), as registered with its stores.
+    pub fn public_key(&self) -> String {
+        self.work.identity.public_key_base64()
+    }
+
+    /// Follows the feed until `shutdown` completes; reconnects with backoff.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop) = watch::channel(false);
+        let expiry = tokio::spawn(Arc::clone(&self.work).expire_keys(stop.clone()));
+        let mut ledger = Ledger::new(self.checkpoint.load());
+        let mut saved = (ledger.checkpoint(), Instant::now());
+        let mut delay = CONTROL_PLANE_RETRY.backoff();
+        let stores: Vec<&str> = self.work.stores.keys().map(String::as_str).collect();
+        let (stores, position) = (stores.join(", "), ledger.resume_from());
+        tracing::info!(
+            %stores,
+            position,
+            "serving {stores} from position {position}"
+        );
+        tokio::pin!(shutdown);
+        'feed: loop {
+            ledger.resubscribed();
+            let request = v1::FeedRequest {
+                from_position: ledger.resume_from(),
+            };
+            let mut client = self.work.client.clone();
+            let stream = tokio::select! {
+                () = &mut shutdown => break 'feed,
+                result = client.subscribe(request) => result,
+            };
+            match stream {
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    loop {
+                        let message = tokio::select! {
+                            () = &mut shutdown => break 'feed,
+                            message = stream.message() => message,
+                        };
+                        match message {
+                            Ok(Some(message)) => {
+                                delay.reset();
+                                for action in feed::fold(&mut ledger, message) {
+                                    self.work.clone().spawn(action).await;
+                                }
+                                // At most once a second: a stale checkpoint
+                                // only means replaying a little more.
+                                let now = ledger.checkpoint();
+                                if now != saved.0 && saved.1.elapsed() >= CHECKPOINT_EVERY {
+                                    self.checkpoint.save(now).await;
+                                    saved = (now, Instant::now());
+                                }
+                            }
+                            Ok(None) => {
+                                tracing::warn!("the feed ended; resubscribing");
+                                break;
+                            }
+                            Err(status) => {
+                                tracing::warn!(
+                                    error = status.message(),
+                                    "the feed broke ({}); resubscribing",
+                                    status.message()
+                                );
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(status) => {
+                    let hint = match status.code() {
+                        Code::Unauthenticated | Code::PermissionDenied => {
+                            " (check the reactor's token and that its principal has the reactor role and these stores)"
+                        }
+                        _ => "",
+                    };
+                    tracing::warn!(
+                        code = ?status.code(),
+                        error = status.message(),
+                        "cannot subscribe to the control plane: {}{hint}",
+                        status.message()
+                    );
+                }
+            }
+            tokio::select! {
+                () = &mut shutdown => break 'feed,
+                () = tokio::time::sleep(delay.next_delay()) => {}
+            }
+        }
+        let _ = stop_tx.send(true);
+        let _ = expiry.await;
+        // Let the actions in flight finish (each holds a slot), for a while.
+        let all = self.work.slots.acquire_many(self.work.capacity);
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            tracing::warn!(
+                "stopping with actions still in flight; their requests are reported failed on restart"
+            );
+        }
+        self.checkpoint.save(ledger.checkpoint()).await;
+        tracing::info!("stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_seconds() {
+        let mut b = CONTROL_PLANE_RETRY.backoff();
+        let seq: Vec<u64> = (0..7).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(seq, [200, 400, 800, 1600, 3200, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(200));
+        assert_eq!(CONTROL_PLANE_RETRY.attempts, 30);
+    }
+}
