@@ -104,6 +104,25 @@ label_type!(
     "user or group slug"
 );
 
+/// Why one segment of a secret path breaks SPEC §3's rules, if it does:
+/// segments are `[A-Za-z0-9._-]+`, and neither `.` nor `..`. The one
+/// definition of the rule; store adapters check paths with it too.
+pub fn segment_problem(seg: &str) -> Option<&'static str> {
+    if seg.is_empty() {
+        return Some("it has an empty segment (`//`, or a leading or trailing `/`)");
+    }
+    if seg == "." || seg == ".." {
+        return Some("`.` and `..` segments are not allowed");
+    }
+    if !seg
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Some("segments may hold only letters, digits, `.`, `_` and `-`");
+    }
+    None
+}
+
 /// A secret's path within its store: `[A-Za-z0-9._-]+` segments joined by
 /// `/`, no empty, `.` or `..` segment, at most 512 bytes.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -120,16 +139,8 @@ impl SecretPath {
         if s.len() > MAX_SECRET_PATH_BYTES {
             return Err(InvalidName::PathTooLong(s.len()));
         }
-        for seg in s.split('/') {
-            let ok = !seg.is_empty()
-                && seg != "."
-                && seg != ".."
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if !ok {
-                return Err(InvalidName::BadSegment(seg.to_owned()));
-            }
+        if let Some(seg) = s.split('/').find(|seg| segment_problem(seg).is_some()) {
+            return Err(InvalidName::BadSegment(seg.to_owned()));
         }
         Ok(SecretPath(s))
     }

@@ -290,15 +290,10 @@ impl ReactorConfig {
     }
 }
 
-/// A DNS label, the rule for store names (SPEC §3).
+/// A DNS label, the rule for store names (SPEC §3), as the contract
+/// crate defines it.
 pub fn is_store_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
+    sealplane_proto::names::StoreName::parse(name).is_ok()
 }
 
 #[cfg(test)]

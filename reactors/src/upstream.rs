@@ -300,25 +300,11 @@ pub trait UpstreamStore: Send + Sync {
     async fn delete(&self, path: &str, destroy: bool) -> Result<(), UpstreamError>;
 }
 
-/// Longest secret path in bytes (SPEC §3).
-pub const MAX_PATH_LEN: usize = 512;
-
-/// Why a path segment breaks SPEC §3's rules, if it does.
-pub fn path_segment_problem(seg: &str) -> Option<&'static str> {
-    if seg.is_empty() {
-        return Some("it has an empty segment (`//`, or a leading or trailing `/`)");
-    }
-    if seg == "." || seg == ".." {
-        return Some("`.` and `..` segments are not allowed");
-    }
-    if !seg
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Some("segments may hold only letters, digits, `.`, `_` and `-`");
-    }
-    None
-}
+/// Longest secret path in bytes, and the rule for one segment (SPEC §3),
+/// as the contract crate defines them.
+pub use sealplane_proto::names::{
+    MAX_SECRET_PATH_BYTES as MAX_PATH_LEN, segment_problem as path_segment_problem,
+};
 
 /// Checks a secret path against SPEC §3: `/`-separated `[A-Za-z0-9._-]+`
 /// segments, no `.`/`..`, at most 512 bytes; `segment_problem` is each
