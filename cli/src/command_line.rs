@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use sealplane_proto::names::StoreKind;
+
 use crate::client::DEFAULT_ADDR;
 use crate::output::OutputFormat;
 
@@ -356,28 +358,6 @@ pub enum RevokeNoun {
     },
 }
 
-/// Store kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StoreKind {
-    /// HashiCorp Vault or OpenBao KV.
-    Vault,
-    /// AWS Secrets Manager.
-    AwsSecretsManager,
-    /// The embedded encrypted file store.
-    File,
-}
-
-impl StoreKind {
-    /// The API spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoreKind::Vault => "vault",
-            StoreKind::AwsSecretsManager => "aws-secrets-manager",
-            StoreKind::File => "file",
-        }
-    }
-}
-
 /// Roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RoleName {
@@ -415,8 +395,8 @@ Example:
     Store {
         /// The store's name (a DNS label).
         name: String,
-        /// The upstream kind.
-        #[arg(long, value_enum)]
+        /// The upstream kind: vault, aws-secrets-manager or file.
+        #[arg(long, value_parser = store_kind)]
         kind: StoreKind,
         /// The reactor's Ed25519 public key, base64.
         #[arg(long, value_name = "KEY")]
@@ -505,6 +485,12 @@ pub enum IssueNoun {
         #[arg(long)]
         ttl: Option<String>,
     },
+}
+
+/// Parses `--kind` with the contract's own spelling of store kinds.
+fn store_kind(text: &str) -> Result<StoreKind, String> {
+    text.parse()
+        .map_err(|e: sealplane_proto::names::InvalidStoreKind| e.to_string())
 }
 
 #[cfg(test)]

@@ -144,10 +144,12 @@ impl App {
         ctx: &Context,
         envelope: &CommandEnvelope,
     ) -> Result<Executed, UseCaseError> {
-        Ok(self
-            .execute_observed::<A>(stream, command, ctx, envelope)
-            .await?
-            .0)
+        let done = self
+            .handler
+            .execute::<A>(stream, command, ctx, envelope)
+            .await?;
+        self.read_your_write(&done, envelope).await;
+        Ok(done)
     }
 
     /// As [`App::execute`], also returning the aggregate's state once the
@@ -164,12 +166,17 @@ impl App {
             .handler
             .execute_observed::<A>(stream, command, ctx, envelope)
             .await?;
+        self.read_your_write(&done, envelope).await;
+        Ok((done, state))
+    }
+
+    /// Waits until the read model has applied what `done` wrote.
+    async fn read_your_write(&self, done: &Executed, envelope: &CommandEnvelope) {
         if let Some(position) = done.position
             && let Err(e) = self.model.wait_for(position, READ_YOUR_WRITES_WAIT).await
         {
             // The write is durable; only its visibility is late.
             tracing::warn!(command = envelope.name, position = position.0, error = %e, "recorded, but the read model is late");
         }
-        Ok((done, state))
     }
 }

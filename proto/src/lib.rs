@@ -17,6 +17,7 @@ pub mod v1 {
     tonic::include_proto!("sealplane.v1");
 }
 
+pub mod certificate;
 pub mod feed;
 pub mod limits;
 pub mod names;

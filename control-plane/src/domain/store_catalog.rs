@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -16,54 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::names::{Slug, StoreName};
 use super::{Aggregate, Context, DomainEvent, Refusal, RefusalKind};
 
-/// Which upstream a store writes to; each kind has a reactor adapter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StoreKind {
-    /// HashiCorp Vault or OpenBao KV.
-    Vault,
-    /// AWS Secrets Manager.
-    AwsSecretsManager,
-    /// The embedded, envelope-encrypted file store.
-    File,
-}
-
-impl StoreKind {
-    /// The name used on the command line and in events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoreKind::Vault => "vault",
-            StoreKind::AwsSecretsManager => "aws-secrets-manager",
-            StoreKind::File => "file",
-        }
-    }
-}
-
-impl fmt::Display for StoreKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A store kind that does not exist.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a store kind: use vault, aws-secrets-manager or file")]
-pub struct InvalidStoreKind(pub String);
-
-impl FromStr for StoreKind {
-    type Err = InvalidStoreKind;
-
-    fn from_str(s: &str) -> Result<Self, InvalidStoreKind> {
-        [
-            StoreKind::Vault,
-            StoreKind::AwsSecretsManager,
-            StoreKind::File,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| InvalidStoreKind(s.to_owned()))
-    }
-}
+pub use sealplane_proto::names::{InvalidStoreKind, StoreKind};
 
 /// Why a reactor key was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
