@@ -18,7 +18,7 @@ use sealplane_proto::limits::MAX_KEY_TTL;
 use sealplane_proto::names::{SecretRef, SecretUri};
 use sealplane_proto::offer::{KeyOffer, verify_offer};
 use sealplane_proto::sealed::{Payload, SealError, SecretValue, seal};
-use sealplane_proto::upload::FailureKind;
+use sealplane_proto::upload::{FailureKind, Purpose};
 use sealplane_proto::v1;
 use sealplane_proto::v1::UploadState;
 use serde::Serialize;
@@ -72,6 +72,20 @@ pub enum UploadError {
         store: String,
         /// What is wrong.
         problem: &'static str,
+    },
+    /// The offer's signed expiry is past, or further away than a key may live.
+    #[error(
+        "the one-time key offered for store `{store}` expires at {expires_at}, {problem} (this machine's clock, allowing {skew} s of skew); a control plane replaying an old offer looks like this; nothing was sent"
+    )]
+    OfferOutOfTime {
+        /// The store.
+        store: String,
+        /// The signed expiry.
+        expires_at: String,
+        /// `which is past` or `more than an hour away`.
+        problem: &'static str,
+        /// The skew allowed, in seconds.
+        skew: i64,
     },
     /// The control plane resolved the uri to another secret.
     #[error(
@@ -129,6 +143,7 @@ impl UploadError {
             UploadError::Pin(PinError::Changed { .. })
                 | UploadError::BadSignature { .. }
                 | UploadError::MalformedOffer { .. }
+                | UploadError::OfferOutOfTime { .. }
                 | UploadError::UriMismatch { .. }
         )
     }
@@ -261,16 +276,32 @@ fn check_resolution(asked: &str, resolved: &str) -> Result<String, UploadError> 
     Ok(resolved.store.to_string())
 }
 
-/// Parses the signed key offer of a KEY_PROVIDED status.
+/// How far this machine's clock may be from the reactor's when checking a
+/// signed expiry.
+pub const OFFER_CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(30);
+
+/// What a signed offer must state: this request, this uri (and its store),
+/// this purpose. Anything else in the offer is refused before sealing.
 fn offer_of(
     request_id: Uuid,
     uri: &str,
+    target: &UploadTarget,
     status: &v1::UploadStatus,
     store: &str,
+    now: DateTime<Utc>,
 ) -> Result<(KeyOffer, Vec<u8>), UploadError> {
     let malformed = |problem| UploadError::MalformedOffer {
         store: store.to_owned(),
         problem,
+    };
+    if status.request_id != request_id.to_string() {
+        return Err(malformed("the offer is for another upload request"));
+    }
+    let purpose = match target.purpose {
+        v1::Purpose::Verify => Purpose::Verify,
+        _ => Purpose::Put {
+            adopt: target.adopt,
+        },
     };
     let public_key: [u8; 32] = STANDARD
         .decode(&status.public_key)
@@ -283,10 +314,24 @@ fn offer_of(
     let expires_at = DateTime::parse_from_rfc3339(&status.expires_at)
         .map_err(|_| malformed("the expiry is not an RFC 3339 time"))?
         .with_timezone(&Utc);
+    let out_of_time = |problem| UploadError::OfferOutOfTime {
+        store: store.to_owned(),
+        expires_at: status.expires_at.clone(),
+        problem,
+        skew: OFFER_CLOCK_SKEW.num_seconds(),
+    };
+    if expires_at + OFFER_CLOCK_SKEW <= now {
+        return Err(out_of_time("which is past"));
+    }
+    if expires_at > now + MAX_KEY_TTL + OFFER_CLOCK_SKEW {
+        return Err(out_of_time("more than an hour away"));
+    }
     Ok((
         KeyOffer {
             request_id,
+            store: store.to_owned(),
             uri: uri.to_owned(),
+            purpose,
             public_key,
             expires_at,
         },
@@ -390,7 +435,8 @@ async fn attempt_once(
         };
         match status.state() {
             UploadState::KeyProvided if !sent => {
-                let (offer, signature) = offer_of(request_id, &uri, &status, &store)?;
+                let (offer, signature) =
+                    offer_of(request_id, &uri, target, &status, &store, Utc::now())?;
                 verify_offer(expected.key(), &offer, &signature).map_err(|_| {
                     UploadError::BadSignature {
                         store: store.clone(),
@@ -402,7 +448,7 @@ async fn attempt_once(
                     }
                 })?;
                 record_pin(conn, pins, &store, &expected, progress)?;
-                let payload = Payload::new(request_id, uri.clone(), value.clone())?;
+                let payload = Payload::new(request_id, uri.clone(), offer.purpose, value.clone())?;
                 let ciphertext = seal(&payload, &PublicKey::from(offer.public_key))?;
                 drop(payload);
                 progress.set(format!("uploading the sealed value to store `{store}`"));
@@ -534,22 +580,83 @@ mod tests {
         assert!(!is_transient(Code::PermissionDenied));
     }
 
-    #[test]
-    fn offers_are_parsed_strictly() {
-        let id = Uuid::new_v4();
-        let mut status = v1::UploadStatus {
+    fn target(purpose: v1::Purpose, adopt: bool) -> UploadTarget {
+        UploadTarget {
+            uri: "local://a".into(),
+            purpose,
+            adopt,
+            reactor_key: None,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T09:58:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn status(id: Uuid) -> v1::UploadStatus {
+        v1::UploadStatus {
+            request_id: id.to_string(),
             public_key: STANDARD.encode([7u8; 32]),
             signature: STANDARD.encode([1u8; 64]),
             expires_at: "2026-11-23T10:00:00+00:00".into(),
             ..Default::default()
-        };
-        let (offer, sig) = offer_of(id, "local://a", &status, "local").unwrap();
+        }
+    }
+
+    #[test]
+    fn offers_are_parsed_strictly() {
+        let id = Uuid::new_v4();
+        let put = target(v1::Purpose::Put, false);
+        let mut status = status(id);
+        let (offer, sig) = offer_of(id, "local://a", &put, &status, "local", now()).unwrap();
         assert_eq!(offer.public_key, [7u8; 32]);
         assert_eq!(sig.len(), 64);
         assert_eq!(offer.expires_at.to_rfc3339(), "2026-11-23T10:00:00+00:00");
         status.public_key = STANDARD.encode([7u8; 31]);
-        let e = offer_of(id, "local://a", &status, "local").unwrap_err();
+        let e = offer_of(id, "local://a", &put, &status, "local", now()).unwrap_err();
         assert!(e.to_string().contains("not base64 of 32 bytes"), "{e}");
+    }
+
+    #[test]
+    fn the_offer_sealctl_checks_states_its_own_request_and_purpose() {
+        let id = Uuid::new_v4();
+        // What sealctl verifies the signature over is what it asked for,
+        // whatever the control plane claims: a verify checks "verify".
+        let verify = target(v1::Purpose::Verify, false);
+        let (offer, _) = offer_of(id, "local://a", &verify, &status(id), "local", now()).unwrap();
+        assert_eq!(offer.purpose, Purpose::Verify);
+        assert_eq!(offer.request_id, id);
+        assert_eq!(offer.store, "local");
+        let adopt = target(v1::Purpose::Put, true);
+        let (offer, _) = offer_of(id, "local://a", &adopt, &status(id), "local", now()).unwrap();
+        assert_eq!(offer.purpose, Purpose::Put { adopt: true });
+        // An offer naming another request is refused before any signature.
+        let foreign = status(Uuid::new_v4());
+        let e = offer_of(id, "local://a", &verify, &foreign, "local", now()).unwrap_err();
+        assert!(e.is_trust_refusal(), "{e}");
+        assert!(e.to_string().contains("another upload request"), "{e}");
+    }
+
+    #[test]
+    fn an_expired_or_far_future_offer_is_refused_with_the_skew_said() {
+        let id = Uuid::new_v4();
+        let put = target(v1::Purpose::Put, false);
+        let expiry = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        // Just inside the skew: accepted; beyond it: refused.
+        let ok = expiry + OFFER_CLOCK_SKEW - chrono::Duration::seconds(1);
+        assert!(offer_of(id, "local://a", &put, &status(id), "local", ok).is_ok());
+        let late = expiry + OFFER_CLOCK_SKEW;
+        let e = offer_of(id, "local://a", &put, &status(id), "local", late).unwrap_err();
+        assert!(e.is_trust_refusal(), "{e}");
+        assert!(e.to_string().contains("which is past"), "{e}");
+        assert!(e.to_string().contains("30 s of skew"), "{e}");
+        let long_before = expiry - MAX_KEY_TTL - OFFER_CLOCK_SKEW - chrono::Duration::seconds(1);
+        let e = offer_of(id, "local://a", &put, &status(id), "local", long_before).unwrap_err();
+        assert!(e.to_string().contains("more than an hour away"), "{e}");
     }
 
     #[test]

@@ -9,8 +9,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use ed25519_dalek::{Signature, VerifyingKey};
 use uuid::Uuid;
 
-/// Domain-separation tag that starts [`KeyOffer::signed_bytes`].
-pub const KEY_OFFER_TAG: &str = "sealplane-key-offer-v1";
+use crate::upload::Purpose;
+
+/// Domain-separation tag that starts [`KeyOffer::signed_bytes`]. v2 also
+/// signs the store, the purpose and adopt (ADR 0010): an offer for a
+/// verification cannot be passed off as one for a put.
+pub const KEY_OFFER_TAG: &str = "sealplane-key-offer-v2";
 
 /// Why a key offer was rejected by [`verify_offer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,8 +32,12 @@ pub enum OfferError {
 pub struct KeyOffer {
     /// The upload request this key serves.
     pub request_id: Uuid,
+    /// The store the upload targets (the uri's store).
+    pub store: String,
     /// The secret URI the upload targets.
     pub uri: String,
+    /// Put (with adopt) or verify.
+    pub purpose: Purpose,
     /// The one-time X25519 public key.
     pub public_key: [u8; 32],
     /// When the key expires (signed at whole-second precision).
@@ -42,11 +50,14 @@ impl KeyOffer {
     /// The encoding is a sequence of fields, each written as its length in
     /// bytes (u32, big-endian) followed by the bytes:
     ///
-    /// 1. the ASCII tag `sealplane-key-offer-v1` ([`KEY_OFFER_TAG`]),
+    /// 1. the ASCII tag `sealplane-key-offer-v2` ([`KEY_OFFER_TAG`]),
     /// 2. the request id's 16 bytes (RFC 4122 byte order, `Uuid::as_bytes`),
-    /// 3. the URI as UTF-8,
-    /// 4. the 32-byte X25519 public key,
-    /// 5. `expires_at` as RFC 3339 in UTC with whole seconds and a `Z`
+    /// 3. the store name as UTF-8,
+    /// 4. the URI as UTF-8,
+    /// 5. the purpose: ASCII `put` or `verify`,
+    /// 6. adopt: one byte, 1 or 0 (always 0 for a verify),
+    /// 7. the 32-byte X25519 public key,
+    /// 8. `expires_at` as RFC 3339 in UTC with whole seconds and a `Z`
     ///    suffix (`to_rfc3339_opts(SecondsFormat::Secs, true)`, e.g.
     ///    `2025-01-02T03:04:05Z`).
     ///
@@ -56,10 +67,18 @@ impl KeyOffer {
     /// parts of `expires_at` are not covered, so issuers should truncate it.
     pub fn signed_bytes(&self) -> Vec<u8> {
         let expires = self.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true);
-        let fields: [&[u8]; 5] = [
+        let (purpose, adopt): (&[u8], u8) = match self.purpose {
+            Purpose::Put { adopt } => (b"put", u8::from(adopt)),
+            Purpose::Verify => (b"verify", 0),
+        };
+        let adopt = [adopt];
+        let fields: [&[u8]; 8] = [
             KEY_OFFER_TAG.as_bytes(),
             self.request_id.as_bytes(),
+            self.store.as_bytes(),
             self.uri.as_bytes(),
+            purpose,
+            &adopt,
             &self.public_key,
             expires.as_bytes(),
         ];

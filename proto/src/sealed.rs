@@ -23,6 +23,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::upload::Purpose;
+
 /// Bytes a sealed box adds to its plaintext: ephemeral public key + MAC tag.
 pub const SEAL_OVERHEAD: usize = crate::limits::SEALED_BOX_OVERHEAD;
 
@@ -63,6 +65,17 @@ pub enum SealError {
         expected: Uuid,
         /// The request named inside the payload.
         found: Uuid,
+    },
+    /// The payload was sealed for another purpose (a verification's value
+    /// passed off as a put, or the other way round).
+    #[error(
+        "the sealed payload was sealed for {found:?}, not for {expected:?}; it was refused so that no value is stored or compared against the requester's intent"
+    )]
+    WrongPurpose {
+        /// The purpose of the request the reactor is serving.
+        expected: Purpose,
+        /// The purpose named inside the payload.
+        found: Purpose,
     },
     /// The payload was sealed for another secret uri (replay to another path).
     #[error(
@@ -217,20 +230,25 @@ impl<'de> Deserialize<'de> for SecretValue {
     }
 }
 
-/// What `sealctl` seals: the value plus the request and uri it is meant for.
+/// What `sealctl` seals: the value plus the request, uri and purpose it is
+/// meant for, so a box cannot be replayed to another request or path, nor
+/// turned from a verification into a put (SPEC §1.4).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Payload {
     request_id: Uuid,
     uri: String,
+    purpose: Purpose,
     data: SecretValue,
 }
 
 impl Payload {
-    /// A payload for `request_id` and `uri`; refuses a value with no key.
+    /// A payload for `request_id`, `uri` and `purpose`; refuses a value
+    /// with no key.
     pub fn new(
         request_id: Uuid,
         uri: impl Into<String>,
+        purpose: Purpose,
         data: SecretValue,
     ) -> Result<Self, SealError> {
         if data.is_empty() {
@@ -239,8 +257,14 @@ impl Payload {
         Ok(Self {
             request_id,
             uri: uri.into(),
+            purpose,
             data,
         })
+    }
+
+    /// What the payload is for.
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
     }
 
     /// The upload request this payload answers.
@@ -290,12 +314,14 @@ pub fn seal(payload: &Payload, recipient: &PublicKey) -> Result<Vec<u8>, SealErr
         .map_err(|_| SealError::SealFailed)
 }
 
-/// Opens a sealed payload and returns its value only if it names the expected request and uri.
+/// Opens a sealed payload and returns its value only if it names the
+/// expected request, uri and purpose.
 pub fn open(
     ciphertext: &[u8],
     key: &SecretKey,
     expected_request_id: Uuid,
     expected_uri: &str,
+    expected_purpose: Purpose,
 ) -> Result<SecretValue, SealError> {
     let json = Zeroizing::new(
         key.unseal(ciphertext)
@@ -306,7 +332,7 @@ pub fn open(
     let payload: Payload = serde_json::from_slice(&json).map_err(|e| {
         SealError::MalformedPayload(match e.classify() {
             serde_json::error::Category::Data => {
-                "expected {request_id, uri, data} with valid key names and base64 values"
+                "expected {request_id, uri, purpose, data} with valid key names and base64 values"
             }
             _ => "not valid JSON",
         })
@@ -326,6 +352,12 @@ pub fn open(
             found: payload.uri,
         });
     }
+    if payload.purpose != expected_purpose {
+        return Err(SealError::WrongPurpose {
+            expected: expected_purpose,
+            found: payload.purpose,
+        });
+    }
     Ok(payload.data)
 }
 
@@ -335,6 +367,7 @@ mod tests {
 
     const MARKER: &str = "Zq9-MARKER-hunter2-7xK";
     const URI: &str = "vault-prod://payments/db";
+    const PUT: Purpose = Purpose::Put { adopt: false };
 
     fn value() -> SecretValue {
         let mut v = SecretValue::new();
@@ -350,7 +383,7 @@ mod tests {
     }
 
     fn sealed(request_id: Uuid, uri: &str, pk: &PublicKey) -> Vec<u8> {
-        seal(&Payload::new(request_id, uri, value()).unwrap(), pk).unwrap()
+        seal(&Payload::new(request_id, uri, PUT, value()).unwrap(), pk).unwrap()
     }
 
     /// Seals raw bytes, to reach the malformed-payload paths.
@@ -370,7 +403,7 @@ mod tests {
     fn round_trip() {
         let (sk, pk) = keypair();
         let id = Uuid::new_v4();
-        let opened = open(&sealed(id, URI, &pk), &sk, id, URI).unwrap();
+        let opened = open(&sealed(id, URI, &pk), &sk, id, URI, PUT).unwrap();
         assert_eq!(opened.get("password"), Some(MARKER.as_bytes()));
         assert_eq!(opened.get("user"), Some(&b"app"[..]));
         assert_eq!(opened.keys().collect::<Vec<_>>(), ["password", "user"]);
@@ -384,8 +417,8 @@ mod tests {
         let mut v = SecretValue::new();
         v.insert("bin", (0u8..=255).collect::<Vec<_>>()).unwrap();
         v.insert("empty", Vec::new()).unwrap();
-        let ct = seal(&Payload::new(id, URI, v).unwrap(), &pk).unwrap();
-        let opened = open(&ct, &sk, id, URI).unwrap();
+        let ct = seal(&Payload::new(id, URI, PUT, v).unwrap(), &pk).unwrap();
+        let opened = open(&ct, &sk, id, URI, PUT).unwrap();
         assert_eq!(opened.get("bin").unwrap().len(), 256);
         assert_eq!(opened.get("empty"), Some(&[][..]));
     }
@@ -393,7 +426,7 @@ mod tests {
     #[test]
     fn json_shape_is_base64_values() {
         let id = Uuid::new_v4();
-        let p = Payload::new(id, URI, value()).unwrap();
+        let p = Payload::new(id, URI, PUT, value()).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&p.to_json().unwrap()).unwrap();
         assert_eq!(json["request_id"], id.to_string());
         assert_eq!(json["uri"], URI);
@@ -404,7 +437,7 @@ mod tests {
     #[test]
     fn ciphertext_is_json_plus_48_bytes() {
         let (_, pk) = keypair();
-        let p = Payload::new(Uuid::new_v4(), URI, value()).unwrap();
+        let p = Payload::new(Uuid::new_v4(), URI, PUT, value()).unwrap();
         let ct = seal(&p, &pk).unwrap();
         assert_eq!(SEAL_OVERHEAD, 48);
         assert_eq!(ct.len(), p.to_json().unwrap().len() + 48);
@@ -418,14 +451,14 @@ mod tests {
         for i in [0, 31, 32, 47, 48, ct.len() - 1] {
             let mut bad = ct.clone();
             bad[i] ^= 0x01;
-            let e = open(&bad, &sk, id, URI).unwrap_err();
+            let e = open(&bad, &sk, id, URI, PUT).unwrap_err();
             assert_eq!(e, SealError::NotSealedForThisKey);
             assert_no_marker(&e);
         }
-        let e = open(&ct[..40], &sk, id, URI).unwrap_err();
+        let e = open(&ct[..40], &sk, id, URI, PUT).unwrap_err();
         assert_eq!(e, SealError::NotSealedForThisKey);
         assert_eq!(
-            open(&[], &sk, id, URI).unwrap_err(),
+            open(&[], &sk, id, URI, PUT).unwrap_err(),
             SealError::NotSealedForThisKey
         );
     }
@@ -435,7 +468,7 @@ mod tests {
         let (sk, _) = keypair();
         let (_, other_pk) = keypair();
         let id = Uuid::new_v4();
-        let e = open(&sealed(id, URI, &other_pk), &sk, id, URI).unwrap_err();
+        let e = open(&sealed(id, URI, &other_pk), &sk, id, URI, PUT).unwrap_err();
         assert_eq!(e, SealError::NotSealedForThisKey);
         assert_no_marker(&e);
     }
@@ -444,7 +477,7 @@ mod tests {
     fn payload_for_another_request_is_refused() {
         let (sk, pk) = keypair();
         let (id, other) = (Uuid::new_v4(), Uuid::new_v4());
-        let e = open(&sealed(other, URI, &pk), &sk, id, URI).unwrap_err();
+        let e = open(&sealed(other, URI, &pk), &sk, id, URI, PUT).unwrap_err();
         assert_eq!(
             e,
             SealError::WrongRequest {
@@ -464,10 +497,41 @@ mod tests {
             &sk,
             id,
             URI,
+            PUT,
         )
         .unwrap_err();
         assert!(matches!(e, SealError::WrongUri { .. }), "{e:?}");
         assert_no_marker(&e);
+    }
+
+    #[test]
+    fn payload_for_another_purpose_is_refused() {
+        // A value sealed to be compared must never be stored, nor a put's
+        // value be passed off with adopt.
+        let (sk, pk) = keypair();
+        let id = Uuid::new_v4();
+        let verify = seal(
+            &Payload::new(id, URI, Purpose::Verify, value()).unwrap(),
+            &pk,
+        )
+        .unwrap();
+        let e = open(&verify, &sk, id, URI, PUT).unwrap_err();
+        assert_eq!(
+            e,
+            SealError::WrongPurpose {
+                expected: PUT,
+                found: Purpose::Verify
+            }
+        );
+        assert_no_marker(&e);
+        let adopt = Purpose::Put { adopt: true };
+        let e = open(&sealed(id, URI, &pk), &sk, id, URI, adopt).unwrap_err();
+        assert!(matches!(e, SealError::WrongPurpose { .. }), "{e:?}");
+        // A payload sealed without a purpose (an older sealctl) is refused.
+        let b64 = STANDARD.encode(MARKER);
+        let old = format!(r#"{{"request_id":"{id}","uri":"{URI}","data":{{"k":"{b64}"}}}}"#);
+        let e = open(&seal_raw(old.as_bytes(), &pk), &sk, id, URI, PUT).unwrap_err();
+        assert!(matches!(e, SealError::MalformedPayload(_)), "{e:?}");
     }
 
     #[test]
@@ -489,7 +553,7 @@ mod tests {
             format!(r#"{{"request_id":"{id}","data":{{"k":"{b64}"}}}}"#),
         ];
         for json in cases {
-            let e = open(&seal_raw(json.as_bytes(), &pk), &sk, id, URI).unwrap_err();
+            let e = open(&seal_raw(json.as_bytes(), &pk), &sk, id, URI, PUT).unwrap_err();
             assert!(matches!(e, SealError::MalformedPayload(_)), "{json}: {e:?}");
             assert_no_marker(&e);
         }
@@ -503,7 +567,7 @@ mod tests {
             text,
             r#"SecretValue { keys: ["password", "user"], values: [redacted] }"#
         );
-        let p = Payload::new(Uuid::new_v4(), URI, value()).unwrap();
+        let p = Payload::new(Uuid::new_v4(), URI, PUT, value()).unwrap();
         let text = format!("{p:?} {p:#?}");
         assert!(!text.contains(MARKER) && !text.contains("app\""), "{text}");
         assert!(!text.contains(&STANDARD.encode(MARKER)), "{text}");
@@ -534,7 +598,7 @@ mod tests {
     #[test]
     fn empty_data_is_refused() {
         assert_eq!(
-            Payload::new(Uuid::new_v4(), URI, SecretValue::new()).unwrap_err(),
+            Payload::new(Uuid::new_v4(), URI, PUT, SecretValue::new()).unwrap_err(),
             SealError::EmptySecret
         );
     }

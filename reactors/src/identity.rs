@@ -207,7 +207,9 @@ mod tests {
     fn offer() -> KeyOffer {
         KeyOffer {
             request_id: Uuid::from_u128(0x1234),
+            store: "vault-prod".to_owned(),
             uri: "vault-prod://payments/db".to_owned(),
+            purpose: sealplane_proto::upload::Purpose::Verify,
             public_key: [7; 32],
             expires_at: Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap(),
         }
@@ -323,6 +325,20 @@ mod tests {
             },
             KeyOffer {
                 public_key: [8; 32],
+                ..offer()
+            },
+            // The control plane cannot turn a verify into a put, nor
+            // redirect the offer to another store's name.
+            KeyOffer {
+                purpose: sealplane_proto::upload::Purpose::Put { adopt: false },
+                ..offer()
+            },
+            KeyOffer {
+                purpose: sealplane_proto::upload::Purpose::Put { adopt: true },
+                ..offer()
+            },
+            KeyOffer {
+                store: "vault-prod2".to_owned(),
                 ..offer()
             },
             KeyOffer {

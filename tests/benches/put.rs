@@ -16,12 +16,15 @@ use rand_core::OsRng;
 use sealplane_cli::client::{Connection, ConnectionSettings};
 use sealplane_cli::known_reactors::KnownReactors;
 use sealplane_proto::sealed::{Payload, open, seal};
+use sealplane_proto::upload::Purpose;
 use sealplane_reactors::file_store::FileStore;
 use sealplane_reactors::fingerprint::FingerprintKey;
 use sealplane_reactors::master_key::MasterKey;
 use sealplane_reactors::upstream::{UpstreamStore, WriteMeta};
 use sealplane_test_kit::{Cluster, marker};
 use uuid::Uuid;
+
+const PUT: Purpose = Purpose::Put { adopt: false };
 
 mod common;
 
@@ -96,13 +99,13 @@ async fn main() {
     let public = key.public_key();
     let id = Uuid::new_v4();
     let uri = "local://bench/crypto";
-    let sample = seal(&Payload::new(id, uri, value(1)).unwrap(), &public).unwrap();
+    let sample = seal(&Payload::new(id, uri, PUT, value(1)).unwrap(), &public).unwrap();
     let fingerprint = FingerprintKey::generate("bench").unwrap();
     let n = 2000;
     let seal_us = micros(n, |i| {
-        seal(&Payload::new(id, uri, value(i)).unwrap(), &public).unwrap()
+        seal(&Payload::new(id, uri, PUT, value(i)).unwrap(), &public).unwrap()
     });
-    let open_us = micros(n, |_| open(&sample, &key, id, uri).unwrap());
+    let open_us = micros(n, |_| open(&sample, &key, id, uri, PUT).unwrap());
     let hash_us = micros(n, |i| fingerprint.fingerprint(&value(i)));
     let value_us = micros(n, value);
     println!();

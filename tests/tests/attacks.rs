@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use crypto_box::PublicKey;
 use sealplane_proto::offer::{KeyOffer, verify_offer};
 use sealplane_proto::sealed::{Payload, SecretValue, seal};
+use sealplane_proto::upload::Purpose;
 use sealplane_proto::v1;
 use sealplane_proto::v1::secrets_client::SecretsClient;
 use sealplane_test_kit::{Cluster, Settings, User, input_file, marker};
@@ -63,14 +64,24 @@ impl Raw {
     }
 
     async fn request_key(&mut self, user: &User, uri: &str) -> Result<(Uuid, String), Status> {
+        self.request_key_for(user, uri, PUT).await
+    }
+
+    async fn request_key_for(
+        &mut self,
+        user: &User,
+        uri: &str,
+        purpose: Purpose,
+    ) -> Result<(Uuid, String), Status> {
+        let (purpose, adopt) = purpose.to_proto();
         let reply = self
             .secrets
             .request_upload_key(req(
                 v1::RequestUploadKeyRequest {
                     options: opts(),
                     uri: uri.into(),
-                    purpose: v1::Purpose::Put as i32,
-                    adopt: false,
+                    purpose: purpose as i32,
+                    adopt,
                 },
                 user,
             ))
@@ -113,7 +124,19 @@ impl Raw {
 
     /// Requests a key and waits for it, checking the reactor's signature.
     async fn keyed(&mut self, user: &User, uri: &str, reactor_key: &str) -> Keyed {
-        let (id, uri) = self.request_key(user, uri).await.unwrap();
+        self.keyed_for(user, uri, reactor_key, PUT).await
+    }
+
+    /// As [`Raw::keyed`], for `purpose`: the offer verifies only as signed
+    /// for that purpose.
+    async fn keyed_for(
+        &mut self,
+        user: &User,
+        uri: &str,
+        reactor_key: &str,
+        purpose: Purpose,
+    ) -> Keyed {
+        let (id, uri) = self.request_key_for(user, uri, purpose).await.unwrap();
         let status = self.wait(user, id, v1::UploadState::KeyProvided).await;
         assert_eq!(status.state(), v1::UploadState::KeyProvided, "{status:?}");
         let public: [u8; 32] = STANDARD
@@ -123,7 +146,9 @@ impl Raw {
             .unwrap();
         let offer = KeyOffer {
             request_id: id,
+            store: uri.split_once("://").unwrap().0.to_owned(),
             uri: uri.clone(),
+            purpose,
             public_key: public,
             expires_at: DateTime::parse_from_rfc3339(&status.expires_at)
                 .unwrap()
@@ -153,8 +178,18 @@ impl Raw {
     }
 }
 
+const PUT: Purpose = Purpose::Put { adopt: false };
+
 fn sealed(id: Uuid, uri: &str, key: &PublicKey, password: &str) -> Vec<u8> {
-    seal(&Payload::new(id, uri, value(password)).unwrap(), key).unwrap()
+    sealed_for(id, uri, key, password, PUT)
+}
+
+fn sealed_for(id: Uuid, uri: &str, key: &PublicKey, password: &str, purpose: Purpose) -> Vec<u8> {
+    seal(
+        &Payload::new(id, uri, purpose, value(password)).unwrap(),
+        key,
+    )
+    .unwrap()
 }
 
 fn count(log: &[(String, String)], event_type: &str, needle: &str) -> usize {
@@ -588,4 +623,53 @@ async fn guessing_a_value_by_verification_is_rate_limited_and_recorded() {
         "{log:?}"
     );
     assert_eq!(count(&log, "SecretVerified", ""), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_sealed_for_one_purpose_cannot_serve_another() {
+    let mut c = Cluster::start();
+    let r = c.add_file_store("local");
+    let alice = c.add_user("alice", "user", &[]);
+    let reactor = c.reactor_key(r);
+    let secret = marker("purpose");
+    let guess = marker("guess");
+    let uri = "local://alice/p";
+    c.sealctl(
+        &alice,
+        &["put", "secret", uri, &format!("password={secret}")],
+    )
+    .ok();
+    let mut raw = Raw::new(&c).await;
+
+    // The reactor signs each offer for its request's purpose: a verify's
+    // offer verifies as a verify and not as a put.
+    let k = raw.keyed_for(&alice, uri, &reactor, Purpose::Verify).await;
+    // A box sealed for a put cannot answer that verify...
+    raw.upload(&alice, k.id, sealed_for(k.id, &k.uri, &k.key, &guess, PUT))
+        .await
+        .unwrap();
+    let end = raw.wait(&alice, k.id, v1::UploadState::Verified).await;
+    assert_eq!(end.state(), v1::UploadState::Failed, "{end:?}");
+    assert!(end.reason.contains("sealed for"), "{}", end.reason);
+    assert_eq!(end.failure_kind(), v1::FailureKind::PayloadRejected);
+
+    // ...and a box sealed to be compared is never stored by a put.
+    let k = raw.keyed(&alice, uri, &reactor).await;
+    raw.upload(
+        &alice,
+        k.id,
+        sealed_for(k.id, &k.uri, &k.key, &guess, Purpose::Verify),
+    )
+    .await
+    .unwrap();
+    let end = raw.wait(&alice, k.id, v1::UploadState::Uploaded).await;
+    assert_eq!(end.state(), v1::UploadState::Failed, "{end:?}");
+    assert!(end.reason.contains("sealed for"), "{}", end.reason);
+
+    let described = c
+        .sealctl(&alice, &["describe", "secret", uri, "-o", "json"])
+        .json();
+    assert_eq!(described["versions"].as_array().unwrap().len(), 1);
+    c.assert_nowhere(secret.as_bytes());
+    c.assert_nowhere(guess.as_bytes());
 }

@@ -75,7 +75,9 @@ impl Work {
         let public_key = self.keys.issue(request.request_id, request.expires_at);
         let offer = KeyOffer {
             request_id: request.request_id,
+            store: request.uri.store.to_string(),
             uri: request.uri.to_string(),
+            purpose: request.purpose,
             public_key: *public_key.as_bytes(),
             expires_at: request.expires_at,
         };
@@ -106,7 +108,13 @@ impl Work {
     ) -> Result<Outcome, ActionError> {
         let key = self.keys.take(request.request_id, Utc::now())?;
         let uri = request.uri.to_string();
-        let value = sealed::open(ciphertext, key.secret_key(), request.request_id, &uri)?;
+        let value = sealed::open(
+            ciphertext,
+            key.secret_key(),
+            request.request_id,
+            &uri,
+            request.purpose,
+        )?;
         // The key has done its one job: destroy it before any slow I/O.
         drop(key);
         let (store_name, path) = (request.uri.store.as_str(), request.uri.path.as_str());
