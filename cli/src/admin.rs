@@ -3,8 +3,15 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use comfy_table::Table;
+use sealplane_proto::certificate::TrustAnchor;
+use sealplane_proto::names::StoreName;
 use sealplane_proto::v1;
+use uuid::Uuid;
+
+use crate::trust::TrustError;
 use serde::Serialize;
 
 use crate::client::{ClientError, Connection, command_options};
@@ -16,6 +23,17 @@ pub enum AdminError {
     /// A call failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// Signing needs a trust anchor, or it was refused.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// A store certificate could not be made.
+    #[error("cannot certify store `{store}`: {problem}")]
+    Certify {
+        /// The store.
+        store: String,
+        /// Why.
+        problem: String,
+    },
     /// A `--ttl` that is not a duration.
     #[error("--ttl {0:?} is not a duration: use a number with s, m, h or d, e.g. `24h` or `30d`")]
     BadTtl(String),
@@ -54,6 +72,10 @@ pub struct StoreRow {
     pub default: bool,
     /// Its reactor's Ed25519 identity, base64.
     pub reactor_key: String,
+    /// The serial of its newest certificate (0: not certified).
+    pub certificate_serial: u64,
+    /// The anchor that signed it, base64 (empty: not certified).
+    pub certified_by: String,
 }
 
 impl From<v1::Store> for StoreRow {
@@ -64,6 +86,8 @@ impl From<v1::Store> for StoreRow {
             enabled: s.enabled,
             default: s.is_default,
             reactor_key: s.reactor_key,
+            certificate_serial: s.certificate.as_ref().map_or(0, |c| c.serial),
+            certified_by: s.certificate.map(|c| c.anchor_key).unwrap_or_default(),
         }
     }
 }
@@ -76,6 +100,17 @@ impl Tabular for StoreRow {
             ("enabled", self.enabled.to_string()),
             ("default", self.default.to_string()),
             ("reactor key", self.reactor_key.clone()),
+            (
+                "certificate",
+                if self.certificate_serial == 0 {
+                    "none (sealctl asks users to confirm the reactor key; certify it with `sealctl certify store`)".to_owned()
+                } else {
+                    format!(
+                        "serial {} by anchor {}",
+                        self.certificate_serial, self.certified_by
+                    )
+                },
+            ),
         ])
     }
 }
@@ -208,24 +243,127 @@ pub enum StoreAction {
     Remove,
 }
 
-/// `create store NAME --kind K --reactor-key KEY`.
+/// This deployment's id, as the control plane names it.
+pub async fn deployment_id(conn: &Connection) -> Result<Uuid, AdminError> {
+    let reply = conn
+        .stores()
+        .get_deployment(v1::GetDeploymentRequest {})
+        .await
+        .map_err(|s| conn.error(s))?
+        .into_inner();
+    Uuid::parse_str(&reply.deployment_id).map_err(|_| AdminError::Certify {
+        store: String::new(),
+        problem: "the control plane names no valid deployment id".into(),
+    })
+}
+
+fn certificate(
+    anchor: &TrustAnchor,
+    deployment: Uuid,
+    name: &str,
+    kind: &str,
+    reactor_key: &str,
+    serial: u64,
+) -> Result<v1::StoreCertificate, AdminError> {
+    let bad = |problem: &str| AdminError::Certify {
+        store: name.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let store = StoreName::parse(name).map_err(|e| bad(&e.to_string()))?;
+    let key: [u8; 32] = STANDARD
+        .decode(reactor_key.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("the reactor key is not base64 of 32 bytes"))?;
+    Ok(anchor
+        .certify(deployment, store, kind, key, serial)
+        .to_proto())
+}
+
+/// `create store NAME --kind K --reactor-key KEY`: certified (serial 1)
+/// when this admin holds a trust anchor.
 pub async fn create_store(
     conn: &Connection,
     name: &str,
     kind: &str,
     reactor_key: &str,
-) -> Result<Message, ClientError> {
+    anchor: Option<&TrustAnchor>,
+) -> Result<Message, AdminError> {
+    let certificate = match anchor {
+        Some(anchor) => Some(certificate(
+            anchor,
+            deployment_id(conn).await?,
+            name,
+            kind,
+            reactor_key,
+            1,
+        )?),
+        None => None,
+    };
+    let certified = certificate.is_some();
     conn.stores()
         .create_store(v1::CreateStoreRequest {
             options: command_options(),
             name: name.to_owned(),
             kind: kind.to_owned(),
             reactor_key: reactor_key.trim().to_owned(),
+            certificate,
         })
         .await
         .map_err(|s| conn.error(s))?;
     Ok(Message {
-        message: format!("store `{name}` created ({kind})"),
+        message: if certified {
+            format!("store `{name}` created ({kind}), its reactor identity certified")
+        } else {
+            format!(
+                "store `{name}` created ({kind}) without a certificate: users must confirm its reactor identity; certify it with `sealctl certify store {name}` and a trust anchor"
+            )
+        },
+    })
+}
+
+/// `certify store NAME [--reactor-key NEW]`: the next certificate serial,
+/// for the store's current identity or a replacement.
+pub async fn certify_store(
+    conn: &Connection,
+    name: &str,
+    new_key: Option<&str>,
+    anchor: &TrustAnchor,
+) -> Result<Message, AdminError> {
+    let store = conn
+        .stores()
+        .get_store(v1::GetStoreRequest {
+            options: None,
+            name: name.to_owned(),
+        })
+        .await
+        .map_err(|s| conn.error(s))?
+        .into_inner()
+        .store
+        .unwrap_or_default();
+    let key = new_key.unwrap_or(&store.reactor_key);
+    let serial = store.certificate.as_ref().map_or(0, |c| c.serial) + 1;
+    let certificate = certificate(
+        anchor,
+        deployment_id(conn).await?,
+        name,
+        &store.kind,
+        key,
+        serial,
+    )?;
+    conn.stores()
+        .certify_store(v1::CertifyStoreRequest {
+            options: command_options(),
+            name: name.to_owned(),
+            certificate: Some(certificate),
+        })
+        .await
+        .map_err(|s| conn.error(s))?;
+    Ok(Message {
+        message: format!(
+            "store `{name}` certified: reactor identity {} (serial {serial})",
+            key.trim()
+        ),
     })
 }
 
@@ -455,6 +593,8 @@ mod tests {
                     enabled: true,
                     default: true,
                     reactor_key: "K1".into(),
+                    certificate_serial: 1,
+                    certified_by: "A".into(),
                 },
                 StoreRow {
                     name: "vault-prod".into(),
@@ -462,6 +602,8 @@ mod tests {
                     enabled: false,
                     default: false,
                     reactor_key: "K2".into(),
+                    certificate_serial: 0,
+                    certified_by: String::new(),
                 },
             ],
         };

@@ -86,6 +86,10 @@ pub struct GlobalArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t, global = true)]
     pub output: OutputFormat,
+    /// An admin's trust anchor key file: `create store` and `certify store`
+    /// sign store certificates with it (ADR 0010).
+    #[arg(long, env = "SEALPLANE_ANCHOR_KEY_FILE", global = true)]
+    pub anchor_key_file: Option<PathBuf>,
 }
 
 /// The verbs.
@@ -163,6 +167,17 @@ pub enum Verb {
     },
     /// Show who the token belongs to.
     Whoami,
+    /// Manage the trust anchors whose store certificates you accept.
+    Trust {
+        #[command(subcommand)]
+        noun: TrustNoun,
+    },
+    /// Sign a store certificate for a store's reactor identity (admins
+    /// holding a trust anchor).
+    Certify {
+        #[command(subcommand)]
+        noun: CertifyNoun,
+    },
 }
 
 /// `put ...`
@@ -484,6 +499,45 @@ pub enum IssueNoun {
         /// Lifetime, e.g. `90s`, `30m`, `24h`, `30d` [default: the server's].
         #[arg(long)]
         ttl: Option<String>,
+    },
+}
+
+/// `trust ...`
+#[derive(Debug, Subcommand)]
+pub enum TrustNoun {
+    /// Trust an anchor for a deployment, as `sealplane init` or `sealplane
+    /// dev` prints it.
+    #[command(after_help = "Example:\n  sealctl trust add 6f1c2a8e-...=Vb4n...Q=")]
+    Add {
+        /// `<deployment id>=<anchor public key>`.
+        entry: String,
+    },
+    /// List the anchors you trust (the file's and SEALPLANE_TRUST's).
+    List,
+    /// Stop trusting an anchor.
+    Remove {
+        /// The anchor's public key, or `<deployment id>=<key>`.
+        entry: String,
+    },
+    /// Make a new trust anchor key file for an admin (0600).
+    Generate {
+        /// Where to write it; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `certify ...`
+#[derive(Debug, Subcommand)]
+pub enum CertifyNoun {
+    /// Certify a store's reactor identity: its current one (an existing
+    /// store, once) or, with --reactor-key, a replacement.
+    Store {
+        /// The store.
+        name: String,
+        /// The replacement reactor identity (base64 Ed25519).
+        #[arg(long)]
+        reactor_key: Option<String>,
     },
 }
 

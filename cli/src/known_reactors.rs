@@ -1,10 +1,15 @@
 //! The `known_reactors` file: each store's reactor identity as this user
-//! first saw it (trust on first use, like SSH `known_hosts`; SPEC §1.4).
+//! accepted it — certified by a trusted anchor, given with
+//! `--reactor-key`, or confirmed on a terminal (never silently; SPEC §1.4,
+//! ADR 0010) — and the highest certificate serial seen, so an older
+//! certificate is refused.
 //!
-//! One entry a line: `<control-plane addr> <store name> <base64 Ed25519
-//! public key>`; blank lines and `#` comments are kept out of the model and
-//! not rewritten. The file is written atomically (a temporary file renamed
-//! over it), mode 0600, in a directory of mode 0700.
+//! One entry a line: `<deployment id> <store name> <base64 Ed25519 public
+//! key> [<serial>]`. Files written before deployment ids name the
+//! control-plane address instead; such a pin is honoured for that address
+//! and rewritten under the deployment id the next time it is used. Blank
+//! lines and `#` comments are not kept. The file is written atomically,
+//! mode 0600, in a directory of mode 0700.
 
 use std::fmt;
 use std::os::unix::fs::DirBuilderExt as _;
@@ -74,9 +79,33 @@ pub enum PinError {
 /// One pinned identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pin {
+    /// The deployment id (or, in files from before them, the address).
     addr: String,
     store: String,
     key: String,
+    /// The highest certificate serial seen for the store; 0 for none.
+    serial: u64,
+}
+
+/// Where pins are looked up: the deployment the control plane names, and
+/// the address typed (for pins written before deployment ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The deployment id (empty if the control plane names none).
+    pub deployment: String,
+    /// The control-plane address as typed.
+    pub addr: String,
+}
+
+impl Scope {
+    /// The key new pins are written under.
+    fn key(&self) -> String {
+        if self.deployment.is_empty() {
+            normalise_addr(&self.addr)
+        } else {
+            self.deployment.clone()
+        }
+    }
 }
 
 /// The pins of one `known_reactors` file.
@@ -89,10 +118,20 @@ pub struct KnownReactors {
 /// Which key a signed one-time key must verify against, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expected {
-    /// No pin yet: the control plane's key, to be pinned once it verifies.
-    FirstUse(String),
+    /// Nothing vouches for the control plane's key: only a person's
+    /// confirmation may accept it (never silently).
+    Unknown(String),
+    /// A certificate from a trusted anchor binds the key to the store.
+    Certified {
+        /// The certified key.
+        key: String,
+        /// The certificate's serial.
+        serial: u64,
+    },
     /// The pinned key.
     Pinned(String),
+    /// A pin written under the address, to move under the deployment id.
+    Legacy(String),
     /// The key given with `--reactor-key`; replaces the pin once it verifies.
     Given {
         /// The given key.
@@ -106,14 +145,18 @@ impl Expected {
     /// The base64 key signatures are checked against.
     pub fn key(&self) -> &str {
         match self {
-            Expected::FirstUse(k) | Expected::Pinned(k) | Expected::Given { key: k, .. } => k,
+            Expected::Unknown(k)
+            | Expected::Pinned(k)
+            | Expected::Legacy(k)
+            | Expected::Certified { key: k, .. }
+            | Expected::Given { key: k, .. } => k,
         }
     }
 
     /// Whether the pin must be written once the key verifies.
     pub fn must_pin(&self) -> bool {
         match self {
-            Expected::FirstUse(_) => true,
+            Expected::Unknown(_) | Expected::Legacy(_) | Expected::Certified { .. } => true,
             Expected::Pinned(_) => false,
             Expected::Given { key, replaces } => replaces.as_deref() != Some(key.as_str()),
         }
@@ -167,8 +210,17 @@ impl KnownReactors {
                 continue;
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let [addr, store, key] = fields[..] else {
-                return Err(malformed("expected three fields"));
+            let (addr, store, key, serial) = match fields[..] {
+                [addr, store, key] => (addr, store, key, 0),
+                [addr, store, key, serial] => (
+                    addr,
+                    store,
+                    key,
+                    serial
+                        .parse()
+                        .map_err(|_| malformed("the serial is not a number"))?,
+                ),
+                _ => return Err(malformed("expected three or four fields")),
             };
             if !is_key_shaped(key) {
                 return Err(malformed(
@@ -179,6 +231,7 @@ impl KnownReactors {
                 addr: normalise_addr(addr),
                 store: store.to_owned(),
                 key: key.to_owned(),
+                serial,
             };
             if pins
                 .iter()
@@ -204,27 +257,42 @@ impl KnownReactors {
         &self.path
     }
 
-    /// The pinned key of `store` at control plane `addr`.
-    pub fn pinned(&self, addr: &str, store: &str) -> Option<&str> {
-        let addr = normalise_addr(addr);
+    fn find(&self, scope_key: &str, store: &str) -> Option<&Pin> {
         self.pins
             .iter()
-            .find(|p| p.addr == addr && p.store == store)
-            .map(|p| p.key.as_str())
+            .find(|p| p.addr == scope_key && p.store == store)
+    }
+
+    /// The pin of `store` in `scope`, and whether it is a legacy one
+    /// (written under the address).
+    fn pinned(&self, scope: &Scope, store: &str) -> Option<(&Pin, bool)> {
+        self.find(&scope.key(), store)
+            .map(|p| (p, false))
+            .or_else(|| {
+                self.find(&normalise_addr(&scope.addr), store)
+                    .map(|p| (p, true))
+            })
+    }
+
+    /// The highest certificate serial this user saw for `store`.
+    pub fn serial(&self, scope: &Scope, store: &str) -> u64 {
+        self.pinned(scope, store).map_or(0, |(p, _)| p.serial)
     }
 
     /// Decides which key the one-time key must be signed by (SPEC §1.4):
-    /// `--reactor-key` if given, else the pin, else (first use) the key the
-    /// control plane reports. A pin that differs from the control plane's
-    /// key is refused unless `--reactor-key` is given.
+    /// `--reactor-key` if given; else the key a trusted certificate binds
+    /// (`certified`, its serial); else the pin, which must equal the
+    /// control plane's key; else nothing vouches for it
+    /// ([`Expected::Unknown`]).
     pub fn expected(
         &self,
-        addr: &str,
+        scope: &Scope,
         store: &str,
         given: Option<&str>,
         offered: &str,
+        certified: Option<u64>,
     ) -> Result<Expected, PinError> {
-        let pinned = self.pinned(addr, store);
+        let pinned = self.pinned(scope, store);
         if let Some(key) = given {
             let key = key.trim();
             if !is_key_shaped(key) {
@@ -232,36 +300,50 @@ impl KnownReactors {
             }
             return Ok(Expected::Given {
                 key: key.to_owned(),
-                replaces: pinned.map(str::to_owned),
+                replaces: pinned.map(|(p, _)| p.key.clone()),
+            });
+        }
+        if let Some(serial) = certified {
+            return Ok(Expected::Certified {
+                key: offered.to_owned(),
+                serial,
             });
         }
         match pinned {
-            None => Ok(Expected::FirstUse(offered.to_owned())),
-            Some(pinned) if pinned == offered => Ok(Expected::Pinned(pinned.to_owned())),
-            Some(pinned) => Err(PinError::Changed {
+            None => Ok(Expected::Unknown(offered.to_owned())),
+            Some((p, legacy)) if p.key == offered => Ok(if legacy {
+                Expected::Legacy(p.key.clone())
+            } else {
+                Expected::Pinned(p.key.clone())
+            }),
+            Some((p, _)) => Err(PinError::Changed {
                 store: store.to_owned(),
-                pinned: pinned.to_owned(),
+                pinned: p.key.clone(),
                 offered: offered.to_owned(),
             }),
         }
     }
 
-    /// Pins `key` for `store` at `addr`, replacing an earlier pin, and
-    /// writes the file.
-    pub fn pin(&mut self, addr: &str, store: &str, key: &str) -> Result<(), PinError> {
-        let addr = normalise_addr(addr);
-        match self
-            .pins
-            .iter_mut()
-            .find(|p| p.addr == addr && p.store == store)
-        {
-            Some(p) => p.key = key.to_owned(),
-            None => self.pins.push(Pin {
-                addr,
-                store: store.to_owned(),
-                key: key.to_owned(),
-            }),
-        }
+    /// Pins `key` for `store` in `scope` (with the certificate serial seen,
+    /// which never goes down), replacing an earlier pin, and writes the file.
+    pub fn pin(
+        &mut self,
+        scope: &Scope,
+        store: &str,
+        key: &str,
+        serial: u64,
+    ) -> Result<(), PinError> {
+        let scope_key = scope.key();
+        let seen = self.serial(scope, store);
+        self.pins.retain(|p| {
+            !(p.store == store && (p.addr == scope_key || p.addr == normalise_addr(&scope.addr)))
+        });
+        self.pins.push(Pin {
+            addr: scope_key,
+            store: store.to_owned(),
+            key: key.to_owned(),
+            serial: serial.max(seen),
+        });
         self.save()
     }
 
@@ -282,11 +364,15 @@ impl KnownReactors {
                 .map_err(io)?;
         }
         let mut text = String::from(
-            "# Reactor identities pinned by sealctl on first use (like SSH known_hosts).\n\
-             # <control-plane addr> <store> <base64 Ed25519 public key>\n",
+            "# Reactor identities sealctl accepted (certified, given or confirmed).\n\
+             # <deployment id> <store> <base64 Ed25519 public key> [<certificate serial>]\n",
         );
         for p in &self.pins {
-            text.push_str(&format!("{} {} {}\n", p.addr, p.store, p.key));
+            text.push_str(&format!("{} {} {}", p.addr, p.store, p.key));
+            if p.serial > 0 {
+                text.push_str(&format!(" {}", p.serial));
+            }
+            text.push('\n');
         }
         durable::write_atomic(&self.path, text.as_bytes(), 0o600).map_err(|e| io(e.into()))
     }
@@ -311,30 +397,103 @@ mod tests {
         (dir, pins)
     }
 
+    const DEPLOYMENT: &str = "6f1c2a8e-0000-4000-8000-00000000d001";
+
+    fn scope() -> Scope {
+        Scope {
+            deployment: DEPLOYMENT.into(),
+            addr: ADDR.into(),
+        }
+    }
+
     #[test]
-    fn first_use_trusts_the_offered_key_and_pins_it() {
+    fn nothing_vouches_for_an_unknown_key_and_a_confirmed_one_is_pinned() {
         let (_dir, mut pins) = empty();
-        let e = pins.expected(ADDR, "prod", None, &key(1)).unwrap();
-        assert_eq!(e, Expected::FirstUse(key(1)));
+        let e = pins
+            .expected(&scope(), "prod", None, &key(1), None)
+            .unwrap();
+        // Never silently trusted: the caller must ask a person or refuse.
+        assert_eq!(e, Expected::Unknown(key(1)));
         assert!(e.must_pin());
-        pins.pin(ADDR, "prod", e.key()).unwrap();
+        pins.pin(&scope(), "prod", e.key(), 0).unwrap();
         let again = KnownReactors::load(pins.path()).unwrap();
-        assert_eq!(again.pinned(ADDR, "prod"), Some(key(1).as_str()));
-        assert_eq!(
-            again.pinned(&format!("{ADDR}/"), "prod"),
-            Some(key(1).as_str())
-        );
-        assert_eq!(again.pinned("http://other:7700", "prod"), None);
-        let e = again.expected(ADDR, "prod", None, &key(1)).unwrap();
+        let e = again
+            .expected(&scope(), "prod", None, &key(1), None)
+            .unwrap();
         assert_eq!(e, Expected::Pinned(key(1)));
         assert!(!e.must_pin());
+        // Pins follow the deployment, not the address typed.
+        let elsewhere = Scope {
+            deployment: DEPLOYMENT.into(),
+            addr: "https://sealplane.internal:7443".into(),
+        };
+        assert_eq!(
+            again
+                .expected(&elsewhere, "prod", None, &key(1), None)
+                .unwrap(),
+            Expected::Pinned(key(1))
+        );
+        let other_deployment = Scope {
+            deployment: "6f1c2a8e-0000-4000-8000-00000000d002".into(),
+            addr: ADDR.into(),
+        };
+        assert_eq!(
+            again
+                .expected(&other_deployment, "prod", None, &key(1), None)
+                .unwrap(),
+            Expected::Unknown(key(1))
+        );
+    }
+
+    #[test]
+    fn a_certified_key_is_accepted_and_its_serial_never_goes_down() {
+        let (_dir, mut pins) = empty();
+        pins.pin(&scope(), "prod", &key(1), 0).unwrap();
+        // A replaced identity with a certificate wins over the old pin.
+        let e = pins
+            .expected(&scope(), "prod", None, &key(2), Some(2))
+            .unwrap();
+        assert_eq!(
+            e,
+            Expected::Certified {
+                key: key(2),
+                serial: 2
+            }
+        );
+        pins.pin(&scope(), "prod", e.key(), 2).unwrap();
+        assert_eq!(pins.serial(&scope(), "prod"), 2);
+        pins.pin(&scope(), "prod", &key(2), 1).unwrap();
+        let again = KnownReactors::load(pins.path()).unwrap();
+        assert_eq!(again.serial(&scope(), "prod"), 2);
+    }
+
+    #[test]
+    fn a_pin_from_before_deployment_ids_is_honoured_and_moved() {
+        let (_dir, mut pins) = empty();
+        std::fs::create_dir_all(pins.path().parent().unwrap()).unwrap();
+        std::fs::write(pins.path(), format!("{ADDR} prod {}\n", key(1))).unwrap();
+        pins = KnownReactors::load(pins.path()).unwrap();
+        let e = pins
+            .expected(&scope(), "prod", None, &key(1), None)
+            .unwrap();
+        assert_eq!(e, Expected::Legacy(key(1)));
+        assert!(e.must_pin());
+        pins.pin(&scope(), "prod", e.key(), 0).unwrap();
+        let text = std::fs::read_to_string(pins.path()).unwrap();
+        assert!(
+            text.contains(&format!("{DEPLOYMENT} prod {}", key(1))),
+            "{text}"
+        );
+        assert!(!text.contains(&format!("{ADDR} prod")), "{text}");
     }
 
     #[test]
     fn a_changed_key_is_refused_loudly() {
         let (_dir, mut pins) = empty();
-        pins.pin(ADDR, "prod", &key(1)).unwrap();
-        let e = pins.expected(ADDR, "prod", None, &key(2)).unwrap_err();
+        pins.pin(&scope(), "prod", &key(1), 0).unwrap();
+        let e = pins
+            .expected(&scope(), "prod", None, &key(2), None)
+            .unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains(&format!("pinned {}", key(1))), "{msg}");
         assert!(msg.contains(&format!("now says {}", key(2))), "{msg}");
@@ -345,9 +504,11 @@ mod tests {
     #[test]
     fn a_given_key_wins_and_replaces_the_pin() {
         let (_dir, mut pins) = empty();
-        pins.pin(ADDR, "prod", &key(1)).unwrap();
-        pins.pin(ADDR, "dev", &key(9)).unwrap();
-        let e = pins.expected(ADDR, "prod", Some(&key(2)), &key(3)).unwrap();
+        pins.pin(&scope(), "prod", &key(1), 0).unwrap();
+        pins.pin(&scope(), "dev", &key(9), 0).unwrap();
+        let e = pins
+            .expected(&scope(), "prod", Some(&key(2)), &key(3), None)
+            .unwrap();
         assert_eq!(
             e,
             Expected::Given {
@@ -356,17 +517,27 @@ mod tests {
             }
         );
         assert!(e.must_pin());
-        pins.pin(ADDR, "prod", e.key()).unwrap();
+        pins.pin(&scope(), "prod", e.key(), 0).unwrap();
         let again = KnownReactors::load(pins.path()).unwrap();
-        assert_eq!(again.pinned(ADDR, "prod"), Some(key(2).as_str()));
-        assert_eq!(again.pinned(ADDR, "dev"), Some(key(9).as_str()));
+        assert_eq!(
+            again
+                .expected(&scope(), "prod", None, &key(2), None)
+                .unwrap(),
+            Expected::Pinned(key(2))
+        );
+        assert_eq!(
+            again
+                .expected(&scope(), "dev", None, &key(9), None)
+                .unwrap(),
+            Expected::Pinned(key(9))
+        );
         // Giving the pinned key again changes nothing.
         let same = again
-            .expected(ADDR, "prod", Some(&key(2)), &key(2))
+            .expected(&scope(), "prod", Some(&key(2)), &key(2), None)
             .unwrap();
         assert!(!same.must_pin());
         assert!(matches!(
-            again.expected(ADDR, "prod", Some("nope"), &key(2)),
+            again.expected(&scope(), "prod", Some("nope"), &key(2), None),
             Err(PinError::BadGivenKey(_))
         ));
     }
@@ -374,13 +545,13 @@ mod tests {
     #[test]
     fn the_file_is_0600_in_a_0700_directory() {
         let (_dir, mut pins) = empty();
-        pins.pin(ADDR, "prod", &key(1)).unwrap();
+        pins.pin(&scope(), "prod", &key(1), 0).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(pins.path()), 0o600);
         assert_eq!(mode(pins.path().parent().unwrap()), 0o700);
         let text = std::fs::read_to_string(pins.path()).unwrap();
         assert!(
-            text.ends_with(&format!("{ADDR} prod {}\n", key(1))),
+            text.ends_with(&format!("{DEPLOYMENT} prod {}\n", key(1))),
             "{text}"
         );
         // No temporary file is left behind.
@@ -397,8 +568,21 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         let good = format!("{ADDR} prod {}", key(1));
         let cases = [
-            (format!("# c\n\n{good}\n{ADDR} prod\n"), 4, "three fields"),
-            (format!("{ADDR} prod {} extra\n", key(1)), 1, "three fields"),
+            (
+                format!("# c\n\n{good}\n{ADDR} prod\n"),
+                4,
+                "three or four fields",
+            ),
+            (
+                format!("{ADDR} prod {} 1 extra\n", key(1)),
+                1,
+                "three or four fields",
+            ),
+            (
+                format!("{ADDR} prod {} x\n", key(1)),
+                1,
+                "serial is not a number",
+            ),
             (
                 format!("{good}\n{ADDR} dev AAAA\n"),
                 2,

@@ -22,4 +22,5 @@ pub mod progress;
 pub mod run;
 pub mod sealed_upload;
 pub mod secrets;
+pub mod trust;
 pub mod value_input;

@@ -11,17 +11,21 @@ use serde::Serialize;
 use crate::admin::{self, AdminError, StoreAction};
 use crate::client::{ClientError, Connection, ConnectionSettings};
 use crate::command_line::{
-    AccessNoun, AddNoun, Cli, CreateNoun, DataArgs, DeleteNoun, DescribeNoun, GetNoun, GlobalArgs,
-    IssueNoun, PutNoun, RemoveNoun, RevokeNoun, SetNoun, StoreNoun, Verb, VerifyNoun,
+    AccessNoun, AddNoun, CertifyNoun, Cli, CreateNoun, DataArgs, DeleteNoun, DescribeNoun, GetNoun,
+    GlobalArgs, IssueNoun, PutNoun, RemoveNoun, RevokeNoun, SetNoun, StoreNoun, TrustNoun, Verb,
+    VerifyNoun,
 };
 use crate::known_reactors::{KnownReactors, PinError};
+use crate::output::Message;
 use crate::output::{OutputError, OutputFormat, Tabular, render};
 use crate::progress::Progress;
-use crate::sealed_upload::{Outcome, UploadError, UploadTarget, upload};
+use crate::sealed_upload::{Outcome, Trusting, UploadError, UploadTarget, upload};
 use crate::secrets::{self, SecretsError};
+use crate::trust::{TRUST_ENV, Trust, TrustEntry, TrustError, generate_anchor, load_anchor};
 use crate::value_input::{
     DEFAULT_MAX_SECRET_BYTES, InputError, TerminalPrompt, ValueSources, read_value,
 };
+use sealplane_proto::certificate::TrustAnchor;
 
 /// Exit status: success (and `verify`: match).
 pub const EXIT_OK: u8 = 0;
@@ -44,6 +48,9 @@ pub enum CommandError {
     /// The pins could not be used.
     #[error(transparent)]
     Pin(#[from] PinError),
+    /// Trust could not be read or changed.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     /// The sealed upload failed.
     #[error(transparent)]
     Upload(#[from] UploadError),
@@ -102,7 +109,6 @@ fn sources(data: DataArgs) -> ValueSources {
 /// Runs `cli` and returns the exit status of a completed command.
 pub async fn run(cli: Cli) -> Result<u8, CommandError> {
     let global = cli.global;
-    let format = global.output;
     let settings = ConnectionSettings {
         addr: global.addr.clone(),
         token: global.token.clone(),
@@ -131,9 +137,13 @@ pub async fn run(cli: Cli) -> Result<u8, CommandError> {
             };
             sealed(&global, &settings, target, sources(args.data)).await
         }
+        Verb::Trust { noun } => {
+            trust_command(&global, noun)?;
+            Ok(EXIT_OK)
+        }
         verb => {
             let conn = Connection::open(&settings).await?;
-            plain(&conn, format, verb).await?;
+            plain(&conn, &global, verb).await?;
             Ok(EXIT_OK)
         }
     }
@@ -146,11 +156,18 @@ async fn sealed(
     target: UploadTarget,
     sources: ValueSources,
 ) -> Result<u8, CommandError> {
-    let mut pins = KnownReactors::load(&KnownReactors::path_in(&config_dir(global)?))?;
+    let dir = config_dir(global)?;
+    let mut pins = KnownReactors::load(&KnownReactors::path_in(&dir))?;
+    let trust = load_trust(&dir)?;
     let conn = Connection::open(settings).await?;
     let value = read_value(&sources, &mut TerminalPrompt, DEFAULT_MAX_SECRET_BYTES)?;
     let progress = Progress::start(format!("requesting a one-time key for {}", target.uri));
-    let outcome = upload(&conn, &mut pins, &target, &value, &progress).await;
+    let mut trusting = Trusting {
+        pins: &mut pins,
+        trust: &trust,
+        confirm: &confirm_on_terminal,
+    };
+    let outcome = upload(&conn, &mut trusting, &target, &value, &progress).await;
     drop(value);
     drop(progress);
     match outcome? {
@@ -165,10 +182,136 @@ async fn sealed(
     }
 }
 
+fn load_trust(dir: &std::path::Path) -> Result<Trust, CommandError> {
+    Ok(Trust::load(
+        &Trust::path_in(dir),
+        std::env::var(TRUST_ENV).ok().as_deref(),
+    )?)
+}
+
+/// Asks on the terminal whether to accept a reactor identity nothing
+/// vouches for (default no); without a terminal the answer is no.
+fn confirm_on_terminal(store: &str, deployment: &str, key: &str) -> bool {
+    use std::io::IsTerminal as _;
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return false;
+    }
+    eprintln!(
+        "Store `{store}` (deployment {deployment}) is served by reactor identity\n  {key}\nand no certificate from a trust anchor you hold vouches for it."
+    );
+    eprint!("Check this key with an admin. Seal the value to it and remember it? [y/N] ");
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+}
+
+/// `trust ...`: local only, no control plane.
+fn trust_command(global: &GlobalArgs, noun: TrustNoun) -> Result<(), CommandError> {
+    let dir = config_dir(global)?;
+    let format = global.output;
+    let bad = |entry: &str| TrustError::Malformed {
+        source_name: "the command line".into(),
+        entry: entry.to_owned(),
+    };
+    match noun {
+        TrustNoun::Add { entry } => {
+            let parsed = TrustEntry::parse(&entry).ok_or_else(|| bad(&entry))?;
+            let mut trust = Trust::load(&Trust::path_in(&dir), None)?;
+            let added = trust.add(parsed.clone())?;
+            print(
+                format,
+                &Message {
+                    message: if added {
+                        format!(
+                            "trusting anchor {} for deployment {}",
+                            parsed.anchor_key, parsed.deployment_id
+                        )
+                    } else {
+                        format!("anchor {} was already trusted", parsed.anchor_key)
+                    },
+                },
+            )
+        }
+        TrustNoun::List => {
+            let trust = load_trust(&dir)?;
+            let lines: Vec<String> = trust
+                .entries()
+                .map(|(e, from)| format!("{e} ({from})"))
+                .collect();
+            print(
+                format,
+                &Message {
+                    message: if lines.is_empty() {
+                        "no trust anchors: `sealctl trust add DEPLOYMENT=KEY` adds one".into()
+                    } else {
+                        lines.join("\n")
+                    },
+                },
+            )
+        }
+        TrustNoun::Remove { entry } => {
+            let (deployment, key) = match TrustEntry::parse(&entry) {
+                Some(e) => (Some(e.deployment_id), e.anchor_key),
+                None => (None, entry.trim().to_owned()),
+            };
+            let mut trust = Trust::load(&Trust::path_in(&dir), None)?;
+            let removed = trust.remove(deployment, &key)?;
+            print(
+                format,
+                &Message {
+                    message: format!(
+                        "removed {removed} trust entr{}",
+                        if removed == 1 { "y" } else { "ies" }
+                    ),
+                },
+            )
+        }
+        TrustNoun::Generate { out } => {
+            let anchor = generate_anchor(&out)?;
+            print(
+                format,
+                &Message {
+                    message: format!(
+                        "trust anchor written to {} (0600; keep it safe). Its public key: {}\nSign with it: export SEALPLANE_ANCHOR_KEY_FILE={}",
+                        out.display(),
+                        anchor.public_key_base64(),
+                        out.display()
+                    ),
+                },
+            )
+        }
+    }
+}
+
+fn anchor_of(global: &GlobalArgs) -> Result<Option<TrustAnchor>, CommandError> {
+    Ok(match &global.anchor_key_file {
+        Some(path) => Some(load_anchor(path)?),
+        None => None,
+    })
+}
+
 /// Every command other than the sealed ones.
-async fn plain(conn: &Connection, format: OutputFormat, verb: Verb) -> Result<(), CommandError> {
+async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(), CommandError> {
+    let format = global.output;
     match verb {
-        Verb::Put { .. } | Verb::Verify { .. } => unreachable!("handled by `sealed`"),
+        Verb::Put { .. } | Verb::Verify { .. } | Verb::Trust { .. } => {
+            unreachable!("handled before connecting")
+        }
+        Verb::Certify {
+            noun: CertifyNoun::Store { name, reactor_key },
+        } => {
+            let anchor = anchor_of(global)?.ok_or_else(|| AdminError::Certify {
+                store: name.clone(),
+                problem: "no trust anchor: pass --anchor-key-file or set SEALPLANE_ANCHOR_KEY_FILE"
+                    .into(),
+            })?;
+            print(
+                format,
+                &admin::certify_store(conn, &name, reactor_key.as_deref(), &anchor).await?,
+            )
+        }
         Verb::Get { noun } => match noun {
             GetNoun::Secrets { store } => print(format, &secrets::list(conn, store).await?),
             GetNoun::Stores => print(format, &admin::list_stores(conn).await?),
@@ -213,10 +356,14 @@ async fn plain(conn: &Connection, format: OutputFormat, verb: Verb) -> Result<()
                 name,
                 kind,
                 reactor_key,
-            } => print(
-                format,
-                &admin::create_store(conn, &name, kind.as_str(), &reactor_key).await?,
-            ),
+            } => {
+                let anchor = anchor_of(global)?;
+                print(
+                    format,
+                    &admin::create_store(conn, &name, kind.as_str(), &reactor_key, anchor.as_ref())
+                        .await?,
+                )
+            }
             CreateNoun::User { slug, role, stores } => print(
                 format,
                 &admin::create_user(conn, &slug, role.as_str(), &stores).await?,

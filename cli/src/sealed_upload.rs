@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use comfy_table::Table;
 use crypto_box::PublicKey;
+use sealplane_proto::certificate::StoreCertificate;
 use sealplane_proto::limits::MAX_KEY_TTL;
 use sealplane_proto::names::{SecretRef, SecretUri};
 use sealplane_proto::offer::{KeyOffer, verify_offer};
@@ -27,9 +28,10 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::client::{ClientError, Connection, command_options};
-use crate::known_reactors::{Expected, KnownReactors, PinError};
+use crate::known_reactors::{Expected, KnownReactors, PinError, Scope};
 use crate::output::{Tabular, fields, line};
 use crate::progress::Progress;
+use crate::trust::{Trust, TrustError};
 
 /// Attempts in all when a restarted reactor lost the one-time key (SPEC §3 step 5).
 pub const MAX_ATTEMPTS: usize = 3;
@@ -87,6 +89,23 @@ pub enum UploadError {
         /// The skew allowed, in seconds.
         skew: i64,
     },
+    /// Nothing this user trusts vouches for the store's reactor identity.
+    #[error(
+        "{how} store `{store}` (deployment {deployment}) is served by reactor identity {key}, and nothing you trust vouches for it: no certificate from a trust anchor you hold, no pin; nothing was sent. Ask an admin for the deployment's trust anchor and run `sealctl trust add {deployment}=ANCHOR_KEY` (or set SEALPLANE_TRUST), or, having checked that identity with an admin, pass --reactor-key {key}"
+    )]
+    NotTrusted {
+        /// How the store was chosen.
+        how: &'static str,
+        /// The store.
+        store: String,
+        /// The deployment the control plane names.
+        deployment: String,
+        /// The identity offered.
+        key: String,
+    },
+    /// Trust could not be used, or a certificate was rolled back.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     /// The control plane resolved the uri to another secret.
     #[error(
         "the control plane resolved {asked} to {resolved}, which is not what was asked; nothing was sent"
@@ -144,6 +163,8 @@ impl UploadError {
                 | UploadError::BadSignature { .. }
                 | UploadError::MalformedOffer { .. }
                 | UploadError::OfferOutOfTime { .. }
+                | UploadError::NotTrusted { .. }
+                | UploadError::Trust(TrustError::RolledBack { .. })
                 | UploadError::UriMismatch { .. }
         )
     }
@@ -222,18 +243,30 @@ pub enum Outcome {
     Verified(Verified),
 }
 
+/// Who vouches for reactor identities: the trusted anchors, the pins, and
+/// (on a terminal) the person, asked with (store, deployment, key).
+pub struct Trusting<'a> {
+    /// The pins (and highest certificate serials seen).
+    pub pins: &'a mut KnownReactors,
+    /// The trusted anchors.
+    pub trust: &'a Trust,
+    /// Asks a person to accept an identity nothing vouches for; `false`
+    /// without a terminal.
+    pub confirm: &'a (dyn Fn(&str, &str, &str) -> bool + Sync),
+}
+
 /// Runs the sealed upload, retrying from step 1 when a restarted reactor
 /// lost the one-time key.
 pub async fn upload(
     conn: &Connection,
-    pins: &mut KnownReactors,
+    trusting: &mut Trusting<'_>,
     target: &UploadTarget,
     value: &SecretValue,
     progress: &Progress,
 ) -> Result<Outcome, UploadError> {
     let mut attempt = 1;
     loop {
-        match attempt_once(conn, pins, target, value, progress).await {
+        match attempt_once(conn, trusting, target, value, progress).await {
             Err(e) if retries_after(&e, attempt) => {
                 attempt += 1;
                 progress.note(&format!(
@@ -352,7 +385,7 @@ fn key_deadline(expires_at: &str) -> Instant {
 
 async fn attempt_once(
     conn: &Connection,
-    pins: &mut KnownReactors,
+    trusting: &mut Trusting<'_>,
     target: &UploadTarget,
     value: &SecretValue,
     progress: &Progress,
@@ -370,13 +403,53 @@ async fn attempt_once(
         .into_inner();
     let uri = reply.uri.clone();
     let store = check_resolution(&target.uri, &uri)?;
-    // Refused here, before waiting for a key, when the pin disagrees.
-    let expected = pins.expected(
-        conn.addr(),
+    // Decided here, before waiting for a key: which identity may receive
+    // the value, and nothing is sent when none may (ADR 0010).
+    let scope = Scope {
+        deployment: reply.deployment_id.clone(),
+        addr: conn.addr().to_owned(),
+    };
+    let certified = match (
+        reply.certificate.clone(),
+        Uuid::parse_str(&reply.deployment_id),
+    ) {
+        (Some(wire), Ok(deployment)) => match StoreCertificate::from_proto(wire) {
+            Ok(c) => trusting.trust.vouches(
+                &c,
+                deployment,
+                &store,
+                &reply.reactor_key,
+                trusting.pins.serial(&scope, &store),
+            )?,
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let expected = trusting.pins.expected(
+        &scope,
         &store,
         target.reactor_key.as_deref(),
         &reply.reactor_key,
+        certified,
     )?;
+    if let Expected::Unknown(key) = &expected {
+        // A bare path lets the control plane pick the store: only a store
+        // already certified or pinned may be picked, never one confirmed
+        // on the spot.
+        let bare = !target.uri.contains("://");
+        if bare || !(trusting.confirm)(&store, &reply.deployment_id, key) {
+            return Err(UploadError::NotTrusted {
+                how: if bare {
+                    "the bare path was resolved by the control plane to"
+                } else {
+                    "the"
+                },
+                store,
+                deployment: reply.deployment_id.clone(),
+                key: key.clone(),
+            });
+        }
+    }
     let request_id =
         Uuid::parse_str(&reply.request_id).map_err(|_| UploadError::MalformedOffer {
             store: store.clone(),
@@ -441,13 +514,14 @@ async fn attempt_once(
                     UploadError::BadSignature {
                         store: store.clone(),
                         which: match expected {
-                            Expected::FirstUse(_) => "registered",
-                            Expected::Pinned(_) => "pinned",
+                            Expected::Unknown(_) => "confirmed",
+                            Expected::Certified { .. } => "certified",
+                            Expected::Pinned(_) | Expected::Legacy(_) => "pinned",
                             Expected::Given { .. } => "given",
                         },
                     }
                 })?;
-                record_pin(conn, pins, &store, &expected, progress)?;
+                record_pin(trusting.pins, &scope, &store, &expected, progress)?;
                 let payload = Payload::new(request_id, uri.clone(), offer.purpose, value.clone())?;
                 let ciphertext = seal(&payload, &PublicKey::from(offer.public_key))?;
                 drop(payload);
@@ -503,30 +577,42 @@ async fn attempt_once(
 
 /// Pins the identity that just verified, on first use or when given.
 fn record_pin(
-    conn: &Connection,
     pins: &mut KnownReactors,
+    scope: &Scope,
     store: &str,
     expected: &Expected,
     progress: &Progress,
 ) -> Result<(), PinError> {
+    let serial = match expected {
+        Expected::Certified { serial, .. } => *serial,
+        _ => 0,
+    };
+    let changed = pins.serial(scope, store) < serial
+        || !matches!(expected, Expected::Certified { .. } | Expected::Legacy(_));
     if !expected.must_pin() {
         return Ok(());
     }
-    pins.pin(conn.addr(), store, expected.key())?;
-    progress.note(&match expected {
+    pins.pin(scope, store, expected.key(), serial)?;
+    let path = pins.path().display();
+    let note = match expected {
         Expected::Given {
             replaces: Some(old),
             key,
         } => format!(
-            "replaced the pinned reactor identity for store `{store}`: {old} -> {key} (in {})",
-            pins.path().display()
+            "replaced the pinned reactor identity for store `{store}`: {old} -> {key} (in {path})"
         ),
+        Expected::Certified { key, serial } => format!(
+            "reactor identity {key} for store `{store}` is certified by a trust anchor you hold (serial {serial}; in {path})"
+        ),
+        Expected::Legacy(_) => return Ok(()),
         _ => format!(
-            "pinned reactor identity {} for store `{store}` (first use; in {})",
-            expected.key(),
-            pins.path().display()
+            "pinned reactor identity {} for store `{store}` (confirmed; in {path})",
+            expected.key()
         ),
-    });
+    };
+    if changed {
+        progress.note(&note);
+    }
     Ok(())
 }
 

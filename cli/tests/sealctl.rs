@@ -123,7 +123,10 @@ fn admins_manage_stores() {
         "--reactor-key",
         &key,
     ]);
-    assert_eq!(out.ok(), "store `vault-prod` created (vault)\n");
+    assert_eq!(
+        out.ok(),
+        "store `vault-prod` created (vault) without a certificate: users must confirm its reactor identity; certify it with `sealctl certify store vault-prod` and a trust anchor\n"
+    );
     let stores = s.sealctl(&["get", "stores", "-o", "json"]).json();
     assert!(
         names(&stores).contains(&"vault-prod".to_owned()),
@@ -432,7 +435,7 @@ fn a_changed_reactor_identity_is_refused_before_anything_is_sent() {
     // A malformed pin file is refused with its line number.
     std::fs::write(s.known_reactors(), format!("{} pinned\n", s.addr())).unwrap();
     s.sealctl(&["put", "secret", "pinned://admin/db", "password=x"])
-        .fails(2, "known_reactors, line 1: expected three fields");
+        .fails(2, "known_reactors, line 1: expected three or four fields");
 }
 
 #[test]
@@ -448,8 +451,25 @@ fn a_key_request_no_reactor_answers_expires() {
         &made_up_key(7),
     ])
     .ok();
-    let started = Instant::now();
+    // Nothing vouches for the store's identity (no certificate, no pin, no
+    // terminal to ask on): refused before anything is sealed (exit 3).
     let out = s.sealctl(&["put", "secret", "lonely://admin/db", "password=x"]);
+    let err = out.fails(3, "nothing you trust vouches for it");
+    assert!(err.contains("sealctl trust add"), "{err}");
+    assert!(
+        err.contains(&format!("--reactor-key {}", made_up_key(7))),
+        "{err}"
+    );
+    // Named with --reactor-key, the put waits for a reactor that never comes.
+    let started = Instant::now();
+    let out = s.sealctl(&[
+        "put",
+        "secret",
+        "lonely://admin/db",
+        "password=x",
+        "--reactor-key",
+        &made_up_key(7),
+    ]);
     out.fails(
         2,
         "no reactor answered for store `lonely` before the key request expired; is the reactor for `lonely` running?",
@@ -462,9 +482,13 @@ fn a_key_request_no_reactor_answers_expires() {
     // Nothing verified, so nothing was pinned, and nothing was uploaded.
     assert!(!s.known_reactors().exists());
     assert!(!s.event_types().iter().any(|t| t == "SecretUploadRequested"));
-    // The first store is the default: a bare path resolves to it.
+    // The first store is the default: a bare path resolves to it, and the
+    // control plane may not pick a store nothing vouches for (exit 3).
     s.sealctl(&["put", "secret", "admin/db2", "password=x", "-o", "json"])
-        .fails(2, "store `lonely`");
+        .fails(
+            3,
+            "the bare path was resolved by the control plane to store `lonely`",
+        );
 
     // The secret exists (its creation came with the key request), with no
     // version: describe, access lists and deletion need no reactor.

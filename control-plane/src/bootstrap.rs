@@ -144,10 +144,15 @@ pub enum DevReactorError {
 /// Registers the in-process reactor of `sealplane dev`: the file store
 /// `store` served by `reactor_key` (the default store when it is the first
 /// one), a reactor principal bound to it, and a fresh token for it.
+///
+/// `certify` makes the store's certificate for the deployment id it is
+/// given (dev mode holds its own trust anchor); a store created before
+/// certificates existed is certified on the next start.
 pub async fn dev_reactor(
     app: &App,
     store: &str,
     reactor_key: &str,
+    certify: impl FnOnce(uuid::Uuid) -> crate::domain::store_catalog::StoreCertificate,
     ttl: TimeDelta,
 ) -> Result<BearerToken, DevReactorError> {
     use crate::domain::names::StoreName;
@@ -159,32 +164,47 @@ pub async fn dev_reactor(
         actor: bootstrap_actor("dev"),
         now: Utc::now(),
     };
-    let (existing, _) = app
-        .model
-        .read(|m| m.stores.store(&name).map(|s| s.reactor_key));
-    match existing {
-        Some(k) if k == key => {}
-        Some(_) => return Err(DevReactorError::OtherIdentity(store.to_owned())),
-        None => {
-            let done = app
-                .handler
-                .execute::<StoreCatalog>(
-                    &streams::stores(),
-                    &StoreCommand::Create {
-                        name: name.clone(),
-                        kind: StoreKind::File,
-                        reactor_key: key,
-                    },
-                    &ctx,
-                    &CommandEnvelope::new("CreateStore"),
-                )
-                .await?;
-            if let Some(position) = done.position {
-                app.model
-                    .wait_for(position, TOKEN_VISIBLE_WAIT)
-                    .await
-                    .map_err(BootstrapError::from)?;
-            }
+    let (known, _) = app.model.read(|m| {
+        (
+            m.stores
+                .store(&name)
+                .map(|s| (s.reactor_key, s.certificate.is_some())),
+            m.deployment_id,
+        )
+    });
+    let (existing, deployment_id) = known;
+    let deployment_id = deployment_id.ok_or(DevReactorError::BadKey)?;
+    let command = match existing {
+        Some((k, _)) if k != key => return Err(DevReactorError::OtherIdentity(store.to_owned())),
+        Some((_, true)) => None,
+        Some((_, false)) => Some(StoreCommand::Certify {
+            name: name.clone(),
+            certificate: certify(deployment_id),
+            deployment_id,
+        }),
+        None => Some(StoreCommand::Create {
+            name: name.clone(),
+            kind: StoreKind::File,
+            reactor_key: key,
+            certificate: Some(certify(deployment_id)),
+            deployment_id,
+        }),
+    };
+    if let Some(command) = command {
+        let done = app
+            .handler
+            .execute::<StoreCatalog>(
+                &streams::stores(),
+                &command,
+                &ctx,
+                &CommandEnvelope::new("CreateStore"),
+            )
+            .await?;
+        if let Some(position) = done.position {
+            app.model
+                .wait_for(position, TOKEN_VISIBLE_WAIT)
+                .await
+                .map_err(BootstrapError::from)?;
         }
     }
     let slug = Slug::parse("dev-reactor").expect("a valid slug");

@@ -58,6 +58,17 @@ pub struct ReadModel {
     pub verifications: BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
     /// Events this version could not read (logged, not applied).
     pub unreadable: u64,
+    /// The deployment id (ADR 0010), once the log has a first event.
+    pub deployment_id: Option<Uuid>,
+}
+
+/// A deployment's id: the first 16 bytes of its log's first event hash,
+/// so it exists for every log ever written and cannot change without
+/// breaking the hash chain.
+pub fn deployment_id_of(first: &RecordedEvent) -> Uuid {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&first.hash.0[..16]);
+    Uuid::from_bytes(bytes)
 }
 
 impl ReadModel {
@@ -70,6 +81,9 @@ impl ReadModel {
 
 impl Projection for ReadModel {
     fn apply(&mut self, event: &RecordedEvent) {
+        if event.position.0 == 1 {
+            self.deployment_id = Some(deployment_id_of(event));
+        }
         if let Ok(meta) = event.metadata() {
             self.forget_finished_uploads(meta.timestamp);
         }

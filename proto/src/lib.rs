@@ -3,7 +3,8 @@
 //! `protoc`), and the vocabulary every process shares — names and their
 //! rules (`names`), limits (`limits`), the upload protocol's purposes and
 //! failure kinds (`upload`), the typed reactor feed (`feed`), the signed
-//! key offer (`offer`, feature `offer`) and the sealed-payload format
+//! key offer and store certificates (`offer`, `certificate`; signing and
+//! verifying with feature `signatures`) and the sealed-payload format
 //! (`sealed`, feature `sealed`, which the control plane leaves off).
 //!
 //! What it is not for: behaviour. Servers and clients live in the
@@ -21,7 +22,7 @@ pub mod certificate;
 pub mod feed;
 pub mod limits;
 pub mod names;
-#[cfg(feature = "offer")]
+#[cfg(feature = "signatures")]
 pub mod offer;
 #[cfg(feature = "sealed")]
 pub mod sealed;

@@ -21,6 +21,9 @@ use zeroize::Zeroizing;
 
 use sealplane_control_plane::api::app::App;
 use sealplane_control_plane::bootstrap::{self, DevReactorError};
+use sealplane_control_plane::domain::names::StoreName;
+use sealplane_host::durable;
+use sealplane_proto::certificate::TrustAnchor;
 
 /// The dev file store's name.
 pub const DEV_STORE: &str = "local";
@@ -34,6 +37,8 @@ pub enum DevError {
     Start(#[from] StartError),
     #[error(transparent)]
     Register(#[from] DevReactorError),
+    #[error("trust anchor {path}: {reason}")]
+    Anchor { path: String, reason: String },
 }
 
 /// The reactor configuration dev mode runs with, all files under `dir`.
@@ -66,9 +71,35 @@ pub fn reactor_config(dir: &Path, addr: SocketAddr) -> ReactorConfig {
     }
 }
 
-/// Creates missing keys, registers store and reactor with `app`, and
-/// returns the reactor, ready to run against `addr`.
-pub async fn reactor(app: &App, dir: &Path, addr: SocketAddr) -> Result<Reactor, DevError> {
+/// Dev mode's own trust anchor (ADR 0010): created in the data directory
+/// on first start, 0600, and kept; it certifies the `local` store.
+pub fn trust_anchor(dir: &Path) -> Result<TrustAnchor, DevError> {
+    let path = dir.join("trust-anchor.key");
+    let bad = |reason: String| DevError::Anchor {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => TrustAnchor::from_text(&text).map_err(|e| bad(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let anchor = TrustAnchor::generate();
+            durable::create_new(&path, anchor.to_text().as_bytes(), 0o600)
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(anchor)
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// Creates missing keys, registers store and reactor with `app` (the store
+/// certified by `anchor`), and returns the reactor, ready to run against
+/// `addr`.
+pub async fn reactor(
+    app: &App,
+    dir: &Path,
+    addr: SocketAddr,
+    anchor: &TrustAnchor,
+) -> Result<Reactor, DevError> {
     let config = reactor_config(dir, addr);
     // The key files the config names: created on first start, kept after.
     let master_keys = config
@@ -89,7 +120,13 @@ pub async fn reactor(app: &App, dir: &Path, addr: SocketAddr) -> Result<Reactor,
     let mut parts =
         ReactorParts::from_config_with_token(&config, "dev", Zeroizing::new(String::new())).await?;
     let key = parts.identity.public_key_base64();
-    let token = bootstrap::dev_reactor(app, DEV_STORE, &key, TimeDelta::days(30)).await?;
+    let key_bytes = parts.identity.public_key_bytes();
+    let store = StoreName::parse(DEV_STORE).map_err(|_| DevError::Anchor {
+        path: DEV_STORE.into(),
+        reason: "not a store name".into(),
+    })?;
+    let certify = |deployment_id| anchor.certify(deployment_id, store, "file", key_bytes, 1);
+    let token = bootstrap::dev_reactor(app, DEV_STORE, &key, certify, TimeDelta::days(30)).await?;
     parts.token = Zeroizing::new(token.expose().to_owned());
     Ok(Reactor::new(parts)?)
 }

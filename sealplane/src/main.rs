@@ -18,7 +18,9 @@ use sealplane_control_plane::config::{Config, EventStoreConfig, Limits};
 use sealplane_control_plane::domain::names::Slug;
 use sealplane_control_plane::server;
 use sealplane_event_store::{EventStore, verify_log};
+use sealplane_host::durable;
 use sealplane_host::logging::{self, LogFormat};
+use sealplane_proto::certificate::TrustAnchor;
 
 mod dev;
 mod is_secure;
@@ -64,6 +66,10 @@ enum Command {
         /// The admin's slug.
         #[arg(long, default_value = "admin")]
         admin: String,
+        /// Generate a trust anchor into this file (0600) for the admin to
+        /// take to their machine; the control plane never reads it.
+        #[arg(long)]
+        anchor_out: Option<PathBuf>,
     },
     /// Run everything in one process on this machine, for development:
     /// the API on loopback, the embedded event store, an admin token.
@@ -84,7 +90,11 @@ async fn main() -> anyhow::Result<()> {
     logging::init(cli.log_format)?;
     match cli.command {
         Command::Serve { config } => serve(&config).await,
-        Command::Init { config, admin } => init(&config, &admin).await,
+        Command::Init {
+            config,
+            admin,
+            anchor_out,
+        } => init(&config, &admin, anchor_out.as_deref()).await,
         Command::Dev { data_dir, listen } => dev(data_dir, listen).await,
         Command::IsSecure {
             config,
@@ -131,18 +141,45 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn init(config_path: &Path, admin: &str) -> anyhow::Result<()> {
+async fn init(config_path: &Path, admin: &str, anchor_out: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let admin = Slug::parse(admin)?;
+    // Written first, so a failure leaves the log untouched.
+    let anchor = match anchor_out {
+        Some(path) => {
+            let anchor = TrustAnchor::generate();
+            durable::create_new(path, anchor.to_text().as_bytes(), 0o600)
+                .with_context(|| format!("cannot write the trust anchor to {}", path.display()))?;
+            Some((path, anchor))
+        }
+        None => None,
+    };
     let (store, _) = open_verified(&config.event_store).await?;
     let assembled = server::app(store.clone(), config.limits.clone()).await?;
     let ttl = TimeDelta::seconds(config.limits.token_ttl_seconds as i64);
     let token = bootstrap::init(&assembled.app, &admin, ttl).await;
+    let deployment = assembled.app.deployment_id();
     store.close().await;
     let token = token?;
-    println!("Created admin `{admin}`. Its token is shown this once; keep it secret:");
+    let deployment = deployment?;
+    println!("Created admin `{admin}` of deployment {deployment}.");
+    println!("Its token is shown this once; keep it secret:");
     println!();
     println!("export SEALPLANE_TOKEN={}", token.expose());
+    if let Some((path, anchor)) = anchor {
+        println!();
+        println!(
+            "A trust anchor is in {} (keep it with the admin, off this machine): it signs store certificates.",
+            path.display()
+        );
+        println!("Users trust it with:");
+        println!();
+        println!(
+            "export SEALPLANE_TRUST={deployment}={}",
+            anchor.public_key_base64()
+        );
+        println!("export SEALPLANE_ANCHOR_KEY_FILE={}", path.display());
+    }
     Ok(())
 }
 
@@ -175,9 +212,11 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     let listener = server::bind(listen).await?;
     let stop = shutdown_signal()?;
     let addr = listener.local_addr()?;
-    let reactor = dev::reactor(&assembled.app, dir, addr)
+    let anchor = dev::trust_anchor(dir).context("cannot set up dev mode's trust anchor")?;
+    let reactor = dev::reactor(&assembled.app, dir, addr, &anchor)
         .await
         .context("cannot start the in-process reactor")?;
+    let deployment = assembled.app.deployment_id()?;
     println!("Sealplane dev is running.");
     println!(
         "  event store: {} ({events} events, hash chain verified)",
@@ -192,8 +231,18 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
         reactor.public_key()
     );
     println!();
+    println!(
+        "  trust:       deployment {deployment}, anchor {} (certifies store {})",
+        anchor.public_key_base64(),
+        dev::DEV_STORE
+    );
+    println!();
     println!("export SEALPLANE_ADDR=http://{addr}");
     println!("export SEALPLANE_TOKEN={}", token.expose());
+    println!(
+        "export SEALPLANE_TRUST={deployment}={}",
+        anchor.public_key_base64()
+    );
     println!();
     println!("  Try: sealctl put secret admin/hello greeting=world");
     println!("  Press Ctrl-C to stop.");

@@ -106,6 +106,7 @@ impl Clients {
                     name: name.into(),
                     kind: "file".into(),
                     reactor_key: key32(),
+                    certificate: None,
                 },
                 token,
             ))
@@ -332,6 +333,7 @@ async fn racing_commands_on_one_aggregate_resolve_cleanly() {
                             name: "race".into(),
                             kind: "file".into(),
                             reactor_key: key32(),
+                            certificate: None,
                         },
                         &admin,
                     ))

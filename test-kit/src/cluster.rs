@@ -74,7 +74,7 @@ impl Cluster {
     pub fn start_with(settings: Settings) -> Cluster {
         let control_plane = ControlPlane::serve(settings);
         let dir = control_plane.dir().to_owned();
-        Cluster {
+        let cluster = Cluster {
             addr: control_plane.addr.clone(),
             admin: User {
                 slug: "admin".into(),
@@ -84,7 +84,21 @@ impl Cluster {
             control_plane,
             reactors: Vec::new(),
             sealctl_log: dir.join("sealctl.log"),
-        }
+        };
+        cluster.trust_anchor_in(&cluster.admin.config_dir);
+        cluster
+    }
+
+    /// Writes the deployment's trust anchor into a `sealctl` config dir's
+    /// `trust` file, as a user who ran `sealctl trust add` would have.
+    pub fn trust_anchor_in(&self, config_dir: &Path) {
+        let (deployment, anchor) = self
+            .control_plane
+            .trust_entry()
+            .split_once('=')
+            .expect("deployment=anchor");
+        fs::create_dir_all(config_dir).unwrap();
+        fs::write(config_dir.join("trust"), format!("{deployment} {anchor}\n")).unwrap();
     }
 
     /// The cluster's directory (event store, file stores, logs).
@@ -114,6 +128,17 @@ impl Cluster {
             .env("SEALPLANE_TOKEN", &user.token)
             .env("SEALPLANE_CONFIG_DIR", &user.config_dir)
             .env_remove("SEALPLANE_CA_FILE")
+            .env_remove("SEALPLANE_TRUST")
+            .env_remove("SEALPLANE_ANCHOR_KEY_FILE");
+        if user.slug == "admin" && user.config_dir == self.admin.config_dir {
+            // The admin holds the deployment's trust anchor: the stores it
+            // creates are certified.
+            command.env(
+                "SEALPLANE_ANCHOR_KEY_FILE",
+                self.control_plane.anchor_file(),
+            );
+        }
+        command
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -166,14 +191,16 @@ impl Cluster {
         let issued = self
             .sealctl(&self.admin, &["issue", "token", slug, "-o", "json"])
             .json();
-        User {
+        let user = User {
             slug: slug.into(),
             token: issued["token"]
                 .as_str()
                 .expect("issue token -o json has `token`")
                 .to_owned(),
             config_dir: self.dir().join(format!("sealctl-{slug}")),
-        }
+        };
+        self.trust_anchor_in(&user.config_dir);
+        user
     }
 
     /// Creates a file store `store` served by a new reactor process and
@@ -336,6 +363,13 @@ impl Cluster {
             }
         }
         self.control_plane.stop();
+    }
+
+    /// Starts the control plane again after [`Cluster::stop`] (on a new
+    /// port: reactors started before do not follow it).
+    pub fn restart_control_plane(&mut self) {
+        self.control_plane.start();
+        self.addr = self.control_plane.addr.clone();
     }
 
     /// Every event of the log (stops the cluster first: the embedded store

@@ -14,6 +14,8 @@ use crate::process::{Process, bin};
 const SERVING: &str = "sealplane serving on ";
 /// The last line `sealplane dev` prints once it is ready.
 const DEV_READY: &str = "Press Ctrl-C to stop";
+/// Where `start_in` keeps the trust entry `init` printed, for restarts.
+const TRUST_FILE: &str = "trust.entry";
 /// The file [`ControlPlane::start_in`] keeps the admin token in.
 const ADMIN_TOKEN_FILE: &str = "admin.token";
 
@@ -78,6 +80,8 @@ pub struct ControlPlane {
     /// `http://127.0.0.1:PORT` (`https://` with TLS) while serving.
     pub addr: String,
     admin_token: Option<String>,
+    /// `<deployment id>=<anchor>`, as `init` or `dev` printed it.
+    trust: Option<String>,
     process: Option<Process>,
 }
 
@@ -98,10 +102,12 @@ impl ControlPlane {
         let mut control_plane = if dir.join("sealplane.toml").exists() {
             let mut reopened = ControlPlane::at(Dir::At(dir.to_owned()), settings, Mode::Serve);
             reopened.admin_token = Some(fs::read_to_string(&token_file).unwrap());
+            reopened.trust = fs::read_to_string(dir.join(TRUST_FILE)).ok();
             reopened
         } else {
             let mut fresh = ControlPlane::configure(Some(dir), settings);
             fs::write(&token_file, fresh.init()).unwrap();
+            fs::write(dir.join(TRUST_FILE), fresh.trust_entry()).unwrap();
             fresh
         };
         control_plane.start();
@@ -147,6 +153,7 @@ impl ControlPlane {
         let printed = process.stdout();
         control_plane.addr = export(&printed, "SEALPLANE_ADDR");
         control_plane.admin_token = Some(export(&printed, "SEALPLANE_TOKEN"));
+        control_plane.trust = Some(export(&printed, "SEALPLANE_TRUST"));
         control_plane.process = Some(process);
         control_plane
     }
@@ -158,6 +165,7 @@ impl ControlPlane {
             mode,
             addr: String::new(),
             admin_token: None,
+            trust: None,
             process: None,
         }
     }
@@ -182,6 +190,8 @@ impl ControlPlane {
             .command()
             .args(["init", "--admin", "admin", "--config"])
             .arg(self.config_path())
+            .arg("--anchor-out")
+            .arg(self.anchor_file())
             .output()
             .unwrap();
         assert!(
@@ -189,9 +199,36 @@ impl ControlPlane {
             "sealplane init: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let token = export(&String::from_utf8(out.stdout).unwrap(), "SEALPLANE_TOKEN");
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let token = export(&printed, "SEALPLANE_TOKEN");
         self.admin_token = Some(token.clone());
+        self.trust = Some(export(&printed, "SEALPLANE_TRUST"));
         token
+    }
+
+    /// The admin's trust anchor key file (`init --anchor-out`, or dev
+    /// mode's own).
+    pub fn anchor_file(&self) -> PathBuf {
+        match self.mode {
+            Mode::Serve => self.dir().join("admin-anchor.key"),
+            Mode::Dev => self.dir().join("trust-anchor.key"),
+        }
+    }
+
+    /// `<deployment id>=<anchor public key>`, as `init` or `dev` printed
+    /// it: what users put in `SEALPLANE_TRUST` (panics before `init`).
+    pub fn trust_entry(&self) -> &str {
+        self.trust
+            .as_deref()
+            .expect("the control plane is initialised")
+    }
+
+    /// The deployment id (panics before `init`).
+    pub fn deployment_id(&self) -> &str {
+        self.trust_entry()
+            .split_once('=')
+            .map(|(d, _)| d)
+            .expect("a trust entry names its deployment")
     }
 
     /// Starts `sealplane serve` and waits until it serves; sets [`ControlPlane::addr`].

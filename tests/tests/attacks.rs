@@ -360,50 +360,45 @@ async fn a_substituted_or_changed_reactor_identity_is_refused_before_anything_is
         "{stderr}"
     );
 
-    // A changed identity for a pinned store is refused loudly...
+    // A store no anchor certified (its admin holds none): the identity a
+    // user named is pinned, and a changed one is refused loudly...
+    let ops = c.add_user("ops", "admin", &[]);
+    let plain = c.add_reactor_for("plain", Some(real));
+    let plain_key = c.reactor_key(plain);
     c.sealctl(
-        &alice,
+        &ops,
         &[
-            "put",
-            "secret",
-            "local://alice/x",
-            &format!("password={secret}"),
+            "create",
+            "store",
+            "plain",
+            "--kind",
+            "file",
+            "--reactor-key",
+            &plain_key,
         ],
     )
     .ok();
+    c.start_reactor(plain);
+    let put_plain = |extra: &[&str]| {
+        let password = format!("password={secret}");
+        let mut args = vec!["put", "secret", "plain://alice/x", password.as_str()];
+        args.extend_from_slice(extra);
+        c.sealctl(&alice, &args)
+    };
+    put_plain(&["--reactor-key", &plain_key]).ok();
     let pins = alice.config_dir.join("known_reactors");
     let text = std::fs::read_to_string(&pins).unwrap();
+    assert!(text.contains(c.control_plane().deployment_id()), "{text}");
     let other = c.reactor_key(impostor);
-    std::fs::write(&pins, text.replace(&c.reactor_key(real), &other)).unwrap();
-    let changed = c.sealctl(
-        &alice,
-        &[
-            "put",
-            "secret",
-            "local://alice/x",
-            &format!("password={secret}"),
-        ],
-    );
-    let stderr = changed.failed_with(3);
+    std::fs::write(&pins, text.replace(&plain_key, &other)).unwrap();
+    let stderr = put_plain(&[]).failed_with(3).to_owned();
     assert!(
         stderr.contains("changed") && stderr.contains("--reactor-key"),
         "{stderr}"
     );
-    // ...unless the user names the new identity, which is then pinned.
-    let real_key = c.reactor_key(real);
-    c.sealctl(
-        &alice,
-        &[
-            "put",
-            "secret",
-            "local://alice/x",
-            &format!("password={secret}"),
-            "--reactor-key",
-            &real_key,
-        ],
-    )
-    .ok();
-    assert!(std::fs::read_to_string(&pins).unwrap().contains(&real_key));
+    // ...unless the user names the identity again, which is then pinned.
+    put_plain(&["--reactor-key", &plain_key]).ok();
+    assert!(std::fs::read_to_string(&pins).unwrap().contains(&plain_key));
 
     c.assert_nowhere(secret.as_bytes());
     let log = c.event_log().await;

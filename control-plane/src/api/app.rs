@@ -94,6 +94,14 @@ impl App {
             .into())
     }
 
+    /// This deployment's id; unavailable only on an empty log.
+    pub fn deployment_id(&self) -> Result<uuid::Uuid, Status> {
+        self.model
+            .read(|m| m.deployment_id)
+            .0
+            .ok_or_else(|| Status::failed_precondition("the log is empty: run `sealplane init`"))
+    }
+
     /// The decision context for `caller` now.
     pub fn context(&self, caller: &Caller) -> Context {
         self.context_of(&caller.actor)

@@ -159,6 +159,11 @@ impl Secrets for SecretsApi {
             request_id: requested.request_id.to_string(),
             uri: requested.uri.to_string(),
             reactor_key: requested.reactor_key,
+            certificate: requested.certificate.as_ref().map(|c| c.to_proto()),
+            deployment_id: requested
+                .deployment_id
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
             expires_at: requested
                 .expires_at
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))

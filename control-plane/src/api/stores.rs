@@ -8,7 +8,9 @@ use tonic::{Request, Response, Status};
 use crate::api::app::App;
 use crate::api::status::invalid;
 use crate::domain::names::StoreName;
-use crate::domain::store_catalog::{ReactorKey, StoreCatalog, StoreCommand, StoreKind, StoreState};
+use crate::domain::store_catalog::{
+    ReactorKey, StoreCatalog, StoreCertificate, StoreCommand, StoreKind, StoreState,
+};
 use crate::streams;
 
 /// The Stores gRPC service.
@@ -44,7 +46,15 @@ fn to_wire(name: &StoreName, state: &StoreState, default: Option<&StoreName>) ->
         reactor_key: state.reactor_key.to_string(),
         enabled: state.enabled,
         is_default: default == Some(name),
+        certificate: state.certificate.as_ref().map(StoreCertificate::to_proto),
     }
+}
+
+/// The wire certificate, checked for form (the aggregate checks the rest).
+fn certificate_of(wire: Option<v1::StoreCertificate>) -> Result<Option<StoreCertificate>, Status> {
+    wire.map(StoreCertificate::from_proto)
+        .transpose()
+        .map_err(invalid)
 }
 
 #[tonic::async_trait]
@@ -53,16 +63,47 @@ impl Stores for StoresApi {
         &self,
         request: Request<v1::CreateStoreRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
+        let deployment_id = self.app.deployment_id()?;
         self.app
             .command::<StoreCatalog, _>(request, "CreateStore", |r| {
                 let command = StoreCommand::Create {
                     name: StoreName::parse(r.name).map_err(invalid)?,
                     kind: r.kind.parse::<StoreKind>().map_err(invalid)?,
                     reactor_key: ReactorKey::parse(&r.reactor_key).map_err(invalid)?,
+                    certificate: certificate_of(r.certificate)?,
+                    deployment_id,
                 };
                 Ok((r.options, streams::stores(), command))
             })
             .await
+    }
+
+    async fn certify_store(
+        &self,
+        request: Request<v1::CertifyStoreRequest>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let deployment_id = self.app.deployment_id()?;
+        self.app
+            .command::<StoreCatalog, _>(request, "CertifyStore", |r| {
+                let command = StoreCommand::Certify {
+                    name: StoreName::parse(r.name).map_err(invalid)?,
+                    certificate: certificate_of(r.certificate)?
+                        .ok_or_else(|| Status::invalid_argument("a certificate is required"))?,
+                    deployment_id,
+                };
+                Ok((r.options, streams::stores(), command))
+            })
+            .await
+    }
+
+    async fn get_deployment(
+        &self,
+        request: Request<v1::GetDeploymentRequest>,
+    ) -> Result<Response<v1::Deployment>, Status> {
+        self.app.authenticate(&request)?;
+        Ok(Response::new(v1::Deployment {
+            deployment_id: self.app.deployment_id()?.to_string(),
+        }))
     }
 
     async fn enable_store(

@@ -12,6 +12,7 @@ use super::{App, UseCaseError};
 use crate::command::{CommandEnvelope, Executed};
 use crate::domain::names::{SecretRef, SecretUri};
 use crate::domain::secret::{AccessList, Secret, SecretCommand};
+use crate::domain::store_catalog::StoreCertificate;
 use crate::domain::upload::{Purpose, UploadCommand, UploadEvent, UploadRequest};
 use crate::domain::{Actor, Context, Refusal, RefusalKind, Role};
 use crate::streams;
@@ -28,6 +29,10 @@ pub struct KeyRequested {
     /// The store's reactor identity as registered by an admin; `sealctl`
     /// checks it against its own trust, never takes it on its own.
     pub reactor_key: String,
+    /// The store's newest certificate, if an admin certified it.
+    pub certificate: Option<StoreCertificate>,
+    /// This deployment.
+    pub deployment_id: Option<Uuid>,
     /// When the one-time key stops being usable.
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -120,10 +125,16 @@ pub async fn request_upload_key(
     let (store, _) = app.model.read(|m| {
         m.stores
             .accepting_uploads(&uri.store)
-            .map(|s| s.reactor_key.to_string())
+            .map(|s| {
+                (
+                    s.reactor_key.to_string(),
+                    s.certificate.clone(),
+                    m.deployment_id,
+                )
+            })
             .map_err(|refusal| UseCaseError::refused(refusal.kind(), refusal.to_string()))
     });
-    let reactor_key = store?;
+    let (reactor_key, certificate, deployment_id) = store?;
     let ctx = app.context_of(actor);
     let (may_write, may_read) = match purpose {
         Purpose::Put { .. } => {
@@ -163,6 +174,8 @@ pub async fn request_upload_key(
         request_id,
         uri,
         reactor_key,
+        certificate,
+        deployment_id,
         expires_at: request.expires_at(),
     })
 }

@@ -11,10 +11,12 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::names::{Slug, StoreName};
 use super::{Aggregate, Context, DomainEvent, Refusal, RefusalKind};
 
+pub use sealplane_proto::certificate::StoreCertificate;
 pub use sealplane_proto::names::{InvalidStoreKind, StoreKind};
 
 /// Why a reactor key was refused.
@@ -99,6 +101,8 @@ pub struct StoreState {
     pub enabled: bool,
     /// Removed stores stay, so their names are never reused.
     pub removed: bool,
+    /// The newest certificate an admin made for it (ADR 0010), if any.
+    pub certificate: Option<StoreCertificate>,
 }
 
 /// Every store ever created, and the default.
@@ -116,6 +120,18 @@ pub enum StoreCommand {
         name: StoreName,
         kind: StoreKind,
         reactor_key: ReactorKey,
+        /// An admin's certificate for `reactor_key`, serial 1, if given.
+        certificate: Option<StoreCertificate>,
+        /// This deployment (gathered by the handler), which a certificate
+        /// must name.
+        deployment_id: Uuid,
+    },
+    /// Records a newer certificate: the current identity certified, or a
+    /// replaced one (its reactor key becomes the store's).
+    Certify {
+        name: StoreName,
+        certificate: StoreCertificate,
+        deployment_id: Uuid,
     },
     /// Lets a store accept uploads again.
     Enable { name: StoreName },
@@ -136,6 +152,15 @@ pub enum StoreEvent {
         name: StoreName,
         kind: StoreKind,
         reactor_key: ReactorKey,
+        /// Absent in logs written before certificates existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate: Option<StoreCertificate>,
+    },
+    /// An admin certified the store's reactor identity (the same, or a
+    /// replacement, which serves the store from now on).
+    StoreCertified {
+        name: StoreName,
+        certificate: StoreCertificate,
     },
     /// A store accepts uploads again.
     StoreEnabled { name: StoreName },
@@ -152,6 +177,7 @@ impl StoreEvent {
     pub fn store(&self) -> &StoreName {
         match self {
             StoreEvent::StoreCreated { name, .. }
+            | StoreEvent::StoreCertified { name, .. }
             | StoreEvent::StoreEnabled { name }
             | StoreEvent::StoreDisabled { name }
             | StoreEvent::DefaultStoreSet { name }
@@ -164,6 +190,7 @@ impl DomainEvent for StoreEvent {
     fn event_type(&self) -> &'static str {
         match self {
             StoreEvent::StoreCreated { .. } => "StoreCreated",
+            StoreEvent::StoreCertified { .. } => "StoreCertified",
             StoreEvent::StoreEnabled { .. } => "StoreEnabled",
             StoreEvent::StoreDisabled { .. } => "StoreDisabled",
             StoreEvent::DefaultStoreSet { .. } => "DefaultStoreSet",
@@ -197,6 +224,9 @@ pub enum StoreCatalogRefusal {
     /// Only disabled stores can be removed.
     #[error("store `{0}` is enabled; disable it first with `sealctl disable store {0}`")]
     StillEnabled(StoreName),
+    /// A certificate that does not certify what it is given for.
+    #[error("the store certificate for `{store}` is refused: {problem}")]
+    BadCertificate { store: StoreName, problem: String },
     /// The default cannot go while another store could take its place.
     #[error(
         "store `{0}` is the default store; set another default first with `sealctl set default-store NAME`"
@@ -211,6 +241,7 @@ impl Refusal for StoreCatalogRefusal {
             R::Denied { .. } => RefusalKind::Denied,
             R::AlreadyExists(_) | R::NameOfRemovedStore(_) => RefusalKind::AlreadyExists,
             R::NotFound(_) => RefusalKind::NotFound,
+            R::BadCertificate { .. } => RefusalKind::Invalid,
             R::Disabled(_) | R::StillEnabled(_) | R::IsDefault(_) => {
                 RefusalKind::FailedPrecondition
             }
@@ -257,15 +288,24 @@ impl StoreCatalog {
         name: &StoreName,
         kind: StoreKind,
         reactor_key: ReactorKey,
+        certificate: &Option<StoreCertificate>,
+        deployment_id: Uuid,
     ) -> Result<Vec<StoreEvent>, StoreCatalogRefusal> {
         match self.stores.get(name) {
             Some(s) if s.removed => Err(StoreCatalogRefusal::NameOfRemovedStore(name.clone())),
             Some(_) => Err(StoreCatalogRefusal::AlreadyExists(name.clone())),
             None => {
+                if let Some(c) = certificate {
+                    check_certificate(c, name, kind, deployment_id, 0)?;
+                    if c.reactor_key != reactor_key.to_string() {
+                        return Err(bad(name, "it certifies another reactor key"));
+                    }
+                }
                 let mut events = vec![StoreEvent::StoreCreated {
                     name: name.clone(),
                     kind,
                     reactor_key,
+                    certificate: certificate.clone(),
                 }];
                 // No default means no live store: this one is the first.
                 if self.default.is_none() {
@@ -274,6 +314,24 @@ impl StoreCatalog {
                 Ok(events)
             }
         }
+    }
+
+    fn certify(
+        &self,
+        name: &StoreName,
+        certificate: &StoreCertificate,
+        deployment_id: Uuid,
+    ) -> Result<Vec<StoreEvent>, StoreCatalogRefusal> {
+        let store = self.live(name)?;
+        if store.certificate.as_ref() == Some(certificate) {
+            return Ok(vec![]);
+        }
+        let serial = store.certificate.as_ref().map_or(0, |c| c.serial);
+        check_certificate(certificate, name, store.kind, deployment_id, serial)?;
+        Ok(vec![StoreEvent::StoreCertified {
+            name: name.clone(),
+            certificate: certificate.clone(),
+        }])
     }
 
     fn remove(&self, name: &StoreName) -> Result<Vec<StoreEvent>, StoreCatalogRefusal> {
@@ -300,6 +358,7 @@ impl Aggregate for StoreCatalog {
     ) -> Result<Vec<StoreEvent>, StoreCatalogRefusal> {
         let action = match command {
             StoreCommand::Create { .. } => "create stores",
+            StoreCommand::Certify { .. } => "certify stores",
             StoreCommand::Enable { .. } => "enable stores",
             StoreCommand::Disable { .. } => "disable stores",
             StoreCommand::SetDefault { .. } => "set the default store",
@@ -316,7 +375,14 @@ impl Aggregate for StoreCatalog {
                 name,
                 kind,
                 reactor_key,
-            } => self.create(name, *kind, *reactor_key),
+                certificate,
+                deployment_id,
+            } => self.create(name, *kind, *reactor_key, certificate, *deployment_id),
+            StoreCommand::Certify {
+                name,
+                certificate,
+                deployment_id,
+            } => self.certify(name, certificate, *deployment_id),
             StoreCommand::Enable { name } => Ok(if self.live(name)?.enabled {
                 vec![]
             } else {
@@ -345,6 +411,7 @@ impl Aggregate for StoreCatalog {
                 name,
                 kind,
                 reactor_key,
+                certificate,
             } => {
                 self.stores.insert(
                     name.clone(),
@@ -353,8 +420,18 @@ impl Aggregate for StoreCatalog {
                         reactor_key: *reactor_key,
                         enabled: true,
                         removed: false,
+                        certificate: certificate.clone(),
                     },
                 );
+            }
+            StoreEvent::StoreCertified { name, certificate } => {
+                if let Some(s) = self.stores.get_mut(name) {
+                    // Checked to be a valid key when the command was decided.
+                    if let Ok(key) = ReactorKey::parse(&certificate.reactor_key) {
+                        s.reactor_key = key;
+                    }
+                    s.certificate = Some(certificate.clone());
+                }
             }
             StoreEvent::StoreEnabled { name } | StoreEvent::StoreDisabled { name } => {
                 let enabled = matches!(event, StoreEvent::StoreEnabled { .. });
@@ -373,6 +450,58 @@ impl Aggregate for StoreCatalog {
             }
         }
     }
+}
+
+fn bad(store: &StoreName, problem: &str) -> StoreCatalogRefusal {
+    StoreCatalogRefusal::BadCertificate {
+        store: store.clone(),
+        problem: problem.to_owned(),
+    }
+}
+
+/// A certificate must name this deployment, this store and its kind, carry
+/// a serial above `serial`, and verify under its own anchor key. Whether
+/// that anchor is trusted is for each user's `sealctl` to decide: the
+/// control plane holds no anchor (ADR 0010).
+fn check_certificate(
+    certificate: &StoreCertificate,
+    name: &StoreName,
+    kind: StoreKind,
+    deployment_id: Uuid,
+    serial: u64,
+) -> Result<(), StoreCatalogRefusal> {
+    if certificate.deployment_id != deployment_id {
+        return Err(bad(
+            name,
+            &format!(
+                "it is for deployment {}, this is {deployment_id}",
+                certificate.deployment_id
+            ),
+        ));
+    }
+    if &certificate.store != name {
+        return Err(bad(
+            name,
+            &format!("it names store `{}`", certificate.store),
+        ));
+    }
+    if certificate.kind != kind.as_str() {
+        return Err(bad(
+            name,
+            &format!("it names kind `{}`, the store is {kind}", certificate.kind),
+        ));
+    }
+    if certificate.serial <= serial {
+        return Err(bad(
+            name,
+            &format!(
+                "its serial {} is not above the current {serial}",
+                certificate.serial
+            ),
+        ));
+    }
+    ReactorKey::parse(&certificate.reactor_key).map_err(|e| bad(name, &e.to_string()))?;
+    certificate.verify().map_err(|e| bad(name, &e.to_string()))
 }
 
 #[cfg(test)]

@@ -117,6 +117,16 @@ impl<A: Aggregate> Then<A> {
         }
     }
 
+    /// Asserts the command was refused, and returns the refusal (for
+    /// refusals whose text is checked rather than matched whole).
+    #[track_caller]
+    pub fn refusal(self) -> A::Refusal {
+        match self.outcome {
+            Ok(events) => panic!("{:?} should be refused, produced {events:?}", self.command),
+            Err(r) => r,
+        }
+    }
+
     /// Asserts the command was refused with `expected`.
     #[track_caller]
     pub fn then_refused(self, expected: A::Refusal) {

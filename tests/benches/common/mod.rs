@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use sealplane_cli::client::Connection;
 use sealplane_cli::known_reactors::KnownReactors;
 use sealplane_cli::progress::Progress;
-use sealplane_cli::sealed_upload::{Outcome, UploadTarget, upload};
+use sealplane_cli::sealed_upload::{Outcome, Trusting, UploadTarget, upload};
+use sealplane_cli::trust::Trust;
 use sealplane_proto::sealed::SecretValue;
 use sealplane_proto::v1;
 
@@ -85,6 +86,12 @@ pub fn micros<T>(n: usize, mut f: impl FnMut(usize) -> T) -> f64 {
 /// One `sealctl put` of `value(i)` to `uri` (new secrets: version 1).
 pub async fn sealed_put(conn: &Connection, pins_path: &Path, uri: String, i: usize) {
     let mut pins = KnownReactors::load(pins_path).unwrap();
+    let trust = Trust::load(&Trust::path_in(pins_path.parent().unwrap()), None).unwrap();
+    let mut trusting = Trusting {
+        pins: &mut pins,
+        trust: &trust,
+        confirm: &|_, _, _| false,
+    };
     let target = UploadTarget {
         uri,
         purpose: v1::Purpose::Put,
@@ -92,7 +99,7 @@ pub async fn sealed_put(conn: &Connection, pins_path: &Path, uri: String, i: usi
         reactor_key: None,
     };
     let progress = Progress::start("");
-    match upload(conn, &mut pins, &target, &value(i), &progress).await {
+    match upload(conn, &mut trusting, &target, &value(i), &progress).await {
         Ok(Outcome::Uploaded(u)) => assert_eq!(u.version, 1),
         other => panic!("put failed: {other:?}"),
     }

@@ -3,6 +3,8 @@ use super::*;
 use crate::domain::Role;
 use crate::domain::testing::{actor, given, reactor, user};
 
+const DEPLOYMENT: Uuid = Uuid::from_u128(0xd0);
+
 fn name(s: &str) -> StoreName {
     StoreName::parse(s).unwrap()
 }
@@ -17,6 +19,8 @@ fn create(n: &str) -> StoreCommand {
         name,
         kind,
         reactor_key,
+        certificate: None,
+        deployment_id: DEPLOYMENT,
     }
 }
 
@@ -26,6 +30,7 @@ fn created(n: &str) -> StoreEvent {
         name,
         kind,
         reactor_key,
+        certificate: None,
     }
 }
 
@@ -339,4 +344,141 @@ fn events_are_tagged_with_their_type_and_round_trip() {
     let json = serde_json::to_value(created("a")).unwrap();
     assert_eq!(json["kind"], "vault");
     assert_eq!(json["reactor_key"], key(1).to_string());
+}
+
+fn anchor() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[9; 32])
+}
+
+fn certificate(store: &str, kind: &str, key_byte: u8, serial: u64) -> StoreCertificate {
+    StoreCertificate::sign(
+        &anchor(),
+        DEPLOYMENT,
+        name(store),
+        kind,
+        [key_byte; 32],
+        serial,
+    )
+}
+
+fn create_certified(n: &str, c: StoreCertificate) -> StoreCommand {
+    StoreCommand::Create {
+        name: name(n),
+        kind: StoreKind::Vault,
+        reactor_key: key(1),
+        certificate: Some(c),
+        deployment_id: DEPLOYMENT,
+    }
+}
+
+fn certify(n: &str, c: StoreCertificate) -> StoreCommand {
+    StoreCommand::Certify {
+        name: name(n),
+        certificate: c,
+        deployment_id: DEPLOYMENT,
+    }
+}
+
+#[test]
+fn a_store_created_with_its_certificate_keeps_it() {
+    let c = certificate("c", "vault", 1, 1);
+    let state = given::<StoreCatalog>(vec![])
+        .when(create_certified("c", c.clone()))
+        .then_events(vec![
+            StoreEvent::StoreCreated {
+                name: name("c"),
+                kind: StoreKind::Vault,
+                reactor_key: key(1),
+                certificate: Some(c.clone()),
+            },
+            default_set("c"),
+        ]);
+    assert_eq!(state.store(&name("c")).unwrap().certificate, Some(c));
+}
+
+#[test]
+fn a_certificate_for_anything_else_is_refused() {
+    let mut forged = certificate("c", "vault", 1, 1);
+    forged.signature = certificate("d", "vault", 1, 1).signature;
+    let other_deployment = StoreCertificate::sign(
+        &anchor(),
+        Uuid::from_u128(0xd1),
+        name("c"),
+        "vault",
+        [1; 32],
+        1,
+    );
+    let cases = [
+        (certificate("d", "vault", 1, 1), "names store `d`"),
+        (certificate("c", "file", 1, 1), "names kind `file`"),
+        (certificate("c", "vault", 2, 1), "another reactor key"),
+        (other_deployment, "is for deployment"),
+        (forged, "signature does not verify"),
+    ];
+    for (c, why) in cases {
+        let refused = given::<StoreCatalog>(vec![]).when(create_certified("c", c));
+        let err = refused.refusal();
+        assert_eq!(err.kind(), RefusalKind::Invalid, "{err}");
+        assert!(err.to_string().contains(why), "{why}: {err}");
+    }
+}
+
+#[test]
+fn a_newer_certificate_replaces_the_identity_and_an_older_one_is_refused() {
+    let first = certificate("a", "vault", 1, 1);
+    let second = certificate("a", "vault", 7, 2);
+    let history = vec![
+        StoreEvent::StoreCreated {
+            name: name("a"),
+            kind: StoreKind::Vault,
+            reactor_key: key(1),
+            certificate: Some(first.clone()),
+        },
+        default_set("a"),
+    ];
+    let state = given::<StoreCatalog>(history.clone())
+        .when(certify("a", second.clone()))
+        .then_events(vec![StoreEvent::StoreCertified {
+            name: name("a"),
+            certificate: second.clone(),
+        }]);
+    let store = state.store(&name("a")).unwrap();
+    assert_eq!(store.reactor_key, key(7));
+    assert_eq!(store.certificate.as_ref(), Some(&second));
+
+    let mut after = history;
+    after.push(StoreEvent::StoreCertified {
+        name: name("a"),
+        certificate: second.clone(),
+    });
+    // Rolling back to the first certificate is refused...
+    let err = given::<StoreCatalog>(after.clone())
+        .when(certify("a", first))
+        .refusal();
+    assert!(
+        err.to_string()
+            .contains("serial 1 is not above the current 2"),
+        "{err}"
+    );
+    // ...and the same certificate again changes nothing.
+    given::<StoreCatalog>(after)
+        .when(certify("a", second))
+        .then_events(vec![]);
+}
+
+#[test]
+fn a_store_from_before_certificates_can_be_certified_once() {
+    let state = given::<StoreCatalog>(vec![created("a"), default_set("a")])
+        .when(certify("a", certificate("a", "vault", 1, 1)))
+        .then_events(vec![StoreEvent::StoreCertified {
+            name: name("a"),
+            certificate: certificate("a", "vault", 1, 1),
+        }]);
+    assert_eq!(state.store(&name("a")).unwrap().reactor_key, key(1));
+    // The old event shape still reads: no certificate field.
+    let old: StoreEvent = serde_json::from_str(
+        r#"{"type":"StoreCreated","name":"a","kind":"vault","reactor_key":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}"#,
+    )
+    .unwrap();
+    assert_eq!(old, created("a"));
 }
