@@ -2,7 +2,8 @@
 //! services and messages (compiled from `proto/sealplane/**.proto` without
 //! `protoc`), and the vocabulary every process shares — names and their
 //! rules (`names`), limits (`limits`), the upload protocol's purposes and
-//! failure kinds (`upload`), the typed reactor feed (`feed`), the signed
+//! failure kinds (`upload`), the written form of keyed hashes
+//! (`keyed_hash`), the typed reactor feed (`feed`), the signed
 //! key offer (`offer`, feature `offer`) and the sealed-payload format
 //! (`sealed`, feature `sealed`, which the control plane leaves off).
 //!
@@ -18,6 +19,7 @@ pub mod v1 {
 }
 
 pub mod feed;
+pub mod keyed_hash;
 pub mod limits;
 pub mod names;
 #[cfg(feature = "offer")]
