@@ -4,8 +4,9 @@
 //! rules (`names`), limits (`limits`), the upload protocol's purposes and
 //! failure kinds (`upload`), the written form of keyed hashes
 //! (`keyed_hash`), the typed reactor feed (`feed`), the signed
-//! key offer (`offer`, feature `offer`) and the sealed-payload format
-//! (`sealed`, feature `sealed`, which the control plane leaves off).
+//! key offer (`offer`, feature `offer`), the sealed-payload format
+//! (`sealed`, feature `sealed`, which the control plane leaves off) and
+//! which addresses a client may send a token to (`transport`).
 //!
 //! What it is not for: behaviour. Servers and clients live in the
 //! control-plane, reactor and CLI crates, and this crate depends on none
@@ -26,4 +27,5 @@ pub mod names;
 pub mod offer;
 #[cfg(feature = "sealed")]
 pub mod sealed;
+pub mod transport;
 pub mod upload;
