@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sealplane_proto::transport::{AddressRefused, Transport, check_plaintext};
 use sealplane_proto::v1;
 use sealplane_proto::v1::principals_client::PrincipalsClient;
 use sealplane_proto::v1::secrets_client::SecretsClient;
@@ -24,8 +25,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why talking to the control plane failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The address is not an `http://` or `https://` URL.
-    #[error("{0:?} is not a control-plane address: use http://HOST:PORT or https://HOST:PORT")]
+    /// The address is not a URL the token may be sent to: not `http://`
+    /// or `https://`, or plain `http://` to a host that is not loopback.
+    #[error(transparent)]
+    Address(#[from] AddressRefused),
+    /// The URL passed the address rule but the gRPC client refuses it.
+    #[error("{0:?} is not a control-plane address: use https://HOST:PORT")]
     BadAddr(String),
     /// The CA file could not be read.
     #[error("cannot read the CA file {path}: {reason}")]
@@ -91,7 +96,7 @@ impl ClientError {
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
-    /// `http://host:port` or `https://host:port`.
+    /// `https://host:port`, or `http://` to a loopback address.
     pub addr: String,
     /// The bearer token, if any.
     pub token: Option<String>,
@@ -123,13 +128,14 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `settings.addr`, with TLS for `https://`.
+    /// Connects to `settings.addr`, with TLS for `https://`; plain
+    /// `http://` to anything but loopback is refused before anything is
+    /// resolved or sent (`sealplane_proto::transport`).
     pub async fn open(settings: &ConnectionSettings) -> Result<Self, ClientError> {
         let addr = settings.addr.trim().trim_end_matches('/').to_owned();
-        let https = addr.starts_with("https://");
-        if !https && !addr.starts_with("http://") {
-            return Err(ClientError::BadAddr(addr));
-        }
+        // The rule's own reading of the scheme decides TLS, so the check
+        // and the connection cannot disagree on what is plain text.
+        let https = check_plaintext(&addr)? == Transport::Tls;
         let mut endpoint = Endpoint::from_shared(addr.clone())
             .map_err(|_| ClientError::BadAddr(addr.clone()))?
             .connect_timeout(CONNECT_TIMEOUT);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use comfy_table::Table;
+use sealplane_proto::keyed_hash::{self, HashVersion};
 use sealplane_proto::v1;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -48,6 +49,9 @@ pub struct SecretRow {
     pub version: u64,
     /// The keyed hash of the latest version.
     pub hash: String,
+    /// The version of `hash` (`v1`: not bound to the path, ADR 0011);
+    /// `null` when there is no hash.
+    pub hash_version: Option<&'static str>,
     /// Who stored it.
     pub updated_by: String,
     /// When (RFC 3339).
@@ -75,13 +79,28 @@ impl Tabular for SecretList {
             t.add_row(vec![
                 uri,
                 version_text(s.version),
-                or_dash(&s.hash),
+                shown_hash(&s.hash),
                 or_dash(&s.updated_by),
                 or_dash(&s.updated_at),
             ]);
         }
         t
     }
+}
+
+/// A hash for a table: a version 1 hash says so, since its text does not
+/// (a version 2 hash's prefix already names its version).
+fn shown_hash(hash: &str) -> String {
+    match keyed_hash::version_of(hash) {
+        Some(HashVersion::V1) => format!("{hash} (v1)"),
+        _ => or_dash(hash),
+    }
+}
+
+/// The label of `hash`'s version, for scripts; `None` when it is empty
+/// (or, from a faulty control plane, not a keyed hash).
+fn hash_version(hash: &str) -> Option<&'static str> {
+    keyed_hash::version_of(hash).map(HashVersion::label)
 }
 
 fn version_text(version: u64) -> String {
@@ -99,6 +118,9 @@ pub struct VersionRow {
     pub version: u64,
     /// Its keyed hash.
     pub hash: String,
+    /// The version of `hash` and `key_hashes` (one reactor computes them
+    /// in one version; `v1`: not bound to the path, ADR 0011).
+    pub hash_version: Option<&'static str>,
     /// Per-key keyed hashes.
     pub key_hashes: BTreeMap<String, String>,
     /// Who stored it.
@@ -158,10 +180,10 @@ impl Tabular for SecretDetail {
         for v in &self.versions {
             versions.push((
                 format!("version {}", v.version),
-                format!("{} by {} at {}", v.hash, v.by, v.at),
+                format!("{} by {} at {}", shown_hash(&v.hash), v.by, v.at),
             ));
             for (key, hash) in &v.key_hashes {
-                versions.push((format!("  {key}"), hash.clone()));
+                versions.push((format!("  {key}"), shown_hash(hash)));
             }
         }
         if versions.is_empty() {
@@ -198,6 +220,7 @@ pub async fn list(conn: &Connection, store: Option<String>) -> Result<SecretList
             .map(|s| SecretRow {
                 uri: s.uri,
                 version: s.version,
+                hash_version: hash_version(&s.hash),
                 hash: s.hash,
                 updated_by: s.updated_by,
                 updated_at: s.updated_at,
@@ -260,6 +283,7 @@ pub async fn describe(
             .into_iter()
             .map(|v| VersionRow {
                 version: v.version,
+                hash_version: hash_version(&v.hash),
                 hash: v.hash,
                 key_hashes: v.key_hashes.into_iter().collect(),
                 by: v.by,
@@ -353,19 +377,35 @@ mod tests {
     use super::*;
     use crate::output::{OutputFormat, render};
 
+    /// A keyed hash of `version` (`hmac-sha256` or `hmac-sha256-v2`) whose
+    /// digits are `digit` 64 times.
+    fn hash(prefix: &str, digit: char) -> String {
+        format!("{prefix}:k:{}", digit.to_string().repeat(64))
+    }
+
+    fn version(n: u64, prefix: &str, digits: [char; 2]) -> VersionRow {
+        let hash = hash(prefix, digits[0]);
+        VersionRow {
+            version: n,
+            hash_version: super::hash_version(&hash),
+            hash,
+            key_hashes: [("user".to_owned(), self::hash(prefix, digits[1]))].into(),
+            by: "alice".into(),
+            at: format!("2026-11-2{n}T10:00:00+00:00"),
+            request_id: format!("r{n}"),
+        }
+    }
+
+    /// A secret stored once before hashes were bound to the path (v1), once after.
     fn detail() -> SecretDetail {
         SecretDetail {
             uri: "local://a".into(),
             creator: "alice".into(),
             deletion: "none".into(),
-            versions: vec![VersionRow {
-                version: 1,
-                hash: "hmac-sha256:k:aa".into(),
-                key_hashes: [("user".to_owned(), "hmac-sha256:k:bb".to_owned())].into(),
-                by: "alice".into(),
-                at: "2026-11-23T10:00:00+00:00".into(),
-                request_id: "r1".into(),
-            }],
+            versions: vec![
+                version(1, "hmac-sha256", ['a', 'b']),
+                version(2, "hmac-sha256-v2", ['c', 'd']),
+            ],
             access: [(
                 "readers".to_owned(),
                 vec!["alice".to_owned(), "ops".to_owned()],
@@ -378,53 +418,89 @@ mod tests {
     #[test]
     fn describe_lists_versions_key_hashes_and_access() {
         let text = render(OutputFormat::Table, &detail()).unwrap();
+        let (a, b, c, d) = (
+            "a".repeat(64),
+            "b".repeat(64),
+            "c".repeat(64),
+            "d".repeat(64),
+        );
         assert_eq!(
             text,
-            "uri:             local://a\n\
-             creator:         alice\n\
-             deletion:        none\n\
-             access.readers:  alice, ops\n\
-             version 1:       hmac-sha256:k:aa by alice at 2026-11-23T10:00:00+00:00\n  \
-             user:          hmac-sha256:k:bb\n"
+            format!(
+                "uri:             local://a\n\
+                 creator:         alice\n\
+                 deletion:        none\n\
+                 access.readers:  alice, ops\n\
+                 version 1:       hmac-sha256:k:{a} (v1) by alice at 2026-11-21T10:00:00+00:00\n  \
+                 user:          hmac-sha256:k:{b} (v1)\n\
+                 version 2:       hmac-sha256-v2:k:{c} by alice at 2026-11-22T10:00:00+00:00\n  \
+                 user:          hmac-sha256-v2:k:{d}\n"
+            )
         );
         let json: serde_json::Value =
             serde_json::from_str(&render(OutputFormat::Json, &detail()).unwrap()).unwrap();
         assert_eq!(
             json["versions"][0]["key_hashes"]["user"],
-            "hmac-sha256:k:bb"
+            format!("hmac-sha256:k:{b}")
         );
+        // Scripts read the version beside the unchanged hash fields.
+        assert_eq!(json["versions"][0]["hash"], format!("hmac-sha256:k:{a}"));
+        assert_eq!(json["versions"][0]["hash_version"], "v1");
+        assert_eq!(json["versions"][1]["hash_version"], "v2");
         assert_eq!(json["access"]["readers"][1], "ops");
         assert!(json.get("history").is_none());
     }
 
     #[test]
-    fn the_list_marks_deleted_secrets() {
+    fn the_list_marks_deleted_secrets_and_old_hashes() {
+        let (v1, v2) = (hash("hmac-sha256", 'e'), hash("hmac-sha256-v2", 'f'));
+        let row = |uri: &str, version: u64, hash: &str, deleted: bool| SecretRow {
+            uri: uri.into(),
+            version,
+            hash: hash.into(),
+            hash_version: hash_version(hash),
+            updated_by: if version == 0 { "" } else { "alice" }.into(),
+            updated_at: if version == 0 { "" } else { "t" }.into(),
+            deleted,
+        };
         let list = SecretList {
             secrets: vec![
-                SecretRow {
-                    uri: "local://a".into(),
-                    version: 2,
-                    hash: "h".into(),
-                    updated_by: "alice".into(),
-                    updated_at: "t".into(),
-                    deleted: false,
-                },
-                SecretRow {
-                    uri: "local://b".into(),
-                    version: 0,
-                    hash: String::new(),
-                    updated_by: String::new(),
-                    updated_at: String::new(),
-                    deleted: true,
-                },
+                row("local://a", 2, &v2, false),
+                row("local://old", 1, &v1, false),
+                row("local://b", 0, "", true),
             ],
         };
         let text = render(OutputFormat::Table, &list).unwrap();
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| {
+                l.split("  ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .collect();
         assert_eq!(
-            text,
-            "URI                  VERSION  HASH  UPDATED BY  UPDATED AT\n\
-             local://a            2        h     alice       t\n\
-             local://b (deleted)  -        -     -           -\n"
+            lines,
+            [
+                vec!["URI", "VERSION", "HASH", "UPDATED BY", "UPDATED AT"],
+                vec!["local://a", "2", &v2, "alice", "t"],
+                vec!["local://old", "1", &format!("{v1} (v1)"), "alice", "t"],
+                vec!["local://b (deleted)", "-", "-", "-", "-"],
+            ],
+            "{text}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(OutputFormat::Json, &list).unwrap()).unwrap();
+        let versions: Vec<serde_json::Value> = json["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["hash_version"].clone())
+            .collect();
+        assert_eq!(
+            versions,
+            serde_json::json!(["v2", "v1", null]).as_array().unwrap()[..]
         );
         let yaml = render(OutputFormat::Yaml, &list).unwrap();
         assert!(yaml.contains("deleted: true"), "{yaml}");

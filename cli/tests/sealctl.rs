@@ -306,7 +306,10 @@ fn authentication_and_transport_failures_are_sentences() {
             .output()
             .unwrap(),
     );
-    out.fails(2, "use http://HOST:PORT or https://HOST:PORT");
+    out.fails(
+        2,
+        "\"127.0.0.1:7700\" is not a control-plane address: use https://HOST:PORT",
+    );
 }
 
 #[test]

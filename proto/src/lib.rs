@@ -2,10 +2,12 @@
 //! services and messages (compiled from `proto/sealplane/**.proto` without
 //! `protoc`), and the vocabulary every process shares — names and their
 //! rules (`names`), limits (`limits`), the upload protocol's purposes and
-//! failure kinds (`upload`), the typed reactor feed (`feed`), the signed
-//! key offer and store certificates (`offer`, `certificate`; signing and
-//! verifying with feature `signatures`) and the sealed-payload format
-//! (`sealed`, feature `sealed`, which the control plane leaves off).
+//! failure kinds (`upload`), the written form of keyed hashes
+//! (`keyed_hash`), the typed reactor feed (`feed`), the signed key offer
+//! and store certificates (`offer`, `certificate`; signing and verifying
+//! with feature `signatures`), the sealed-payload format (`sealed`,
+//! feature `sealed`, which the control plane leaves off) and which
+//! addresses a client may send a token to (`transport`).
 //!
 //! What it is not for: behaviour. Servers and clients live in the
 //! control-plane, reactor and CLI crates, and this crate depends on none
@@ -20,10 +22,12 @@ pub mod v1 {
 
 pub mod certificate;
 pub mod feed;
+pub mod keyed_hash;
 pub mod limits;
 pub mod names;
 #[cfg(feature = "signatures")]
 pub mod offer;
 #[cfg(feature = "sealed")]
 pub mod sealed;
+pub mod transport;
 pub mod upload;

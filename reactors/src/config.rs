@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use sealplane_proto::transport::check_plaintext;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -106,7 +107,8 @@ pub struct ReactorConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPlaneConfig {
-    /// `http://host:port` (loopback only) or `https://host:port`.
+    /// `https://host:port`, or `http://` to a loopback address only
+    /// (`sealplane_proto::transport`: the token would cross in clear).
     pub address: String,
     /// PEM CA certificate(s) to trust for an `https` address.
     #[serde(default)]
@@ -184,10 +186,12 @@ impl ReactorConfig {
             problem: problem.to_owned(),
         };
         let cp = &self.control_plane;
-        if !(cp.address.starts_with("http://") || cp.address.starts_with("https://")) {
+        // Refused at load, not at the first call: the reactor connects
+        // lazily, and a token in clear must not wait for the network.
+        if let Err(refused) = check_plaintext(&cp.address) {
             return Err(invalid(
                 "control_plane.address",
-                "must start with http:// or https://",
+                &format!("is unusable: {refused}"),
             ));
         }
         if cp.token_file.is_some() && cp.token_env.is_some() {
@@ -369,6 +373,38 @@ master_key_file = "/etc/sealplane/master.key"
         ] {
             let e = parse(&edit).unwrap_err().to_string();
             assert!(e.contains(&format!("`{field}`")), "{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn plain_http_to_a_control_plane_off_loopback_is_refused() {
+        // The contract's rule (`sealplane_proto::transport`, unit-tested
+        // there); here: the config check applies it, with its sentence.
+        let e = parse(&GOOD.replace("http://127.0.0.1:7700", "http://db.example:7700"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "reactor config reactor.toml: `control_plane.address` is unusable: refusing to send a token in clear to http://db.example:7700: use https:// (plain http is only allowed to loopback addresses)"
+        );
+        for refused in [
+            "http://10.1.2.3:7700",
+            "http://0.0.0.0:7700",
+            "http://[::]:7700",
+        ] {
+            let e = parse(&GOOD.replace("http://127.0.0.1:7700", refused))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("refusing to send a token in clear"), "{e}");
+        }
+        for allowed in [
+            "http://127.0.0.1:7700",
+            "http://127.9.9.9:7700",
+            "http://localhost:7700",
+            "http://[::1]:7700",
+            "https://sealplane.example:7700",
+        ] {
+            parse(&GOOD.replace("http://127.0.0.1:7700", allowed)).unwrap();
         }
     }
 

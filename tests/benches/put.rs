@@ -15,6 +15,7 @@ use crypto_box::SecretKey;
 use rand_core::OsRng;
 use sealplane_cli::client::{Connection, ConnectionSettings};
 use sealplane_cli::known_reactors::KnownReactors;
+use sealplane_proto::names::SecretPath;
 use sealplane_proto::sealed::{Payload, open, seal};
 use sealplane_proto::upload::Purpose;
 use sealplane_reactors::file_store::FileStore;
@@ -106,7 +107,8 @@ async fn main() {
         seal(&Payload::new(id, uri, PUT, value(i)).unwrap(), &public).unwrap()
     });
     let open_us = micros(n, |_| open(&sample, &key, id, uri, PUT).unwrap());
-    let hash_us = micros(n, |i| fingerprint.fingerprint(&value(i)));
+    let bench_path = SecretPath::parse("bench/crypto").unwrap();
+    let hash_us = micros(n, |i| fingerprint.fingerprint(&bench_path, &value(i)));
     let value_us = micros(n, value);
     println!();
     println!(

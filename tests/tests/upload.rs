@@ -83,10 +83,10 @@ async fn put_get_describe_verify_new_version_and_delete(settings: Settings) {
     assert_eq!(v1["uri"], uri);
     assert_eq!(v1["version"], 1);
     let hash1 = v1["hash"].as_str().unwrap().to_owned();
-    assert!(hash1.starts_with("hmac-sha256:e2e:"), "{hash1}");
+    assert!(hash1.starts_with("hmac-sha256-v2:e2e:"), "{hash1}");
     assert!(
-        put.stderr.contains("pinned"),
-        "first use says so: {}",
+        put.stderr.contains("certified by a trust anchor you hold"),
+        "the first put says why it trusts the identity: {}",
         put.stderr
     );
     let known = std::fs::read_to_string(alice.config_dir.join("known_reactors")).unwrap();
@@ -130,7 +130,7 @@ async fn put_get_describe_verify_new_version_and_delete(settings: Settings) {
         key_hashes["password"]
             .as_str()
             .unwrap()
-            .starts_with("hmac-sha256:e2e:")
+            .starts_with("hmac-sha256-v2:e2e:")
     );
 
     // Verify: match and no match, through the same sealed path.

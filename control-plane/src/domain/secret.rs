@@ -370,7 +370,7 @@ pub enum SecretRefusal {
     },
     /// A reported hash (named, not echoed) is not a keyed hash.
     #[error(
-        "`{0}` is not a keyed hash: expected `hmac-sha256:<key id>:<64 lower-case hex digits>`"
+        "`{0}` is not a keyed hash: expected `hmac-sha256-v2:<key id>:<64 lower-case hex digits>` (or version 1, `hmac-sha256:<key id>:<hex>`, from an older reactor), one version for the whole value and every key"
     )]
     BadHash(String),
 }

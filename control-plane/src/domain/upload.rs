@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::names::{SecretUri, Slug, StoreName};
 use super::{Aggregate, Context, DomainEvent, Refusal, RefusalKind, Role};
 
+use sealplane_proto::keyed_hash::{self, KeyedHash};
 pub use sealplane_proto::limits::{MAX_KEY_TTL, MAX_REASON_BYTES, SEALED_BOX_OVERHEAD};
 pub use sealplane_proto::upload::{FailureKind, Purpose};
 
@@ -308,7 +309,7 @@ pub enum UploadRefusal {
     CiphertextTooLarge { bytes: usize, limit: usize },
     /// A reported hash (named, not echoed) is not a keyed hash.
     #[error(
-        "`{0}` is not a keyed hash: expected `hmac-sha256:<key id>:<64 lower-case hex digits>`"
+        "`{0}` is not a keyed hash: expected `hmac-sha256-v2:<key id>:<64 lower-case hex digits>` (or version 1, `hmac-sha256:<key id>:<hex>`, from an older reactor), one version for the whole value and every key"
     )]
     BadHash(String),
     /// The failure reason is empty.
@@ -354,30 +355,25 @@ impl Refusal for UploadRefusal {
     }
 }
 
-/// Whether `hash` has the form of SPEC §4:
-/// `hmac-sha256:<key id>:<64 lower-case hex digits>`, the key id made of
-/// letters, digits, `.`, `_` and `-`.
+/// Whether `hash` has the form of SPEC §4, of either version (the
+/// contract's `keyed_hash`): `hmac-sha256-v2:<key id>:<64 lower-case hex
+/// digits>`, or version 1's `hmac-sha256:<key id>:<hex>`, which reactors
+/// older than path-bound hashes (ADR 0011) still report.
 pub fn is_keyed_hash(hash: &str) -> bool {
-    let parts = hash.strip_prefix("hmac-sha256:");
-    let Some((key_id, hex)) = parts.and_then(|rest| rest.split_once(':')) else {
-        return false;
-    };
-    let id_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
-    !key_id.is_empty()
-        && key_id.bytes().all(id_byte)
-        && hex.len() == 64
-        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    KeyedHash::parse(hash).is_some()
 }
 
-/// The first of `hash` and `key_hashes` that is not a keyed hash, named
-/// `hash` or `key_hashes[<key>]`; the text itself is never echoed, in case
-/// a faulty reactor put something secret there.
+/// The first of `hash` and `key_hashes` that is not a keyed hash, or not
+/// of `hash`'s version (one reactor computes them all, in one version, so
+/// a mix is a faulty report), named `hash` or `key_hashes[<key>]`; the
+/// text itself is never echoed, in case a faulty reactor put something
+/// secret there.
 pub fn malformed_hash(hash: &str, key_hashes: &BTreeMap<String, String>) -> Option<String> {
-    if !is_keyed_hash(hash) {
+    let Some(version) = keyed_hash::version_of(hash) else {
         return Some("hash".to_owned());
-    }
+    };
     let mut keys = key_hashes.iter();
-    keys.find(|(_, h)| !is_keyed_hash(h))
+    keys.find(|(_, h)| keyed_hash::version_of(h) != Some(version))
         .map(|(key, _)| format!("key_hashes[{key}]"))
 }
 

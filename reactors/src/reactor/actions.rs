@@ -133,7 +133,7 @@ impl Work {
                 };
                 let written =
                     retry(&RetryPolicy::default(), || store.put(path, &value, &meta)).await?;
-                let fingerprint = self.fingerprint.fingerprint(&value);
+                let fingerprint = self.fingerprint.fingerprint(&request.uri.path, &value);
                 Ok(Outcome::Uploaded {
                     version: written.version,
                     hash: fingerprint.hash,
@@ -145,9 +145,9 @@ impl Work {
                 let current: SecretValue = retry(&RetryPolicy::default(), || store.get(path))
                     .await?
                     .ok_or_else(|| ActionError::NothingToCompare { uri: uri.clone() })?;
-                let stored = self.fingerprint.fingerprint(&current);
+                let stored = self.fingerprint.fingerprint(&request.uri.path, &current);
                 Ok(Outcome::Verified {
-                    matches: self.fingerprint.matches(&value, &stored),
+                    matches: self.fingerprint.matches(&request.uri.path, &value, &stored),
                 })
             }
         }

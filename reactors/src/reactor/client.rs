@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use sealplane_proto::transport::{Transport, check_plaintext};
 use sealplane_proto::v1::reactor_client::ReactorClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -31,7 +32,9 @@ impl Interceptor for Bearer {
 }
 
 /// A client for `address`; connects lazily, so the reactor starts while
-/// the control plane is down.
+/// the control plane is down. Plain `http://` to anything but loopback is
+/// refused here too, not only by the config check, since `ReactorParts`
+/// can be built without a config file (`sealplane dev` does).
 pub(super) fn connect(
     address: &str,
     ca_pem: Option<&[u8]>,
@@ -41,11 +44,14 @@ pub(super) fn connect(
         address: address.to_owned(),
         reason,
     };
+    // The rule's reading of the scheme decides TLS, so the check and the
+    // connection cannot disagree on what is plain text.
+    let transport = check_plaintext(address).map_err(|e| bad(e.to_string()))?;
     let mut endpoint = Endpoint::from_shared(address.to_owned())
         .map_err(|e| bad(format!("not a valid address: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
-    if address.starts_with("https://") {
+    if transport == Transport::Tls {
         let mut tls = ClientTlsConfig::new().with_enabled_roots();
         if let Some(pem) = ca_pem {
             tls = tls.ca_certificate(Certificate::from_pem(pem));
@@ -62,4 +68,28 @@ pub(super) fn connect(
         endpoint.connect_lazy(),
         Bearer(header),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn plain_http_off_loopback_is_refused_before_connecting() {
+        let Err(e) = connect("http://db.example:7700", None, "t") else {
+            panic!("connected to db.example in clear");
+        };
+        assert_eq!(
+            e.to_string(),
+            "control plane http://db.example:7700: refusing to send a token in clear to http://db.example:7700: use https:// (plain http is only allowed to loopback addresses)"
+        );
+        // Loopback and https are fine (lazily: nothing is connected here).
+        for ok in [
+            "http://127.0.0.1:1",
+            "http://[::1]:1",
+            "https://db.example:7700",
+        ] {
+            assert!(connect(ok, None, "t").is_ok(), "{ok}");
+        }
+    }
 }

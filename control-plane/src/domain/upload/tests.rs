@@ -536,18 +536,25 @@ fn outcomes_are_reported_only_after_the_ciphertext_and_for_the_purpose() {
 }
 
 #[test]
-fn hashes_must_be_keyed_hmacs_of_64_lower_case_hex_digits() {
+fn hashes_must_be_keyed_hmacs_of_64_lower_case_hex_digits_of_either_version() {
+    let v2 = |c: &str| format!("hmac-sha256-v2:k1:{}", c.repeat(64));
     assert!(
         is_keyed_hash(&hash("a"))
+            && is_keyed_hash(&v2("a"))
             && is_keyed_hash(&format!("hmac-sha256:k-2.x_y:{}", "0f".repeat(32)))
+            && is_keyed_hash(&format!("hmac-sha256-v2:k-2.x_y:{}", "0f".repeat(32)))
     );
     let hex = "a".repeat(64);
     for bad in [
         hex.clone(),
         format!("sha256:k1:{hex}"),
+        format!("hmac-sha256-v3:k1:{hex}"),
+        format!("hmac-sha256-v1:k1:{hex}"),
         format!("hmac-sha256::{hex}"),
+        format!("hmac-sha256-v2::{hex}"),
         format!("hmac-sha256:k/1:{hex}"),
         format!("hmac-sha256:k1:{}", "A".repeat(64)),
+        format!("hmac-sha256-v2:k1:{}", "A".repeat(64)),
         format!("hmac-sha256:k1:{}", "a".repeat(63)),
         format!("hmac-sha256:k1:{hex}0"),
         format!("hmac-sha256:k1:{}", "g".repeat(64)),
@@ -555,6 +562,7 @@ fn hashes_must_be_keyed_hmacs_of_64_lower_case_hex_digits() {
         assert!(!is_keyed_hash(&bad), "{bad}");
     }
     let bad_key: BTreeMap<_, _> = [("password".to_owned(), "deadbeef".to_owned())].into();
+    let v2_keys: BTreeMap<_, _> = [("password".to_owned(), v2("b"))].into();
     for (h, keys, refusal) in [
         (hex, key_hashes(), R::BadHash("hash".to_owned())),
         (
@@ -562,11 +570,37 @@ fn hashes_must_be_keyed_hmacs_of_64_lower_case_hex_digits() {
             bad_key,
             R::BadHash("key_hashes[password]".to_owned()),
         ),
+        // One report, one version: a mix is a faulty reactor.
+        (
+            v2("a"),
+            key_hashes(),
+            R::BadHash("key_hashes[password]".to_owned()),
+        ),
+        (
+            hash("a"),
+            v2_keys.clone(),
+            R::BadHash("key_hashes[password]".to_owned()),
+        ),
     ] {
         let then = put_at(S::UploadRequested)
             .as_actor(bot())
             .when(report_uploaded(&h, keys));
         then.then_refused(refusal);
+    }
+    // Both versions are accepted: v2 from reactors of now, v1 from older.
+    for (h, keys) in [(v2("a"), v2_keys), (hash("a"), key_hashes())] {
+        let expected = E::SecretUploaded {
+            request_id: RID,
+            uri: uri(),
+            version: 3,
+            hash: h.clone(),
+            key_hashes: keys.clone(),
+            upstream_ref: "secret/data/alice/db".to_owned(),
+        };
+        put_at(S::UploadRequested)
+            .as_actor(bot())
+            .when(report_uploaded(&h, keys))
+            .then_events(vec![expected]);
     }
 }
 
