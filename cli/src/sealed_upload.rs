@@ -62,7 +62,7 @@ pub enum UploadError {
     BadSignature {
         /// The store.
         store: String,
-        /// `pinned`, `given` or `registered`.
+        /// `certified`, `pinned`, `given` or `confirmed`.
         which: &'static str,
     },
     /// The key offer is not well formed.
