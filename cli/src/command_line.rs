@@ -87,7 +87,8 @@ pub struct GlobalArgs {
     #[arg(short, long, value_enum, default_value_t, global = true)]
     pub output: OutputFormat,
     /// An admin's trust anchor key file: `create store` and `certify store`
-    /// sign store certificates with it (ADR 0010).
+    /// sign store certificates with it (ADR 0010) [default: <config
+    /// dir>/anchor.key if it exists].
     #[arg(long, env = "SEALPLANE_ANCHOR_KEY_FILE", global = true)]
     pub anchor_key_file: Option<PathBuf>,
 }
@@ -521,9 +522,11 @@ pub enum TrustNoun {
     },
     /// Make a new trust anchor key file for an admin (0600).
     Generate {
-        /// Where to write it; it must not exist.
+        /// Where to write it; it must not exist [default: <config
+        /// dir>/anchor.key, which `create store` and `certify store` then
+        /// use when no --anchor-key-file is given].
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
     },
 }
 

@@ -269,6 +269,7 @@ fn trust_command(global: &GlobalArgs, noun: TrustNoun) -> Result<(), CommandErro
             )
         }
         TrustNoun::Generate { out } => {
+            let out = out.unwrap_or_else(|| dir.join(ANCHOR_FILE));
             let anchor = generate_anchor(&out)?;
             print(
                 format,
@@ -285,12 +286,24 @@ fn trust_command(global: &GlobalArgs, noun: TrustNoun) -> Result<(), CommandErro
     }
 }
 
+/// The admin's anchor: `--anchor-key-file`, else `<config dir>/anchor.key`
+/// if there is one.
 fn anchor_of(global: &GlobalArgs) -> Result<Option<TrustAnchor>, CommandError> {
-    Ok(match &global.anchor_key_file {
-        Some(path) => Some(load_anchor(path)?),
-        None => None,
-    })
+    let path = match &global.anchor_key_file {
+        Some(path) => path.clone(),
+        None => {
+            let default = config_dir(global)?.join(ANCHOR_FILE);
+            if !default.exists() {
+                return Ok(None);
+            }
+            default
+        }
+    };
+    Ok(Some(load_anchor(&path)?))
 }
+
+/// An admin's anchor key file in the config directory.
+const ANCHOR_FILE: &str = "anchor.key";
 
 /// Every command other than the sealed ones.
 async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(), CommandError> {

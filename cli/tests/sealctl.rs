@@ -635,3 +635,49 @@ fn write_other_ca() -> tempfile::NamedTempFile {
     std::fs::write(file.path(), Ca::new().pem()).unwrap();
     file
 }
+
+#[test]
+fn an_admin_generates_an_anchor_and_certifies_stores_with_it() {
+    let s = Server::serve(1);
+    let made = s.sealctl(&["trust", "generate"]).ok().to_owned();
+    assert!(
+        made.contains("anchor.key") && made.contains("public key"),
+        "{made}"
+    );
+    let anchor = std::fs::read_to_string(s.config_dir().join("anchor.key")).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(s.config_dir().join("anchor.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // The anchor file is found in the config dir: the store is certified.
+    s.sealctl(&[
+        "create",
+        "store",
+        "c1",
+        "--kind",
+        "file",
+        "--reactor-key",
+        &made_up_key(3),
+    ])
+    .ok();
+    let store = s.sealctl(&["describe", "store", "c1", "-o", "json"]).json();
+    assert_eq!(store["certificate_serial"], 1, "{store}");
+    assert!(
+        !made.contains(anchor.trim()),
+        "the private key is never printed"
+    );
+    // A replacement identity gets the next serial; its key is the store's.
+    s.sealctl(&["certify", "store", "c1", "--reactor-key", &made_up_key(4)])
+        .ok();
+    let store = s.sealctl(&["describe", "store", "c1", "-o", "json"]).json();
+    assert_eq!(store["certificate_serial"], 2, "{store}");
+    assert_eq!(store["reactor_key"], made_up_key(4));
+    // A second generate never replaces the anchor.
+    s.sealctl(&["trust", "generate"]).fails(2, "anchor.key");
+    assert_eq!(
+        std::fs::read_to_string(s.config_dir().join("anchor.key")).unwrap(),
+        anchor
+    );
+}
