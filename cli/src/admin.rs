@@ -330,19 +330,9 @@ pub async fn certify_store(
     new_key: Option<&str>,
     anchor: &TrustAnchor,
 ) -> Result<Message, AdminError> {
-    let store = conn
-        .stores()
-        .get_store(v1::GetStoreRequest {
-            options: None,
-            name: name.to_owned(),
-        })
-        .await
-        .map_err(|s| conn.error(s))?
-        .into_inner()
-        .store
-        .unwrap_or_default();
+    let store = describe_store(conn, name).await?;
     let key = new_key.unwrap_or(&store.reactor_key);
-    let serial = store.certificate.as_ref().map_or(0, |c| c.serial) + 1;
+    let serial = store.certificate_serial + 1;
     let certificate = certificate(
         anchor,
         deployment_id(conn).await?,
