@@ -5,6 +5,7 @@
 //! [`UseCaseError`]. The gRPC layer (`api/`) authenticates, converts and
 //! maps those errors to statuses, nothing more.
 
+pub mod access;
 pub mod reactor_feed;
 pub mod upload;
 

@@ -145,7 +145,10 @@ impl Principals for PrincipalsApi {
         let ctx = self.app.context(&caller);
         let token = BearerToken::generate();
         let token_id = Uuid::new_v4();
-        let expires_at = ctx.now + ttl;
+        let expires_at = ctx
+            .now
+            .checked_add_signed(ttl)
+            .ok_or_else(|| Status::invalid_argument("ttl_seconds is too large"))?;
         let command = PrincipalCommand::IssueToken {
             token_id,
             sha256_hex: token.digest().to_hex(),

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::app::{App, Caller};
 use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of};
-use crate::application::upload;
+use crate::application::{access, upload};
 use crate::domain::Role;
 use crate::domain::names::{SecretRef, SecretUri, Slug};
 use crate::domain::secret::{AccessList, Secret, SecretCommand};
@@ -442,16 +442,16 @@ impl Secrets for SecretsApi {
         let uri = self.resolve(&r.uri)?;
         let list: AccessList = r.list.parse().map_err(invalid)?;
         let slug = Slug::parse(r.slug).map_err(invalid)?;
-        let command = if r.grant {
-            SecretCommand::Grant { list, slug }
-        } else {
-            SecretCommand::Revoke { list, slug }
-        };
-        let ctx = self.app.context(&caller);
-        let done = self
-            .app
-            .execute::<Secret>(&streams::secret(&uri), &command, &ctx, &envelope)
-            .await?;
+        let done = access::change_access(
+            &self.app,
+            &caller.actor,
+            &uri,
+            list,
+            slug,
+            r.grant,
+            &envelope,
+        )
+        .await?;
         Ok(Response::new(reply_of(&done)))
     }
 }

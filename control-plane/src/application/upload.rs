@@ -70,7 +70,9 @@ pub fn resolve(app: &App, reference: SecretRef) -> Result<SecretUri, UseCaseErro
 }
 
 /// Refuses readers outside the secret's access lists (auditors and admins
-/// read everything; reactors read nothing here). A denial is recorded.
+/// read everything; reactors read nothing here). A denial is recorded,
+/// but answered exactly as a secret that does not exist: whether someone
+/// else's secret exists is not the caller's to learn.
 pub async fn require_reader(
     app: &App,
     ctx: &Context,
@@ -91,14 +93,14 @@ pub async fn require_reader(
             .await),
         (_, None) => Err(not_found(uri)),
         (Role::Admin | Role::Auditor, Some(_)) | (_, Some(true)) => Ok(()),
-        (_, Some(false)) => Err(app
-            .deny(
-                ctx,
-                command,
-                &target,
-                format!("`{}` is not a reader of {uri}", actor.slug),
-            )
-            .await),
+        (_, Some(false)) => {
+            let reason = format!("`{}` is not a reader of {uri}", actor.slug);
+            match app.deny(ctx, command, &target, reason).await {
+                UseCaseError::Refused { .. } => Err(not_found(uri)),
+                // Fail closed: a refusal that could not be recorded.
+                unrecorded => Err(unrecorded),
+            }
+        }
     }
 }
 

@@ -1,0 +1,232 @@
+//! The API as a misbehaving client meets it (issue 11): inputs that used
+//! to panic a handler, an existence oracle, a grant to nobody. The real
+//! services, called in-process with bearer tokens, over a memory store.
+
+use std::sync::Arc;
+
+use chrono::Duration as TimeDelta;
+use sealplane_control_plane::api::principals::PrincipalsApi;
+use sealplane_control_plane::api::secrets::SecretsApi;
+use sealplane_control_plane::api::stores::StoresApi;
+use sealplane_control_plane::application::App;
+use sealplane_control_plane::bootstrap;
+use sealplane_control_plane::config::Limits;
+use sealplane_control_plane::domain::names::Slug;
+use sealplane_control_plane::server;
+use sealplane_event_store::{EventStore, MemoryStore, Position};
+use sealplane_proto::v1;
+use sealplane_proto::v1::principals_server::Principals;
+use sealplane_proto::v1::secrets_server::Secrets;
+use sealplane_proto::v1::stores_server::Stores;
+use tonic::{Code, Request};
+
+fn req<T>(message: T, token: &str) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+struct Api {
+    app: App,
+    store: Arc<dyn EventStore>,
+    admin: String,
+}
+
+impl Api {
+    async fn new() -> Api {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let app = server::app(store.clone(), Limits::default())
+            .await
+            .unwrap()
+            .app;
+        let admin = bootstrap::init(&app, &Slug::parse("admin").unwrap(), TimeDelta::hours(1))
+            .await
+            .unwrap()
+            .expose()
+            .to_owned();
+        Api { app, store, admin }
+    }
+
+    async fn user(&self, slug: &str, role: &str) -> String {
+        let principals = PrincipalsApi::new(self.app.clone());
+        principals
+            .create_user(req(
+                v1::CreateUserRequest {
+                    options: None,
+                    slug: slug.into(),
+                    role: role.into(),
+                    stores: vec![],
+                },
+                &self.admin,
+            ))
+            .await
+            .unwrap();
+        principals
+            .issue_token(req(
+                v1::IssueTokenRequest {
+                    options: None,
+                    slug: slug.into(),
+                    ttl_seconds: 3600,
+                },
+                &self.admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    }
+
+    async fn denials(&self) -> Vec<String> {
+        self.store
+            .read_all(Position::START, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event_type.as_str() == "AccessDenied")
+            .map(|e| e.data.as_str().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_huge_token_lifetime_is_refused_not_a_panic() {
+    let api = Api::new().await;
+    let alice = api.user("alice", "user").await;
+    let principals = PrincipalsApi::new(api.app.clone());
+    for (ttl, token) in [
+        (u64::MAX, &api.admin),
+        (1_000_000_000_000_000, &api.admin),
+        (1_000_000_000_000_000, &alice),
+    ] {
+        let status = principals
+            .issue_token(req(
+                v1::IssueTokenRequest {
+                    options: None,
+                    slug: "alice".into(),
+                    ttl_seconds: ttl,
+                },
+                token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{ttl}: {status:?}");
+        assert!(status.message().contains("ttl_seconds is too large"));
+    }
+}
+
+#[tokio::test]
+async fn someone_elses_secret_answers_exactly_as_a_missing_one() {
+    let api = Api::new().await;
+    let alice = api.user("alice", "user").await;
+    let bob = api.user("bob", "user").await;
+    StoresApi::new(api.app.clone())
+        .create_store(req(
+            v1::CreateStoreRequest {
+                options: None,
+                name: "local".into(),
+                kind: "file".into(),
+                reactor_key: base64_key(),
+                certificate: None,
+            },
+            &api.admin,
+        ))
+        .await
+        .unwrap();
+    let secrets = SecretsApi::new(api.app.clone());
+    // alice's first write creates her secret.
+    secrets
+        .request_upload_key(req(
+            v1::RequestUploadKeyRequest {
+                options: None,
+                uri: "local://alice/db".into(),
+                purpose: v1::Purpose::Put as i32,
+                adopt: false,
+            },
+            &alice,
+        ))
+        .await
+        .unwrap();
+    let get = |uri: &str, token: &str| {
+        secrets.get_secret(req(
+            v1::GetSecretRequest {
+                options: None,
+                uri: uri.into(),
+            },
+            token,
+        ))
+    };
+    assert!(get("local://alice/db", &alice).await.is_ok());
+    let hidden = get("local://alice/db", &bob).await.unwrap_err();
+    let missing = get("local://alice/nothing", &bob).await.unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound);
+    assert_eq!(hidden.code(), missing.code());
+    assert_eq!(
+        hidden.message().replace("alice/db", "X"),
+        missing.message().replace("alice/nothing", "X")
+    );
+    // The refusal is still recorded, for auditors.
+    let denials = api.denials().await;
+    assert!(
+        denials.iter().any(|d| d.contains("`bob` is not a reader")),
+        "{denials:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_to_a_slug_nobody_has_is_refused() {
+    let api = Api::new().await;
+    let alice = api.user("alice", "user").await;
+    StoresApi::new(api.app.clone())
+        .create_store(req(
+            v1::CreateStoreRequest {
+                options: None,
+                name: "local".into(),
+                kind: "file".into(),
+                reactor_key: base64_key(),
+                certificate: None,
+            },
+            &api.admin,
+        ))
+        .await
+        .unwrap();
+    let secrets = SecretsApi::new(api.app.clone());
+    secrets
+        .request_upload_key(req(
+            v1::RequestUploadKeyRequest {
+                options: None,
+                uri: "local://alice/db".into(),
+                purpose: v1::Purpose::Put as i32,
+                adopt: false,
+            },
+            &alice,
+        ))
+        .await
+        .unwrap();
+    let grant = |slug: &str| {
+        secrets.change_access(req(
+            v1::ChangeAccessRequest {
+                options: None,
+                uri: "local://alice/db".into(),
+                list: "readers".into(),
+                slug: slug.into(),
+                grant: true,
+            },
+            &alice,
+        ))
+    };
+    // A later principal named `carol` must not inherit a grant made now.
+    let status = grant("carol").await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("no user or group `carol`"),
+        "{status:?}"
+    );
+    api.user("carol", "user").await;
+    grant("carol").await.unwrap();
+}
+
+fn base64_key() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+}
