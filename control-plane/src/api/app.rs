@@ -125,13 +125,20 @@ impl App {
         Ok(Response::new(reply_of(&done)))
     }
 
-    /// Reads the model once it has applied `options.min_position`.
+    /// Reads the model once it has applied `options.min_position`, and in
+    /// any case the log's head as it was when the query arrived: whatever
+    /// any command (of any process sharing the log) had written by then is
+    /// read back.
     pub async fn query<R>(
         &self,
         options: Option<&v1::QueryOptions>,
         read: impl FnOnce(&ReadModel) -> R,
     ) -> Result<(R, v1::ReadPosition), Status> {
-        let min = options.map(|o| o.min_position).unwrap_or(0);
+        let head = self.handler.store().head().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read the log's head");
+            Status::unavailable("the event store is unavailable; try again")
+        })?;
+        let min = options.map(|o| o.min_position).unwrap_or(0).max(head.0);
         if min > 0 {
             self.model
                 .wait_for(Position(min), READ_YOUR_WRITES_WAIT)

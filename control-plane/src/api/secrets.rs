@@ -216,11 +216,18 @@ impl Secrets for SecretsApi {
             let mut last_sent = None;
             loop {
                 let (status, progress) = model.read(|m| {
-                    m.uploads
-                        .get(&request_id)
-                        .map(|u| (upload_status(u, 0), u.status()))
+                    m.uploads.get(&request_id).map(|u| {
+                        // A put is reported stored only once the secret has
+                        // recorded its version too (a second append), so a
+                        // read right after `sealctl put` returns sees it.
+                        let recorded = u.status() != UploadStatus::Uploaded
+                            || u.uri().and_then(|uri| m.secrets.get(uri)).is_some_and(|s| {
+                                s.versions().iter().any(|v| v.request_id == request_id)
+                            });
+                        (upload_status(u, 0), u.status(), recorded)
+                    })
                 });
-                if let Some((mut wire, state)) = status {
+                if let Some((mut wire, state, true)) = status {
                     if last_sent != Some(state) {
                         wire.position = progress.position.0;
                         if tx.send(Ok(wire)).await.is_err() {
