@@ -28,6 +28,8 @@ fn req<T>(message: T, token: &str) -> Request<T> {
 }
 
 struct Api {
+    /// Kept: dropping it would tell the streams the server shuts down.
+    _assembled: server::Assembled,
     app: App,
     store: Arc<dyn EventStore>,
     admin: String,
@@ -36,16 +38,19 @@ struct Api {
 impl Api {
     async fn new() -> Api {
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-        let app = server::app(store.clone(), Limits::default())
-            .await
-            .unwrap()
-            .app;
+        let assembled = server::app(store.clone(), Limits::default()).await.unwrap();
+        let app = assembled.app.clone();
         let admin = bootstrap::init(&app, &Slug::parse("admin").unwrap(), TimeDelta::hours(1))
             .await
             .unwrap()
             .expose()
             .to_owned();
-        Api { app, store, admin }
+        Api {
+            _assembled: assembled,
+            app,
+            store,
+            admin,
+        }
     }
 
     async fn user(&self, slug: &str, role: &str) -> String {
@@ -229,4 +234,135 @@ async fn a_grant_to_a_slug_nobody_has_is_refused() {
 fn base64_key() -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+}
+
+/// The next item of a stream, within `secs` seconds.
+async fn next_within<S, T>(stream: &mut S, secs: u64) -> Option<Result<T, tonic::Status>>
+where
+    S: tokio_stream::Stream<Item = Result<T, tonic::Status>> + Unpin,
+{
+    use tokio_stream::StreamExt as _;
+    tokio::time::timeout(std::time::Duration::from_secs(secs), stream.next())
+        .await
+        .expect("the stream stayed silent")
+}
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_feed_and_its_watches_within_seconds() {
+    use sealplane_control_plane::api::reactor::ReactorApi;
+    use sealplane_proto::v1::reactor_server::Reactor;
+
+    let api = Api::new().await;
+    let principals = PrincipalsApi::new(api.app.clone());
+    principals
+        .create_user(req(
+            v1::CreateUserRequest {
+                options: None,
+                slug: "r1".into(),
+                role: "reactor".into(),
+                stores: vec!["local".into()],
+            },
+            &api.admin,
+        ))
+        .await
+        .unwrap();
+    let issued = principals
+        .issue_token(req(
+            v1::IssueTokenRequest {
+                options: None,
+                slug: "r1".into(),
+                ttl_seconds: 3600,
+            },
+            &api.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut feed = ReactorApi::new(api.app.clone())
+        .subscribe(req(v1::FeedRequest { from_position: 0 }, &issued.token))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_within(&mut feed, 5).await.unwrap().unwrap();
+    assert!(matches!(
+        first.message,
+        Some(v1::feed_message::Message::CaughtUp(_))
+    ));
+
+    // alice watches her own upload request.
+    let alice = api.user("alice", "user").await;
+    StoresApi::new(api.app.clone())
+        .create_store(req(
+            v1::CreateStoreRequest {
+                options: None,
+                name: "local".into(),
+                kind: "file".into(),
+                reactor_key: base64_key(),
+                certificate: None,
+            },
+            &api.admin,
+        ))
+        .await
+        .unwrap();
+    let secrets = SecretsApi::new(api.app.clone());
+    let key = secrets
+        .request_upload_key(req(
+            v1::RequestUploadKeyRequest {
+                options: None,
+                uri: "local://alice/db".into(),
+                purpose: v1::Purpose::Put as i32,
+                adopt: false,
+            },
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut watch = secrets
+        .watch_upload(req(
+            v1::WatchUploadRequest {
+                request_id: key.request_id.clone(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    next_within(&mut watch, 5).await.unwrap().unwrap();
+
+    // The admin revokes both tokens.
+    let whoami = |token: &str| principals.who_am_i(req(v1::WhoAmIRequest::default(), token));
+    let alice_token = whoami(&alice).await.unwrap().into_inner().token_id;
+    for (slug, token_id) in [("r1", issued.token_id.clone()), ("alice", alice_token)] {
+        principals
+            .revoke_token(req(
+                v1::RevokeTokenRequest {
+                    options: None,
+                    slug: slug.into(),
+                    token_id,
+                },
+                &api.admin,
+            ))
+            .await
+            .unwrap();
+    }
+    // The feed may still deliver what the revocation itself wrote; then it
+    // ends, refused.
+    let ended = loop {
+        match next_within(&mut feed, 5).await {
+            Some(Ok(_)) => continue,
+            Some(Err(status)) => break status,
+            None => panic!("the feed ended without saying why"),
+        }
+    };
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().contains("revoked"), "{ended:?}");
+    let ended = loop {
+        match next_within(&mut watch, 5).await {
+            Some(Ok(_)) => continue,
+            Some(Err(status)) => break status,
+            None => panic!("the watch ended without saying why"),
+        }
+    };
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
 }

@@ -12,9 +12,13 @@ use crate::api::status::{envelope_of, reply_of};
 pub use crate::application::App;
 use crate::application::READ_YOUR_WRITES_WAIT;
 use crate::auth::token::BearerToken;
+use crate::domain::names::Slug;
 use crate::domain::{Actor, Aggregate, Context, Role};
 use crate::projection::ProjectionError;
 use crate::read_model::ReadModel;
+
+/// How often a long-lived stream checks that its caller may still hold it.
+pub const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
@@ -94,6 +98,34 @@ impl App {
             .into())
     }
 
+    /// Whether `caller` may still hold its stream open: the token is not
+    /// revoked or expired, and the principal keeps its role and stores.
+    /// Long-lived streams (reactor feeds, upload watches) ask every
+    /// [`STREAM_RECHECK`] and end with the refusal.
+    pub fn recheck(&self, caller: &Caller) -> Result<(), Status> {
+        let now = self.now();
+        let (current, _) = self
+            .model
+            .read(|m| m.caller_of(&caller.actor.slug, &caller.token_id, now));
+        let current = current?;
+        if current.actor.role != caller.actor.role {
+            return Err(Status::permission_denied(
+                "the principal's role changed; open the stream again",
+            ));
+        }
+        if let Some(lost) = caller
+            .actor
+            .stores
+            .iter()
+            .find(|s| !current.actor.stores.contains(s))
+        {
+            return Err(Status::permission_denied(format!(
+                "this reactor no longer serves store `{lost}`"
+            )));
+        }
+        Ok(())
+    }
+
     /// This deployment's id; unavailable only on an empty log.
     pub fn deployment_id(&self) -> Result<uuid::Uuid, Status> {
         self.model
@@ -168,6 +200,18 @@ impl ReadModel {
     ) -> Result<Caller, Status> {
         let unknown = || Status::unauthenticated("unknown token; ask an admin for a new one");
         let (slug, token_id) = self.tokens.get(digest).ok_or_else(unknown)?;
+        self.caller_of(slug, token_id, now)
+    }
+
+    /// The caller holding token `token_id` of `slug` now, or why it is
+    /// refused: how a long-lived stream re-checks its caller.
+    pub fn caller_of(
+        &self,
+        slug: &Slug,
+        token_id: &Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Caller, Status> {
+        let unknown = || Status::unauthenticated("unknown token; ask an admin for a new one");
         let principal = self.principals.get(slug).ok_or_else(unknown)?;
         let token = principal.token(token_id).ok_or_else(unknown)?;
         if token.revoked {

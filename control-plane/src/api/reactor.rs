@@ -7,15 +7,15 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 use futures_core::Stream;
-use futures_util::StreamExt;
 use sealplane_event_store::Position;
 use sealplane_proto::v1;
 use sealplane_proto::v1::reactor_server::Reactor;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::api::app::{App, Caller};
+use crate::api::app::{App, Caller, STREAM_RECHECK};
 use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of};
 use crate::application::reactor_feed;
 use crate::application::upload::{self, Uploaded};
@@ -85,13 +85,34 @@ impl Reactor for ReactorApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.reactor(&request, "Subscribe").await?;
         let from = Position(request.into_inner().from_position.max(1));
-        let feed = reactor_feed::follow(self.app.clone(), caller.actor.stores.clone(), from);
-        let stream = ReceiverStream::new(feed).map(|message| {
-            message
-                .map(v1::FeedMessage::from)
-                .map_err(|end| Status::unavailable(end.to_string()))
+        let mut feed = reactor_feed::follow(self.app.clone(), caller.actor.stores.clone(), from);
+        // Forwarded with a recheck of the caller every STREAM_RECHECK: a
+        // revoked or expired token, or a principal that lost a store, ends
+        // the feed within seconds.
+        let (tx, rx) = mpsc::channel(64);
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let mut recheck = tokio::time::interval(STREAM_RECHECK);
+            loop {
+                let out = tokio::select! {
+                    message = feed.recv() => match message {
+                        Some(message) => message
+                            .map(v1::FeedMessage::from)
+                            .map_err(|end| Status::unavailable(end.to_string())),
+                        None => return,
+                    },
+                    _ = recheck.tick() => match app.recheck(&caller) {
+                        Ok(()) => continue,
+                        Err(refused) => Err(refused),
+                    },
+                };
+                let end = out.is_err();
+                if tx.send(out).await.is_err() || end {
+                    return;
+                }
+            }
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn provide_key(

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::api::app::{App, Caller};
+use crate::api::app::{App, Caller, STREAM_RECHECK};
 use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of};
 use crate::application::{access, upload};
 use crate::domain::Role;
@@ -214,6 +214,7 @@ impl Secrets for SecretsApi {
         tokio::spawn(async move {
             let mut changes = model.watch();
             let mut last_sent = None;
+            let mut recheck = tokio::time::interval(STREAM_RECHECK);
             loop {
                 let (status, progress) = model.read(|m| {
                     m.uploads.get(&request_id).map(|u| {
@@ -240,6 +241,10 @@ impl Secrets for SecretsApi {
                     }
                 }
                 tokio::select! {
+                    _ = recheck.tick() => if let Err(refused) = app.recheck(&caller) {
+                        let _ = tx.send(Err(refused)).await;
+                        return;
+                    },
                     changed = changes.changed() => if changed.is_err() {
                         let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
                         return;
