@@ -96,6 +96,12 @@ impl<P: Projection> Projector<P> {
         self.progress.clone()
     }
 
+    /// Whether it still follows the log (its task has not ended: the store
+    /// did not close or fail under it).
+    pub fn is_following(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     /// The current progress.
     pub fn progress(&self) -> Progress {
         *self.progress.borrow()

@@ -366,3 +366,30 @@ async fn revoking_a_token_ends_its_feed_and_its_watches_within_seconds() {
     };
     assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
 }
+
+#[tokio::test]
+async fn a_read_model_that_stopped_following_the_log_authenticates_nobody() {
+    let api = Api::new().await;
+    let principals = PrincipalsApi::new(api.app.clone());
+    principals
+        .who_am_i(req(v1::WhoAmIRequest::default(), &api.admin))
+        .await
+        .unwrap();
+    // The store closes under the projector (as a failed store would).
+    api.store.close().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let status = loop {
+        match principals
+            .who_am_i(req(v1::WhoAmIRequest::default(), &api.admin))
+            .await
+        {
+            Err(status) => break status,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Ok(_) => panic!("a frozen read model still authenticates"),
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("stopped following"), "{status:?}");
+}

@@ -47,6 +47,14 @@ impl App {
     }
 
     fn check_token<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        // Fail closed: a model that stopped following the log would
+        // authenticate with tokens revoked since.
+        if !self.model.is_following() {
+            tracing::error!("the read model stopped following the event log; refusing every call");
+            return Err(Status::unavailable(
+                "the server's read model stopped following the event log; an admin must restart it",
+            ));
+        }
         let header = request
             .metadata()
             .get("authorization")
