@@ -9,8 +9,9 @@ pub mod access;
 pub mod reactor_feed;
 pub mod upload;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sealplane_event_store::StreamId;
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::command::{CommandEnvelope, CommandError, CommandHandler, Executed};
 use crate::config::Limits;
+use crate::domain::names::Slug;
 use crate::domain::{Actor, Aggregate, Context, Refusal, RefusalKind};
 use crate::projection::Projector;
 use crate::read_model::ReadModel;
@@ -76,6 +78,40 @@ impl<R: Refusal> From<CommandError<R>> for UseCaseError {
     }
 }
 
+/// What the server counts per principal to bound what one principal can
+/// make it hold or write (issue 11 item 3).
+#[derive(Default)]
+pub struct Guards {
+    streams: Mutex<HashMap<Slug, u64>>,
+    denials: Mutex<HashMap<Slug, VecDeque<Instant>>>,
+    /// Verification requests take turns, so the rate window counts every
+    /// one before the next is decided (50 at once must not all see the
+    /// old count).
+    pub verifications: tokio::sync::Mutex<()>,
+}
+
+/// A long-lived stream counted against its principal until dropped.
+pub struct StreamGuard {
+    guards: Arc<Guards>,
+    slug: Slug,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut streams = self
+            .guards
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = streams.get_mut(&self.slug) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                streams.remove(&self.slug);
+            }
+        }
+    }
+}
+
 /// The state every use case shares.
 #[derive(Clone)]
 pub struct App {
@@ -88,6 +124,8 @@ pub struct App {
     /// Becomes true when the server starts shutting down, so long-lived
     /// streams (reactor feeds, upload watches) end and let it stop.
     pub shutdown: watch::Receiver<bool>,
+    /// Per-principal counters behind the limits.
+    pub guards: Arc<Guards>,
 }
 
 impl App {
@@ -110,8 +148,57 @@ impl App {
         }
     }
 
+    /// Counts a long-lived stream of `actor`, refusing one over
+    /// `limits.max_streams_per_principal`.
+    pub fn open_stream(&self, actor: &Actor) -> Result<StreamGuard, UseCaseError> {
+        let mut streams = self
+            .guards
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let open = streams.entry(actor.slug.clone()).or_default();
+        if *open >= self.limits.max_streams_per_principal {
+            return Err(UseCaseError::refused(
+                RefusalKind::Exhausted,
+                format!(
+                    "`{}` already holds {open} open streams (the limit is {}); close some (finish or cancel running sealctl commands) and try again",
+                    actor.slug, self.limits.max_streams_per_principal
+                ),
+            ));
+        }
+        *open += 1;
+        Ok(StreamGuard {
+            guards: self.guards.clone(),
+            slug: actor.slug.clone(),
+        })
+    }
+
+    /// Whether `actor` may have one more refusal recorded this minute.
+    fn denial_allowed(&self, actor: &Actor) -> bool {
+        let now = Instant::now();
+        let mut denials = self
+            .guards
+            .denials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let recent = denials.entry(actor.slug.clone()).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            recent.pop_front();
+        }
+        if recent.len() as u64 >= self.limits.max_denials_per_minute {
+            return false;
+        }
+        recent.push_back(now);
+        true
+    }
+
     /// Records a refusal decided outside an aggregate and returns it.
     /// Fail closed: a refusal that cannot be recorded is `Unavailable`.
+    /// Beyond `limits.max_denials_per_minute` for one principal, refusals
+    /// are `RESOURCE_EXHAUSTED` and no longer recorded.
     pub async fn deny(
         &self,
         ctx: &Context,
@@ -119,6 +206,15 @@ impl App {
         target: &str,
         reason: String,
     ) -> UseCaseError {
+        if !self.denial_allowed(&ctx.actor) {
+            return UseCaseError::refused(
+                RefusalKind::Exhausted,
+                format!(
+                    "`{}` was refused more than {} times in the last minute; slow down and try again later",
+                    ctx.actor.slug, self.limits.max_denials_per_minute
+                ),
+            );
+        }
         let envelope = CommandEnvelope::new(command);
         match self
             .handler

@@ -87,6 +87,20 @@ pub struct Limits {
     pub token_ttl_seconds: u64,
     /// Verifications of one secret by one principal per minute (SPEC §4).
     pub max_verifications_per_minute: u64,
+    /// Upload requests one principal may hold open at once.
+    pub max_open_uploads_per_principal: u64,
+    /// Long-lived streams (upload watches, reactor feeds) one principal
+    /// may hold open at once.
+    pub max_streams_per_principal: u64,
+    /// Refusals recorded as `AccessDenied` per principal per minute;
+    /// beyond it calls are refused `RESOURCE_EXHAUSTED` and not recorded,
+    /// so nobody can fill the log with refusals.
+    pub max_denials_per_minute: u64,
+    /// How long a call may take before the server ends it (streams are
+    /// not cut: their response starts at once).
+    pub request_timeout_seconds: u64,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams_per_connection: u32,
 }
 
 impl Default for Limits {
@@ -96,6 +110,11 @@ impl Default for Limits {
             upload_key_ttl_seconds: 300,
             token_ttl_seconds: 90 * 24 * 3600,
             max_verifications_per_minute: 10,
+            max_open_uploads_per_principal: 32,
+            max_streams_per_principal: 32,
+            max_denials_per_minute: 60,
+            request_timeout_seconds: 30,
+            max_concurrent_streams_per_connection: 128,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::domain::names::{SecretUri, Slug, StoreName};
 use crate::domain::principal::{Principal, PrincipalEvent};
 use crate::domain::secret::{Secret, SecretEvent};
 use crate::domain::store_catalog::StoreCatalog;
-use crate::domain::upload::{Purpose, UploadEvent, UploadRequest};
+use crate::domain::upload::{Purpose, UploadEvent, UploadRequest, UploadStatus};
 use crate::projection::Projection;
 use crate::streams::{StreamKind, kind_of};
 
@@ -172,6 +172,22 @@ impl ReadModel {
     }
 
     /// How many times `who` asked to verify `uri` since `since`.
+    /// Upload requests `who` made that have not ended.
+    pub fn open_uploads_of(&self, who: &Slug) -> usize {
+        self.uploads
+            .values()
+            .filter(|u| {
+                u.requester() == Some(who)
+                    && matches!(
+                        u.status(),
+                        UploadStatus::Requested
+                            | UploadStatus::KeyProvided
+                            | UploadStatus::UploadRequested
+                    )
+            })
+            .count()
+    }
+
     pub fn verifications_since(&self, who: &Slug, uri: &SecretUri, since: DateTime<Utc>) -> usize {
         self.verifications
             .get(&(who.clone(), uri.clone()))

@@ -88,6 +88,7 @@ pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled
             model,
             limits,
             shutdown: down,
+            guards: Arc::default(),
         },
         shutdown,
     })
@@ -120,7 +121,13 @@ pub async fn serve(
         shutdown.await;
         switch.send_replace(true);
     };
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(
+            app.limits.request_timeout_seconds.max(1),
+        ))
+        .max_concurrent_streams(Some(
+            app.limits.max_concurrent_streams_per_connection.max(1),
+        ));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }

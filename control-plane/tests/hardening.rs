@@ -37,8 +37,12 @@ struct Api {
 
 impl Api {
     async fn new() -> Api {
+        Api::with(Limits::default()).await
+    }
+
+    async fn with(limits: Limits) -> Api {
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-        let assembled = server::app(store.clone(), Limits::default()).await.unwrap();
+        let assembled = server::app(store.clone(), limits).await.unwrap();
         let app = assembled.app.clone();
         let admin = bootstrap::init(&app, &Slug::parse("admin").unwrap(), TimeDelta::hours(1))
             .await
@@ -392,4 +396,177 @@ async fn a_read_model_that_stopped_following_the_log_authenticates_nobody() {
     };
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().contains("stopped following"), "{status:?}");
+}
+
+/// A store `local` and a secret `local://alice/db` alice created.
+async fn alice_with_a_secret(api: &Api) -> String {
+    let alice = api.user("alice", "user").await;
+    StoresApi::new(api.app.clone())
+        .create_store(req(
+            v1::CreateStoreRequest {
+                options: None,
+                name: "local".into(),
+                kind: "file".into(),
+                reactor_key: base64_key(),
+                certificate: None,
+            },
+            &api.admin,
+        ))
+        .await
+        .unwrap();
+    key_request(api, &alice, "local://alice/db", v1::Purpose::Put)
+        .await
+        .unwrap();
+    alice
+}
+
+async fn key_request(
+    api: &Api,
+    token: &str,
+    uri: &str,
+    purpose: v1::Purpose,
+) -> Result<v1::RequestUploadKeyReply, tonic::Status> {
+    SecretsApi::new(api.app.clone())
+        .request_upload_key(req(
+            v1::RequestUploadKeyRequest {
+                options: None,
+                uri: uri.into(),
+                purpose: purpose as i32,
+                adopt: false,
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn one_principal_cannot_hold_unbounded_upload_requests() {
+    let api = Api::with(Limits {
+        max_open_uploads_per_principal: 3,
+        ..Limits::default()
+    })
+    .await;
+    let alice = alice_with_a_secret(&api).await; // one open already
+    for n in 1..=2 {
+        key_request(
+            &api,
+            &alice,
+            &format!("local://alice/s{n}"),
+            v1::Purpose::Put,
+        )
+        .await
+        .unwrap();
+    }
+    let status = key_request(&api, &alice, "local://alice/s3", v1::Purpose::Put)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("limit is 3"), "{status:?}");
+    // Others are not held back by alice.
+    let bob = api.user("bob", "user").await;
+    key_request(&api, &bob, "local://bob/x", v1::Purpose::Put)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn one_principal_cannot_hold_unbounded_streams() {
+    let api = Api::with(Limits {
+        max_streams_per_principal: 2,
+        ..Limits::default()
+    })
+    .await;
+    let alice = alice_with_a_secret(&api).await;
+    let request = key_request(&api, &alice, "local://alice/w", v1::Purpose::Put)
+        .await
+        .unwrap();
+    let secrets = SecretsApi::new(api.app.clone());
+    let watch = || {
+        secrets.watch_upload(req(
+            v1::WatchUploadRequest {
+                request_id: request.request_id.clone(),
+            },
+            &alice,
+        ))
+    };
+    let first = watch().await.unwrap();
+    let _second = watch().await.unwrap();
+    let status = watch().await.err().expect("a third stream is refused");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // Closing one frees its place.
+    drop(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match watch().await {
+            Ok(_) => break,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(status) => panic!("a closed stream kept its place: {status:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn refusals_cannot_fill_the_log() {
+    let api = Api::with(Limits {
+        max_denials_per_minute: 3,
+        ..Limits::default()
+    })
+    .await;
+    let bob = api.user("bob", "user").await;
+    let principals = PrincipalsApi::new(api.app.clone());
+    let mut codes = vec![];
+    for _ in 0..6 {
+        let status = principals
+            .list_principals(req(v1::ListPrincipalsRequest::default(), &bob))
+            .await
+            .unwrap_err();
+        codes.push(status.code());
+    }
+    assert_eq!(
+        codes,
+        [
+            Code::PermissionDenied,
+            Code::PermissionDenied,
+            Code::PermissionDenied,
+            Code::ResourceExhausted,
+            Code::ResourceExhausted,
+            Code::ResourceExhausted
+        ]
+    );
+    assert_eq!(
+        api.denials().await.len(),
+        3,
+        "only the first three are recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn the_verification_limit_holds_under_concurrency() {
+    let api = Arc::new(
+        Api::with(Limits {
+            max_verifications_per_minute: 2,
+            ..Limits::default()
+        })
+        .await,
+    );
+    let alice = alice_with_a_secret(&api).await;
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            let (api, alice) = (api.clone(), alice.clone());
+            tokio::spawn(async move {
+                key_request(&api, &alice, "local://alice/db", v1::Purpose::Verify).await
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => granted += 1,
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}"),
+        }
+    }
+    assert_eq!(granted, 2, "at most the limit succeed");
 }

@@ -85,6 +85,7 @@ impl Reactor for ReactorApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.reactor(&request, "Subscribe").await?;
         let from = Position(request.into_inner().from_position.max(1));
+        let guard = self.app.open_stream(&caller.actor)?;
         let mut feed = reactor_feed::follow(self.app.clone(), caller.actor.stores.clone(), from);
         // Forwarded with a recheck of the caller every STREAM_RECHECK: a
         // revoked or expired token, or a principal that lost a store, ends
@@ -92,6 +93,7 @@ impl Reactor for ReactorApi {
         let (tx, rx) = mpsc::channel(64);
         let app = self.app.clone();
         tokio::spawn(async move {
+            let _counted = guard;
             let mut recheck = tokio::time::interval(STREAM_RECHECK);
             loop {
                 let out = tokio::select! {

@@ -208,10 +208,12 @@ impl Secrets for SecretsApi {
                 .await
                 .into());
         }
+        let guard = self.app.open_stream(&caller.actor)?;
         let (tx, rx) = mpsc::channel(8);
         let app = self.app.clone();
         let model = self.app.model.clone();
         tokio::spawn(async move {
+            let _counted = guard;
             let mut changes = model.watch();
             let mut last_sent = None;
             let mut recheck = tokio::time::interval(STREAM_RECHECK);

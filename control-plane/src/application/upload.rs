@@ -138,6 +138,23 @@ pub async fn request_upload_key(
     });
     let (reactor_key, certificate, deployment_id) = store?;
     let ctx = app.context_of(actor);
+    let (open, _) = app.model.read(|m| m.open_uploads_of(&actor.slug));
+    if open as u64 >= app.limits.max_open_uploads_per_principal {
+        return Err(UseCaseError::refused(
+            RefusalKind::Exhausted,
+            format!(
+                "`{}` already has {open} upload requests open (the limit is {}); let them finish or expire (at most {} s) and try again",
+                actor.slug,
+                app.limits.max_open_uploads_per_principal,
+                app.limits.upload_key_ttl_seconds
+            ),
+        ));
+    }
+    // Verifications take turns: each counts the ones recorded before it.
+    let _turn = match purpose {
+        Purpose::Verify => Some(app.guards.verifications.lock().await),
+        Purpose::Put { .. } => None,
+    };
     let (may_write, may_read) = match purpose {
         Purpose::Put { .. } => {
             let prepare = SecretCommand::PrepareWrite { uri: uri.clone() };
