@@ -570,3 +570,31 @@ async fn the_verification_limit_holds_under_concurrency() {
     }
     assert_eq!(granted, 2, "at most the limit succeed");
 }
+
+#[tokio::test]
+async fn knocking_without_a_valid_token_is_slowed_down() {
+    let api = Api::with(Limits {
+        max_denials_per_minute: 5,
+        ..Limits::default()
+    })
+    .await;
+    let principals = PrincipalsApi::new(api.app.clone());
+    let mut codes = vec![];
+    for _ in 0..8 {
+        let status = principals
+            .who_am_i(req(
+                v1::WhoAmIRequest::default(),
+                &format!("spt_{}", "x".repeat(43)),
+            ))
+            .await
+            .unwrap_err();
+        codes.push(status.code());
+    }
+    assert_eq!(codes[..5], [Code::Unauthenticated; 5]);
+    assert_eq!(codes[5..], [Code::ResourceExhausted; 3]);
+    // A valid token is still served.
+    principals
+        .who_am_i(req(v1::WhoAmIRequest::default(), &api.admin))
+        .await
+        .unwrap();
+}

@@ -36,13 +36,26 @@ impl App {
     /// logged with the peer address and reason (never the token); they are
     /// not events, since an anonymous caller must not be able to write to
     /// the log (ADR 0003).
+    ///
+    /// Beyond `limits.max_denials_per_minute` such refusals from one peer
+    /// address, calls from it are `RESOURCE_EXHAUSTED` and not logged, so
+    /// nobody fills the log by knocking.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        self.check_token(request).inspect_err(|status| {
-            let peer = request
-                .remote_addr()
+        self.check_token(request).map_err(|status| {
+            if status.code() != tonic::Code::Unauthenticated {
+                return status;
+            }
+            let addr = request.remote_addr();
+            if !self.unauthenticated_allowed(addr.map(|a| a.ip())) {
+                return Status::resource_exhausted(
+                    "too many calls without a valid token from this address; slow down and try again later",
+                );
+            }
+            let peer = addr
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "unknown peer".into());
             tracing::info!(%peer, reason = status.message(), "refused an unauthenticated call");
+            status
         })
     }
 
