@@ -65,6 +65,9 @@ impl<R: Refusal> From<CommandError<R>> for UseCaseError {
         match error {
             CommandError::Refused(r) => UseCaseError::refused(r.kind(), r.to_string()),
             e @ CommandError::Aborted { .. } => UseCaseError::Aborted(e.to_string()),
+            e @ CommandError::Reused { .. } => {
+                UseCaseError::refused(RefusalKind::Invalid, e.to_string())
+            }
             // Store internals (paths, SQL) go to the server log only.
             CommandError::Store(e) => {
                 tracing::error!(error = %e, "event store failure");

@@ -2,11 +2,17 @@
 //! the expected version; on a conflict, reload and decide again a bounded
 //! number of times.
 //!
-//! Commands are idempotent per command id: every event records the id of
-//! the command that caused it (`causation_id`), and a command whose id the
-//! stream already holds is answered from the log instead of being decided
-//! again, so a client may retry safely. Refusals of kind `Denied` are
-//! recorded as `AccessDenied` events (SPEC §7) before they are returned.
+//! Commands are idempotent per command id, and a command id is not a
+//! ticket (ADR 0012): every event records the id of the command that caused
+//! it (`causation_id`) and the command's fingerprint (who sent it, which
+//! command, on which stream, with which arguments). A command whose id the
+//! stream already holds with the same fingerprint is answered from the log
+//! instead of being decided again, so a client may retry safely; the same
+//! id with another fingerprint (another principal, command or arguments)
+//! is refused and recorded as `AccessDenied`. Events written before
+//! fingerprints existed count as a retry only for the same actor.
+//! Refusals of kind `Denied` are recorded as `AccessDenied` events
+//! (SPEC §7) before they are returned.
 //!
 //! Within one process, commands on the same stream take turns (a striped
 //! lock), so they never lose races to each other and never waste a replay;
@@ -32,7 +38,7 @@ use sealplane_event_store::{
     Position, RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 
-use crate::domain::{Aggregate, Context, DomainEvent, Refusal};
+use crate::domain::{Aggregate, CommandArguments, Context, DomainEvent, Refusal};
 
 /// How many times a command is decided again after losing a race.
 pub const DEFAULT_MAX_RETRIES: usize = 5;
@@ -97,6 +103,13 @@ pub enum CommandError<R: Refusal> {
         "`{stream}` kept changing under this command ({attempts} attempts); nothing was written, try again"
     )]
     Aborted { stream: StreamId, attempts: usize },
+    /// The command id was used before for another command (another
+    /// principal's, another command, other arguments); nothing was written
+    /// and the attempt was recorded as `AccessDenied`.
+    #[error(
+        "command id {command_id} was already used for another command; use a fresh id for a new command"
+    )]
+    Reused { command_id: Uuid },
     /// The event store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -120,8 +133,36 @@ pub struct Loaded<A> {
     pub state: A,
     /// The version of its last event, `None` for a new stream.
     pub version: Option<StreamVersion>,
-    /// Its events' records (position, causation), for idempotency.
-    causes: Vec<(Option<Uuid>, Position)>,
+    /// The commands that caused its events, for idempotency.
+    causes: Vec<Cause>,
+}
+
+/// One event's cause, as far as idempotency needs it.
+#[derive(Debug)]
+struct Cause {
+    command_id: Uuid,
+    by: CausedBy,
+    position: Position,
+}
+
+/// What identifies the command behind an event.
+#[derive(Debug, PartialEq, Eq)]
+enum CausedBy {
+    /// Its fingerprint ([`fingerprint`]).
+    Command(String),
+    /// Only its actor: the event was written before fingerprints existed.
+    Actor(String),
+}
+
+/// Whether a command was applied before.
+#[derive(Debug, PartialEq, Eq)]
+enum Applied {
+    /// Its id is new to the stream.
+    No,
+    /// It was, last writing at this position.
+    At(Position),
+    /// Its id was used for another command.
+    ByAnother,
 }
 
 impl<A> Loaded<A> {
@@ -132,13 +173,22 @@ impl<A> Loaded<A> {
         }
     }
 
-    /// The last position written by `command_id`, if it was applied.
-    fn applied(&self, command_id: Uuid) -> Option<Position> {
-        self.causes
-            .iter()
-            .rev()
-            .find(|(cause, _)| *cause == Some(command_id))
-            .map(|(_, p)| *p)
+    /// Whether the command `command_id` with `fingerprint`, sent by
+    /// `actor`, was applied: only events of its id and fingerprint (or, for
+    /// events older than fingerprints, of its actor) are its own.
+    fn applied(&self, command_id: Uuid, fingerprint: &str, actor: &str) -> Applied {
+        let mut applied = Applied::No;
+        for cause in self.causes.iter().filter(|c| c.command_id == command_id) {
+            let same = match &cause.by {
+                CausedBy::Command(f) => f == fingerprint,
+                CausedBy::Actor(a) => a == actor,
+            };
+            if !same {
+                return Applied::ByAnother;
+            }
+            applied = Applied::At(cause.position);
+        }
+        applied
     }
 }
 
@@ -215,8 +265,19 @@ impl CommandHandler {
                 let event: A::Event = decode(stream, recorded)?;
                 loaded.state.apply(&event);
                 loaded.version = Some(recorded.version);
-                let cause = recorded.metadata().ok().and_then(|m| m.causation_id);
-                loaded.causes.push((cause, recorded.position));
+                if let Ok(EventMetadata {
+                    causation_id: Some(command_id),
+                    command_fingerprint,
+                    actor,
+                    ..
+                }) = recorded.metadata()
+                {
+                    loaded.causes.push(Cause {
+                        command_id,
+                        by: command_fingerprint.map_or(CausedBy::Actor(actor), CausedBy::Command),
+                        position: recorded.position,
+                    });
+                }
             }
             match page.last() {
                 Some(last) if page.len() == LOAD_PAGE => from = last.version.next(),
@@ -293,11 +354,23 @@ impl CommandHandler {
         observe: bool,
     ) -> Result<(Executed, Option<A>), CommandError<A::Refusal>> {
         let _turn = self.stripe(stream).lock().await;
+        let fingerprint = fingerprint(ctx, envelope, stream, command);
         let mut attempts = 0;
         loop {
             attempts += 1;
             let loaded = self.take_loaded::<A>(stream).await?;
-            if let Some(position) = loaded.applied(envelope.command_id) {
+            let applied =
+                loaded.applied(envelope.command_id, &fingerprint, ctx.actor.slug.as_str());
+            if applied == Applied::ByAnother {
+                self.keep(stream, loaded);
+                let reused = CommandError::Reused {
+                    command_id: envelope.command_id,
+                };
+                self.record_access_denied(ctx, envelope, stream.as_str(), &reused.to_string())
+                    .await?;
+                return Err(reused);
+            }
+            if let Applied::At(position) = applied {
                 let version = loaded.version;
                 let state = observe.then(|| loaded.state.clone());
                 self.keep(stream, loaded);
@@ -331,7 +404,10 @@ impl CommandHandler {
                 };
                 return Ok((done, state));
             }
-            let metadata = metadata(ctx, envelope);
+            let metadata = EventMetadata {
+                command_fingerprint: Some(fingerprint.clone()),
+                ..metadata(ctx, envelope)
+            };
             let new_events = events
                 .iter()
                 .map(|e| encode(e, &metadata))
@@ -440,7 +516,33 @@ fn metadata(ctx: &Context, envelope: &CommandEnvelope) -> EventMetadata {
         correlation_id: envelope.correlation_id,
         causation_id: Some(envelope.command_id),
         timestamp: ctx.now,
+        command_fingerprint: None,
     }
+}
+
+/// The fingerprint of a command (ADR 0012): the SHA-256, in hex, of its
+/// actor, its name, its target stream and its caller's arguments, each
+/// length-prefixed so no two commands share an encoding.
+fn fingerprint(
+    ctx: &Context,
+    envelope: &CommandEnvelope,
+    stream: &StreamId,
+    command: &impl CommandArguments,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let arguments = command.arguments().to_string();
+    let mut hash = Sha256::new();
+    hash.update(b"sealplane command fingerprint v1");
+    for part in [
+        ctx.actor.slug.as_str(),
+        envelope.name,
+        stream.as_str(),
+        &arguments,
+    ] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    hex::encode(hash.finalize())
 }
 
 /// Encodes a domain event for the store.

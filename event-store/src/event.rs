@@ -313,6 +313,12 @@ pub struct EventMetadata {
     pub causation_id: Option<Uuid>,
     /// When the command was decided, by the deciding process's clock.
     pub timestamp: DateTime<Utc>,
+    /// A digest of the command that caused this event (who sent it, which
+    /// command, on which stream, with which arguments), so that a retry of
+    /// that command can be told from another command reusing its id. The
+    /// writer defines it; events written before it existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_fingerprint: Option<String>,
 }
 
 impl EventMetadata {
@@ -324,6 +330,7 @@ impl EventMetadata {
             correlation_id: Uuid::new_v4(),
             causation_id: None,
             timestamp: Utc::now(),
+            command_fingerprint: None,
         }
     }
 }
@@ -544,5 +551,18 @@ mod tests {
         let parsed: EventMetadata = serde_json::from_str(newer).unwrap();
         assert_eq!(parsed.actor, "bob");
         assert_eq!(parsed.causation_id, None);
+        assert_eq!(parsed.command_fingerprint, None, "older events have none");
+        let fingerprinted = EventMetadata {
+            command_fingerprint: Some("ab".repeat(32)),
+            ..EventMetadata::new("alice")
+        };
+        let json = JsonObject::from_value("metadata", &fingerprinted).unwrap();
+        assert_eq!(json.deserialize::<EventMetadata>().unwrap(), fingerprinted);
+        let plain = JsonObject::from_value("metadata", &meta).unwrap();
+        assert!(
+            !plain.as_str().contains("command_fingerprint"),
+            "absent fields are not written: {}",
+            plain.as_str()
+        );
     }
 }

@@ -460,6 +460,111 @@ async fn a_retried_command_id_applies_once() {
     server.stop();
 }
 
+/// The streams holding an event caused by `command_id`, in log order.
+fn streams_caused_by(data_dir: &Path, command_id: &str) -> Vec<String> {
+    let db = rusqlite::Connection::open(data_dir.join("events.db")).unwrap();
+    let mut q = db
+        .prepare("SELECT stream_id, metadata FROM events ORDER BY position")
+        .unwrap();
+    q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|(_, m)| {
+            let v: serde_json::Value = serde_json::from_str(m).unwrap();
+            v["causation_id"].as_str() == Some(command_id)
+        })
+        .map(|(stream, _)| stream)
+        .collect()
+}
+
+/// Issue 11: a command id is not a ticket. Bob, once granted and since
+/// revoked, reuses the command id of the grant for an upload key: that is
+/// another principal's, another command, not a retry, and refused.
+#[tokio::test]
+async fn a_command_id_reused_by_another_principal_for_another_command_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path());
+    let mut c = Clients::new(&server).await;
+    let admin = c.admin.clone();
+    c.create_store("local", &admin).await.unwrap();
+    let alice = c.principal("alice", "user", &[]).await;
+    let bob = c.principal("bob", "user", &[]).await;
+    let with_id = |id: &str| {
+        Some(v1::CommandOptions {
+            command_id: id.into(),
+            correlation_id: String::new(),
+        })
+    };
+    let request_key = |options: Option<v1::CommandOptions>| v1::RequestUploadKeyRequest {
+        options,
+        uri: "local://alice/db".into(),
+        purpose: v1::Purpose::Put as i32,
+        adopt: false,
+    };
+    // alice owns the secret (her first put creates it).
+    let first = Uuid::new_v4().to_string();
+    c.secrets
+        .request_upload_key(req(request_key(with_id(&first)), &alice))
+        .await
+        .unwrap();
+    // A genuine retry of her call is still idempotent on both streams.
+    let again = c
+        .secrets
+        .request_upload_key(req(request_key(with_id(&first)), &alice))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.request_id, first);
+    // She grants bob the writers list with command id X, then revokes him.
+    let x = Uuid::new_v4().to_string();
+    let change = |grant: bool, options| v1::ChangeAccessRequest {
+        options,
+        uri: "local://alice/db".into(),
+        list: "writers".into(),
+        slug: "bob".into(),
+        grant,
+    };
+    c.secrets
+        .change_access(req(change(true, with_id(&x)), &alice))
+        .await
+        .unwrap();
+    c.secrets
+        .change_access(req(change(false, opts()), &alice))
+        .await
+        .unwrap();
+    assert!(access_denied(dir.path()).is_empty());
+    let caused_by_x = streams_caused_by(dir.path(), &x);
+    assert_eq!(caused_by_x, ["secret-local://alice/db"]);
+
+    // bob asks for an upload key with X: not a retry of anything of his.
+    let (status, message) = code(
+        c.secrets
+            .request_upload_key(req(request_key(with_id(&x)), &bob))
+            .await,
+    );
+    assert!(
+        matches!(status, Code::InvalidArgument | Code::AlreadyExists),
+        "{status:?}: {message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "command id {x} was already used for another command"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        streams_caused_by(dir.path(), &x),
+        ["secret-local://alice/db", "access-denied"],
+        "no upload request for bob, and his attempt recorded"
+    );
+    assert_eq!(
+        access_denied(dir.path()),
+        [("bob".to_owned(), "RequestUploadKey".to_owned())]
+    );
+    drop(c); // an idle connection would hold the graceful shutdown
+    server.stop();
+}
+
 /// Reads upload status messages until `state`.
 async fn until_state(
     watch: &mut tonic::Streaming<v1::UploadStatus>,

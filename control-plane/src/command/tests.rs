@@ -22,6 +22,12 @@ struct Seats {
 #[derive(Debug)]
 struct Reserve(u32);
 
+impl CommandArguments for Reserve {
+    fn arguments(&self) -> serde_json::Value {
+        serde_json::json!(["Reserve", self.0])
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 enum SeatEvent {
@@ -451,4 +457,212 @@ async fn a_cached_aggregate_catches_up_with_another_processs_writes() {
     assert_eq!(winners, 1);
     let fresh = a.load::<Seats>(&seats()).await.unwrap();
     assert_eq!(fresh.state.taken, [1, 2, 3, 9].into_iter().collect());
+}
+
+/// The `AccessDenied` records in the log.
+async fn denials(handler: &CommandHandler) -> Vec<AccessDenied> {
+    handler
+        .store()
+        .read_stream(
+            &StreamId::parse(ACCESS_DENIED_STREAM).unwrap(),
+            StreamVersion(0),
+            10,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.data.deserialize().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_retry_later_by_the_same_principal_is_replayed() {
+    let (_dir, handler) = embedded().await;
+    let envelope = CommandEnvelope::new("Reserve");
+    let first = handler
+        .execute::<Seats>(&seats(), &Reserve(1), &ctx(user("alice", &[])), &envelope)
+        .await
+        .unwrap();
+    // The time of the decision is not part of the command.
+    let later = Context {
+        actor: user("alice", &[]),
+        now: t0() + chrono::TimeDelta::hours(1),
+    };
+    let retry = handler
+        .execute::<Seats>(&seats(), &Reserve(1), &later, &envelope)
+        .await
+        .unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.position, first.position);
+    let stored = handler
+        .store()
+        .read_stream(&seats(), StreamVersion(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    let fingerprint = stored[0].metadata().unwrap().command_fingerprint.unwrap();
+    assert_eq!(fingerprint.len(), 64, "a SHA-256 in hex: {fingerprint}");
+    assert!(denials(&handler).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_command_id_reused_by_another_principal_is_refused_and_recorded() {
+    let (_dir, handler) = embedded().await;
+    let envelope = CommandEnvelope::new("Reserve");
+    handler
+        .execute::<Seats>(&seats(), &Reserve(1), &ctx(user("alice", &[])), &envelope)
+        .await
+        .unwrap();
+    // bob sends the very same command with alice's command id.
+    let err = handler
+        .execute::<Seats>(&seats(), &Reserve(1), &ctx(user("bob", &[])), &envelope)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CommandError::Reused { command_id } if command_id == envelope.command_id),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert_eq!(
+        message,
+        format!(
+            "command id {} was already used for another command; use a fresh id for a new command",
+            envelope.command_id
+        )
+    );
+    assert_eq!(
+        handler
+            .store()
+            .read_stream(&seats(), StreamVersion(0), 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "nothing written to the target"
+    );
+    assert_eq!(
+        denials(&handler).await,
+        [AccessDenied {
+            actor: "bob".into(),
+            role: Role::User,
+            command: "Reserve".into(),
+            target: "seats-1".into(),
+            reason: message,
+        }]
+    );
+    // The refusal maps to a caller's mistake, with the sentence.
+    let refused = crate::application::UseCaseError::from(err);
+    assert_eq!(
+        refused,
+        crate::application::UseCaseError::refused(RefusalKind::Invalid, refused.to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_command_id_reused_for_another_command_or_other_arguments_is_refused() {
+    let (_dir, handler) = embedded().await;
+    let alice = ctx(user("alice", &[]));
+    let envelope = CommandEnvelope::new("Reserve");
+    handler
+        .execute::<Seats>(&seats(), &Reserve(1), &alice, &envelope)
+        .await
+        .unwrap();
+    // Other arguments: seat 2 is free, yet this is not a retry.
+    let err = handler
+        .execute::<Seats>(&seats(), &Reserve(2), &alice, &envelope)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Reused { .. }), "{err}");
+    // Another command under the same id.
+    let other = CommandEnvelope {
+        name: "ReserveAgain",
+        ..envelope.clone()
+    };
+    let err = handler
+        .execute::<Seats>(&seats(), &Reserve(1), &alice, &other)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Reused { .. }), "{err}");
+    assert_eq!(handler.store().head().await.unwrap(), Position(3));
+    let denied = denials(&handler).await;
+    assert_eq!(denied.len(), 2);
+    assert!(denied.iter().all(|d| d.actor == "alice"));
+    // The original command is still a retry.
+    let retry = handler
+        .execute::<Seats>(&seats(), &Reserve(1), &alice, &envelope)
+        .await
+        .unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.position, Some(Position(1)));
+}
+
+#[tokio::test]
+async fn the_same_id_on_another_stream_is_another_key() {
+    // A use case may run one envelope on two streams (a put prepares the
+    // secret, then records the request); each stream answers for itself.
+    let (_dir, handler) = embedded().await;
+    let alice = ctx(user("alice", &[]));
+    let envelope = CommandEnvelope::new("Reserve");
+    let other = StreamId::parse("seats-2").unwrap();
+    for _ in 0..2 {
+        handler
+            .execute::<Seats>(&seats(), &Reserve(1), &alice, &envelope)
+            .await
+            .unwrap();
+        handler
+            .execute::<Seats>(&other, &Reserve(1), &alice, &envelope)
+            .await
+            .unwrap();
+    }
+    assert_eq!(handler.store().head().await.unwrap(), Position(2));
+}
+
+#[tokio::test]
+async fn events_without_a_fingerprint_are_a_retry_only_for_their_actor() {
+    // An event written before fingerprints existed: causation, no fingerprint.
+    let store = MemoryStore::new();
+    let command_id = uuid::Uuid::new_v4();
+    let old = NewEvent::new(
+        EventType::parse("SeatReserved").unwrap(),
+        1,
+        &SeatEvent::SeatReserved {
+            seat: 1,
+            by: "alice".into(),
+        },
+        &EventMetadata {
+            causation_id: Some(command_id),
+            ..EventMetadata::new("alice")
+        },
+    )
+    .unwrap();
+    store
+        .append(&seats(), ExpectedVersion::NoStream, vec![old])
+        .await
+        .unwrap();
+    let handler = CommandHandler::new(Arc::new(store));
+    let envelope = CommandEnvelope {
+        command_id,
+        ..CommandEnvelope::new("Reserve")
+    };
+    let err = handler
+        .execute::<Seats>(&seats(), &Reserve(5), &ctx(user("bob", &[])), &envelope)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Reused { .. }), "{err}");
+    assert_eq!(denials(&handler).await.len(), 1);
+    let retry = handler
+        .execute::<Seats>(&seats(), &Reserve(1), &ctx(user("alice", &[])), &envelope)
+        .await
+        .unwrap();
+    assert!(retry.replayed, "alice's own retry");
+    assert_eq!(retry.position, Some(Position(1)));
+    assert_eq!(
+        handler
+            .store()
+            .read_stream(&seats(), StreamVersion(0), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

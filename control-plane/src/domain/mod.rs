@@ -120,10 +120,20 @@ pub trait DomainEvent:
     }
 }
 
+/// A command's arguments as its caller chose them: what makes a retry of
+/// a command the same command (ADR 0012).
+pub trait CommandArguments {
+    /// The command's variant and the caller's own arguments, as a value
+    /// whose JSON text is deterministic. Never the facts the handler
+    /// gathered for the decision (the time, permissions, limits, server
+    /// generated ids or secrets): a genuine retry must give the same value.
+    fn arguments(&self) -> serde_json::Value;
+}
+
 /// An aggregate: state rebuilt from its events, deciding on commands.
 pub trait Aggregate: Default + Clone + Debug + Send + Sync + 'static {
     /// What it can be asked to do.
-    type Command: Debug + Send + Sync;
+    type Command: CommandArguments + Debug + Send + Sync;
     /// What it records.
     type Event: DomainEvent;
     /// Why it refuses.

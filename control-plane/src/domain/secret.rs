@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::names::{SecretUri, Slug, StoreName};
 use super::upload::malformed_hash;
-use super::{Actor, Aggregate, Context, DomainEvent, Refusal, RefusalKind, Role};
+use super::{Actor, Aggregate, CommandArguments, Context, DomainEvent, Refusal, RefusalKind, Role};
 
 /// One of a secret's access lists, named as in the seeds; entries are user
 /// or group slugs.
@@ -241,6 +241,28 @@ pub enum SecretCommand {
     RequestDeletion { destroy: bool },
     /// The reactor deleted (or destroyed) the secret upstream.
     RecordDeletion { destroyed: bool },
+}
+
+impl CommandArguments for SecretCommand {
+    fn arguments(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            SecretCommand::PrepareWrite { uri } => json!(["PrepareWrite", uri]),
+            // `at` is the time of the decision, not an argument.
+            SecretCommand::RecordVersion {
+                request_id,
+                version,
+                hash,
+                key_hashes,
+                by,
+                ..
+            } => json!(["RecordVersion", request_id, version, hash, key_hashes, by]),
+            SecretCommand::Grant { list, slug } => json!(["Grant", list, slug]),
+            SecretCommand::Revoke { list, slug } => json!(["Revoke", list, slug]),
+            SecretCommand::RequestDeletion { destroy } => json!(["RequestDeletion", destroy]),
+            SecretCommand::RecordDeletion { destroyed } => json!(["RecordDeletion", destroyed]),
+        }
+    }
 }
 
 /// What a secret records.

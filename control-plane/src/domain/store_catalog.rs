@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::names::{Slug, StoreName};
-use super::{Aggregate, Context, DomainEvent, Refusal, RefusalKind};
+use super::{Aggregate, CommandArguments, Context, DomainEvent, Refusal, RefusalKind};
 
 pub use sealplane_proto::certificate::StoreCertificate;
 pub use sealplane_proto::names::{InvalidStoreKind, StoreKind};
@@ -141,6 +141,29 @@ pub enum StoreCommand {
     SetDefault { name: StoreName },
     /// Retires a disabled store; its name stays taken.
     Remove { name: StoreName },
+}
+
+impl CommandArguments for StoreCommand {
+    fn arguments(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            // The deployment id is this server's, gathered by the handler.
+            StoreCommand::Create {
+                name,
+                kind,
+                reactor_key,
+                certificate,
+                ..
+            } => json!(["Create", name, kind, reactor_key, certificate]),
+            StoreCommand::Certify {
+                name, certificate, ..
+            } => json!(["Certify", name, certificate]),
+            StoreCommand::Enable { name } => json!(["Enable", name]),
+            StoreCommand::Disable { name } => json!(["Disable", name]),
+            StoreCommand::SetDefault { name } => json!(["SetDefault", name]),
+            StoreCommand::Remove { name } => json!(["Remove", name]),
+        }
+    }
 }
 
 /// What happened to the catalog.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::names::{SecretUri, Slug, StoreName};
-use super::{Aggregate, Context, DomainEvent, Refusal, RefusalKind, Role};
+use super::{Aggregate, CommandArguments, Context, DomainEvent, Refusal, RefusalKind, Role};
 
 use sealplane_proto::keyed_hash::{self, KeyedHash};
 pub use sealplane_proto::limits::{MAX_KEY_TTL, MAX_REASON_BYTES, SEALED_BOX_OVERHEAD};
@@ -126,6 +126,40 @@ pub enum UploadCommand {
     /// There is no key here to destroy: if a reactor holds one it destroys
     /// it at expiry anyway; this ends the request for the people waiting.
     ExpireUnanswered,
+}
+
+impl CommandArguments for UploadCommand {
+    fn arguments(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            // The request id is the command id; the ttl is a limit and the
+            // flags are facts the handler gathered.
+            UploadCommand::RequestKey { uri, purpose, .. } => {
+                json!(["RequestKey", uri, purpose])
+            }
+            UploadCommand::ProvideKey {
+                public_key,
+                signature,
+                expires_at,
+            } => json!(["ProvideKey", public_key, signature, expires_at]),
+            // The size limit is the server's; the ciphertext is digested.
+            UploadCommand::Upload { ciphertext, .. } => {
+                use sha2::Digest as _;
+                let digest = hex::encode(sha2::Sha256::digest(ciphertext.as_bytes()));
+                json!(["Upload", digest])
+            }
+            UploadCommand::ReportUploaded {
+                version,
+                hash,
+                key_hashes,
+                upstream_ref,
+            } => json!(["ReportUploaded", version, hash, key_hashes, upstream_ref]),
+            UploadCommand::ReportVerified { matches } => json!(["ReportVerified", matches]),
+            UploadCommand::ReportFailed { reason, kind } => json!(["ReportFailed", reason, kind]),
+            UploadCommand::ExpireKey => json!(["ExpireKey"]),
+            UploadCommand::ExpireUnanswered => json!(["ExpireUnanswered"]),
+        }
+    }
 }
 
 /// How long after a request's expiry the control plane waits for its

@@ -834,3 +834,27 @@ fn a_failure_records_its_kind_and_one_recorded_without_reads_its_reason() {
         Some(FailureKind::Upstream)
     );
 }
+
+#[test]
+fn a_key_requests_arguments_are_the_callers_not_the_facts_gathered() {
+    let args = |c: &C| crate::domain::CommandArguments::arguments(c);
+    let first = ok_request(PUT);
+    // A retry decided later: other permissions, rate window and limits.
+    let mut later = request_key(PUT, Duration::minutes(9), [true, false, false]);
+    if let C::RequestKey { may_verify_now, .. } = &mut later {
+        *may_verify_now = false;
+    }
+    assert_eq!(args(&first), args(&later));
+    assert_ne!(args(&first), args(&ok_request(Purpose::Verify)));
+    assert_ne!(args(&first), args(&C::ExpireKey));
+    let upload = |ciphertext: &str, max_ciphertext_bytes| C::Upload {
+        ciphertext: ciphertext.into(),
+        max_ciphertext_bytes,
+    };
+    assert_eq!(args(&upload("AAAA", 10)), args(&upload("AAAA", 20)));
+    assert_ne!(args(&upload("AAAA", 10)), args(&upload("AAAB", 10)));
+    assert!(
+        !args(&upload("AAAA", 10)).to_string().contains("AAAA"),
+        "the ciphertext is digested"
+    );
+}
