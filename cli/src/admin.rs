@@ -442,6 +442,22 @@ pub async fn create_group(conn: &Connection, slug: &str) -> Result<Message, Clie
     })
 }
 
+/// `remove user SLUG`.
+pub async fn remove_user(conn: &Connection, slug: &str) -> Result<Message, ClientError> {
+    conn.principals()
+        .remove_user(v1::RemoveUserRequest {
+            options: command_options(),
+            slug: slug.to_owned(),
+        })
+        .await
+        .map_err(|s| conn.error(s))?;
+    Ok(Message {
+        message: format!(
+            "user `{slug}` removed: out of its groups, every token revoked; the slug is never reused"
+        ),
+    })
+}
+
 /// `add member GROUP USER` (`add`) or `remove member GROUP USER`.
 pub async fn membership(
     conn: &Connection,

@@ -475,6 +475,12 @@ pub enum RemoveNoun {
         /// The user.
         user: String,
     },
+    /// Remove a user: out of its groups, every token revoked; its slug is
+    /// never reused.
+    User {
+        /// The user.
+        slug: String,
+    },
 }
 
 /// `add ...`

@@ -400,6 +400,7 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
                 format,
                 &admin::membership(conn, &group, &user, false).await?,
             ),
+            RemoveNoun::User { slug } => print(format, &admin::remove_user(conn, &slug).await?),
         },
         Verb::Add {
             noun: AddNoun::Member { group, user },

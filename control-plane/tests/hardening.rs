@@ -598,3 +598,84 @@ async fn knocking_without_a_valid_token_is_slowed_down() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_removed_user_loses_its_tokens_and_groups_and_its_slug_stays_taken() {
+    let api = Api::new().await;
+    let alice = api.user("alice", "user").await;
+    let principals = PrincipalsApi::new(api.app.clone());
+    principals
+        .create_group(req(
+            v1::CreateGroupRequest {
+                options: None,
+                slug: "payments".into(),
+            },
+            &api.admin,
+        ))
+        .await
+        .unwrap();
+    principals
+        .add_member(req(
+            v1::MembershipRequest {
+                options: None,
+                group: "payments".into(),
+                user: "alice".into(),
+            },
+            &api.admin,
+        ))
+        .await
+        .unwrap();
+    principals
+        .who_am_i(req(v1::WhoAmIRequest::default(), &alice))
+        .await
+        .unwrap();
+    let remove = |token: &str| {
+        principals.remove_user(req(
+            v1::RemoveUserRequest {
+                options: None,
+                slug: "alice".into(),
+            },
+            token,
+        ))
+    };
+    // Only admins remove users.
+    assert_eq!(
+        remove(&alice).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    remove(&api.admin).await.unwrap();
+
+    let status = principals
+        .who_am_i(req(v1::WhoAmIRequest::default(), &alice))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let listed = principals
+        .list_principals(req(v1::ListPrincipalsRequest::default(), &api.admin))
+        .await
+        .unwrap()
+        .into_inner();
+    let payments = listed
+        .principals
+        .iter()
+        .find(|p| p.slug == "payments")
+        .unwrap();
+    assert!(payments.related.is_empty(), "{payments:?}");
+    // The slug is never reused, so nobody inherits what alice was granted.
+    let again = principals
+        .create_user(req(
+            v1::CreateUserRequest {
+                options: None,
+                slug: "alice".into(),
+                role: "user".into(),
+                stores: vec![],
+            },
+            &api.admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists, "{again:?}");
+    assert!(again.message().contains("removed user"), "{again:?}");
+    // Removing again changes nothing.
+    remove(&api.admin).await.unwrap();
+}

@@ -188,6 +188,20 @@ impl Principals for PrincipalsApi {
             .await
     }
 
+    async fn remove_user(
+        &self,
+        request: Request<v1::RemoveUserRequest>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        let r = request.into_inner();
+        let envelope = envelope_of(r.options.as_ref(), "RemoveUser")?;
+        let user = slug(r.slug)?;
+        let done =
+            crate::application::principals::remove_user(&self.app, &caller.actor, &user, &envelope)
+                .await?;
+        Ok(Response::new(reply_of(&done)))
+    }
+
     async fn list_principals(
         &self,
         request: Request<v1::ListPrincipalsRequest>,

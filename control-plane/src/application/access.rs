@@ -19,7 +19,12 @@ pub async fn change_access(
     grant: bool,
     envelope: &CommandEnvelope,
 ) -> Result<Executed, UseCaseError> {
-    let (known, _) = app.model.read(|m| m.principals.contains_key(&slug));
+    // A removed user keeps its slug but can receive nothing.
+    let (known, _) = app.model.read(|m| {
+        m.principals
+            .get(&slug)
+            .is_some_and(|p| p.role().is_some() || p.members().is_some())
+    });
     if grant && !known {
         return Err(UseCaseError::refused(
             RefusalKind::Invalid,

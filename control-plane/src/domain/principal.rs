@@ -37,6 +37,9 @@ pub struct UserState {
     pub stores: Vec<StoreName>,
     /// Its tokens by id, revoked and expired ones included.
     pub tokens: BTreeMap<Uuid, TokenState>,
+    /// Removed users keep their slug taken, so a later principal never
+    /// inherits grants made to it; their tokens are all revoked.
+    pub removed: bool,
 }
 
 /// One bearer token of a user.
@@ -89,6 +92,9 @@ pub enum PrincipalCommand {
     },
     /// Revokes a token of this user.
     RevokeToken { token_id: Uuid },
+    /// Removes this user: every token revoked, the slug never reused (the
+    /// use case first takes it out of its groups).
+    RemoveUser,
 }
 
 impl CommandArguments for PrincipalCommand {
@@ -107,6 +113,7 @@ impl CommandArguments for PrincipalCommand {
             // the command and the target tell a retry.
             PrincipalCommand::IssueToken { .. } => json!(["IssueToken"]),
             PrincipalCommand::RevokeToken { token_id } => json!(["RevokeToken", token_id]),
+            PrincipalCommand::RemoveUser => json!(["RemoveUser"]),
         }
     }
 }
@@ -137,6 +144,8 @@ pub enum PrincipalEvent {
     },
     /// A token was revoked.
     TokenRevoked { token_id: Uuid, user: Slug },
+    /// A user was removed; its tokens are revoked with it.
+    UserRemoved { slug: Slug },
 }
 
 impl DomainEvent for PrincipalEvent {
@@ -148,6 +157,7 @@ impl DomainEvent for PrincipalEvent {
             PrincipalEvent::MemberRemoved { .. } => "MemberRemoved",
             PrincipalEvent::TokenIssued { .. } => "TokenIssued",
             PrincipalEvent::TokenRevoked { .. } => "TokenRevoked",
+            PrincipalEvent::UserRemoved { .. } => "UserRemoved",
         }
     }
 }
@@ -246,6 +256,7 @@ impl Principal {
     /// The user's role; `None` for groups and absent principals.
     pub fn role(&self) -> Option<Role> {
         match self {
+            Principal::User(u) if u.removed => None,
             Principal::User(u) => Some(u.role),
             _ => None,
         }
@@ -278,6 +289,7 @@ impl Principal {
     fn create(&self, slug: &Slug) -> Result<(), PrincipalRefusal> {
         let taken_by = match self {
             Principal::Absent => return Ok(()),
+            Principal::User(u) if u.removed => "removed user (slugs are never reused)",
             Principal::User(_) => "user",
             Principal::Group(_) => "group",
         };
@@ -298,6 +310,7 @@ impl Principal {
     fn user(&self) -> Result<&UserState, PrincipalRefusal> {
         match self {
             Principal::Absent => Err(PrincipalRefusal::NoSuchPrincipal),
+            Principal::User(u) if u.removed => Err(PrincipalRefusal::NoSuchPrincipal),
             Principal::User(u) => Ok(u),
             Principal::Group(g) => Err(PrincipalRefusal::NotAUser(g.slug.clone())),
         }
@@ -378,6 +391,7 @@ impl Aggregate for Principal {
                 Some("change group members")
             }
             PrincipalCommand::IssueToken { .. } => Some("issue tokens"),
+            PrincipalCommand::RemoveUser => Some("remove users"),
             PrincipalCommand::RevokeToken { .. } => None,
         };
         if let Some(action) = admin_only.filter(|_| !ctx.actor.is_admin()) {
@@ -441,6 +455,15 @@ impl Aggregate for Principal {
                 sha256_hex,
                 expires_at,
             } => self.issue(*token_id, sha256_hex, *expires_at, ctx.now),
+            PrincipalCommand::RemoveUser => match self {
+                Principal::User(u) if u.removed => Ok(vec![]),
+                _ => {
+                    let user = self.user()?;
+                    Ok(vec![PrincipalEvent::UserRemoved {
+                        slug: user.slug.clone(),
+                    }])
+                }
+            },
             PrincipalCommand::RevokeToken { token_id } => self.revoke(*token_id, ctx),
         }
     }
@@ -453,6 +476,7 @@ impl Aggregate for Principal {
                     role: *role,
                     stores: stores.clone(),
                     tokens: BTreeMap::new(),
+                    removed: false,
                 });
             }
             (this @ Principal::Absent, PrincipalEvent::GroupCreated { slug }) => {
@@ -487,6 +511,12 @@ impl Aggregate for Principal {
             }
             (Principal::User(u), PrincipalEvent::TokenRevoked { token_id, .. }) => {
                 if let Some(t) = u.tokens.get_mut(token_id) {
+                    t.revoked = true;
+                }
+            }
+            (Principal::User(u), PrincipalEvent::UserRemoved { .. }) => {
+                u.removed = true;
+                for t in u.tokens.values_mut() {
                     t.revoked = true;
                 }
             }
