@@ -418,6 +418,7 @@ fn master_key_loading_and_redaction() {
     let key = MasterKey::generate();
     let file = t.path().join("master.key");
     fs::write(&file, format!("{}\n", key.to_base64().as_str())).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
     let loaded = MasterKey::from_file(&file).unwrap();
     assert_eq!(*loaded.0, *key.0);
     assert!(!loaded.is_default() && MasterKey::dev().is_default());
@@ -434,7 +435,7 @@ fn master_key_loading_and_redaction() {
     ));
     assert!(matches!(
         MasterKey::from_file(&t.path().join("missing")),
-        Err(MasterKeyError::Io { .. })
+        Err(MasterKeyError::File(e)) if e.is_not_found()
     ));
     let s = FileStore::open(t.path().join("s"), MasterKey::generate()).unwrap();
     assert!(!format!("{s:?}").contains(key.to_base64().as_str()));
