@@ -264,8 +264,11 @@ pub fn load_anchor(path: &Path) -> Result<TrustAnchor, TrustError> {
         path: path.to_owned(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    TrustAnchor::from_text(&text).map_err(|e: CertificateError| bad(e.to_string()))
+    // A private key: refused when its group or others may read it.
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    private::read_private(path, "trust anchor key file", 64 * 1024, &mut bytes)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad("is not UTF-8 text".to_owned()))?;
+    TrustAnchor::from_text(text).map_err(|e: CertificateError| bad(e.to_string()))
 }
 
 /// Writes a new anchor to `path` (0600, never over an existing file).
@@ -394,6 +397,17 @@ mod tests {
         };
         let e = Trust::load(&other, None).unwrap_err().to_string();
         assert!(e.contains(&format!("owned by uid {owner}")), "{e}");
+    }
+
+    #[test]
+    fn an_anchor_key_file_open_to_group_or_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchor.key");
+        generate_anchor(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = load_anchor(&path).unwrap_err().to_string();
+        assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
     }
 
     #[test]
