@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use sealplane_host::durable;
+use sealplane_host::{durable, private};
+
+/// Far more than any real pin file: a larger one is not this file.
+const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// The file's name inside the configuration directory.
 pub const FILE_NAME: &str = "known_reactors";
@@ -47,6 +50,9 @@ pub enum PinError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// The file is owned by another user or writable by others (or unreadable).
+    #[error(transparent)]
+    Unsafe(#[from] private::PrivateFileError),
     /// The same addr and store appear twice.
     #[error("{path}, line {line}: store `{store}` at {addr} is pinned twice; keep one line for it")]
     Duplicate {
@@ -187,16 +193,16 @@ impl KnownReactors {
 
     /// Reads `path`; a missing file is an empty set of pins.
     pub fn load(path: &Path) -> Result<Self, PinError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(reason) => {
-                return Err(PinError::Io {
-                    action: "read",
-                    path: path.to_owned(),
-                    reason,
-                });
-            }
+        // Pins decide whom a value is sealed to: a file another user could
+        // have written is refused, not believed.
+        let text = match private::read_trusted(path, "known_reactors file", MAX_FILE_BYTES) {
+            Ok(bytes) => String::from_utf8(bytes).map_err(|_| PinError::Io {
+                action: "read",
+                path: path.to_owned(),
+                reason: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+            })?,
+            Err(e) if e.is_not_found() => String::new(),
+            Err(e) => return Err(e.into()),
         };
         let mut pins: Vec<Pin> = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -560,6 +566,32 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, [FILE_NAME]);
+    }
+
+    #[test]
+    fn a_file_others_may_write_or_another_user_owns_is_refused_on_load() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (_dir, mut pins) = empty();
+        pins.pin(&scope(), "prod", &key(1), 0).unwrap();
+        let path = pins.path().to_owned();
+        for mode in [0o620, 0o602, 0o666] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = KnownReactors::load(&path).unwrap_err().to_string();
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(e.contains("writable by group or others"), "{e}");
+            assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+        }
+        // Readable by others is fine: pins are public keys.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        KnownReactors::load(&path).unwrap();
+        let (other, owner) = if sealplane_host::private::current_uid() == 0 {
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            (path.clone(), 65534)
+        } else {
+            (PathBuf::from("/etc/passwd"), 0)
+        };
+        let e = KnownReactors::load(&other).unwrap_err().to_string();
+        assert!(e.contains(&format!("owned by uid {owner}")), "{e}");
     }
 
     #[test]

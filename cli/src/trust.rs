@@ -10,7 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use sealplane_host::durable;
+use sealplane_host::{durable, private};
+
+/// Far more than any real trust file: a larger one is not this file.
+const MAX_FILE_BYTES: u64 = 1 << 20;
 use sealplane_proto::certificate::{CertificateError, StoreCertificate, TrustAnchor};
 use uuid::Uuid;
 
@@ -35,6 +38,9 @@ pub enum TrustError {
         /// Why.
         reason: String,
     },
+    /// The file is owned by another user or writable by others (or unreadable).
+    #[error(transparent)]
+    Unsafe(#[from] private::PrivateFileError),
     /// An entry is not `<deployment id>=<anchor key>`.
     #[error(
         "{source_name}: `{entry}` is not a trust entry: write `<deployment id>=<anchor public key>` as `sealplane init` or `sealplane dev` prints it"
@@ -117,16 +123,16 @@ impl Trust {
 
     /// Reads the file (missing is empty) and `env_value` (the variable's value).
     pub fn load(path: &Path, env_value: Option<&str>) -> Result<Trust, TrustError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(TrustError::Io {
-                    action: "read",
-                    path: path.to_owned(),
-                    reason: e.to_string(),
-                });
-            }
+        // Anchors vouch for reactor keys: a file another user could have
+        // written is refused, not believed.
+        let text = match private::read_trusted(path, "trust file", MAX_FILE_BYTES) {
+            Ok(bytes) => String::from_utf8(bytes).map_err(|_| TrustError::Io {
+                action: "read",
+                path: path.to_owned(),
+                reason: "the file is not UTF-8 text".to_owned(),
+            })?,
+            Err(e) if e.is_not_found() => String::new(),
+            Err(e) => return Err(e.into()),
         };
         let parse = |entry: &str, source_name: String| {
             TrustEntry::parse(entry).ok_or_else(|| TrustError::Malformed {
@@ -258,8 +264,11 @@ pub fn load_anchor(path: &Path) -> Result<TrustAnchor, TrustError> {
         path: path.to_owned(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    TrustAnchor::from_text(&text).map_err(|e: CertificateError| bad(e.to_string()))
+    // A private key: refused when its group or others may read it.
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    private::read_private(path, "trust anchor key file", 64 * 1024, &mut bytes)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad("is not UTF-8 text".to_owned()))?;
+    TrustAnchor::from_text(text).map_err(|e: CertificateError| bad(e.to_string()))
 }
 
 /// Writes a new anchor to `path` (0600, never over an existing file).
@@ -362,6 +371,43 @@ mod tests {
         for bad in ["nope", "x=y", &format!("{D}=short")] {
             assert!(Trust::load(&path, Some(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_trust_file_others_may_write_or_another_user_owns_is_refused_on_load() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = Trust::path_in(dir.path());
+        let mut t = Trust::load(&path, None).unwrap();
+        t.add(TrustEntry::parse(&format!("{D}={}", key(1))).unwrap())
+            .unwrap();
+        for mode in [0o620, 0o602, 0o666] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = Trust::load(&path, None).unwrap_err().to_string();
+            assert!(e.contains("writable by group or others"), "{e}");
+            assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(Trust::load(&path, None).unwrap().trusts(D, &key(1)));
+        let (other, owner) = if sealplane_host::private::current_uid() == 0 {
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            (path.clone(), 65534)
+        } else {
+            (PathBuf::from("/etc/passwd"), 0)
+        };
+        let e = Trust::load(&other, None).unwrap_err().to_string();
+        assert!(e.contains(&format!("owned by uid {owner}")), "{e}");
+    }
+
+    #[test]
+    fn an_anchor_key_file_open_to_group_or_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchor.key");
+        generate_anchor(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = load_anchor(&path).unwrap_err().to_string();
+        assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
     }
 
     #[test]

@@ -30,8 +30,23 @@ pub enum InputError {
         position: usize,
     },
     /// A `--from-file` argument without `=`.
-    #[error("--from-file {0:?} is not `key=path`: write e.g. `--from-file tls.crt=./cert.pem`")]
-    FromFileNotKeyPath(String),
+    #[error(
+        "--from-file argument {position} is not `key=path`: write e.g. `--from-file tls.crt=./cert.pem`"
+    )]
+    FromFileNotKeyPath {
+        /// 1-based position among the `--from-file` arguments.
+        position: usize,
+    },
+    /// The key of a `key=value` (or `key=path`) argument is not allowed or
+    /// repeats one; the argument is never quoted, as it may hold the value
+    /// (a pasted base64 value looks like `key=` up to its padding).
+    #[error("{argument}: {problem}")]
+    BadKey {
+        /// Which argument: `data argument 2`, `--from-file argument 1`.
+        argument: String,
+        /// What is wrong with its key.
+        problem: &'static str,
+    },
     /// A key name outside the allowed set, or given twice.
     #[error(transparent)]
     Key(#[from] SealError),
@@ -123,7 +138,7 @@ pub fn read_value(
             .ok_or(InputError::NotKeyValue { position: i + 1 })?;
         // The key is checked before prompting, so a typo is not found
         // only after the user typed a password.
-        check_key(&value, key)?;
+        check_key(&value, key, || format!("data argument {}", i + 1))?;
         let bytes = if text == "-" {
             prompted(prompt, key)?
         } else {
@@ -131,11 +146,11 @@ pub fn read_value(
         };
         add(&mut value, key, bytes)?;
     }
-    for spec in &sources.files {
+    for (i, spec) in sources.files.iter().enumerate() {
         let (key, path) = spec
             .split_once('=')
-            .ok_or_else(|| InputError::FromFileNotKeyPath(spec.clone()))?;
-        check_key(&value, key)?;
+            .ok_or(InputError::FromFileNotKeyPath { position: i + 1 })?;
+        check_key(&value, key, || format!("--from-file argument {}", i + 1))?;
         let bytes = read_file(Path::new(path), max_bytes)?;
         add(&mut value, key, bytes)?;
     }
@@ -152,12 +167,23 @@ pub fn read_value(
     Ok(value)
 }
 
-fn check_key(value: &SecretValue, key: &str) -> Result<(), InputError> {
+/// Checks an argument's key; errors name the argument, never its text.
+fn check_key(
+    value: &SecretValue,
+    key: &str,
+    argument: impl FnOnce() -> String,
+) -> Result<(), InputError> {
     if !is_valid_key_name(key) {
-        return Err(SealError::InvalidKeyName(key.to_owned()).into());
+        return Err(InputError::BadKey {
+            argument: argument(),
+            problem: "its key (the text before the first `=`) is not allowed: use 1 to 253 letters, digits, `.`, `_` or `-` (like a Kubernetes Secret key)",
+        });
     }
     if value.get(key).is_some() {
-        return Err(SealError::DuplicateKey(key.to_owned()).into());
+        return Err(InputError::BadKey {
+            argument: argument(),
+            problem: "its key is given more than once: give each key once",
+        });
     }
     Ok(())
 }
@@ -236,7 +262,10 @@ pub fn parse_env_file(text: &[u8], path: &Path) -> Result<Vec<EnvEntry>, InputEr
             .map_err(|_| err("the key is not UTF-8"))?
             .to_owned();
         if !is_valid_key_name(&key) {
-            return Err(SealError::InvalidKeyName(key).into());
+            // Not quoted: a malformed line may hold the value there.
+            return Err(err(
+                "the key is not allowed: use 1 to 253 letters, digits, `.`, `_` or `-` (like a Kubernetes Secret key)",
+            ));
         }
         let value = env_value(trim(&line[eq + 1..])).map_err(err)?;
         out.push((key, value));
@@ -396,14 +425,11 @@ mod tests {
             ..Default::default()
         };
         let e = read_value(&pairs(&["bad key=-"]), &mut p, 1024).unwrap_err();
-        assert!(
-            matches!(e, InputError::Key(SealError::InvalidKeyName(_))),
-            "{e:?}"
-        );
+        assert!(matches!(e, InputError::BadKey { .. }), "{e:?}");
         assert!(p.asked.is_empty());
         for bad in ["=x", "a/b=x", "é=x"] {
             assert!(
-                matches!(read(&pairs(&[bad])), Err(InputError::Key(_))),
+                matches!(read(&pairs(&[bad])), Err(InputError::BadKey { .. })),
                 "{bad}"
             );
         }
@@ -417,6 +443,33 @@ mod tests {
     }
 
     #[test]
+    fn no_error_quotes_the_text_of_a_data_or_env_argument() {
+        // A pasted base64 value: everything before its padding looks like a key.
+        let pasted = "aHVudGVy/MjE+c2VjcmV0=";
+        let secret = "aHVudGVy";
+        let e = read(&pairs(&["user=app", pasted])).unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("data argument 2"), "{text}");
+        let e = read(&pairs(&["aHVudGVyMjE=", "aHVudGVyMjE=x"])).unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("data argument 2"), "{text}");
+        let e = read(&ValueSources {
+            files: vec!["aHVudGVy-no-equals".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("--from-file argument 1"), "{text}");
+        let e = parse_env_file(b"OK=1\naHVudGVy+x=y\n", Path::new("prod.env")).unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.starts_with("prod.env, line 2: "), "{text}");
+    }
+
+    #[test]
     fn duplicates_are_refused_across_sources() {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join(".env");
@@ -424,7 +477,7 @@ mod tests {
         let e = read(&pairs(&["user=a", "user=b"])).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "key \"user\" is given more than once: give each key once"
+            "data argument 2: its key is given more than once: give each key once"
         );
         let mut s = pairs(&["user=a"]);
         s.env_files.push(env);
@@ -435,10 +488,7 @@ mod tests {
         let mut s = pairs(&["user=a"]);
         s.files
             .push(format!("user={}", dir.path().join(".env").display()));
-        assert!(matches!(
-            read(&s),
-            Err(InputError::Key(SealError::DuplicateKey(_)))
-        ));
+        assert!(matches!(read(&s), Err(InputError::BadKey { .. })));
     }
 
     #[test]
@@ -517,7 +567,7 @@ mod tests {
             assert!(!msg.contains("hunter2"), "{msg}");
         }
         let e = parse_env_file(b"BAD KEY=1\n", Path::new("x")).unwrap_err();
-        assert!(matches!(e, InputError::Key(SealError::InvalidKeyName(_))));
+        assert!(matches!(e, InputError::EnvFile { line: 1, .. }), "{e:?}");
     }
 
     #[test]

@@ -3,16 +3,17 @@
 //! than the mode the caller asks for, not even for a moment.
 //!
 //! How: the bytes go to a temporary file in the target's own directory
-//! (same file system, so the rename is atomic), created with `O_EXCL` and
-//! the final mode from the start; it is fsynced, renamed into place, and
+//! (same file system, so the rename is atomic), created with `O_EXCL`,
+//! `O_NOFOLLOW` and the final mode from the start (a symlink planted at
+//! the temporary name fails the create instead of redirecting the write); it is fsynced, renamed into place, and
 //! the directory is fsynced so the rename itself survives a crash. A rename
 //! without the fsyncs can leave an empty file after a power loss (the
 //! rename reached the disk before the data did). On any error the
 //! temporary file is removed.
 
-use std::fs::{File, Permissions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Write as _};
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// How temporary files start; a directory scan can skip them (a crash
@@ -73,8 +74,7 @@ fn write(path: &Path, bytes: &[u8], mode: u32, replace: Replace) -> Result<(), D
     // so every early return below cleans up.
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
-        .permissions(Permissions::from_mode(mode))
-        .tempfile_in(dir)
+        .make_in(dir, |tmp| create_temp(tmp, mode))
         .map_err(failed("create a temporary file in", dir))?;
     // The umask may have taken bits from `mode`; the caller asked for it exactly.
     tmp.as_file()
@@ -95,6 +95,18 @@ fn write(path: &Path, bytes: &[u8], mode: u32, replace: Replace) -> Result<(), D
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(failed("sync directory", dir))
+}
+
+/// Creates the temporary file: never an existing one (`O_EXCL`), never
+/// through a symlink (`O_NOFOLLOW`, which `O_EXCL` implies on Linux but
+/// is said here too), with `mode` from the start (less the umask).
+fn create_temp(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
 /// Names the step and path of an I/O error.
@@ -174,6 +186,52 @@ mod tests {
             "{text}"
         );
         assert_eq!(io::Error::from(e).kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_symlink_at_the_temporary_path_does_not_redirect_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"untouched").unwrap();
+        let planted = dir.path().join(format!("{TEMP_PREFIX}planted"));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let e = create_temp(&planted, 0o600).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        // A dangling link too: creating through it would make the file it names.
+        let dangling = dir.path().join(format!("{TEMP_PREFIX}dangling"));
+        let would_create = dir.path().join("created-through-link");
+        std::os::unix::fs::symlink(&would_create, &dangling).unwrap();
+        assert!(create_temp(&dangling, 0o600).is_err());
+        assert!(!would_create.exists());
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+    }
+
+    #[test]
+    fn a_symlink_at_the_target_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"untouched").unwrap();
+        fs::set_permissions(&victim, Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("known_reactors");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_atomic(&path, b"pins", 0o600).unwrap();
+        assert!(
+            !fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"pins");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+        // create_new refuses the link (it exists) and leaves the victim alone.
+        let key = dir.path().join("master.key");
+        std::os::unix::fs::symlink(&victim, &key).unwrap();
+        assert_eq!(
+            create_new(&key, b"k", 0o600).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
     }
 
     #[test]

@@ -18,3 +18,4 @@
 pub mod durable;
 #[cfg(feature = "logging")]
 pub mod logging;
+pub mod private;

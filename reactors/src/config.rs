@@ -34,6 +34,7 @@ use zeroize::Zeroizing;
 
 use crate::fingerprint::FingerprintKey;
 use crate::master_key::{MasterKey, MasterKeyError};
+use crate::security::read_private_text;
 
 pub use crate::file_store::FileStoreConfig;
 pub use crate::stores::StoreConfig;
@@ -249,16 +250,13 @@ impl ReactorConfig {
     pub fn token(&self, origin: &str) -> Result<Zeroizing<String>, ConfigError> {
         let cp = &self.control_plane;
         let token = match &cp.token_file {
-            Some(path) => {
-                Zeroizing::new(fs::read_to_string(path).map_err(|source| ConfigError::Key {
+            Some(path) => read_private_text(path, "control-plane token file").map_err(|e| {
+                ConfigError::Key {
                     origin: origin.to_owned(),
                     what: "control_plane.token_file",
-                    source: MasterKeyError::Io {
-                        path: path.clone(),
-                        source,
-                    },
-                })?)
-            }
+                    source: e.into(),
+                }
+            })?,
             None => {
                 let var = cp.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
                 Zeroizing::new(std::env::var(var).map_err(|_| ConfigError::Key {
@@ -275,7 +273,7 @@ impl ReactorConfig {
     pub fn fingerprint_key(&self, origin: &str) -> Result<FingerprintKey, ConfigError> {
         let f = &self.fingerprint;
         let key = match (&f.key_file, &f.key_env) {
-            (Some(path), _) => MasterKey::from_file(path),
+            (Some(path), _) => MasterKey::from_file_named(path, "fingerprint key file"),
             (None, Some(var)) => MasterKey::from_env(var),
             (None, None) => unreachable!("checked at load"),
         }
@@ -321,6 +319,29 @@ master_key_file = "/etc/sealplane/master.key"
 
     fn parse(text: &str) -> Result<ReactorConfig, ConfigError> {
         ReactorConfig::parse(text, "reactor.toml", Path::new("/srv/r"))
+    }
+
+    #[test]
+    fn a_token_or_fingerprint_key_file_open_to_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let c = ReactorConfig::parse(GOOD, "reactor.toml", dir.path()).unwrap();
+        let token = dir.path().join("reactor.token");
+        fs::write(&token, "tok-secret\n").unwrap();
+        let fp = dir.path().join("fp.key");
+        MasterKey::create_file(&fp).unwrap();
+        fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(c.token("reactor.toml").unwrap().as_str(), "tok-secret");
+        c.fingerprint_key("reactor.toml").unwrap();
+
+        fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(&fp, fs::Permissions::from_mode(0o640)).unwrap();
+        let e = c.token("reactor.toml").unwrap_err().to_string();
+        assert!(e.contains(&format!("chmod 600 {}", token.display())), "{e}");
+        assert!(!e.contains("tok-secret"), "{e}");
+        let e = c.fingerprint_key("reactor.toml").unwrap_err().to_string();
+        assert!(e.contains("fingerprint key file"), "{e}");
+        assert!(e.contains(&format!("chmod 600 {}", fp.display())), "{e}");
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The embedded `file` store (SPEC §5): for one machine and `sealplane dev`.
 //!
 //! Layout: the secret at `a/b/c` lives in `<root>/a/b/c/`, one
-//! `v{N}.json` per version (the current version is the highest N) and a
-//! `deleted` marker naming the soft-deleted version. Directories are 0700,
+//! `v{N}.json` per version (the current version is the highest N), a
+//! `deleted` marker naming the soft-deleted version, and a head record
+//! `+head` (ADR 0013): the newest version and whether it is deleted,
+//! MACed under a key derived from the master key, so a removed newest
+//! version or an edited marker is an error, never an older version served. Directories are 0700,
 //! files 0600, and every file is written to a temporary file, fsynced,
 //! renamed into place and its directory fsynced, so a crash leaves either
 //! the old or the new file, never half of one.
@@ -43,11 +46,13 @@ use crate::value_map::same_value;
 
 mod config;
 mod envelope;
+mod head;
 
 pub use self::config::FileStoreConfig;
 use self::envelope::{
     AAD_KEY_TAG, AAD_VALUE_TAG, VersionFile, VersionMeta, aad, open, random_nonce, seal,
 };
+use self::head::{HEAD, Head};
 pub use crate::upstream::MAX_PATH_LEN;
 
 /// Longest path segment in bytes: a directory name (`NAME_MAX` on Linux).
@@ -130,6 +135,8 @@ struct DirState {
     foreign_files: bool,
     /// The version the `deleted` marker names, if any.
     deleted: Option<u64>,
+    /// The head record: `Some(None)` when there is one that does not verify.
+    head: Option<Option<Head>>,
 }
 
 impl DirState {
@@ -285,6 +292,11 @@ impl Files {
             if name.starts_with(TMP_PREFIX) && kind.is_file() {
                 continue;
             }
+            if name == HEAD && kind.is_file() {
+                let bytes = fs::read(entry.path()).map_err(io_err("read", &entry.path()))?;
+                state.head = Some(head::decode(&self.key, path, &bytes));
+                continue;
+            }
             if name == DELETED && kind.is_file() {
                 let text =
                     fs::read_to_string(entry.path()).map_err(io_err("read", &entry.path()))?;
@@ -304,6 +316,70 @@ impl Files {
         }
         state.versions.sort_by_key(|(n, _)| *n);
         Ok(state)
+    }
+
+    /// The newest version and whether it is deleted, as the head records
+    /// it; `None` when there is no version. A head that does not verify,
+    /// a missing newest version or a marker the head does not account for
+    /// is an error naming the path, never an older version.
+    fn current(&self, path: &str, state: &DirState) -> Result<Option<(u64, bool)>, UpstreamError> {
+        let on_disk = state.latest().map(|(n, _)| *n);
+        let rolled_back = |reason| UpstreamError::RolledBack {
+            path: path.to_owned(),
+            reason,
+        };
+        match state.head {
+            Some(None) => Err(UpstreamError::Tampered {
+                path: path.to_owned(),
+            }),
+            Some(Some(head)) => {
+                // Written in this order: the head, then the marker (delete);
+                // a pending head, the version, the marker's removal, then the
+                // head (put). So after any crash a marker present names the
+                // head's deleted version; anything else was edited.
+                if let Some(marker) = state.deleted
+                    && !(marker == head.version && head.deleted)
+                {
+                    return Err(rolled_back(
+                        "its `deleted` marker does not match the store's record",
+                    ));
+                }
+                match on_disk {
+                    Some(n) if n == head.version => Ok(Some((n, head.deleted))),
+                    // A crash after writing the pending version, before the
+                    // head moved: the version authenticates itself when opened.
+                    Some(n) if head.pending && Some(n) == head.version.checked_add(1) => {
+                        Ok(Some((n, false)))
+                    }
+                    // A first write that crashed before its version was written.
+                    None if head.version == 0 => Ok(None),
+                    Some(n) if n > head.version => Err(rolled_back(
+                        "it holds a version newer than the store's record (an old record put back?)",
+                    )),
+                    _ => Err(rolled_back(
+                        "its newest version file is missing (an older version is not used in its place)",
+                    )),
+                }
+            }
+            None => {
+                // A store written before heads existed has none until its
+                // next write. A version written since says there was one:
+                // its head is written (pending) before the version.
+                if state
+                    .versions
+                    .iter()
+                    .any(|(_, m)| m.as_ref().is_some_and(|m| m.headed))
+                {
+                    return Err(rolled_back("its head record (`+head`) is missing"));
+                }
+                Ok(on_disk.map(|n| (n, state.deleted == Some(n))))
+            }
+        }
+    }
+
+    /// Writes the head record of `path`.
+    fn write_head(&self, path: &str, dir: &Path, head: Head) -> Result<(), UpstreamError> {
+        write_atomic(dir, HEAD, &head::encode(&self.key, path, head))
     }
 
     /// Opens version `version` of `path`: any failure to authenticate is `Tampered`.
@@ -360,6 +436,22 @@ impl Files {
         meta: &WriteMeta,
         adopted: bool,
     ) -> Result<(), UpstreamError> {
+        self.write_version_as(path, dir, version, value, meta, adopted, true)
+    }
+
+    /// As [`Self::write_version`]; `headed: false` writes the layout from
+    /// before heads existed (for the compatibility tests).
+    #[allow(clippy::too_many_arguments)]
+    fn write_version_as(
+        &self,
+        path: &str,
+        dir: &Path,
+        version: u64,
+        value: &SecretValue,
+        meta: &WriteMeta,
+        adopted: bool,
+        headed: bool,
+    ) -> Result<(), UpstreamError> {
         let vmeta = VersionMeta {
             managed_by: MANAGED_BY.to_owned(),
             path: path.to_owned(),
@@ -368,6 +460,7 @@ impl Files {
             request_id: meta.request_id,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             adopted,
+            headed,
         };
         // A fresh data key per version: one leaked data key exposes one version.
         let mut data_key = Zeroizing::new([0u8; 32]);
@@ -417,14 +510,14 @@ impl Files {
                 path: path.to_owned(),
             });
         }
-        let latest = state.latest().map(|(n, _)| *n).unwrap_or(0);
-        if let Some((n, Some(_))) = state.latest()
-            && state.deleted != Some(*n)
-            && same_value(&self.read_version(path, &dir, *n)?, value)
+        let current = self.current(path, &state)?;
+        let latest = current.map(|(n, _)| n).unwrap_or(0);
+        if let (Some((n, false)), Some((_, Some(_)))) = (current, state.latest())
+            && same_value(&self.read_version(path, &dir, n)?, value)
         {
             return Ok(Written {
-                version: *n,
-                upstream_ref: upstream_ref(path, *n),
+                version: n,
+                upstream_ref: upstream_ref(path, n),
                 changed: false,
             });
         }
@@ -433,14 +526,34 @@ impl Files {
             .ok_or(UpstreamError::Crypto("version counter exhausted"))?;
         // Keeps the adoption across versions once granted.
         let adopted = !managed || matches!(state.latest(), Some((_, Some(m))) if m.adopted);
+        // The head says a version is on its way before it is written, so a
+        // version without a head is never a crash's leftover.
+        self.write_head(
+            path,
+            &dir,
+            Head {
+                version: latest,
+                deleted: current.is_some_and(|(_, deleted)| deleted),
+                pending: true,
+            },
+        )?;
         self.write_version(path, &dir, version, value, meta, adopted)?;
         if state.deleted.is_some() {
             // The marker names an older version now, so it no longer hides
-            // anything; removed to keep the directory tidy.
+            // anything; removed before the head moves (see `current`).
             let marker = dir.join(DELETED);
             fs::remove_file(&marker).map_err(io_err("remove", &marker))?;
             sync_dir(&dir)?;
         }
+        self.write_head(
+            path,
+            &dir,
+            Head {
+                version,
+                deleted: false,
+                pending: false,
+            },
+        )?;
         Ok(Written {
             version,
             upstream_ref: upstream_ref(path, version),
@@ -458,12 +571,11 @@ impl Files {
                 path: path.to_owned(),
             });
         }
-        match state.latest() {
-            None => Ok(None),
-            Some((n, _)) if state.deleted == Some(*n) => Ok(None),
-            Some((n, Some(_))) => self.read_version(path, &dir, *n).map(Some),
+        match (self.current(path, &state)?, state.latest()) {
+            (None, _) | (Some((_, true)), _) => Ok(None),
+            (Some((n, false)), Some((_, Some(_)))) => self.read_version(path, &dir, n).map(Some),
             // A foreign file became the latest version after adoption.
-            Some((_, None)) => Err(UpstreamError::NotManaged {
+            _ => Err(UpstreamError::NotManaged {
                 path: path.to_owned(),
             }),
         }
@@ -481,11 +593,25 @@ impl Files {
                 path: path.to_owned(),
             });
         }
-        let Some((latest, _)) = state.latest() else {
-            return Err(not_found());
-        };
         if !destroy {
+            let Some((latest, _)) = self.current(path, &state)? else {
+                return Err(not_found());
+            };
+            // The head first, then the marker (see `current`); the marker
+            // stays for readers of the older layout.
+            self.write_head(
+                path,
+                &dir,
+                Head {
+                    version: latest,
+                    deleted: true,
+                    pending: false,
+                },
+            )?;
             return write_atomic(&dir, DELETED, format!("{latest}\n").as_bytes());
+        }
+        if state.latest().is_none() && state.head.is_none() {
+            return Err(not_found());
         }
         // Only the store's own files go: a nested secret's directory (or a
         // foreign file of an adopted secret) stays, and then so does the directory.
@@ -496,6 +622,10 @@ impl Files {
         if state.deleted.is_some() {
             let marker = dir.join(DELETED);
             fs::remove_file(&marker).map_err(io_err("remove", &marker))?;
+        }
+        if state.head.is_some() {
+            let head = dir.join(HEAD);
+            fs::remove_file(&head).map_err(io_err("remove", &head))?;
         }
         match fs::remove_dir(&dir) {
             Ok(()) => sync_dir(dir.parent().unwrap_or(&self.root)),
@@ -533,6 +663,7 @@ fn read_meta(file: &Path) -> Result<Option<VersionMeta>, UpstreamError> {
                 request_id: Uuid::nil(),
                 created_at: String::new(),
                 adopted: false,
+                headed: false,
             }),
     ))
 }

@@ -13,18 +13,14 @@ use rand_core::{OsRng, RngCore};
 use sealplane_host::durable;
 use zeroize::Zeroizing;
 
+use crate::security::{PrivateFileError, read_private_text};
+
 /// Why a master key could not be loaded; never carries key material.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
-    /// The key file could not be read.
-    #[error("cannot read master key file {path}: {source}")]
-    Io {
-        /// The key file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
+    /// The key file could not be read, or its group or others may access it.
+    #[error(transparent)]
+    File(#[from] PrivateFileError),
     /// A new key file could not be created.
     #[error("cannot create key file {path}: {source}")]
     Create {
@@ -86,16 +82,16 @@ impl MasterKey {
         Ok(Self(key))
     }
 
-    /// A key from a file holding its base64 on one line.
+    /// A key from a file holding its base64 on one line; refused when the
+    /// file's group or others may access it.
     pub fn from_file(path: &Path) -> Result<Self, MasterKeyError> {
-        let text =
-            Zeroizing::new(
-                fs::read_to_string(path).map_err(|source| MasterKeyError::Io {
-                    path: path.to_owned(),
-                    source,
-                })?,
-            );
-        Self::from_base64(&text)
+        Self::from_file_named(path, "master key file")
+    }
+
+    /// As [`Self::from_file`], naming the file `what` in errors (the
+    /// fingerprint key has the same format).
+    pub fn from_file_named(path: &Path, what: &'static str) -> Result<Self, MasterKeyError> {
+        Self::from_base64(&read_private_text(path, what)?)
     }
 
     /// A fresh key written to a new file (mode 0600; an existing file is never overwritten).
@@ -220,6 +216,23 @@ pub fn security_report(master_key_path: Option<&Path>, key: &MasterKey) -> Vec<I
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_open_to_group_or_others_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        MasterKey::create_file(&path).unwrap();
+        for mode in [0o640, 0o604, 0o644] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let e = MasterKey::from_file(&path).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("master key file {}", path.display())),
+                "{e}"
+            );
+            assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+            assert!(MasterKey::load_or_create(&path).is_err());
+        }
+    }
 
     #[test]
     fn a_created_key_file_is_0600_reloads_and_is_never_overwritten() {

@@ -8,7 +8,34 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
+pub use sealplane_host::private::PrivateFileError;
+use zeroize::Zeroizing;
+
 use crate::config::ReactorConfig;
+
+/// The most a key, token or secret id file can hold.
+pub const KEY_FILE_LIMIT: u64 = 16 * 1024;
+
+/// The text of a key, token or secret id file, refused when its group or
+/// others may access it (checked on the handle it is read from, with a
+/// sentence naming the file and `chmod 600 FILE`).
+pub fn read_private_text(
+    path: &Path,
+    what: &'static str,
+) -> Result<Zeroizing<String>, PrivateFileError> {
+    let mut buf = Zeroizing::new(Vec::new());
+    sealplane_host::private::read_private(path, what, KEY_FILE_LIMIT, &mut buf)?;
+    match String::from_utf8(std::mem::take(&mut *buf)) {
+        Ok(text) => Ok(Zeroizing::new(text)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            Err(PrivateFileError::NotText {
+                what,
+                path: path.to_owned(),
+            })
+        }
+    }
+}
 
 /// One finding: what is insecure and how to fix it.
 pub type Finding = String;

@@ -79,6 +79,18 @@ pub enum UpstreamError {
         /// The secret path.
         path: String,
     },
+    /// The store's authenticated record of the newest version disagrees
+    /// with the files: a newer version was removed, or the deletion marker
+    /// was edited. No older version is served in its place.
+    #[error(
+        "the stored secret at {path:?} is not in the state the store recorded: {reason}; it was not used: restore the directory from a backup, or destroy the secret and write it again"
+    )]
+    RolledBack {
+        /// The secret path.
+        path: String,
+        /// What disagrees.
+        reason: &'static str,
+    },
     /// A cryptographic operation failed for a reason other than tampering.
     #[error("a cryptographic operation failed ({0}); nothing was written")]
     Crypto(&'static str),

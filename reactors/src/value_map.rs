@@ -55,6 +55,26 @@ pub fn stored_strings(value: &SecretValue) -> StoredStrings<'_> {
     }
 }
 
+/// Every form a value's bytes may take in a store's error message, which
+/// such a message must not contain: the bytes, their standard base64 (how
+/// a value that is not UTF-8 is stored, and how a request body may be
+/// quoted), and the stored text JSON-escaped (how a JSON body quotes it).
+pub fn sensitive_forms(value: &SecretValue) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut forms = Vec::with_capacity(value.len() * 3);
+    for (_, bytes) in value.iter() {
+        forms.push(Zeroizing::new(bytes.to_vec()));
+        forms.push(Zeroizing::new(STANDARD.encode(bytes).into_bytes()));
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            let escaped = Zeroizing::new(serde_json::to_string(text).expect("a string serializes"));
+            let inner = &escaped.as_bytes()[1..escaped.len() - 1];
+            if inner != bytes {
+                forms.push(Zeroizing::new(inner.to_vec()));
+            }
+        }
+    }
+    forms
+}
+
 /// Reads a stored map back, skipping reserved keys; every error names the
 /// secret (`path`), keys and rules, never data.
 pub fn decode_map(path: &str, map: &Map<String, Value>) -> Result<SecretValue, UpstreamError> {

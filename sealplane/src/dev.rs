@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 use sealplane_control_plane::api::app::App;
 use sealplane_control_plane::bootstrap::{self, DevReactorError};
 use sealplane_control_plane::domain::names::StoreName;
-use sealplane_host::durable;
+use sealplane_host::{durable, private};
 use sealplane_proto::certificate::TrustAnchor;
 
 /// The dev file store's name.
@@ -79,15 +79,24 @@ pub fn trust_anchor(dir: &Path) -> Result<TrustAnchor, DevError> {
         path: path.display().to_string(),
         reason,
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => TrustAnchor::from_text(&text).map_err(|e| bad(e.to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    // A private key: refused when its group or others may read it.
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    match private::read_private(&path, "trust anchor key file", 64 * 1024, &mut bytes) {
+        Ok(()) => {
+            let text =
+                std::str::from_utf8(&bytes).map_err(|_| bad("is not UTF-8 text".to_owned()))?;
+            TrustAnchor::from_text(text).map_err(|e| bad(e.to_string()))
+        }
+        Err(e) if e.is_not_found() => {
             let anchor = TrustAnchor::generate();
             durable::create_new(&path, anchor.to_text().as_bytes(), 0o600)
                 .map_err(|e| bad(e.to_string()))?;
             Ok(anchor)
         }
-        Err(e) => Err(bad(e.to_string())),
+        Err(e) => Err(DevError::Anchor {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }),
     }
 }
 

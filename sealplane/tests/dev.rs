@@ -142,6 +142,18 @@ fn dev_brings_a_file_store_reactor_whose_setup_is_secure_until_a_key_is_exposed(
         out.contains("INSECURE") && out.contains("chmod 600"),
         "{out}"
     );
+    // The dev reactor refuses to start on the exposed key, naming the fix.
+    let out = Command::new(bin("sealplane"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir", data_dir])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod 600 {}", master.display())),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -132,10 +132,11 @@ impl Api {
     }
 }
 
-/// Writes `token` to a file in `dir`; returns its path.
+/// Writes `token` to a file (0600: the reactor refuses a wider one) in `dir`; returns its path.
 pub fn token_file(dir: &Path, token: &str) -> PathBuf {
     let path = dir.join(unique("token"));
     std::fs::write(&path, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     path
 }
 

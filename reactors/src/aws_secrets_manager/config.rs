@@ -166,12 +166,12 @@ impl AwsSecretsManagerConfig {
         let (field, key) = match (&self.secret_access_key_file, &self.secret_access_key_env) {
             (Some(file), _) => (
                 "secret_access_key_file",
-                std::fs::read_to_string(file)
-                    .map(Zeroizing::new)
-                    .map_err(|e| UpstreamError::Config {
+                crate::security::read_private_text(file, "secret access key file").map_err(
+                    |e| UpstreamError::Config {
                         field: "secret_access_key_file",
-                        problem: format!("names {}, which cannot be read: {e}", file.display()),
-                    })?,
+                        problem: format!("cannot be used: {e}"),
+                    },
+                )?,
             ),
             (None, Some(var)) => (
                 "secret_access_key_env",
@@ -234,6 +234,25 @@ mod tests {
 
     const MINIMAL: &str =
         "region = \"eu-west-1\"\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key_env = \"K\"\n";
+
+    #[test]
+    fn a_secret_access_key_file_open_to_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aws.secret");
+        std::fs::write(&path, "aws-secret-key\n").unwrap();
+        let c = parse(&format!(
+            "region = \"eu-west-1\"\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key_file = \"{}\"\n",
+            path.display()
+        ))
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(c.secret_access_key().unwrap().as_str(), "aws-secret-key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = c.secret_access_key().unwrap_err().to_string();
+        assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+        assert!(!e.contains("aws-secret-key"), "{e}");
+    }
 
     #[test]
     fn defaults() {
@@ -303,6 +322,11 @@ mod tests {
         let e = c.secret_access_key().unwrap_err().to_string();
         assert!(e.contains("secret_access_key_file"), "{e}");
         std::fs::write(dir.path().join("key"), "wJalr/EXAMPLEKEY\n").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         assert_eq!(c.secret_access_key().unwrap().as_str(), "wJalr/EXAMPLEKEY");
 
         let c = parse(&MINIMAL.replace("\"K\"", "\"SEALPLANE_TEST_SURELY_UNSET_VAR\"")).unwrap();

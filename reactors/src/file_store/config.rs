@@ -59,7 +59,8 @@ impl StoreKind for FileStoreConfig {
 
     async fn open(&self, name: &str) -> Result<Arc<dyn UpstreamStore>, OpenError> {
         let key = self.master_key()?;
-        // Serve anyway: `sealplane is-secure` is where these fail a check.
+        // An exposed key file was refused above; the public dev key is served
+        // anyway (`sealplane dev` uses it): `sealplane is-secure` fails on it.
         for warning in security_report(self.master_key_file.as_deref(), &key) {
             tracing::warn!(store = name, "store `{name}`: {warning}");
         }

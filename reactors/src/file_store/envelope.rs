@@ -32,6 +32,15 @@ pub(super) struct VersionMeta {
     pub(super) created_at: String,
     /// Set when this version adopted a directory holding foreign files.
     pub(super) adopted: bool,
+    /// Set on versions written since heads exist (ADR 0013): such a
+    /// version without a head means the head was removed. Absent in
+    /// older files, and then not part of the associated data.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(super) headed: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A `v{N}.json` file.
@@ -68,6 +77,10 @@ pub(super) fn aad(tag: &[u8], path: &str, version: u64, meta: &VersionMeta) -> V
     put_field(&mut buf, meta.request_id.as_bytes());
     put_field(&mut buf, meta.created_at.as_bytes());
     put_field(&mut buf, &[u8::from(meta.adopted)]);
+    // Only when set, so files written before the flag existed still open.
+    if meta.headed {
+        put_field(&mut buf, b"headed");
+    }
     buf
 }
 

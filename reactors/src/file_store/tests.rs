@@ -95,10 +95,10 @@ fn unchanged_value_writes_nothing_and_changed_value_is_a_new_version() {
     put(&s, "a", &value(MARKER)).unwrap();
     let again = put(&s, "a", &value(MARKER)).unwrap();
     assert_eq!((again.version, again.changed), (1, false));
-    assert_eq!(files(&dir), ["v1.json"]);
+    assert_eq!(files(&dir), ["+head", "v1.json"]);
     let next = put(&s, "a", &value("other")).unwrap();
     assert_eq!((next.version, next.changed), (2, true));
-    assert_eq!(files(&dir), ["v1.json", "v2.json"]);
+    assert_eq!(files(&dir), ["+head", "v1.json", "v2.json"]);
     let got = get(&s, "a").unwrap().unwrap();
     assert_eq!(got.get("password"), Some(&b"other"[..]));
     // A key added is a change too.
@@ -211,9 +211,9 @@ fn a_file_moved_to_another_path_or_version_does_not_open() {
     put(&s, "b", &value("b-value")).unwrap();
     fs::copy(s.root().join("a/v1.json"), s.root().join("b/v1.json")).unwrap();
     assert_tampered(get(&s, "b"));
-    // The same copied as a newer version of `a` itself.
+    // The same copied as a newer version of `a` itself: beyond the head.
     fs::copy(s.root().join("a/v1.json"), s.root().join("a/v2.json")).unwrap();
-    assert_tampered(get(&s, "a"));
+    assert_rolled_back(get(&s, "a"), "a");
     // Even with the clear metadata rewritten to match its new place.
     fs::copy(s.root().join("a/v1.json"), s.root().join("c-v1.json")).unwrap();
     fs::create_dir(s.root().join("c")).unwrap();
@@ -221,6 +221,21 @@ fn a_file_moved_to_another_path_or_version_does_not_open() {
     edit(&s.root().join("c/v1.json"), |j| {
         j["meta"]["path"] = "c".into()
     });
+    assert_rolled_back(get(&s, "c"), "c");
+    // With a head of its own (that verifies), the file itself is refused.
+    fs::write(
+        s.root().join("c/+head"),
+        head::encode(
+            &s.files.key,
+            "c",
+            Head {
+                version: 1,
+                deleted: false,
+                pending: false,
+            },
+        ),
+    )
+    .unwrap();
     assert_tampered(get(&s, "c"));
 }
 
@@ -244,7 +259,7 @@ fn soft_delete_hides_and_destroy_removes() {
     assert!(get(&s, "a/b").unwrap().is_none());
     assert_eq!(
         files(&s.root().join("a/b")),
-        ["deleted", "v1.json", "v2.json"]
+        ["+head", "deleted", "v1.json", "v2.json"]
     );
     // Deleting again is harmless; writing after a delete makes a new version.
     block_on(s.delete("a/b", false)).unwrap();
@@ -256,7 +271,7 @@ fn soft_delete_hides_and_destroy_removes() {
     );
     assert_eq!(
         files(&s.root().join("a/b")),
-        ["v1.json", "v2.json", "v3.json"]
+        ["+head", "v1.json", "v2.json", "v3.json"]
     );
     block_on(s.delete("a/b", true)).unwrap();
     assert!(!s.root().join("a/b").exists());
@@ -408,8 +423,12 @@ fn modes_are_0600_and_0700() {
     assert_eq!(mode(&s.root().join("a/b")), 0o700);
     assert_eq!(mode(&s.root().join("a/b/v1.json")), 0o600);
     assert_eq!(mode(&s.root().join("a/b/deleted")), 0o600);
+    assert_eq!(mode(&s.root().join("a/b/+head")), 0o600);
     // No temporary file is left behind.
-    assert_eq!(files(&s.root().join("a/b")), ["deleted", "v1.json"]);
+    assert_eq!(
+        files(&s.root().join("a/b")),
+        ["+head", "deleted", "v1.json"]
+    );
 }
 
 #[test]
@@ -418,6 +437,7 @@ fn master_key_loading_and_redaction() {
     let key = MasterKey::generate();
     let file = t.path().join("master.key");
     fs::write(&file, format!("{}\n", key.to_base64().as_str())).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
     let loaded = MasterKey::from_file(&file).unwrap();
     assert_eq!(*loaded.0, *key.0);
     assert!(!loaded.is_default() && MasterKey::dev().is_default());
@@ -434,7 +454,7 @@ fn master_key_loading_and_redaction() {
     ));
     assert!(matches!(
         MasterKey::from_file(&t.path().join("missing")),
-        Err(MasterKeyError::Io { .. })
+        Err(MasterKeyError::File(e)) if e.is_not_found()
     ));
     let s = FileStore::open(t.path().join("s"), MasterKey::generate()).unwrap();
     assert!(!format!("{s:?}").contains(key.to_base64().as_str()));
@@ -466,4 +486,154 @@ fn security_report_flags_dev_key_and_open_key_file() {
         security_report(Some(&t.path().join("missing")), &key)[..],
         [Insecurity::KeyFileUnchecked { .. }]
     ));
+}
+
+/// The error a rolled-back secret gives: it names the path, never the value.
+fn assert_rolled_back(r: Result<Option<SecretValue>, UpstreamError>, path: &str) {
+    match r {
+        Err(e) => {
+            let text = format!("{e} {e:?}");
+            assert!(text.contains(path), "{text}");
+            assert!(!text.contains(MARKER), "{text}");
+        }
+        Ok(v) => panic!("expected an error, got Ok (a value: {})", v.is_some()),
+    }
+}
+
+#[test]
+fn a_deleted_newest_version_is_an_error_not_the_older_version() {
+    let (_t, s) = store();
+    put(&s, "a/b", &value(MARKER)).unwrap();
+    put(&s, "a/b", &value("newest")).unwrap();
+    fs::remove_file(s.root().join("a/b/v2.json")).unwrap();
+    assert_rolled_back(get(&s, "a/b"), "a/b");
+    // A write does not paper over it either.
+    assert!(put(&s, "a/b", &value("three")).is_err());
+    // Every version gone but the directory kept: not "no secret" either.
+    fs::remove_file(s.root().join("a/b/v1.json")).unwrap();
+    assert_rolled_back(get(&s, "a/b"), "a/b");
+}
+
+#[test]
+fn an_edited_or_removed_deleted_marker_does_not_bring_a_version_back() {
+    let (_t, s) = store();
+    put(&s, "a/b", &value(MARKER)).unwrap();
+    put(&s, "a/b", &value("two")).unwrap();
+    block_on(s.delete("a/b", false)).unwrap();
+    let marker = s.root().join("a/b/deleted");
+    // Edited to name an older version: the newest would show again.
+    fs::write(&marker, "1\n").unwrap();
+    assert_rolled_back(get(&s, "a/b"), "a/b");
+    // Removed: the secret stays deleted.
+    fs::remove_file(&marker).unwrap();
+    assert!(get(&s, "a/b").unwrap().is_none());
+    // A marker planted on a live secret is not believed either.
+    put(&s, "c", &value("live")).unwrap();
+    fs::write(s.root().join("c/deleted"), "1\n").unwrap();
+    assert_rolled_back(get(&s, "c"), "c");
+}
+
+/// Writes `values` as versions 1, 2... in the layout from before heads.
+fn legacy_secret(s: &FileStore, path: &str, values: &[&str]) -> PathBuf {
+    let dir = s.files.secret_dir(path, true).unwrap().unwrap();
+    for (i, v) in values.iter().enumerate() {
+        s.files
+            .write_version_as(
+                path,
+                &dir,
+                i as u64 + 1,
+                &value(v),
+                &meta(false),
+                false,
+                false,
+            )
+            .unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_store_written_before_heads_is_read_and_gets_a_head_on_its_next_write() {
+    let (_t, s) = store();
+    let dir = legacy_secret(&s, "old", &["one", "two"]);
+    assert_eq!(files(&dir), ["v1.json", "v2.json"]);
+    assert_eq!(
+        get(&s, "old").unwrap().unwrap().get("password"),
+        Some(&b"two"[..])
+    );
+    // The old marker still hides its version.
+    fs::write(dir.join("deleted"), "2\n").unwrap();
+    assert!(get(&s, "old").unwrap().is_none());
+    let w = put(&s, "old", &value("three")).unwrap();
+    assert_eq!(w.version, 3);
+    assert_eq!(files(&dir), ["+head", "v1.json", "v2.json", "v3.json"]);
+    // From now on the head guards it.
+    fs::remove_file(dir.join("v3.json")).unwrap();
+    assert_rolled_back(get(&s, "old"), "old");
+
+    // A delete of an old secret writes a head too.
+    let dir = legacy_secret(&s, "old2", &["one"]);
+    block_on(s.delete("old2", false)).unwrap();
+    assert_eq!(files(&dir), ["+head", "deleted", "v1.json"]);
+    fs::remove_file(dir.join("deleted")).unwrap();
+    assert!(get(&s, "old2").unwrap().is_none());
+}
+
+#[test]
+fn a_removed_or_forged_head_is_an_error() {
+    let (_t, s) = store();
+    put(&s, "a", &value("one")).unwrap();
+    put(&s, "a", &value("two")).unwrap();
+    let dir = s.root().join("a");
+    let head = fs::read(dir.join("+head")).unwrap();
+    // Removing the head with the newest version does not fall back to the
+    // old layout: the versions say a head was written.
+    fs::remove_file(dir.join("+head")).unwrap();
+    fs::remove_file(dir.join("v2.json")).unwrap();
+    assert_rolled_back(get(&s, "a"), "a");
+    // A head edited to name an older version does not verify.
+    let edited = String::from_utf8(head)
+        .unwrap()
+        .replace("\"version\":2", "\"version\":1");
+    fs::write(dir.join("+head"), edited).unwrap();
+    assert_tampered(get(&s, "a"));
+    // Nor does a head moved from another secret.
+    put(&s, "b", &value("b")).unwrap();
+    fs::copy(s.root().join("b/+head"), dir.join("+head")).unwrap();
+    assert_tampered(get(&s, "a"));
+}
+
+#[test]
+fn a_crash_between_a_version_and_its_head_leaves_the_new_version() {
+    let (_t, s) = store();
+    put(&s, "a", &value("one")).unwrap();
+    let dir = s.root().join("a");
+    let pending = |version| {
+        head::encode(
+            &s.files.key,
+            "a",
+            Head {
+                version,
+                deleted: false,
+                pending: true,
+            },
+        )
+    };
+    // Crashed after the pending head, before the version: the old one stays.
+    fs::write(dir.join("+head"), pending(1)).unwrap();
+    assert_eq!(
+        get(&s, "a").unwrap().unwrap().get("password"),
+        Some(&b"one"[..])
+    );
+    put(&s, "a", &value("two")).unwrap();
+    // Crashed after v2.json, before the head moved: the new one is there.
+    fs::write(dir.join("+head"), pending(1)).unwrap();
+    assert_eq!(
+        get(&s, "a").unwrap().unwrap().get("password"),
+        Some(&b"two"[..])
+    );
+    assert_eq!(put(&s, "a", &value("three")).unwrap().version, 3);
+    // But a record older than that is not believed.
+    fs::write(dir.join("+head"), pending(1)).unwrap();
+    assert_rolled_back(get(&s, "a"), "a");
 }

@@ -4,7 +4,8 @@
 //! response body (a read response holds values). Only the HTTP status,
 //! Vault's own `errors` strings and the transport's error chain survive, and
 //! those are withheld too when they contain any of the call's sensitive byte
-//! strings (the value being written, a secret id).
+//! strings (the value being written, raw, base64 and JSON-escaped as
+//! [`crate::value_map::sensitive_forms`] gives them; a secret id).
 
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
@@ -186,6 +187,34 @@ mod tests {
         let text = format!("{e} {e:?}");
         assert!(!text.contains("hunter2-marker"), "{text}");
         assert!(text.contains("withheld"), "{text}");
+    }
+
+    #[test]
+    fn a_message_quoting_the_value_in_base64_or_json_escaped_is_withheld() {
+        use base64::Engine as _;
+        let mut value = sealplane_proto::sealed::SecretValue::new();
+        value
+            .insert("bin", vec![0xff, 0xfe, b'h', b'u', b'n', b't', b'e', b'r'])
+            .unwrap();
+        value
+            .insert("text", b"say \"hunter2\"\nnow".to_vec())
+            .unwrap();
+        // What kv_v1 and kv_v2 pass as the call's sensitive strings.
+        let forms = crate::value_map::sensitive_forms(&value);
+        let sensitive: Vec<&[u8]> = forms.iter().map(|f| f.as_slice()).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(value.get("bin").unwrap());
+        for message in [
+            format!("invalid data: {{\"bin\":\"{b64}\"}}"),
+            r#"cannot parse {"text":"say \"hunter2\"\nnow"}"#.to_owned(),
+        ] {
+            let e = call(&sensitive).status(400, std::slice::from_ref(&message));
+            let text = format!("{e} {e:?}");
+            assert!(text.contains("withheld"), "{message} -> {text}");
+            assert!(!text.contains(&b64) && !text.contains("hunter2"), "{text}");
+        }
+        // A message quoting none of them is shown.
+        let e = call(&sensitive).status(400, &errors(&["bad request"]));
+        assert!(e.to_string().contains("bad request"), "{e}");
     }
 
     #[test]

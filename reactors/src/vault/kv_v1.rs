@@ -38,7 +38,9 @@ impl VaultStore {
         meta: &WriteMeta,
     ) -> Result<Written, UpstreamError> {
         let needs = self.needs(path);
-        let sensitive: Vec<&[u8]> = value.iter().map(|(_, v)| v).collect();
+        // The value raw, base64 and JSON-escaped: a message may quote any.
+        let forms = crate::value_map::sensitive_forms(value);
+        let sensitive: Vec<&[u8]> = forms.iter().map(|f| f.as_slice()).collect();
         let call = self.call(path, "write", &needs, &sensitive);
         let mut version = 0;
         if let Some(data) = self.v1_read(&client, path, &call).await? {

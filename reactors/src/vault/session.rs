@@ -346,13 +346,12 @@ fn client_with(settings: &VaultClientSettings, token: &str) -> Result<VaultClien
 
 /// Reads a token or secret id from a file, trimmed.
 fn read_token(path: &Path, field: &'static str) -> Result<Zeroizing<String>, UpstreamError> {
-    let text =
-        Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| UpstreamError::Config {
-                field,
-                problem: format!("cannot be read ({}): {e}", path.display()),
-            })?,
-        );
+    let text = crate::security::read_private_text(path, "token file").map_err(|e| {
+        UpstreamError::Config {
+            field,
+            problem: format!("cannot be used: {e}"),
+        }
+    })?;
     let trimmed = Zeroizing::new(text.trim().to_owned());
     check_token_text(&trimmed, field)?;
     Ok(trimmed)
@@ -367,4 +366,27 @@ fn check_token_text(token: &str, what: &'static str) -> Result<(), UpstreamError
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_token_file_open_to_group_or_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.token");
+        std::fs::write(&path, "hvs.secret-token\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            read_token(&path, "token_file").unwrap().as_str(),
+            "hvs.secret-token"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_token(&path, "token_file").unwrap_err().to_string();
+        assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+        assert!(!e.contains("hvs.secret"), "{e}");
+    }
 }
