@@ -87,30 +87,12 @@ impl<R: Refusal> From<CommandError<R>> for UseCaseError {
 #[derive(Default)]
 pub struct Guards {
     streams: Mutex<HashMap<Slug, u64>>,
-    denials: Mutex<HashMap<Slug, VecDeque<Instant>>>,
     /// Calls without a valid token, by peer address (`None`: unknown).
     unauthenticated: Mutex<HashMap<Option<std::net::IpAddr>, VecDeque<Instant>>>,
     /// Verification requests take turns, so the rate window counts every
     /// one before the next is decided (50 at once must not all see the
     /// old count).
     pub verifications: tokio::sync::Mutex<()>,
-}
-
-/// Counts one more event in the sliding minute `recent`, unless `limit`
-/// are there already.
-fn within_a_minute(recent: &mut VecDeque<Instant>, limit: u64) -> bool {
-    let now = Instant::now();
-    while recent
-        .front()
-        .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-    {
-        recent.pop_front();
-    }
-    if recent.len() as u64 >= limit {
-        return false;
-    }
-    recent.push_back(now);
-    true
 }
 
 /// A long-lived stream counted against its principal until dropped.
@@ -196,19 +178,6 @@ impl App {
         })
     }
 
-    /// Whether `actor` may have one more refusal recorded this minute.
-    fn denial_allowed(&self, actor: &Actor) -> bool {
-        let mut denials = self
-            .guards
-            .denials
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        within_a_minute(
-            denials.entry(actor.slug.clone()).or_default(),
-            self.limits.max_denials_per_minute,
-        )
-    }
-
     /// Whether a call without a valid token from `peer` may still be
     /// answered (and logged) this minute, within the same limit.
     pub fn unauthenticated_allowed(&self, peer: Option<std::net::IpAddr>) -> bool {
@@ -217,7 +186,7 @@ impl App {
             .unauthenticated
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        within_a_minute(
+        crate::command::within_a_minute(
             calls.entry(peer).or_default(),
             self.limits.max_denials_per_minute,
         )
@@ -234,7 +203,7 @@ impl App {
         target: &str,
         reason: String,
     ) -> UseCaseError {
-        if !self.denial_allowed(&ctx.actor) {
+        if !self.handler.may_record_denial(ctx.actor.slug.as_str()) {
             return UseCaseError::refused(
                 RefusalKind::Exhausted,
                 format!(

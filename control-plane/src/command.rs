@@ -28,7 +28,9 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -214,6 +216,27 @@ pub struct CommandHandler {
     max_retries: usize,
     stripes: Arc<[tokio::sync::Mutex<()>]>,
     cache: Arc<std::sync::Mutex<HashMap<StreamId, Box<dyn Any + Send>>>>,
+    /// Refusals recorded per principal per minute; beyond it a refusal is
+    /// still answered but not recorded, so nobody fills the log with them.
+    denials_per_minute: u64,
+    denials: Arc<std::sync::Mutex<HashMap<String, VecDeque<Instant>>>>,
+}
+
+/// Counts one more event in the sliding minute `recent`, unless `limit`
+/// are there already.
+pub fn within_a_minute(recent: &mut VecDeque<Instant>, limit: u64) -> bool {
+    let now = Instant::now();
+    while recent
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+    {
+        recent.pop_front();
+    }
+    if recent.len() as u64 >= limit {
+        return false;
+    }
+    recent.push_back(now);
+    true
 }
 
 impl CommandHandler {
@@ -224,7 +247,25 @@ impl CommandHandler {
             max_retries: DEFAULT_MAX_RETRIES,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             cache: Arc::default(),
+            denials_per_minute: u64::MAX,
+            denials: Arc::default(),
         }
+    }
+
+    /// The same handler recording at most `per_minute` refusals of one
+    /// principal a minute.
+    pub fn with_denial_limit(mut self, per_minute: u64) -> Self {
+        self.denials_per_minute = per_minute;
+        self
+    }
+
+    /// Whether one more refusal of `actor` may be recorded this minute.
+    pub fn may_record_denial(&self, actor: &str) -> bool {
+        let mut denials = self.denials.lock().unwrap_or_else(|p| p.into_inner());
+        within_a_minute(
+            denials.entry(actor.to_owned()).or_default(),
+            self.denials_per_minute,
+        )
     }
 
     /// The same handler with another retry bound.
@@ -467,6 +508,10 @@ impl CommandHandler {
         envelope: &CommandEnvelope,
         refusal: &R,
     ) -> Result<(), CommandError<R>> {
+        if !self.may_record_denial(ctx.actor.slug.as_str()) {
+            // Still refused; only no longer recorded.
+            return Ok(());
+        }
         self.record_access_denied(ctx, envelope, stream.as_str(), &refusal.to_string())
             .await
             .map_err(CommandError::Store)

@@ -84,7 +84,7 @@ pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled
     let (shutdown, down) = watch::channel(false);
     Ok(Assembled {
         app: App {
-            handler: CommandHandler::new(store),
+            handler: CommandHandler::new(store).with_denial_limit(limits.max_denials_per_minute),
             model,
             limits,
             shutdown: down,

@@ -679,3 +679,29 @@ async fn a_removed_user_loses_its_tokens_and_groups_and_its_slug_stays_taken() {
     // Removing again changes nothing.
     remove(&api.admin).await.unwrap();
 }
+
+#[tokio::test]
+async fn refusals_decided_by_an_aggregate_cannot_fill_the_log_either() {
+    let api = Api::with(Limits {
+        max_denials_per_minute: 3,
+        ..Limits::default()
+    })
+    .await;
+    alice_with_a_secret(&api).await;
+    let bob = api.user("bob", "user").await;
+    for _ in 0..6 {
+        let status = key_request(&api, &bob, "local://alice/db", v1::Purpose::Put)
+            .await
+            .unwrap_err();
+        // Still refused every time...
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+    // ...but recorded only up to the limit.
+    let bobs = api
+        .denials()
+        .await
+        .into_iter()
+        .filter(|d| d.contains("\"actor\":\"bob\""))
+        .count();
+    assert_eq!(bobs, 3);
+}
