@@ -110,8 +110,9 @@ impl Default for Limits {
             upload_key_ttl_seconds: 300,
             token_ttl_seconds: 90 * 24 * 3600,
             max_verifications_per_minute: 10,
-            max_open_uploads_per_principal: 32,
-            max_streams_per_principal: 32,
+            // Room for a CI job putting 64 secrets at once, and then some.
+            max_open_uploads_per_principal: 256,
+            max_streams_per_principal: 256,
             max_denials_per_minute: 60,
             request_timeout_seconds: 30,
             max_concurrent_streams_per_connection: 128,
