@@ -18,7 +18,7 @@ use crate::domain::names::{SecretUri, Slug, StoreName};
 use crate::domain::principal::{Principal, PrincipalEvent};
 use crate::domain::secret::{Secret, SecretEvent};
 use crate::domain::store_catalog::StoreCatalog;
-use crate::domain::upload::{Purpose, UploadEvent, UploadRequest, UploadStatus};
+use crate::domain::upload::{Purpose, UploadEvent, UploadRequest};
 use crate::projection::Projection;
 use crate::streams::{StreamKind, kind_of};
 
@@ -53,6 +53,8 @@ pub struct ReadModel {
     finished: VecDeque<(DateTime<Utc>, Uuid)>,
     /// The store of every upload request ever made.
     upload_stores: BTreeMap<Uuid, StoreName>,
+    /// Upload requests not ended yet, by requester (for the limit).
+    open_uploads: BTreeMap<Slug, usize>,
     /// When each principal last asked to verify each secret (the newest
     /// [`VERIFICATIONS_KEPT`]), for the verification rate limit.
     pub verifications: BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
@@ -136,9 +138,13 @@ impl ReadModel {
     fn index_upload(&mut self, event: &UploadEvent, recorded: &RecordedEvent) {
         match event {
             UploadEvent::SecretUploadKeyRequested {
-                request_id, store, ..
+                request_id,
+                store,
+                requester,
+                ..
             } => {
                 self.upload_stores.insert(*request_id, store.clone());
+                *self.open_uploads.entry(requester.clone()).or_default() += 1;
             }
             UploadEvent::SecretUploaded { request_id, .. }
             | UploadEvent::SecretVerified { request_id, .. }
@@ -146,6 +152,14 @@ impl ReadModel {
             | UploadEvent::SecretUploadKeyExpired { request_id } => {
                 if let Ok(meta) = recorded.metadata() {
                     self.finished.push_back((meta.timestamp, *request_id));
+                }
+                if let Some(requester) = self.uploads.get(request_id).and_then(|u| u.requester())
+                    && let Some(open) = self.open_uploads.get_mut(requester)
+                {
+                    *open = open.saturating_sub(1);
+                    if *open == 0 {
+                        self.open_uploads.remove(requester);
+                    }
                 }
             }
             _ => {}
@@ -171,23 +185,12 @@ impl ReadModel {
         }
     }
 
-    /// How many times `who` asked to verify `uri` since `since`.
     /// Upload requests `who` made that have not ended.
     pub fn open_uploads_of(&self, who: &Slug) -> usize {
-        self.uploads
-            .values()
-            .filter(|u| {
-                u.requester() == Some(who)
-                    && matches!(
-                        u.status(),
-                        UploadStatus::Requested
-                            | UploadStatus::KeyProvided
-                            | UploadStatus::UploadRequested
-                    )
-            })
-            .count()
+        self.open_uploads.get(who).copied().unwrap_or(0)
     }
 
+    /// How many times `who` asked to verify `uri` since `since`.
     pub fn verifications_since(&self, who: &Slug, uri: &SecretUri, since: DateTime<Utc>) -> usize {
         self.verifications
             .get(&(who.clone(), uri.clone()))
@@ -319,5 +322,34 @@ mod tests {
             Some(&local),
             "the feed still knows its store"
         );
+    }
+
+    #[tokio::test]
+    async fn open_uploads_count_requests_until_they_end_and_never_go_below_zero() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let handler = CommandHandler::new(store.clone());
+        let alice = Slug::parse("alice").unwrap();
+        let (first, second) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        request(&handler, first, t0()).await;
+        request(&handler, second, t0()).await;
+        let model = as_of(&*store, ReadModel::default(), store.head().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(model.open_uploads_of(&alice), 2);
+        assert_eq!(model.open_uploads_of(&Slug::parse("bob").unwrap()), 0);
+
+        let ended = t0() + Duration::minutes(5) + SWEEP_GRACE;
+        expire(&handler, first, ended).await;
+        let model = as_of(&*store, ReadModel::default(), store.head().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(model.open_uploads_of(&alice), 1, "the expired one ended");
+
+        expire(&handler, second, ended).await;
+        let model = as_of(&*store, ReadModel::default(), store.head().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(model.open_uploads_of(&alice), 0);
+        assert!(model.open_uploads.is_empty(), "no entry kept for zero");
     }
 }
