@@ -127,35 +127,10 @@ async fn a_huge_token_lifetime_is_refused_not_a_panic() {
 #[tokio::test]
 async fn someone_elses_secret_answers_exactly_as_a_missing_one() {
     let api = Api::new().await;
-    let alice = api.user("alice", "user").await;
-    let bob = api.user("bob", "user").await;
-    StoresApi::new(api.app.clone())
-        .create_store(req(
-            v1::CreateStoreRequest {
-                options: None,
-                name: "local".into(),
-                kind: "file".into(),
-                reactor_key: base64_key(),
-                certificate: None,
-            },
-            &api.admin,
-        ))
-        .await
-        .unwrap();
-    let secrets = SecretsApi::new(api.app.clone());
     // alice's first write creates her secret.
-    secrets
-        .request_upload_key(req(
-            v1::RequestUploadKeyRequest {
-                options: None,
-                uri: "local://alice/db".into(),
-                purpose: v1::Purpose::Put as i32,
-                adopt: false,
-            },
-            &alice,
-        ))
-        .await
-        .unwrap();
+    let alice = alice_with_a_secret(&api).await;
+    let bob = api.user("bob", "user").await;
+    let secrets = SecretsApi::new(api.app.clone());
     let get = |uri: &str, token: &str| {
         secrets.get_secret(req(
             v1::GetSecretRequest {
@@ -185,33 +160,8 @@ async fn someone_elses_secret_answers_exactly_as_a_missing_one() {
 #[tokio::test]
 async fn a_grant_to_a_slug_nobody_has_is_refused() {
     let api = Api::new().await;
-    let alice = api.user("alice", "user").await;
-    StoresApi::new(api.app.clone())
-        .create_store(req(
-            v1::CreateStoreRequest {
-                options: None,
-                name: "local".into(),
-                kind: "file".into(),
-                reactor_key: base64_key(),
-                certificate: None,
-            },
-            &api.admin,
-        ))
-        .await
-        .unwrap();
+    let alice = alice_with_a_secret(&api).await;
     let secrets = SecretsApi::new(api.app.clone());
-    secrets
-        .request_upload_key(req(
-            v1::RequestUploadKeyRequest {
-                options: None,
-                uri: "local://alice/db".into(),
-                purpose: v1::Purpose::Put as i32,
-                adopt: false,
-            },
-            &alice,
-        ))
-        .await
-        .unwrap();
     let grant = |slug: &str| {
         secrets.change_access(req(
             v1::ChangeAccessRequest {
@@ -295,33 +245,11 @@ async fn revoking_a_token_ends_its_feed_and_its_watches_within_seconds() {
 
     // alice watches her own upload request.
     let alice = api.user("alice", "user").await;
-    StoresApi::new(api.app.clone())
-        .create_store(req(
-            v1::CreateStoreRequest {
-                options: None,
-                name: "local".into(),
-                kind: "file".into(),
-                reactor_key: base64_key(),
-                certificate: None,
-            },
-            &api.admin,
-        ))
+    local_store(&api).await;
+    let secrets = SecretsApi::new(api.app.clone());
+    let key = key_request(&api, &alice, "local://alice/db", v1::Purpose::Put)
         .await
         .unwrap();
-    let secrets = SecretsApi::new(api.app.clone());
-    let key = secrets
-        .request_upload_key(req(
-            v1::RequestUploadKeyRequest {
-                options: None,
-                uri: "local://alice/db".into(),
-                purpose: v1::Purpose::Put as i32,
-                adopt: false,
-            },
-            &alice,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
     let mut watch = secrets
         .watch_upload(req(
             v1::WatchUploadRequest {
@@ -401,6 +329,15 @@ async fn a_read_model_that_stopped_following_the_log_authenticates_nobody() {
 /// A store `local` and a secret `local://alice/db` alice created.
 async fn alice_with_a_secret(api: &Api) -> String {
     let alice = api.user("alice", "user").await;
+    local_store(api).await;
+    key_request(api, &alice, "local://alice/db", v1::Purpose::Put)
+        .await
+        .unwrap();
+    alice
+}
+
+/// Creates the file store `local`.
+async fn local_store(api: &Api) {
     StoresApi::new(api.app.clone())
         .create_store(req(
             v1::CreateStoreRequest {
@@ -414,10 +351,6 @@ async fn alice_with_a_secret(api: &Api) -> String {
         ))
         .await
         .unwrap();
-    key_request(api, &alice, "local://alice/db", v1::Purpose::Put)
-        .await
-        .unwrap();
-    alice
 }
 
 async fn key_request(
