@@ -133,6 +133,19 @@ fn access_denied(data_dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Asserts each (actor, command) refusal is recorded in the store file.
+fn assert_denied(data_dir: &Path, expected: &[(&str, &str)]) {
+    let denied = access_denied(data_dir);
+    for expected in expected {
+        assert!(
+            denied
+                .iter()
+                .any(|(a, cmd)| (a.as_str(), cmd.as_str()) == *expected),
+            "{expected:?} not recorded in {denied:?}"
+        );
+    }
+}
+
 fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
     let s = r.expect_err("expected a refusal");
     (s.code(), s.message().to_owned())
@@ -294,21 +307,16 @@ async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
     );
     assert_eq!(status, Code::PermissionDenied);
 
-    let denied = access_denied(dir.path());
-    for expected in [
-        ("alice", "CreateStore"),
-        ("alice", "ListPrincipals"),
-        ("alice", "Subscribe"),
-        ("audrey", "CreateGroup"),
-        ("r1", "ListSecrets"),
-    ] {
-        assert!(
-            denied
-                .iter()
-                .any(|(a, cmd)| (a.as_str(), cmd.as_str()) == expected),
-            "{expected:?} not recorded in {denied:?}"
-        );
-    }
+    assert_denied(
+        dir.path(),
+        &[
+            ("alice", "CreateStore"),
+            ("alice", "ListPrincipals"),
+            ("alice", "Subscribe"),
+            ("audrey", "CreateGroup"),
+            ("r1", "ListSecrets"),
+        ],
+    );
     drop(c); // an idle connection would hold the graceful shutdown
     server.stop();
 }
@@ -820,19 +828,14 @@ async fn the_upload_protocol_through_the_api_with_its_bad_cases() {
     assert_eq!(status, Code::FailedPrecondition);
     assert!(message.contains("sealctl enable store other"), "{message}");
 
-    let denied = access_denied(dir.path());
-    for expected in [
-        ("bob", "UploadSecret"),
-        ("r2", "ProvideKey"),
-        ("bob", "GetSecret"),
-    ] {
-        assert!(
-            denied
-                .iter()
-                .any(|(a, cmd)| (a.as_str(), cmd.as_str()) == expected),
-            "{expected:?} not recorded in {denied:?}"
-        );
-    }
+    assert_denied(
+        dir.path(),
+        &[
+            ("bob", "UploadSecret"),
+            ("r2", "ProvideKey"),
+            ("bob", "GetSecret"),
+        ],
+    );
     drop(c); // an idle connection would hold the graceful shutdown
     server.stop();
 }
