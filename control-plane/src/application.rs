@@ -10,9 +10,9 @@ pub mod principals;
 pub mod reactor_feed;
 pub mod upload;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sealplane_event_store::StreamId;
@@ -23,6 +23,7 @@ use crate::config::Limits;
 use crate::domain::names::Slug;
 use crate::domain::{Actor, Aggregate, Context, Refusal, RefusalKind};
 use crate::projection::Projector;
+use crate::rate::PerMinute;
 use crate::read_model::ReadModel;
 
 /// How long a command waits for the read model to apply what it wrote.
@@ -88,7 +89,7 @@ impl<R: Refusal> From<CommandError<R>> for UseCaseError {
 pub struct Guards {
     streams: Mutex<HashMap<Slug, u64>>,
     /// Calls without a valid token, by peer address (`None`: unknown).
-    unauthenticated: Mutex<HashMap<Option<std::net::IpAddr>, VecDeque<Instant>>>,
+    unauthenticated: PerMinute<Option<std::net::IpAddr>>,
     /// Verification requests take turns, so the rate window counts every
     /// one before the next is decided (50 at once must not all see the
     /// old count).
@@ -181,15 +182,9 @@ impl App {
     /// Whether a call without a valid token from `peer` may still be
     /// answered (and logged) this minute, within the same limit.
     pub fn unauthenticated_allowed(&self, peer: Option<std::net::IpAddr>) -> bool {
-        let mut calls = self
-            .guards
+        self.guards
             .unauthenticated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        crate::command::within_a_minute(
-            calls.entry(peer).or_default(),
-            self.limits.max_denials_per_minute,
-        )
+            .allow(peer, self.limits.max_denials_per_minute)
     }
 
     /// Records a refusal decided outside an aggregate and returns it.

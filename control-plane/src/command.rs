@@ -28,9 +28,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -41,6 +39,7 @@ use sealplane_event_store::{
 };
 
 use crate::domain::{Aggregate, CommandArguments, Context, DomainEvent, Refusal};
+use crate::rate::PerMinute;
 
 /// How many times a command is decided again after losing a race.
 pub const DEFAULT_MAX_RETRIES: usize = 5;
@@ -219,24 +218,7 @@ pub struct CommandHandler {
     /// Refusals recorded per principal per minute; beyond it a refusal is
     /// still answered but not recorded, so nobody fills the log with them.
     denials_per_minute: u64,
-    denials: Arc<std::sync::Mutex<HashMap<String, VecDeque<Instant>>>>,
-}
-
-/// Counts one more event in the sliding minute `recent`, unless `limit`
-/// are there already.
-pub fn within_a_minute(recent: &mut VecDeque<Instant>, limit: u64) -> bool {
-    let now = Instant::now();
-    while recent
-        .front()
-        .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-    {
-        recent.pop_front();
-    }
-    if recent.len() as u64 >= limit {
-        return false;
-    }
-    recent.push_back(now);
-    true
+    denials: Arc<PerMinute<String>>,
 }
 
 impl CommandHandler {
@@ -261,11 +243,8 @@ impl CommandHandler {
 
     /// Whether one more refusal of `actor` may be recorded this minute.
     pub fn may_record_denial(&self, actor: &str) -> bool {
-        let mut denials = self.denials.lock().unwrap_or_else(|p| p.into_inner());
-        within_a_minute(
-            denials.entry(actor.to_owned()).or_default(),
-            self.denials_per_minute,
-        )
+        self.denials
+            .allow(actor.to_owned(), self.denials_per_minute)
     }
 
     /// The same handler with another retry bound.
