@@ -1,14 +1,15 @@
 //! The embedded `file` store (SPEC §5): for one machine and `sealplane dev`.
 //!
 //! Layout: the secret at `a/b/c` lives in `<root>/a/b/c/`, one
-//! `v{N}.json` per version (the current version is the highest N), a
-//! `deleted` marker naming the soft-deleted version, and a head record
-//! `+head` (ADR 0013): the newest version and whether it is deleted,
-//! MACed under a key derived from the master key, so a removed newest
-//! version or an edited marker is an error, never an older version served. Directories are 0700,
-//! files 0600, and every file is written to a temporary file, fsynced,
-//! renamed into place and its directory fsynced, so a crash leaves either
-//! the old or the new file, never half of one.
+//! `v{N}.json` per version and a head record `+head` (ADR 0013): the
+//! newest version and whether it is soft-deleted, MACed under a key
+//! derived from the master key, so a removed newest version or a removed
+//! head is an error, never an older version served. (Stores written
+//! before heads have a `deleted` marker naming the soft-deleted version
+//! instead.) Directories are 0700, files 0600, and every file is written
+//! to a temporary file, fsynced and renamed into place, so a crash leaves
+//! either the old or the new file, never half of one; a new secret's
+//! directory appears whole with its first version and head.
 //!
 //! Envelope encryption: each version gets a fresh random 32-byte data key;
 //! the value (the JSON of [`SecretValue`]) is sealed under it with
@@ -126,6 +127,14 @@ fn io_err(op: &'static str, target: &Path) -> impl FnOnce(io::Error) -> Upstream
     move |source| UpstreamError::Io { op, target, source }
 }
 
+/// Which missing directories [`Files::secret_dir`] creates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Create {
+    Nothing,
+    /// All but the secret's own (which a first put creates whole).
+    Parents,
+}
+
 /// What a secret's directory holds.
 #[derive(Default)]
 struct DirState {
@@ -238,15 +247,17 @@ impl Files {
         })
     }
 
-    /// The secret's directory; walks it refusing symlinks (which could lead
-    /// writes outside the root) and creates missing parts 0700 when `create`.
-    /// `None` when it does not exist and `create` is false.
-    fn secret_dir(&self, path: &str, create: bool) -> Result<Option<PathBuf>, UpstreamError> {
+    /// The secret's directory and whether it exists; walks it refusing
+    /// symlinks (which could lead writes outside the root) and creates
+    /// missing parts 0700 as `create` says.
+    fn secret_dir(&self, path: &str, create: Create) -> Result<(PathBuf, bool), UpstreamError> {
         validate_path(path)?;
         let mut dir = self.root.clone();
-        for seg in path.split('/') {
+        let segments = path.split('/').count();
+        for (i, seg) in path.split('/').enumerate() {
             let parent = dir.clone();
             dir.push(seg);
+            let create_this = create == Create::Parents && i + 1 < segments;
             match fs::symlink_metadata(&dir) {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => {
@@ -257,8 +268,9 @@ impl Files {
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if !create {
-                        return Ok(None);
+                    if !create_this {
+                        // The rest of the path is missing too.
+                        return Ok((self.root.join(path), false));
                     }
                     DirBuilder::new()
                         .mode(0o700)
@@ -269,7 +281,7 @@ impl Files {
                 Err(e) => return Err(io_err("inspect", &dir)(e)),
             }
         }
-        Ok(Some(dir))
+        Ok((dir, true))
     }
 
     /// Lists a secret's directory and classifies what it holds.
@@ -333,38 +345,45 @@ impl Files {
                 path: path.to_owned(),
             }),
             Some(Some(head)) => {
-                // Written in this order: the head, then the marker (delete);
-                // a pending head, the version, the marker's removal, then the
-                // head (put). So after any crash a marker present names the
-                // head's deleted version; anything else was edited.
+                // A put writes the version, then moves the head: a version
+                // one beyond the head is that put's, crashed before the head
+                // moved (only this store can make a version that opens, and
+                // the head never moves back, unless an old head is put back:
+                // a replay, which ADR 0013 leaves undetected).
+                let current = match on_disk {
+                    Some(n) if n == head.version => Some((n, head.deleted)),
+                    Some(n) if Some(n) == head.version.checked_add(1) => Some((n, false)),
+                    // A head with no version yet (its first write crashed).
+                    None if head.version == 0 => None,
+                    Some(n) if n > head.version => {
+                        return Err(rolled_back(
+                            "it holds a version newer than the store's record (an old record put back?)",
+                        ));
+                    }
+                    _ => {
+                        return Err(rolled_back(
+                            "its newest version file is missing (an older version is not used in its place)",
+                        ));
+                    }
+                };
+                // The head alone says whether a headed secret is deleted; a
+                // marker naming an older version (left by the layout before
+                // heads) hides nothing, one naming the current live version
+                // or a newer one was planted.
                 if let Some(marker) = state.deleted
-                    && !(marker == head.version && head.deleted)
+                    && current.is_none_or(|(n, deleted)| marker > n || (marker == n && !deleted))
                 {
                     return Err(rolled_back(
                         "its `deleted` marker does not match the store's record",
                     ));
                 }
-                match on_disk {
-                    Some(n) if n == head.version => Ok(Some((n, head.deleted))),
-                    // A crash after writing the pending version, before the
-                    // head moved: the version authenticates itself when opened.
-                    Some(n) if head.pending && Some(n) == head.version.checked_add(1) => {
-                        Ok(Some((n, false)))
-                    }
-                    // A first write that crashed before its version was written.
-                    None if head.version == 0 => Ok(None),
-                    Some(n) if n > head.version => Err(rolled_back(
-                        "it holds a version newer than the store's record (an old record put back?)",
-                    )),
-                    _ => Err(rolled_back(
-                        "its newest version file is missing (an older version is not used in its place)",
-                    )),
-                }
+                Ok(current)
             }
             None => {
                 // A store written before heads existed has none until its
-                // next write. A version written since says there was one:
-                // its head is written (pending) before the version.
+                // next write. A version written since says there was one: a
+                // new secret's directory appears with its head, and an old
+                // one gets its head before its next version.
                 if state
                     .versions
                     .iter()
@@ -377,7 +396,7 @@ impl Files {
         }
     }
 
-    /// Writes the head record of `path`.
+    /// Writes the head record of `path`, durably.
     fn write_head(&self, path: &str, dir: &Path, head: Head) -> Result<(), UpstreamError> {
         write_atomic(dir, HEAD, &head::encode(&self.key, path, head))
     }
@@ -436,22 +455,22 @@ impl Files {
         meta: &WriteMeta,
         adopted: bool,
     ) -> Result<(), UpstreamError> {
-        self.write_version_as(path, dir, version, value, meta, adopted, true)
+        let bytes = self.version_file(path, version, value, meta, adopted, true)?;
+        write_atomic(dir, &version_file_name(version), &bytes)
     }
 
-    /// As [`Self::write_version`]; `headed: false` writes the layout from
-    /// before heads existed (for the compatibility tests).
-    #[allow(clippy::too_many_arguments)]
-    fn write_version_as(
+    /// The bytes of version `version` of `path` holding `value` sealed;
+    /// `headed: false` makes the layout from before heads existed (for the
+    /// compatibility tests).
+    fn version_file(
         &self,
         path: &str,
-        dir: &Path,
         version: u64,
         value: &SecretValue,
         meta: &WriteMeta,
         adopted: bool,
         headed: bool,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<Vec<u8>, UpstreamError> {
         let vmeta = VersionMeta {
             managed_by: MANAGED_BY.to_owned(),
             path: path.to_owned(),
@@ -490,7 +509,7 @@ impl Files {
         let mut bytes = serde_json::to_vec_pretty(&vf)
             .map_err(|_| UpstreamError::Crypto("encoding a version file"))?;
         bytes.push(b'\n');
-        write_atomic(dir, &version_file_name(version), &bytes)
+        Ok(bytes)
     }
 
     fn put_sync(
@@ -500,9 +519,10 @@ impl Files {
         meta: &WriteMeta,
     ) -> Result<Written, UpstreamError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let dir = self
-            .secret_dir(path, true)?
-            .expect("secret_dir creates the directory");
+        let (dir, exists) = self.secret_dir(path, Create::Parents)?;
+        if !exists {
+            return self.create_secret(path, &dir, value, meta);
+        }
         let state = self.scan(path, &dir)?;
         let managed = state.managed();
         if !managed && !meta.adopt {
@@ -526,34 +546,70 @@ impl Files {
             .ok_or(UpstreamError::Crypto("version counter exhausted"))?;
         // Keeps the adoption across versions once granted.
         let adopted = !managed || matches!(state.latest(), Some((_, Some(m))) if m.adopted);
-        // The head says a version is on its way before it is written, so a
-        // version without a head is never a crash's leftover.
-        self.write_head(
-            path,
-            &dir,
-            Head {
-                version: latest,
-                deleted: current.is_some_and(|(_, deleted)| deleted),
-                pending: true,
-            },
-        )?;
+        if state.head.is_none() {
+            // A directory from before heads (or one holding only nested
+            // secrets) gets its head first, so a headed version without a
+            // head is never a crash's leftover.
+            self.write_head(
+                path,
+                &dir,
+                Head {
+                    version: latest,
+                    deleted: current.is_some_and(|(_, deleted)| deleted),
+                },
+            )?;
+        }
         self.write_version(path, &dir, version, value, meta, adopted)?;
         if state.deleted.is_some() {
-            // The marker names an older version now, so it no longer hides
-            // anything; removed before the head moves (see `current`).
+            // Names an older version now, so it hides nothing (see
+            // `current`); a removal lost in a crash is harmless.
             let marker = dir.join(DELETED);
             fs::remove_file(&marker).map_err(io_err("remove", &marker))?;
-            sync_dir(&dir)?;
         }
-        self.write_head(
+        // The version is durable: should this rename be lost in a crash,
+        // the version one beyond the head is found as the current one
+        // (see `current`), so the directory's fsync can wait for its next
+        // durable write.
+        let head = head::encode(
+            &self.key,
             path,
-            &dir,
             Head {
                 version,
                 deleted: false,
-                pending: false,
             },
-        )?;
+        );
+        durable::write_atomic_deferring_dir_sync(&dir.join(HEAD), &head, 0o600)
+            .map_err(durable_err)?;
+        Ok(Written {
+            version,
+            upstream_ref: upstream_ref(path, version),
+            changed: true,
+        })
+    }
+
+    /// The first version of a secret whose directory does not exist yet:
+    /// the directory appears at once with its version and head, or not at
+    /// all (a crash leaves a temporary directory beside it, nothing else).
+    fn create_secret(
+        &self,
+        path: &str,
+        dir: &Path,
+        value: &SecretValue,
+        meta: &WriteMeta,
+    ) -> Result<Written, UpstreamError> {
+        let version = 1;
+        let file = self.version_file(path, version, value, meta, false, true)?;
+        let head = head::encode(
+            &self.key,
+            path,
+            Head {
+                version,
+                deleted: false,
+            },
+        );
+        let name = version_file_name(version);
+        durable::create_dir_with(dir, 0o700, &[(&name, &file), (HEAD, &head)], 0o600)
+            .map_err(durable_err)?;
         Ok(Written {
             version,
             upstream_ref: upstream_ref(path, version),
@@ -562,9 +618,10 @@ impl Files {
     }
 
     fn get_sync(&self, path: &str) -> Result<Option<SecretValue>, UpstreamError> {
-        let Some(dir) = self.secret_dir(path, false)? else {
+        let (dir, exists) = self.secret_dir(path, Create::Nothing)?;
+        if !exists {
             return Ok(None);
-        };
+        }
         let state = self.scan(path, &dir)?;
         if !state.managed() {
             return Err(UpstreamError::NotManaged {
@@ -586,7 +643,10 @@ impl Files {
         let not_found = || UpstreamError::NotFound {
             path: path.to_owned(),
         };
-        let dir = self.secret_dir(path, false)?.ok_or_else(not_found)?;
+        let (dir, exists) = self.secret_dir(path, Create::Nothing)?;
+        if !exists {
+            return Err(not_found());
+        }
         let state = self.scan(path, &dir)?;
         if !state.managed() {
             return Err(UpstreamError::NotManaged {
@@ -597,18 +657,15 @@ impl Files {
             let Some((latest, _)) = self.current(path, &state)? else {
                 return Err(not_found());
             };
-            // The head first, then the marker (see `current`); the marker
-            // stays for readers of the older layout.
-            self.write_head(
+            // The head alone records it (see `current`).
+            return self.write_head(
                 path,
                 &dir,
                 Head {
                     version: latest,
                     deleted: true,
-                    pending: false,
                 },
-            )?;
-            return write_atomic(&dir, DELETED, format!("{latest}\n").as_bytes());
+            );
         }
         if state.latest().is_none() && state.head.is_none() {
             return Err(not_found());
@@ -676,11 +733,15 @@ fn sync_dir(dir: &Path) -> Result<(), UpstreamError> {
 
 /// Writes `dir/name` (0600) whole or not at all, durably.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), UpstreamError> {
-    durable::write_atomic(&dir.join(name), bytes, 0o600).map_err(|e| UpstreamError::Io {
+    durable::write_atomic(&dir.join(name), bytes, 0o600).map_err(durable_err)
+}
+
+fn durable_err(e: durable::DurableError) -> UpstreamError {
+    UpstreamError::Io {
         op: e.step,
         target: e.path.display().to_string(),
         source: e.source,
-    })
+    }
 }
 
 #[async_trait::async_trait]

@@ -33,9 +33,6 @@ pub(super) struct Head {
     pub(super) version: u64,
     /// Whether that version is soft-deleted.
     pub(super) deleted: bool,
-    /// Set while version `version + 1` is being written: it may exist
-    /// (written, head not yet moved) or not (not yet written).
-    pub(super) pending: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -44,6 +41,10 @@ struct HeadFile {
     format: String,
     version: u64,
     deleted: bool,
+    /// Written `true` before a version by the first form of ADR 0013
+    /// (version + 1 may exist); a version one beyond the head is now
+    /// always read as a crashed put's, so this is only kept because the
+    /// MAC covers it. Written `false`.
     pending: bool,
     mac: String,
 }
@@ -57,7 +58,7 @@ fn head_key(master: &MasterKey) -> Zeroizing<[u8; 32]> {
 
 /// Length-prefixed fields, so no two heads share an encoding; the path
 /// comes from where the file is found, so a head moved elsewhere fails.
-fn mac_of(master: &MasterKey, path: &str, head: Head) -> HmacSha256 {
+fn mac_of(master: &MasterKey, path: &str, head: Head, pending: bool) -> HmacSha256 {
     let key = head_key(master);
     let mut mac =
         <HmacSha256 as Mac>::new_from_slice(&key[..]).expect("HMAC takes a key of any length");
@@ -66,7 +67,7 @@ fn mac_of(master: &MasterKey, path: &str, head: Head) -> HmacSha256 {
         path.as_bytes(),
         &head.version.to_be_bytes(),
         &[u8::from(head.deleted)],
-        &[u8::from(head.pending)],
+        &[u8::from(pending)],
     ] {
         mac.update(&(field.len() as u64).to_be_bytes());
         mac.update(field);
@@ -80,8 +81,8 @@ pub(super) fn encode(master: &MasterKey, path: &str, head: Head) -> Vec<u8> {
         format: HEAD_FORMAT.to_owned(),
         version: head.version,
         deleted: head.deleted,
-        pending: head.pending,
-        mac: STANDARD.encode(mac_of(master, path, head).finalize().into_bytes()),
+        pending: false,
+        mac: STANDARD.encode(mac_of(master, path, head, false).finalize().into_bytes()),
     };
     let mut bytes = serde_json::to_vec(&file).expect("a head serializes");
     bytes.push(b'\n');
@@ -97,11 +98,10 @@ pub(super) fn decode(master: &MasterKey, path: &str, bytes: &[u8]) -> Option<Hea
     let head = Head {
         version: file.version,
         deleted: file.deleted,
-        pending: file.pending,
     };
     let given = STANDARD.decode(&file.mac).ok()?;
     // verify_slice compares in constant time.
-    mac_of(master, path, head)
+    mac_of(master, path, head, file.pending)
         .verify_slice(&given)
         .is_ok()
         .then_some(head)
@@ -117,7 +117,6 @@ mod tests {
         let head = Head {
             version: 7,
             deleted: true,
-            pending: false,
         };
         let bytes = encode(&key, "a/b", head);
         assert_eq!(decode(&key, "a/b", &bytes), Some(head));
@@ -132,5 +131,28 @@ mod tests {
             assert_ne!(edited, text);
             assert_eq!(decode(&key, "a/b", edited.as_bytes()), None);
         }
+    }
+
+    #[test]
+    fn a_pending_head_of_the_first_form_still_verifies() {
+        let key = MasterKey::generate();
+        let head = Head {
+            version: 3,
+            deleted: false,
+        };
+        let file = HeadFile {
+            format: HEAD_FORMAT.to_owned(),
+            version: 3,
+            deleted: false,
+            pending: true,
+            mac: STANDARD.encode(mac_of(&key, "a", head, true).finalize().into_bytes()),
+        };
+        let bytes = serde_json::to_vec(&file).unwrap();
+        assert_eq!(decode(&key, "a", &bytes), Some(head));
+        // The flag is covered by the MAC like every other field.
+        let flipped = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"pending\":true", "\"pending\":false");
+        assert_eq!(decode(&key, "a", flipped.as_bytes()), None);
     }
 }

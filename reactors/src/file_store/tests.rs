@@ -211,8 +211,12 @@ fn a_file_moved_to_another_path_or_version_does_not_open() {
     put(&s, "b", &value("b-value")).unwrap();
     fs::copy(s.root().join("a/v1.json"), s.root().join("b/v1.json")).unwrap();
     assert_tampered(get(&s, "b"));
-    // The same copied as a newer version of `a` itself: beyond the head.
+    // The same copied as the next version of `a` itself: read as a put
+    // that crashed before its head moved, and it does not open there.
     fs::copy(s.root().join("a/v1.json"), s.root().join("a/v2.json")).unwrap();
+    assert_tampered(get(&s, "a"));
+    // Two beyond the head: no crash leaves that.
+    fs::rename(s.root().join("a/v2.json"), s.root().join("a/v3.json")).unwrap();
     assert_rolled_back(get(&s, "a"), "a");
     // Even with the clear metadata rewritten to match its new place.
     fs::copy(s.root().join("a/v1.json"), s.root().join("c-v1.json")).unwrap();
@@ -231,7 +235,6 @@ fn a_file_moved_to_another_path_or_version_does_not_open() {
             Head {
                 version: 1,
                 deleted: false,
-                pending: false,
             },
         ),
     )
@@ -259,7 +262,7 @@ fn soft_delete_hides_and_destroy_removes() {
     assert!(get(&s, "a/b").unwrap().is_none());
     assert_eq!(
         files(&s.root().join("a/b")),
-        ["+head", "deleted", "v1.json", "v2.json"]
+        ["+head", "v1.json", "v2.json"]
     );
     // Deleting again is harmless; writing after a delete makes a new version.
     block_on(s.delete("a/b", false)).unwrap();
@@ -422,13 +425,10 @@ fn modes_are_0600_and_0700() {
     assert_eq!(mode(&s.root().join("a")), 0o700);
     assert_eq!(mode(&s.root().join("a/b")), 0o700);
     assert_eq!(mode(&s.root().join("a/b/v1.json")), 0o600);
-    assert_eq!(mode(&s.root().join("a/b/deleted")), 0o600);
     assert_eq!(mode(&s.root().join("a/b/+head")), 0o600);
-    // No temporary file is left behind.
-    assert_eq!(
-        files(&s.root().join("a/b")),
-        ["+head", "deleted", "v1.json"]
-    );
+    // No temporary file (or directory) is left behind.
+    assert_eq!(files(&s.root().join("a/b")), ["+head", "v1.json"]);
+    assert_eq!(files(&s.root().join("a")), ["b"]);
 }
 
 #[test]
@@ -521,12 +521,14 @@ fn an_edited_or_removed_deleted_marker_does_not_bring_a_version_back() {
     put(&s, "a/b", &value("two")).unwrap();
     block_on(s.delete("a/b", false)).unwrap();
     let marker = s.root().join("a/b/deleted");
-    // Edited to name an older version: the newest would show again.
+    // The head records the delete; no marker is written.
+    assert!(!marker.exists());
+    // One planted naming an older version: the secret stays deleted.
     fs::write(&marker, "1\n").unwrap();
-    assert_rolled_back(get(&s, "a/b"), "a/b");
-    // Removed: the secret stays deleted.
-    fs::remove_file(&marker).unwrap();
     assert!(get(&s, "a/b").unwrap().is_none());
+    // One naming a version beyond the record is not believed.
+    fs::write(&marker, "3\n").unwrap();
+    assert_rolled_back(get(&s, "a/b"), "a/b");
     // A marker planted on a live secret is not believed either.
     put(&s, "c", &value("live")).unwrap();
     fs::write(s.root().join("c/deleted"), "1\n").unwrap();
@@ -535,19 +537,15 @@ fn an_edited_or_removed_deleted_marker_does_not_bring_a_version_back() {
 
 /// Writes `values` as versions 1, 2... in the layout from before heads.
 fn legacy_secret(s: &FileStore, path: &str, values: &[&str]) -> PathBuf {
-    let dir = s.files.secret_dir(path, true).unwrap().unwrap();
+    let (dir, _) = s.files.secret_dir(path, Create::Parents).unwrap();
+    fs::create_dir(&dir).unwrap();
     for (i, v) in values.iter().enumerate() {
-        s.files
-            .write_version_as(
-                path,
-                &dir,
-                i as u64 + 1,
-                &value(v),
-                &meta(false),
-                false,
-                false,
-            )
+        let version = i as u64 + 1;
+        let bytes = s
+            .files
+            .version_file(path, version, &value(v), &meta(false), false, false)
             .unwrap();
+        write_atomic(&dir, &version_file_name(version), &bytes).unwrap();
     }
     dir
 }
@@ -571,12 +569,16 @@ fn a_store_written_before_heads_is_read_and_gets_a_head_on_its_next_write() {
     fs::remove_file(dir.join("v3.json")).unwrap();
     assert_rolled_back(get(&s, "old"), "old");
 
-    // A delete of an old secret writes a head too.
+    // A delete of an old secret writes a head too, which alone says deleted.
     let dir = legacy_secret(&s, "old2", &["one"]);
     block_on(s.delete("old2", false)).unwrap();
-    assert_eq!(files(&dir), ["+head", "deleted", "v1.json"]);
-    fs::remove_file(dir.join("deleted")).unwrap();
+    assert_eq!(files(&dir), ["+head", "v1.json"]);
     assert!(get(&s, "old2").unwrap().is_none());
+    // An old secret soft-deleted before heads keeps its marker, harmless now.
+    let dir = legacy_secret(&s, "old3", &["one", "two"]);
+    fs::write(dir.join("deleted"), "2\n").unwrap();
+    assert_eq!(put(&s, "old3", &value("three")).unwrap().version, 3);
+    assert_eq!(files(&dir), ["+head", "v1.json", "v2.json", "v3.json"]);
 }
 
 #[test]
@@ -608,32 +610,65 @@ fn a_crash_between_a_version_and_its_head_leaves_the_new_version() {
     let (_t, s) = store();
     put(&s, "a", &value("one")).unwrap();
     let dir = s.root().join("a");
-    let pending = |version| {
+    let head_at = |version| {
         head::encode(
             &s.files.key,
             "a",
             Head {
                 version,
                 deleted: false,
-                pending: true,
             },
         )
     };
-    // Crashed after the pending head, before the version: the old one stays.
-    fs::write(dir.join("+head"), pending(1)).unwrap();
-    assert_eq!(
-        get(&s, "a").unwrap().unwrap().get("password"),
-        Some(&b"one"[..])
-    );
     put(&s, "a", &value("two")).unwrap();
-    // Crashed after v2.json, before the head moved: the new one is there.
-    fs::write(dir.join("+head"), pending(1)).unwrap();
+    // Crashed after v2.json, before the head's rename reached the disk.
+    fs::write(dir.join("+head"), head_at(1)).unwrap();
     assert_eq!(
         get(&s, "a").unwrap().unwrap().get("password"),
         Some(&b"two"[..])
     );
+    // The next put goes on from there.
     assert_eq!(put(&s, "a", &value("three")).unwrap().version, 3);
-    // But a record older than that is not believed.
-    fs::write(dir.join("+head"), pending(1)).unwrap();
+    assert_eq!(
+        get(&s, "a").unwrap().unwrap().get("password"),
+        Some(&b"three"[..])
+    );
+    // But a record two versions behind is not believed.
+    fs::write(dir.join("+head"), head_at(1)).unwrap();
+    assert_rolled_back(get(&s, "a"), "a");
+}
+
+#[test]
+fn a_crash_before_a_new_secret_appears_leaves_no_secret() {
+    let (_t, s) = store();
+    put(&s, "a/x", &value("x")).unwrap();
+    // A first put that crashed before its directory was renamed into place.
+    let leftover = s.root().join(format!("a/{TMP_PREFIX}crashed"));
+    fs::create_dir(&leftover).unwrap();
+    fs::write(leftover.join("v1.json"), b"partial").unwrap();
+    assert!(get(&s, "a/y").unwrap().is_none());
+    assert_eq!(put(&s, "a/y", &value("y")).unwrap().version, 1);
+    assert_eq!(
+        get(&s, "a/y").unwrap().unwrap().get("password"),
+        Some(&b"y"[..])
+    );
+    // A first version without a head is never such a leftover.
+    fs::remove_file(s.root().join("a/y/+head")).unwrap();
+    assert_rolled_back(get(&s, "a/y"), "a/y");
+}
+
+#[test]
+fn a_secret_nested_under_another_gets_a_head_before_its_first_version() {
+    let (_t, s) = store();
+    put(&s, "a/b", &value("inner")).unwrap();
+    // `a` exists (it holds `a/b`) but is no secret yet.
+    assert!(get(&s, "a").unwrap().is_none());
+    assert_eq!(put(&s, "a", &value("outer")).unwrap().version, 1);
+    assert_eq!(files(&s.root().join("a")), ["+head", "b", "v1.json"]);
+    assert_eq!(
+        get(&s, "a").unwrap().unwrap().get("password"),
+        Some(&b"outer"[..])
+    );
+    fs::remove_file(s.root().join("a/+head")).unwrap();
     assert_rolled_back(get(&s, "a"), "a");
 }
