@@ -37,5 +37,6 @@ pub use store::{
     Subscription, SubscriptionMessage, check_batch, check_expected,
 };
 pub use verify::{
-    BreakKind, ChainBreak, ChainVerifier, VerifiedLog, VerifyError, verify_log, verify_log_against,
+    BreakKind, ChainBreak, ChainVerifier, VerifiedLog, VerifyError, verify_log, verify_log_after,
+    verify_log_against,
 };

@@ -42,7 +42,7 @@ fn in_stream(stream: &Option<StreamId>) -> String {
 /// What kind of link is broken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BreakKind {
-    #[error("expected position {expected}, found {found} (events are missing)")]
+    #[error("expected position {expected}, found {found} (events are missing or out of order)")]
     PositionGap { expected: Position, found: Position },
     #[error("expected stream version {expected}, found {found}")]
     VersionGap {
@@ -94,8 +94,9 @@ pub struct VerifiedLog {
     pub head: LogCheckpoint,
 }
 
-/// Walks a log in position order from [`Position::START`] and checks every
-/// link, and the log against each held checkpoint.
+/// Walks a log in position order from [`Position::START`] (or from a
+/// trusted checkpoint, [`ChainVerifier::resume`]) and checks every link,
+/// and the log against each held checkpoint.
 ///
 /// Feed it every event with [`ChainVerifier::check`], then call
 /// [`ChainVerifier::finish`], which also fails when the log ended before a
@@ -103,6 +104,8 @@ pub struct VerifiedLog {
 /// meaningful.
 #[derive(Debug)]
 pub struct ChainVerifier {
+    /// Where the walk began: [`LogCheckpoint::EMPTY`] unless resumed.
+    start: LogCheckpoint,
     head: LogCheckpoint,
     streams: HashMap<StreamId, (StreamVersion, EventHash)>,
     /// Held checkpoints not reached yet, highest position first.
@@ -128,10 +131,28 @@ impl ChainVerifier {
         let mut pending: Vec<_> = held.into_iter().collect();
         pending.sort_by_key(|c| std::cmp::Reverse(c.position));
         ChainVerifier {
+            start: LogCheckpoint::EMPTY,
             head: LogCheckpoint::EMPTY,
             streams: HashMap::new(),
             pending,
             matched: 0,
+        }
+    }
+
+    /// A verifier that trusts `from` (a checkpoint already verified or
+    /// held) and checks the events after it: the first must be at the next
+    /// position and extend `from`'s log hash, so the log after `from`
+    /// provably continues the log `from` vouched for. It cannot see the
+    /// events before `from`: a stream that began earlier has its first
+    /// version and `prev_hash` after `from` taken as given, later ones
+    /// checked. For the control plane's re-check of new appends and
+    /// `audit verify --from`; a full walk ([`ChainVerifier::with_checkpoints`])
+    /// is what vouches for everything.
+    pub fn resume(from: LogCheckpoint) -> Self {
+        ChainVerifier {
+            start: from,
+            head: from,
+            ..Self::new()
         }
     }
 
@@ -154,6 +175,8 @@ impl ChainVerifier {
         }
         let (expected_version, expected_prev) = match self.streams.get(&event.stream_id) {
             Some((v, h)) => (v.next(), *h),
+            // Resumed: the stream may have begun before the walk did.
+            None if self.start.position != Position(0) => (event.version, event.prev_hash),
             None => (StreamVersion(0), EventHash::GENESIS),
         };
         if event.version != expected_version {
@@ -246,7 +269,7 @@ impl ChainVerifier {
 
     /// How many events have passed so far.
     pub fn checked(&self) -> u64 {
-        self.head.position.0
+        self.head.position.0 - self.start.position.0
     }
 
     /// Position and log hash of the last event that passed.
@@ -272,15 +295,80 @@ pub async fn verify_log(store: &dyn EventStore) -> Result<u64, VerifyError> {
     Ok(verify_log_against(store, []).await?.events)
 }
 
+/// Checks that the stored log still agrees with `from` and that every event
+/// after it extends it ([`ChainVerifier::resume`]): the event at `from`'s
+/// position must still carry its log hash, which commits to everything
+/// before it. Cheaper than [`verify_log_against`], which alone catches an
+/// edit before `from` whose later log hashes were left alone.
+pub async fn verify_log_after(
+    store: &dyn EventStore,
+    from: LogCheckpoint,
+) -> Result<VerifiedLog, VerifyError> {
+    if from.position != Position(0) {
+        let at = store.read_all(from.position, 1).await?;
+        match at.first() {
+            Some(e) if e.position == from.position => {
+                if e.log_hash != from.log_hash {
+                    return Err(ChainBreak {
+                        position: from.position,
+                        stream: Some(e.stream_id.clone()),
+                        kind: BreakKind::CheckpointMismatch {
+                            expected: from.log_hash,
+                            found: e.log_hash,
+                        },
+                    }
+                    .into());
+                }
+            }
+            Some(e) => {
+                return Err(ChainBreak {
+                    position: e.position,
+                    stream: Some(e.stream_id.clone()),
+                    kind: BreakKind::PositionGap {
+                        expected: from.position,
+                        found: e.position,
+                    },
+                }
+                .into());
+            }
+            None => {
+                let head = store.head().await?;
+                return Err(ChainBreak {
+                    position: head.next(),
+                    stream: None,
+                    kind: BreakKind::Truncated {
+                        checkpoint: from.position,
+                        head,
+                    },
+                }
+                .into());
+            }
+        }
+    }
+    walk(store, from.position.next(), ChainVerifier::resume(from)).await
+}
+
 /// Reads the whole log, page by page, and checks every link and each held
 /// checkpoint.
 pub async fn verify_log_against(
     store: &dyn EventStore,
     held: impl IntoIterator<Item = LogCheckpoint>,
 ) -> Result<VerifiedLog, VerifyError> {
+    walk(
+        store,
+        Position::START,
+        ChainVerifier::with_checkpoints(held),
+    )
+    .await
+}
+
+/// Feeds `verifier` the log from `next` on, page by page.
+async fn walk(
+    store: &dyn EventStore,
+    mut next: Position,
+    mut verifier: ChainVerifier,
+) -> Result<VerifiedLog, VerifyError> {
     const PAGE: usize = 4096;
-    let mut verifier = ChainVerifier::with_checkpoints(held);
-    let mut next = Position::START;
     loop {
         let page = store.read_all(next, PAGE).await?;
         let Some(last) = page.last() else {
@@ -599,6 +687,64 @@ mod tests {
             verify(&[], &held).unwrap_err().kind,
             BreakKind::Truncated { .. }
         ));
+    }
+
+    #[test]
+    fn a_resumed_walk_checks_only_what_follows_its_checkpoint() {
+        // Given a checkpoint at position 3 of an intact log
+        let events = log();
+        let from = LogCheckpoint::of(&events[2]);
+        // When the walk resumes there with the events after it
+        let mut v = ChainVerifier::resume(from);
+        for e in &events[3..] {
+            v.check(e).unwrap();
+        }
+        // Then it counts those, streams begun before included
+        let report = v.finish().unwrap();
+        assert_eq!((report.events, report.streams), (3, 3));
+        assert_eq!(report.head, LogCheckpoint::of(&events[5]));
+    }
+
+    #[test]
+    fn a_resumed_walk_refuses_a_log_that_does_not_continue_its_checkpoint() {
+        // Given a log forged before position 3, every hash recomputed
+        let events = log();
+        let from = LogCheckpoint::of(&events[2]);
+        let mut tampered = events.clone();
+        edit(&mut tampered[0], r#"{"n":999}"#);
+        let forged = forge(&tampered);
+        // When a walk resumes from the checkpoint held before the forgery
+        let err = ChainVerifier::resume(from).check(&forged[3]).unwrap_err();
+        // Then the first event after it does not extend it
+        assert_eq!(err.position, Position(4));
+        assert!(
+            matches!(err.kind, BreakKind::LogHashMismatch { .. }),
+            "{err}"
+        );
+        // And one that starts elsewhere is a gap
+        let err = ChainVerifier::resume(from).check(&events[4]).unwrap_err();
+        assert!(matches!(err.kind, BreakKind::PositionGap { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_resumed_walk_still_checks_streams_once_seen() {
+        // Given a walk resumed at position 2 that sees a1 (version 1)
+        let events = log();
+        let mut v = ChainVerifier::resume(LogCheckpoint::of(&events[1]));
+        v.check(&events[2]).unwrap();
+        v.check(&events[3]).unwrap();
+        v.check(&events[4]).unwrap();
+        // When a2 claims another prev_hash, its hashes recomputed
+        let mut a2 = events[5].clone();
+        a2.prev_hash = EventHash([7; 32]);
+        a2.hash = a2.computed_hash();
+        a2.log_hash = events[4].log_hash.extend(a2.position, &a2.hash);
+        // Then the link to a1 is checked
+        let err = v.check(&a2).unwrap_err();
+        assert!(
+            matches!(err.kind, BreakKind::PrevHashMismatch { .. }),
+            "{err}"
+        );
     }
 
     #[test]

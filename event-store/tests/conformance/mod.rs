@@ -18,7 +18,8 @@ use sealplane_event_store::{
     AppendError, BreakKind, ChainBreak, Conflict, EventHash, EventMetadata, EventStore, EventType,
     ExpectedVersion, InvalidInput, JsonObject, LogCheckpoint, LogHash, MAX_BATCH_EVENTS,
     MAX_EVENT_BYTES, NewEvent, Position, RecordedEvent, StoreError, StreamId, StreamVersion,
-    SubscriptionMessage, VerifiedLog, VerifyError, verify_log, verify_log_against,
+    SubscriptionMessage, VerifiedLog, VerifyError, verify_log, verify_log_after,
+    verify_log_against,
 };
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -863,6 +864,16 @@ pub async fn a_checkpoint_still_holds_after_later_appends<B: Backend>() {
     }
     let report = verify_log_against(&store, [held]).await.unwrap();
     assert_eq!((report.events, report.checkpoints), (9, 1));
+    // Checking only what came after it finds the same head.
+    let after = verify_log_after(&store, held).await.unwrap();
+    assert_eq!((after.events, after.head), (6, report.head));
+    assert_eq!(
+        verify_log_after(&store, LogCheckpoint::EMPTY)
+            .await
+            .unwrap()
+            .events,
+        9
+    );
 }
 
 pub async fn data_and_metadata_come_back_byte_for_byte<B: Backend>() {
@@ -1197,6 +1208,15 @@ async fn break_against<B: DurableBackend>(backend: &B, held: LogCheckpoint) -> C
     b
 }
 
+/// Checks only the log after `held` (and that it still agrees at `held`)
+/// and returns the break.
+async fn break_after<B: DurableBackend>(backend: &B, held: LogCheckpoint) -> ChainBreak {
+    let store = backend.open().await;
+    let b = expect_break(verify_log_after(&store, held).await);
+    store.close().await;
+    b
+}
+
 /// Stores `tampered` with every hash recomputed and checks that the
 /// chains pass but the checkpoint does not, naming its place.
 async fn assert_only_the_checkpoint_catches<B: DurableBackend>(
@@ -1215,16 +1235,19 @@ async fn assert_only_the_checkpoint_catches<B: DurableBackend>(
     store.close().await;
     let at = &forged[CHECKPOINT_AT - 1];
     let b = break_against(backend, held).await;
+    let expected = ChainBreak {
+        position: held.position,
+        stream: Some(at.stream_id.clone()),
+        kind: BreakKind::CheckpointMismatch {
+            expected: held.log_hash,
+            found: at.log_hash,
+        },
+    };
+    assert_eq!(b, expected);
     assert_eq!(
-        b,
-        ChainBreak {
-            position: held.position,
-            stream: Some(at.stream_id.clone()),
-            kind: BreakKind::CheckpointMismatch {
-                expected: held.log_hash,
-                found: at.log_hash,
-            },
-        }
+        break_after(backend, held).await,
+        expected,
+        "the quick check after the checkpoint sees it too"
     );
     let text = b.to_string();
     assert!(
@@ -1371,5 +1394,6 @@ pub async fn tamper_a_cut_tail_is_detected_against_a_checkpoint<B: DurableBacken
             }
         }
     );
+    assert_eq!(break_after(&backend, held).await, b);
     assert!(b.to_string().contains("cut off"), "{b}");
 }
