@@ -263,7 +263,7 @@ fn raw_inserts(rows: usize, per_tx: usize) -> f64 {
         "CREATE TABLE events (position INTEGER PRIMARY KEY, stream_id TEXT NOT NULL,
          stream_version INTEGER NOT NULL, event_type TEXT NOT NULL, schema_version INTEGER NOT NULL,
          data TEXT NOT NULL, metadata TEXT NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL,
-         UNIQUE (stream_id, stream_version)) STRICT;",
+         log_hash BLOB NOT NULL, UNIQUE (stream_id, stream_version)) STRICT;",
     )
     .unwrap();
     let hash = [7u8; 32];
@@ -275,7 +275,9 @@ fn raw_inserts(rows: usize, per_tx: usize) -> f64 {
             .unwrap();
         {
             let mut insert = tx
-                .prepare_cached("INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+                .prepare_cached(
+                    "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
                 .unwrap();
             for _ in 0..per_tx {
                 let (data, meta) = payload(i);
@@ -288,6 +290,7 @@ fn raw_inserts(rows: usize, per_tx: usize) -> f64 {
                         1,
                         data,
                         meta,
+                        &hash[..],
                         &hash[..],
                         &hash[..],
                     ])
@@ -307,7 +310,7 @@ fn raw_read_all(path: &std::path::Path, events: usize) -> f64 {
     let mut q = conn
         .prepare(
             "SELECT position, stream_id, stream_version, event_type, schema_version, data, \
-             metadata, prev_hash, hash FROM events ORDER BY position",
+             metadata, prev_hash, hash, log_hash FROM events ORDER BY position",
         )
         .unwrap();
     type Row = (
@@ -318,6 +321,7 @@ fn raw_read_all(path: &std::path::Path, events: usize) -> f64 {
         i64,
         String,
         String,
+        Vec<u8>,
         Vec<u8>,
         Vec<u8>,
     );
@@ -333,6 +337,7 @@ fn raw_read_all(path: &std::path::Path, events: usize) -> f64 {
                 r.get(6)?,
                 r.get(7)?,
                 r.get(8)?,
+                r.get(9)?,
             ))
         })
         .unwrap();

@@ -1,15 +1,19 @@
-//! Tamper evidence: every event records the hash of the previous event of
-//! its stream, and global positions are contiguous.
+//! Tamper evidence: the two hash chains the store computes at append time.
 //!
-//! The store computes the chain at append time; [`ChainVerifier`] walks the
-//! log in position order and names the first broken link. Editing an event
-//! changes its hash (caught by recomputation and by the next event's
-//! `prev_hash`); deleting one leaves a gap in positions and in its stream's
-//! versions. Deleting the very last event of the whole log leaves no trace in
-//! the log itself: auditors who need that anchor an exported head hash
-//! elsewhere (ADR 0001).
+//! Each event's `hash` covers every stored field, including `prev_hash`,
+//! the hash of the previous event of its stream: editing an event changes
+//! its hash, and re-hashing it breaks the next link of its stream. Each
+//! event's `log_hash` chains *every* event in global position order
+//! (ADR 0014): SHA-256 over a domain tag, the previous event's log hash,
+//! the position and the event's hash. A log hash therefore vouches for
+//! every event at or before its position, whichever stream it is in, so a
+//! [`LogCheckpoint`] held outside the store (position and log hash) lets an
+//! auditor detect any edit, deletion, insertion, reordering or truncation
+//! up to it, even one whose hashes were all recomputed. [`ChainVerifier`]
+//! (in `verify.rs`) checks both chains and the held checkpoints.
+//!
+//! [`ChainVerifier`]: crate::ChainVerifier
 
-use std::collections::HashMap;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
@@ -17,36 +21,109 @@ use sha2::{Digest, Sha256};
 use crate::event::{
     EventType, JsonObject, NewEvent, Position, RecordedEvent, StreamId, StreamVersion,
 };
-use crate::store::{EventStore, StoreError};
 
-/// SHA-256 hash of one stored event.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EventHash(pub [u8; 32]);
+/// Writes `bytes` length-prefixed, so no two inputs encode alike.
+fn field(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_be_bytes());
+    h.update(bytes);
+}
+
+/// A 32-byte SHA-256 digest type with hex `Debug` and `Display`.
+macro_rules! digest_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            /// Reads a hash from stored bytes; `None` unless exactly 32.
+            pub fn from_slice(bytes: &[u8]) -> Option<$name> {
+                bytes.try_into().ok().map($name)
+            }
+
+            /// Parses 64 hex digits (either case).
+            pub fn from_hex(text: &str) -> Option<$name> {
+                let mut bytes = [0; 32];
+                hex::decode_to_slice(text, &mut bytes).ok()?;
+                Some($name(bytes))
+            }
+
+            /// Lower-case hex.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+    };
+}
+
+digest_type!(
+    /// SHA-256 hash of one stored event (the per-stream chain).
+    EventHash
+);
+
+digest_type!(
+    /// SHA-256 hash of the whole log up to and including one event (the
+    /// global chain, ADR 0014).
+    LogHash
+);
 
 impl EventHash {
     /// The `prev_hash` of the first event of every stream.
     pub const GENESIS: EventHash = EventHash([0; 32]);
+}
 
-    /// Reads a hash from stored bytes.
-    pub fn from_slice(bytes: &[u8]) -> Option<EventHash> {
-        bytes.try_into().ok().map(EventHash)
-    }
+impl LogHash {
+    /// The log hash of the empty log, which the first event extends.
+    pub const GENESIS: LogHash = LogHash([0; 32]);
 
-    /// Lower-case hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+    /// The log hash after appending the event at `position` whose hash is
+    /// `event` to a log whose hash is `self`.
+    pub fn extend(&self, position: Position, event: &EventHash) -> LogHash {
+        let mut h = Sha256::new();
+        field(&mut h, b"sealplane-log-v1");
+        h.update(self.0);
+        h.update(position.0.to_be_bytes());
+        h.update(event.0);
+        LogHash(h.finalize().into())
     }
 }
 
-impl fmt::Debug for EventHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
+/// The state of the log after the event at `position`: what an auditor
+/// holds and the control plane signs. It vouches for every event at or
+/// before `position`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LogCheckpoint {
+    /// The last position it covers (`Position(0)` for the empty log).
+    pub position: Position,
+    /// The log hash of the event at `position`.
+    pub log_hash: LogHash,
 }
 
-impl fmt::Display for EventHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+impl LogCheckpoint {
+    /// The empty log: nothing covered yet.
+    pub const EMPTY: LogCheckpoint = LogCheckpoint {
+        position: Position(0),
+        log_hash: LogHash::GENESIS,
+    };
+
+    /// The checkpoint the log reaches with `event`, as recorded.
+    pub fn of(event: &RecordedEvent) -> LogCheckpoint {
+        LogCheckpoint {
+            position: event.position,
+            log_hash: event.log_hash,
+        }
     }
 }
 
@@ -66,10 +143,6 @@ impl HashInput<'_> {
     /// SHA-256 over a domain tag and every field, each length-prefixed so
     /// that no two different events encode to the same bytes.
     pub fn hash(&self) -> EventHash {
-        fn field(h: &mut Sha256, bytes: &[u8]) {
-            h.update((bytes.len() as u64).to_be_bytes());
-            h.update(bytes);
-        }
         let mut h = Sha256::new();
         field(&mut h, b"sealplane-event-v1");
         h.update(self.position.0.to_be_bytes());
@@ -101,20 +174,22 @@ impl RecordedEvent {
     }
 }
 
-/// Turns a batch of new events into recorded ones: global positions from
-/// `first_position`, stream versions after `tail` (the stream's last version
-/// and hash, `None` for a new stream), and the hash chain.
+/// Turns a batch of new events into recorded ones: global positions after
+/// `log` (the log's last position and log hash, [`LogCheckpoint::EMPTY`]
+/// for an empty log), stream versions after `tail` (the stream's last
+/// version and hash, `None` for a new stream), and both hash chains.
 pub fn link(
     stream: &StreamId,
     tail: Option<(StreamVersion, EventHash)>,
-    first_position: Position,
+    log: LogCheckpoint,
     events: Vec<NewEvent>,
 ) -> Vec<RecordedEvent> {
     let (mut version, mut prev_hash) = match tail {
         Some((v, h)) => (v.next(), h),
         None => (StreamVersion(0), EventHash::GENESIS),
     };
-    let mut position = first_position;
+    let mut position = log.position.next();
+    let mut log_hash = log.log_hash;
     let mut recorded = Vec::with_capacity(events.len());
     for event in events {
         let (event_type, schema_version, data, metadata) = event.into_parts();
@@ -128,9 +203,12 @@ pub fn link(
             metadata,
             prev_hash,
             hash: EventHash::GENESIS,
+            log_hash: LogHash::GENESIS,
         };
         e.hash = e.computed_hash();
+        e.log_hash = log_hash.extend(position, &e.hash);
         prev_hash = e.hash;
+        log_hash = e.log_hash;
         version = version.next();
         position = position.next();
         recorded.push(e);
@@ -138,220 +216,36 @@ pub fn link(
     recorded
 }
 
-/// The first place where the log is not what was appended.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("event log broken at position {position}: {kind}")]
-pub struct ChainBreak {
-    /// Where the break was found.
-    pub position: Position,
-    /// What is wrong there.
-    pub kind: BreakKind,
-}
-
-/// What kind of link is broken.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BreakKind {
-    #[error("expected position {expected}, found {found} (events are missing)")]
-    PositionGap { expected: Position, found: Position },
-    #[error("stream `{stream}` expected version {expected}, found {found}")]
-    VersionGap {
-        stream: StreamId,
-        expected: StreamVersion,
-        found: StreamVersion,
-    },
-    #[error("the event's content does not match its recorded hash (edited)")]
-    ContentEdited,
-    #[error("the event does not link to the previous event of stream `{stream}`")]
-    PrevHashMismatch { stream: StreamId },
-}
-
-/// Walks a log in position order and checks every link.
-#[derive(Debug, Default)]
-pub struct ChainVerifier {
-    next_position: Option<Position>,
-    streams: HashMap<StreamId, (StreamVersion, EventHash)>,
-    checked: u64,
-}
-
-impl ChainVerifier {
-    /// A verifier expecting the log to start at [`Position::START`].
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Checks the next event of the log.
-    pub fn check(&mut self, event: &RecordedEvent) -> Result<(), ChainBreak> {
-        let brk = |kind| ChainBreak {
-            position: event.position,
-            kind,
-        };
-        let expected = self.next_position.unwrap_or(Position::START);
-        if event.position != expected {
-            return Err(brk(BreakKind::PositionGap {
-                expected,
-                found: event.position,
-            }));
-        }
-        let (expected_version, expected_prev) = match self.streams.get(&event.stream_id) {
-            Some((v, h)) => (v.next(), *h),
-            None => (StreamVersion(0), EventHash::GENESIS),
-        };
-        if event.version != expected_version {
-            return Err(brk(BreakKind::VersionGap {
-                stream: event.stream_id.clone(),
-                expected: expected_version,
-                found: event.version,
-            }));
-        }
-        if event.computed_hash() != event.hash {
-            return Err(brk(BreakKind::ContentEdited));
-        }
-        if event.prev_hash != expected_prev {
-            return Err(brk(BreakKind::PrevHashMismatch {
-                stream: event.stream_id.clone(),
-            }));
-        }
-        self.streams
-            .insert(event.stream_id.clone(), (event.version, event.hash));
-        self.next_position = Some(event.position.next());
-        self.checked += 1;
-        Ok(())
-    }
-
-    /// How many events have passed so far.
-    pub fn checked(&self) -> u64 {
-        self.checked
-    }
-}
-
-/// Why [`verify_log`] could not vouch for the log.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    /// The log is not what was appended.
-    #[error(transparent)]
-    Broken(#[from] ChainBreak),
-    /// The log could not be read.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Reads the whole log and checks every link; returns how many events
-/// passed.
-pub async fn verify_log(store: &dyn EventStore) -> Result<u64, VerifyError> {
-    const PAGE: usize = 4096;
-    let mut verifier = ChainVerifier::new();
-    let mut next = Position::START;
-    loop {
-        let page = store.read_all(next, PAGE).await?;
-        let Some(last) = page.last() else {
-            return Ok(verifier.checked());
-        };
-        next = last.position.next();
-        for event in &page {
-            verifier.check(event)?;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::EventMetadata;
 
-    fn event(position: u64, stream: &str, version: u64, prev: EventHash) -> RecordedEvent {
-        let meta = JsonObject::from_value("metadata", &EventMetadata::new("t")).unwrap();
-        let mut e = RecordedEvent {
-            position: Position(position),
-            stream_id: StreamId::parse(stream).unwrap(),
-            version: StreamVersion(version),
-            event_type: EventType::parse("Happened").unwrap(),
-            schema_version: 1,
-            data: JsonObject::parse("data", format!(r#"{{"n":{position}}}"#)).unwrap(),
-            metadata: meta,
-            prev_hash: prev,
-            hash: EventHash::GENESIS,
-        };
-        e.hash = e.computed_hash();
-        e
+    fn new_event(n: u64) -> NewEvent {
+        NewEvent::from_json_text(
+            EventType::parse("Happened").unwrap(),
+            1,
+            &format!(r#"{{"n":{n}}}"#),
+            &EventMetadata::new("t"),
+        )
+        .unwrap()
     }
 
-    fn log() -> Vec<RecordedEvent> {
-        let a0 = event(1, "a", 0, EventHash::GENESIS);
-        let b0 = event(2, "b", 0, EventHash::GENESIS);
-        let a1 = event(3, "a", 1, a0.hash);
-        let b1 = event(4, "b", 1, b0.hash);
-        vec![a0, b0, a1, b1]
-    }
-
-    fn verify(events: &[RecordedEvent]) -> Result<u64, ChainBreak> {
-        let mut v = ChainVerifier::new();
-        for e in events {
-            v.check(e)?;
-        }
-        Ok(v.checked())
-    }
-
-    #[test]
-    fn an_intact_log_verifies() {
-        assert_eq!(verify(&log()), Ok(4));
-    }
-
-    #[test]
-    fn an_edited_event_is_found() {
-        let mut events = log();
-        events[2].data = JsonObject::parse("data", r#"{"n":999}"#).unwrap();
-        assert_eq!(
-            verify(&events).unwrap_err(),
-            ChainBreak {
-                position: Position(3),
-                kind: BreakKind::ContentEdited
-            }
-        );
-    }
-
-    #[test]
-    fn an_edited_event_with_recomputed_hash_breaks_the_next_link() {
-        let mut events = log();
-        events[0].data = JsonObject::parse("data", r#"{"n":999}"#).unwrap();
-        events[0].hash = events[0].computed_hash();
-        let err = verify(&events).unwrap_err();
-        assert_eq!(err.position, Position(3));
-        assert!(matches!(err.kind, BreakKind::PrevHashMismatch { .. }));
-    }
-
-    #[test]
-    fn a_deleted_event_is_found() {
-        let mut events = log();
-        events.remove(1);
-        assert_eq!(
-            verify(&events).unwrap_err().kind,
-            BreakKind::PositionGap {
-                expected: Position(2),
-                found: Position(3)
-            }
-        );
-    }
-
-    #[test]
-    fn a_renumbered_deletion_is_found() {
-        // Deleting b0 and renumbering positions hides the gap, but b1 now
-        // starts stream b at version 1.
-        let a0 = event(1, "a", 0, EventHash::GENESIS);
-        let a1 = event(2, "a", 1, a0.hash);
-        let b1 = event(3, "b", 1, EventHash::GENESIS);
-        let err = verify(&[a0, a1, b1]).unwrap_err();
-        assert!(matches!(err.kind, BreakKind::VersionGap { .. }));
+    fn stream(name: &str) -> StreamId {
+        StreamId::parse(name).unwrap()
     }
 
     #[test]
     fn hashes_cover_every_field() {
-        let base = event(1, "a", 0, EventHash::GENESIS);
+        // Given one linked event
+        let base = link(&stream("a"), None, LogCheckpoint::EMPTY, vec![new_event(1)]).remove(0);
+        // When any one stored field differs
         let mut variants = vec![];
         let mut e = base.clone();
         e.position = Position(2);
         variants.push(e);
         let mut e = base.clone();
-        e.stream_id = StreamId::parse("b").unwrap();
+        e.stream_id = stream("b");
         variants.push(e);
         let mut e = base.clone();
         e.version = StreamVersion(1);
@@ -363,13 +257,73 @@ mod tests {
         e.schema_version = 2;
         variants.push(e);
         let mut e = base.clone();
+        e.data = JsonObject::parse("data", r#"{"n":2}"#).unwrap();
+        variants.push(e);
+        let mut e = base.clone();
         e.metadata = JsonObject::parse("metadata", "{}").unwrap();
         variants.push(e);
         let mut e = base.clone();
         e.prev_hash = EventHash([1; 32]);
         variants.push(e);
+        // Then its hash differs
         for v in variants {
             assert_ne!(v.computed_hash(), base.hash, "{v:?}");
         }
+    }
+
+    #[test]
+    fn a_log_hash_covers_the_previous_log_hash_the_position_and_the_event_hash() {
+        // Given a log hash built from three inputs
+        let prev = LogHash([3; 32]);
+        let event = EventHash([4; 32]);
+        let base = prev.extend(Position(7), &event);
+        // When any one input differs, then so does the log hash
+        assert_ne!(LogHash::GENESIS.extend(Position(7), &event), base);
+        assert_ne!(prev.extend(Position(8), &event), base);
+        assert_ne!(prev.extend(Position(7), &EventHash([5; 32])), base);
+        // And the same inputs always give the same hash
+        assert_eq!(prev.extend(Position(7), &event), base);
+    }
+
+    #[test]
+    fn link_chains_log_hashes_across_streams_in_position_order() {
+        // Given a batch on stream a after an empty log
+        let first = link(
+            &stream("a"),
+            None,
+            LogCheckpoint::EMPTY,
+            vec![new_event(1), new_event(2)],
+        );
+        // When a batch on stream b follows it
+        let second = link(
+            &stream("b"),
+            None,
+            LogCheckpoint::of(&first[1]),
+            vec![new_event(3)],
+        );
+        // Then positions continue and each log hash extends the previous
+        // event's, whatever its stream
+        assert_eq!(
+            [first[0].position, first[1].position, second[0].position],
+            [Position(1), Position(2), Position(3)]
+        );
+        let mut log = LogHash::GENESIS;
+        for e in first.iter().chain(&second) {
+            assert_eq!(e.hash, e.computed_hash());
+            log = log.extend(e.position, &e.hash);
+            assert_eq!(e.log_hash, log, "position {}", e.position);
+        }
+        // And the per-stream chain still starts afresh on stream b
+        assert_eq!(second[0].prev_hash, EventHash::GENESIS);
+        assert_eq!(first[1].prev_hash, first[0].hash);
+    }
+
+    #[test]
+    fn hashes_round_trip_through_hex() {
+        let h = LogHash([0xab; 32]);
+        assert_eq!(LogHash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(LogHash::from_hex(&h.to_hex().to_uppercase()), Some(h));
+        assert_eq!(LogHash::from_hex("abcd"), None);
+        assert_eq!(EventHash::from_slice(&[0; 31]), None);
     }
 }

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::chain::{self, EventHash};
+use crate::chain::{self, EventHash, LogCheckpoint, LogHash};
 use crate::event::{
     EventType, ExpectedVersion, JsonObject, NewEvent, Position, RecordedEvent, StreamId,
     StreamVersion,
@@ -29,8 +29,9 @@ use crate::store::{
 };
 use crate::subscription::{Head, catch_up_then_live};
 
-/// The on-disk schema this version writes (SQLite `user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The on-disk schema this version writes (SQLite `user_version`): 1 is
+/// the table below, 2 adds `log_hash` (ADR 0014).
+const SCHEMA_VERSION: i64 = 2;
 /// Appends waiting in the writer's queue before appenders wait.
 const QUEUE: usize = 1024;
 /// Most appends committed together.
@@ -38,7 +39,8 @@ const GROUP_MAX_APPENDS: usize = 256;
 /// Reader connections kept open between reads.
 const IDLE_READERS: usize = 4;
 
-const SCHEMA: &str = "
+/// Schema version 1, which every file starts from; [`migrate`] takes it on.
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS events (
     position       INTEGER PRIMARY KEY,
     stream_id      TEXT    NOT NULL,
@@ -53,8 +55,16 @@ CREATE TABLE IF NOT EXISTS events (
 ) STRICT;
 ";
 
+/// Version 2: every event's log hash. SQLite adds a `NOT NULL` column only
+/// with a default; the empty default is never a valid hash, so a row
+/// written without one reads as corrupt.
+const ADD_LOG_HASH: &str = "ALTER TABLE events ADD COLUMN log_hash BLOB NOT NULL DEFAULT x''";
+
+/// Rows the schema-2 migration reads at a time.
+const MIGRATION_PAGE: i64 = 4096;
+
 const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_type, \
-     schema_version, data, metadata, prev_hash, hash FROM events";
+     schema_version, data, metadata, prev_hash, hash, log_hash FROM events";
 
 /// An event store in one SQLite file; clones share it.
 #[derive(Clone)]
@@ -92,9 +102,9 @@ impl EmbeddedStore {
             .mode(0o600)
             .open(&path)
             .map_err(StoreError::backend)?;
-        let conn = Connection::open(&path).map_err(StoreError::backend)?;
+        let mut conn = Connection::open(&path).map_err(StoreError::backend)?;
         configure(&conn)?;
-        migrate(&conn, &path)?;
+        migrate(&mut conn, &path)?;
         let last: i64 = conn
             .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
                 r.get(0)
@@ -196,22 +206,80 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let version: i64 = conn
+/// Brings the file to [`SCHEMA_VERSION`] in one transaction, so a crash
+/// mid-way leaves the old schema whole; refuses a newer file.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let db = StoreError::backend;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let version: i64 = tx
         .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(StoreError::backend)?;
-    match version {
-        0 => conn
-            .execute_batch(SCHEMA)
-            .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
-            .map_err(StoreError::backend),
-        SCHEMA_VERSION => Ok(()),
-        newer => Err(StoreError::Corrupt {
+        .map_err(db)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt {
             at: path.display().to_string(),
             reason: format!(
-                "schema version {newer} was written by a newer Sealplane (this one reads {SCHEMA_VERSION})"
+                "schema version {version} was written by a newer Sealplane (this one reads {SCHEMA_VERSION})"
             ),
-        }),
+        });
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if version < 1 {
+        tx.execute_batch(SCHEMA_V1).map_err(db)?;
+    }
+    if version < 2 {
+        tx.execute_batch(ADD_LOG_HASH).map_err(db)?;
+        add_log_hashes(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .and_then(|()| tx.commit())
+        .map_err(db)
+}
+
+/// Computes the log hash of every existing event in position order, from
+/// the hashes as stored: an event edited before the migration still fails
+/// its own hash check afterwards.
+fn add_log_hashes(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let db = StoreError::backend;
+    let mut read = tx
+        .prepare(&format!(
+            "SELECT position, hash FROM events WHERE position > ?1 \
+             ORDER BY position LIMIT {MIGRATION_PAGE}"
+        ))
+        .map_err(db)?;
+    let mut write = tx
+        .prepare("UPDATE events SET log_hash = ?1 WHERE position = ?2")
+        .map_err(db)?;
+    let mut head = LogCheckpoint::EMPTY;
+    loop {
+        // A page at a time, never writing the table while a read of it is
+        // still stepping.
+        let page = read
+            .query_map([head.position.0 as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(db)?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for (position, hash) in page {
+            let hash = EventHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
+                at: format!("position {position}"),
+                reason: "hash is not 32 bytes".into(),
+            })?;
+            let position = Position(position as u64);
+            head = LogCheckpoint {
+                position,
+                log_hash: head.log_hash.extend(position, &hash),
+            };
+            write
+                .execute(params![&head.log_hash.0[..], position.0 as i64])
+                .map_err(db)?;
+        }
     }
 }
 
@@ -270,14 +338,26 @@ fn commit_group(
     };
     // BEGIN IMMEDIATE holds the write lock, so the head read here stays
     // true for the whole group; reading it (not caching it across groups)
-    // keeps positions contiguous whatever happened before.
-    let mut last = match tx.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
-        r.get::<_, i64>(0)
-    }) {
-        Ok(last) => Position(last as u64),
+    // keeps positions contiguous and the log chain linked whatever happened
+    // before, a failed commit included.
+    let mut last = match log_head(&tx) {
+        Ok(Ok(head)) => head,
+        Ok(Err((at, reason))) => {
+            let outcomes = group
+                .iter()
+                .map(|_| {
+                    Err(StoreError::Corrupt {
+                        at: at.clone(),
+                        reason: reason.clone(),
+                    }
+                    .into())
+                })
+                .collect();
+            return (outcomes, None);
+        }
         Err(e) => return fail_all(e, group.len()),
     };
-    let head_before = last;
+    let head_before = last.position;
     let alone = group.len() == 1;
     let mut outcomes = Vec::with_capacity(group.len());
     for append in group.iter_mut() {
@@ -299,29 +379,53 @@ fn commit_group(
                 Err(e) => Err(StoreError::backend(e).into()),
             }
         };
-        if let Ok(done) = &outcome {
-            last = done.last_position;
-        }
+        let outcome = outcome.map(|(done, head)| {
+            last = head;
+            done
+        });
         outcomes.push(outcome);
     }
-    if last == head_before {
+    if last.position == head_before {
         drop(tx); // nothing to commit: every append was refused
         return (outcomes, None);
     }
     match tx.commit() {
-        Ok(()) => (outcomes, Some(last)),
+        Ok(()) => (outcomes, Some(last.position)),
         Err(e) => fail_all(e, group.len()),
     }
 }
 
-/// Appends one batch after global position `last`.
+/// The last event's position and log hash, [`LogCheckpoint::EMPTY`] for
+/// an empty log; where and why when the stored hash is unreadable.
+fn log_head(conn: &Connection) -> rusqlite::Result<Result<LogCheckpoint, (String, String)>> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT position, log_hash FROM events ORDER BY position DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        None => Ok(LogCheckpoint::EMPTY),
+        Some((position, log_hash)) => match LogHash::from_slice(&log_hash) {
+            Some(log_hash) => Ok(LogCheckpoint {
+                position: Position(position as u64),
+                log_hash,
+            }),
+            None => Err((
+                format!("position {position}"),
+                "log_hash is not 32 bytes".to_owned(),
+            )),
+        },
+    })
+}
+
+/// Appends one batch after the log's last event `last`; returns what was
+/// appended and the log's new last event.
 fn append_one(
     conn: &Connection,
-    last: Position,
+    last: LogCheckpoint,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
-) -> Result<Appended, AppendError> {
+) -> Result<(Appended, LogCheckpoint), AppendError> {
     let db = StoreError::backend;
     let tail: Option<(i64, Vec<u8>)> = conn
         .prepare_cached(
@@ -344,12 +448,12 @@ fn append_one(
         None => None,
     };
     check_expected(stream, expected, tail.map(|(v, _)| v))?;
-    let recorded = chain::link(stream, tail, last.next(), events);
+    let recorded = chain::link(stream, tail, last, events);
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO events (position, stream_id, stream_version, event_type, \
-             schema_version, data, metadata, prev_hash, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             schema_version, data, metadata, prev_hash, hash, log_hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(db)?;
     for e in &recorded {
@@ -364,6 +468,7 @@ fn append_one(
                 e.metadata.as_str(),
                 &e.prev_hash.0[..],
                 &e.hash.0[..],
+                &e.log_hash.0[..],
             ])
             .map_err(db)?;
     }
@@ -371,11 +476,14 @@ fn append_one(
         (Some(f), Some(l)) => (f, l),
         _ => return Err(AppendError::EmptyBatch),
     };
-    Ok(Appended {
-        first_position: first.position,
-        last_position: last.position,
-        version: last.version,
-    })
+    Ok((
+        Appended {
+            first_position: first.position,
+            last_position: last.position,
+            version: last.version,
+        },
+        LogCheckpoint::of(last),
+    ))
 }
 
 fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> {
@@ -388,6 +496,7 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> 
     let metadata: String = row.get(6)?;
     let prev_hash: Vec<u8> = row.get(7)?;
     let hash: Vec<u8> = row.get(8)?;
+    let log_hash: Vec<u8> = row.get(9)?;
     let corrupt = |reason: String| StoreError::Corrupt {
         at: format!("position {position}"),
         reason,
@@ -406,6 +515,8 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> 
                 .ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?,
             hash: EventHash::from_slice(&hash)
                 .ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
+            log_hash: LogHash::from_slice(&log_hash)
+                .ok_or_else(|| corrupt("log_hash is not 32 bytes".into()))?,
         })
     })())
 }

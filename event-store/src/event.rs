@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::chain::EventHash;
+use crate::chain::{EventHash, LogHash};
 
 /// Longest stream id accepted, in bytes: room for a secret's stream, whose
 /// id embeds its uri (a 63-byte store name, `://`, a 512-byte path).
@@ -446,6 +446,9 @@ pub struct RecordedEvent {
     pub prev_hash: EventHash,
     /// The hash of this event, computed by the store at append time.
     pub hash: EventHash,
+    /// The hash of the whole log up to and including this event, computed
+    /// by the store at append time in position order (ADR 0014).
+    pub log_hash: LogHash,
 }
 
 impl RecordedEvent {

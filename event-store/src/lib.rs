@@ -3,7 +3,8 @@
 //!
 //! What it is for: the [`EventStore`] trait (append with optimistic
 //! concurrency, read a stream, read the whole log, subscribe catch-up then
-//! live), the hash chain that makes tampering evident ([`chain`]), and the
+//! live), the hash chains that make tampering evident ([`chain`], checked by
+//! [`ChainVerifier`] against held [`LogCheckpoint`]s), and the
 //! backends: [`EmbeddedStore`] (one SQLite file, the default) and
 //! [`MemoryStore`] (unit tests of pure logic only). Every backend passes the
 //! conformance suite in `tests/conformance/`.
@@ -21,8 +22,9 @@ mod event;
 mod memory;
 mod store;
 mod subscription;
+mod verify;
 
-pub use chain::{BreakKind, ChainBreak, ChainVerifier, EventHash, VerifyError, verify_log};
+pub use chain::{EventHash, LogCheckpoint, LogHash};
 pub use embedded::EmbeddedStore;
 pub use event::{
     EventMetadata, EventType, ExpectedVersion, InvalidInput, JsonObject, MAX_EVENT_BYTES,
@@ -33,4 +35,8 @@ pub use memory::MemoryStore;
 pub use store::{
     AppendError, Appended, Conflict, EventStore, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, StoreError,
     Subscription, SubscriptionMessage, check_batch, check_expected,
+};
+pub use verify::{
+    BreakKind, ChainBreak, ChainVerifier, VerifiedLog, VerifyError, verify_log, verify_log_after,
+    verify_log_against,
 };

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use crate::chain;
+use crate::chain::{self, LogCheckpoint};
 use crate::event::{ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, StreamVersion};
 use crate::store::{
     AppendError, Appended, EventStore, StoreError, Subscription, check_batch, check_expected,
@@ -79,8 +79,12 @@ impl EventStore for MemoryStore {
             .and_then(|idx| idx.last())
             .map(|&i| (log.events[i].version, log.events[i].hash));
         check_expected(stream, expected, tail.map(|(v, _)| v))?;
-        let first_position = Position(log.events.len() as u64 + 1);
-        let recorded = chain::link(stream, tail, first_position, events);
+        let head = log
+            .events
+            .last()
+            .map_or(LogCheckpoint::EMPTY, LogCheckpoint::of);
+        let first_position = head.position.next();
+        let recorded = chain::link(stream, tail, head, events);
         let version = recorded
             .last()
             .map(|e| e.version)

@@ -1,13 +1,17 @@
 //! The embedded SQLite backend: the conformance suite, plus what only a
-//! file on disk has (permissions, the single-process lock, schema version).
+//! file on disk has (permissions, the single-process lock, schema version
+//! and migration).
 
 mod conformance;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use conformance::{Backend, DurableBackend};
-use sealplane_event_store::{EmbeddedStore, EventStore, ExpectedVersion, Position, StoreError};
+use conformance::{Backend, DurableBackend, events, read_everything, stream};
+use sealplane_event_store::{
+    BreakKind, EmbeddedStore, EventStore, ExpectedVersion, LogCheckpoint, Position, RecordedEvent,
+    StoreError, VerifyError, verify_log_against,
+};
 use tempfile::TempDir;
 
 struct Embedded {
@@ -73,6 +77,81 @@ impl DurableBackend for Embedded {
             .unwrap();
         assert_eq!(changed, 1);
     }
+
+    async fn rewrite_log(&self, events: &[RecordedEvent]) {
+        let mut conn = self.connect();
+        let tx = conn.transaction().unwrap();
+        tx.execute("DELETE FROM events", []).unwrap();
+        for e in events {
+            tx.execute(
+                "INSERT INTO events (position, stream_id, stream_version, event_type, \
+                 schema_version, data, metadata, prev_hash, hash, log_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                rusqlite::params![
+                    e.position.0 as i64,
+                    e.stream_id.as_str(),
+                    e.version.0 as i64,
+                    e.event_type.as_str(),
+                    e.schema_version,
+                    e.data.as_str(),
+                    e.metadata.as_str(),
+                    &e.prev_hash.0[..],
+                    &e.hash.0[..],
+                    &e.log_hash.0[..],
+                ],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+}
+
+impl Embedded {
+    /// Turns the closed store's file back into schema version 1, as the
+    /// previous release wrote it: no `log_hash` column.
+    fn downgrade_to_schema_1(&self) {
+        let conn = self.connect();
+        conn.execute_batch("ALTER TABLE events DROP COLUMN log_hash; PRAGMA user_version = 1;")
+            .unwrap();
+        assert!(!self.has_log_hash_column());
+    }
+
+    fn has_log_hash_column(&self) -> bool {
+        let conn = self.connect();
+        let mut q = conn
+            .prepare("SELECT name FROM pragma_table_info('events')")
+            .unwrap();
+        let names: Vec<String> = q
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        names.iter().any(|n| n == "log_hash")
+    }
+
+    fn user_version(&self) -> i64 {
+        self.connect()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+}
+
+/// A closed store of 30 events over three streams, and what it held.
+async fn filled(backend: &Embedded) -> Vec<RecordedEvent> {
+    let store = backend.open().await;
+    for i in 0..15 {
+        store
+            .append(
+                &stream(&format!("s{}", i % 3)),
+                ExpectedVersion::Any,
+                events(2, &i.to_string()),
+            )
+            .await
+            .unwrap();
+    }
+    let all = read_everything(&store).await;
+    store.close().await;
+    all
 }
 
 core_cases!(Embedded);
@@ -179,4 +258,77 @@ async fn garbage_in_the_file_is_reported_as_corrupt_not_returned() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
     store.close().await;
+}
+
+#[tokio::test]
+async fn a_store_of_the_previous_schema_is_migrated_on_open_and_then_verifies() {
+    // Given a file as the previous release left it
+    let backend = Embedded::fresh().await;
+    let before = filled(&backend).await;
+    backend.downgrade_to_schema_1();
+
+    // When this release opens it
+    let store = backend.open().await;
+
+    // Then every event has the log hash it would have had, and the log
+    // verifies against a checkpoint taken before the migration
+    assert_eq!(read_everything(&store).await, before);
+    let held = LogCheckpoint::of(before.last().unwrap());
+    let report = verify_log_against(&store, [held]).await.unwrap();
+    assert_eq!((report.events, report.checkpoints), (30, 1));
+    // And appends continue the chain
+    store
+        .append(&stream("s9"), ExpectedVersion::NoStream, events(3, "after"))
+        .await
+        .unwrap();
+    assert_eq!(verify_log_against(&store, [held]).await.unwrap().events, 33);
+    store.close().await;
+    assert_eq!(backend.user_version(), 2);
+    assert!(backend.has_log_hash_column());
+}
+
+#[tokio::test]
+async fn migrating_does_not_bless_an_event_edited_before_it() {
+    // Given a previous-schema file with one event edited
+    let backend = Embedded::fresh().await;
+    filled(&backend).await;
+    backend.downgrade_to_schema_1();
+    backend
+        .overwrite_data(Position(7), r#"{"i":0,"tag":"forged"}"#)
+        .await;
+
+    // When it is migrated, then the edit is still found where it is
+    let store = backend.open().await;
+    match verify_log_against(&store, []).await {
+        Err(VerifyError::Broken(b)) => {
+            assert_eq!(b.position, Position(7));
+            assert!(matches!(b.kind, BreakKind::ContentEdited { .. }), "{b}");
+        }
+        other => panic!("expected a break, got {other:?}"),
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_migration_that_fails_leaves_the_previous_schema_whole() {
+    // Given a previous-schema file whose 12th event has an unreadable hash
+    let backend = Embedded::fresh().await;
+    filled(&backend).await;
+    backend.downgrade_to_schema_1();
+    backend
+        .connect()
+        .execute("UPDATE events SET hash = x'00' WHERE position = 12", [])
+        .unwrap();
+
+    // When it is opened, then it is refused, naming the event
+    let err = EmbeddedStore::open(&backend.path)
+        .err()
+        .expect("must refuse");
+    assert!(
+        matches!(&err, StoreError::Corrupt { at, .. } if at == "position 12"),
+        "{err}"
+    );
+    // And nothing of the migration was kept
+    assert_eq!(backend.user_version(), 1);
+    assert!(!backend.has_log_hash_column());
 }

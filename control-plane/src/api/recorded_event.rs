@@ -1,10 +1,10 @@
 //! Recorded events on the wire, byte for byte, so that a receiver can check
-//! the hash chain itself. Only the server converts: the `proto` crate stays
+//! both hash chains, and its checkpoints, itself. Only the server converts: the `proto` crate stays
 //! free of the event store (and its SQLite), so `sealctl` and the reactor
 //! link neither.
 
 use sealplane_event_store::{
-    EventHash, EventType, JsonObject, Position, RecordedEvent, StreamId, StreamVersion,
+    EventHash, EventType, JsonObject, LogHash, Position, RecordedEvent, StreamId, StreamVersion,
 };
 
 use sealplane_proto::v1;
@@ -26,6 +26,7 @@ pub fn event_to_proto(e: &RecordedEvent) -> v1::RecordedEvent {
         metadata_json: e.metadata.as_str().to_owned(),
         prev_hash: e.prev_hash.0.to_vec(),
         hash: e.hash.0.to_vec(),
+        log_hash: e.log_hash.0.to_vec(),
     }
 }
 
@@ -46,6 +47,8 @@ pub fn event_from_proto(e: v1::RecordedEvent) -> Result<RecordedEvent, Conversio
         metadata: JsonObject::parse("metadata", e.metadata_json).map_err(|e| bad(&e))?,
         prev_hash: hash(&e.prev_hash, "prev_hash")?,
         hash: hash(&e.hash, "hash")?,
+        log_hash: LogHash::from_slice(&e.log_hash)
+            .ok_or_else(|| ConversionError("log_hash is not 32 bytes".into()))?,
     })
 }
 
@@ -54,7 +57,8 @@ mod tests {
     use super::*;
     use prost::Message;
     use sealplane_event_store::{
-        EventMetadata, EventStore, ExpectedVersion, MemoryStore, NewEvent,
+        ChainVerifier, EventMetadata, EventStore, ExpectedVersion, LogCheckpoint, MemoryStore,
+        NewEvent,
     };
 
     #[tokio::test]
@@ -79,6 +83,9 @@ mod tests {
 
         assert_eq!(back, recorded);
         assert_eq!(back.computed_hash(), recorded.hash);
+        let mut verifier = ChainVerifier::with_checkpoints([LogCheckpoint::of(&recorded)]);
+        verifier.check(&back).unwrap();
+        assert_eq!(verifier.finish().unwrap().checkpoints, 1);
     }
 
     #[test]
@@ -92,11 +99,23 @@ mod tests {
             metadata_json: "{}".into(),
             prev_hash: vec![0; 31],
             hash: vec![0; 32],
+            log_hash: vec![0; 32],
             ..Default::default()
         };
-        let err = event_from_proto(wire).unwrap_err();
+        let err = event_from_proto(wire.clone()).unwrap_err();
         assert!(
             err.to_string().contains("prev_hash is not 32 bytes"),
+            "{err}"
+        );
+        // A sender from before log hashes sends none.
+        let older = v1::RecordedEvent {
+            prev_hash: vec![0; 32],
+            log_hash: vec![],
+            ..wire
+        };
+        let err = event_from_proto(older).unwrap_err();
+        assert!(
+            err.to_string().contains("log_hash is not 32 bytes"),
             "{err}"
         );
     }

@@ -16,9 +16,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use sealplane_event_store::{
     AppendError, BreakKind, ChainBreak, Conflict, EventHash, EventMetadata, EventStore, EventType,
-    ExpectedVersion, InvalidInput, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, NewEvent, Position,
-    RecordedEvent, StoreError, StreamId, StreamVersion, SubscriptionMessage, VerifyError,
-    verify_log,
+    ExpectedVersion, InvalidInput, JsonObject, LogCheckpoint, LogHash, MAX_BATCH_EVENTS,
+    MAX_EVENT_BYTES, NewEvent, Position, RecordedEvent, StoreError, StreamId, StreamVersion,
+    SubscriptionMessage, VerifiedLog, VerifyError, verify_log, verify_log_after,
+    verify_log_against,
 };
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -47,6 +48,9 @@ pub trait DurableBackend: Backend {
     async fn overwrite_data(&self, position: Position, data: &str);
     /// Deletes the event at `position` directly in storage.
     async fn delete_event(&self, position: Position);
+    /// Replaces every stored event with `events`, field for field (hashes
+    /// included, as given), the way a forger with write access would.
+    async fn rewrite_log(&self, events: &[RecordedEvent]);
 }
 
 /// Expands every backend-independent case as a test.
@@ -67,6 +71,9 @@ macro_rules! core_cases {
                 subscription_ends_cleanly_when_the_store_closes,
                 bad_input_gets_typed_errors_and_writes_nothing,
                 events_link_into_a_verifiable_hash_chain,
+                log_hashes_chain_every_event_across_streams_in_position_order,
+                concurrent_appends_and_refusals_keep_the_log_chain_whole,
+                a_checkpoint_still_holds_after_later_appends,
                 data_and_metadata_come_back_byte_for_byte,
             );
         }
@@ -84,6 +91,12 @@ macro_rules! durable_cases {
                 kill_mid_write_loses_no_acknowledged_batch_and_tears_none,
                 an_edited_event_is_detected,
                 a_deleted_event_is_detected,
+                tamper_an_edited_byte_is_detected_against_a_checkpoint,
+                tamper_a_deleted_event_is_detected_against_a_checkpoint,
+                tamper_a_rewritten_stream_is_detected_against_a_checkpoint,
+                tamper_an_inserted_event_is_detected_against_a_checkpoint,
+                tamper_reordered_events_are_detected_against_a_checkpoint,
+                tamper_a_cut_tail_is_detected_against_a_checkpoint,
             );
 
             /// Not a test: the writer process that
@@ -114,7 +127,7 @@ macro_rules! cases {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn stream(name: &str) -> StreamId {
+pub fn stream(name: &str) -> StreamId {
     StreamId::parse(name).unwrap()
 }
 
@@ -128,7 +141,7 @@ fn event(ty: &str, data: serde_json::Value) -> NewEvent {
     .unwrap()
 }
 
-fn events(n: usize, tag: &str) -> Vec<NewEvent> {
+pub fn events(n: usize, tag: &str) -> Vec<NewEvent> {
     (0..n)
         .map(|i| event("Happened", json!({ "tag": tag, "i": i })))
         .collect()
@@ -149,7 +162,7 @@ fn conflict(result: Result<impl std::fmt::Debug, AppendError>) -> Conflict {
     }
 }
 
-async fn read_everything<S: EventStore>(store: &S) -> Vec<RecordedEvent> {
+pub async fn read_everything<S: EventStore>(store: &S) -> Vec<RecordedEvent> {
     store.read_all(Position::START, usize::MAX).await.unwrap()
 }
 
@@ -734,6 +747,135 @@ pub async fn events_link_into_a_verifiable_hash_chain<B: Backend>() {
     assert_eq!(verify_log(&store).await.unwrap(), all.len() as u64);
 }
 
+pub async fn log_hashes_chain_every_event_across_streams_in_position_order<B: Backend>() {
+    // The same appends, given to two fresh stores.
+    let appends: Vec<(StreamId, Vec<NewEvent>)> = (0..12)
+        .map(|i| (stream(&format!("s{}", i % 3)), events(1 + i % 2, "x")))
+        .collect();
+    let mut logs = vec![];
+    for _ in 0..2 {
+        let backend = B::fresh().await;
+        let store = backend.open().await;
+        for (s, batch) in &appends {
+            store
+                .append(s, ExpectedVersion::Any, batch.clone())
+                .await
+                .unwrap();
+        }
+        logs.push((read_everything(&store).await, store));
+    }
+    let (all, store) = &logs[0];
+
+    // Each log hash extends the previous event's, whatever its stream.
+    let mut log_hash = LogHash::GENESIS;
+    for e in all {
+        log_hash = log_hash.extend(e.position, &e.hash);
+        assert_eq!(e.log_hash, log_hash, "log hash of position {}", e.position);
+    }
+    assert!(
+        all.windows(2).any(|w| w[0].stream_id != w[1].stream_id),
+        "the chain runs across interleaved streams"
+    );
+    // Deterministic from content: another store records the same hashes.
+    let log_hashes = |evs: &[RecordedEvent]| evs.iter().map(|e| e.log_hash).collect::<Vec<_>>();
+    assert_eq!(log_hashes(all), log_hashes(&logs[1].0));
+    // And the verifier, recomputing them, matches a checkpoint at every event.
+    let report = verify_log_against(store, all.iter().map(LogCheckpoint::of))
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        VerifiedLog {
+            events: all.len() as u64,
+            streams: 3,
+            checkpoints: all.len(),
+            head: LogCheckpoint::of(all.last().unwrap()),
+        }
+    );
+}
+
+pub async fn concurrent_appends_and_refusals_keep_the_log_chain_whole<B: Backend>() {
+    // Appends that land in one commit group with refused ones between them
+    // must chain as if each had been alone.
+    const TASKS: usize = 8;
+    const ROUNDS: usize = 10;
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut refused = 0;
+                for r in 0..ROUNDS {
+                    let own = stream(&format!("own-{t}"));
+                    store
+                        .append(&own, ExpectedVersion::Any, events(1 + r % 3, "own"))
+                        .await
+                        .unwrap();
+                    // Only the first of these, over all tasks, can win.
+                    match store
+                        .append(
+                            &stream("once"),
+                            ExpectedVersion::NoStream,
+                            events(2, "once"),
+                        )
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(AppendError::Conflict(_)) => refused += 1,
+                        Err(e) => panic!("unexpected error: {e}"),
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await.unwrap();
+    }
+    assert_eq!(
+        refused,
+        TASKS * ROUNDS - 1,
+        "exactly one NoStream append won"
+    );
+    let report = verify_log_against(&store, []).await.unwrap();
+    let own: usize = (0..ROUNDS).map(|r| 1 + r % 3).sum::<usize>() * TASKS;
+    assert_eq!(report.events, (own + 2) as u64);
+    assert_eq!(report.streams, TASKS + 1);
+}
+
+pub async fn a_checkpoint_still_holds_after_later_appends<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    store
+        .append(&stream("a"), ExpectedVersion::Any, events(3, "before"))
+        .await
+        .unwrap();
+    let held = verify_log_against(&store, []).await.unwrap().head;
+    assert_eq!(held.position, Position(3));
+    for s in ["a", "b", "c"] {
+        store
+            .append(&stream(s), ExpectedVersion::Any, events(2, "after"))
+            .await
+            .unwrap();
+    }
+    let report = verify_log_against(&store, [held]).await.unwrap();
+    assert_eq!((report.events, report.checkpoints), (9, 1));
+    // Checking only what came after it finds the same head.
+    let after = verify_log_after(&store, held).await.unwrap();
+    assert_eq!((after.events, after.head), (6, report.head));
+    assert_eq!(
+        verify_log_after(&store, LogCheckpoint::EMPTY)
+            .await
+            .unwrap()
+            .events,
+        9
+    );
+}
+
 pub async fn data_and_metadata_come_back_byte_for_byte<B: Backend>() {
     let backend = B::fresh().await;
     let store = backend.open().await;
@@ -949,7 +1091,7 @@ async fn tamper_fixture<B: DurableBackend>() -> B {
     backend
 }
 
-fn expect_break(result: Result<u64, VerifyError>) -> ChainBreak {
+fn expect_break<T: std::fmt::Debug>(result: Result<T, VerifyError>) -> ChainBreak {
     match result {
         Err(VerifyError::Broken(b)) => b,
         other => panic!("expected a broken chain, got {other:?}"),
@@ -964,13 +1106,14 @@ pub async fn an_edited_event_is_detected<B: DurableBackend>() {
     let store = backend.open().await;
     let b = expect_break(verify_log(&store).await);
     assert_eq!(
-        b,
-        ChainBreak {
-            position: Position(4),
-            kind: BreakKind::ContentEdited
-        }
+        (b.position, b.stream.clone()),
+        (Position(4), Some(stream("s0")))
     );
-    assert!(b.to_string().contains("position 4"), "{b}");
+    assert!(matches!(b.kind, BreakKind::ContentEdited { .. }), "{b}");
+    assert!(
+        b.to_string().contains("position 4") && b.to_string().contains("`s0`"),
+        "{b}"
+    );
     store.close().await;
 }
 
@@ -1005,4 +1148,252 @@ pub async fn a_deleted_event_is_detected<B: DurableBackend>() {
     }
     assert_eq!(delivered, 5);
     store.close().await;
+}
+
+// ------------------------------------------- tamper cases with a checkpoint
+//
+// An auditor took a checkpoint at position 8 of the ten-event fixture
+// (streams s0, s1, s2 in turn, so position 8 is in s1; two events follow
+// it). Each case tampers at or before it, first as a careless forger
+// (the chains alone name the place), then as a careful one who recomputes
+// every hash so the chains link again: only the checkpoint can tell, and
+// it names its own position, the stream there and both hashes.
+
+const CHECKPOINT_AT: usize = 8;
+
+/// The tamper fixture, its events, and the checkpoint held at position 8.
+async fn checkpointed_fixture<B: DurableBackend>() -> (B, Vec<RecordedEvent>, LogCheckpoint) {
+    let backend = tamper_fixture::<B>().await;
+    let store = backend.open().await;
+    let all = read_everything(&store).await;
+    store.close().await;
+    let held = LogCheckpoint::of(&all[CHECKPOINT_AT - 1]);
+    (backend, all, held)
+}
+
+/// Renumbers positions and versions and recomputes every hash, as a
+/// forger with write access and this source code would.
+fn forge(events: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
+    let mut streams: BTreeMap<StreamId, (StreamVersion, EventHash)> = BTreeMap::new();
+    let mut head = LogCheckpoint::EMPTY;
+    events
+        .into_iter()
+        .map(|mut e| {
+            let (version, prev) = match streams.get(&e.stream_id) {
+                Some((v, h)) => (v.next(), *h),
+                None => (v(0), EventHash::GENESIS),
+            };
+            e.position = head.position.next();
+            e.version = version;
+            e.prev_hash = prev;
+            e.hash = e.computed_hash();
+            e.log_hash = head.log_hash.extend(e.position, &e.hash);
+            streams.insert(e.stream_id.clone(), (e.version, e.hash));
+            head = LogCheckpoint::of(&e);
+            e
+        })
+        .collect()
+}
+
+fn with_data(mut e: RecordedEvent, data: &str) -> RecordedEvent {
+    e.data = JsonObject::parse("data", data).unwrap();
+    e
+}
+
+/// Verifies the stored log against `held` and returns the break.
+async fn break_against<B: DurableBackend>(backend: &B, held: LogCheckpoint) -> ChainBreak {
+    let store = backend.open().await;
+    let b = expect_break(verify_log_against(&store, [held]).await);
+    store.close().await;
+    b
+}
+
+/// Checks only the log after `held` (and that it still agrees at `held`)
+/// and returns the break.
+async fn break_after<B: DurableBackend>(backend: &B, held: LogCheckpoint) -> ChainBreak {
+    let store = backend.open().await;
+    let b = expect_break(verify_log_after(&store, held).await);
+    store.close().await;
+    b
+}
+
+/// Stores `tampered` with every hash recomputed and checks that the
+/// chains pass but the checkpoint does not, naming its place.
+async fn assert_only_the_checkpoint_catches<B: DurableBackend>(
+    backend: &B,
+    held: LogCheckpoint,
+    tampered: Vec<RecordedEvent>,
+) {
+    let forged = forge(tampered);
+    backend.rewrite_log(&forged).await;
+    let store = backend.open().await;
+    assert_eq!(
+        verify_log(&store).await.unwrap(),
+        forged.len() as u64,
+        "a consistent forgery passes the chains alone"
+    );
+    store.close().await;
+    let at = &forged[CHECKPOINT_AT - 1];
+    let b = break_against(backend, held).await;
+    let expected = ChainBreak {
+        position: held.position,
+        stream: Some(at.stream_id.clone()),
+        kind: BreakKind::CheckpointMismatch {
+            expected: held.log_hash,
+            found: at.log_hash,
+        },
+    };
+    assert_eq!(b, expected);
+    assert_eq!(
+        break_after(backend, held).await,
+        expected,
+        "the quick check after the checkpoint sees it too"
+    );
+    let text = b.to_string();
+    assert!(
+        text.contains("position 8")
+            && text.contains(&format!("`{}`", at.stream_id))
+            && text.contains(&held.log_hash.to_hex())
+            && text.contains(&at.log_hash.to_hex()),
+        "{text}"
+    );
+}
+
+pub async fn tamper_an_edited_byte_is_detected_against_a_checkpoint<B: DurableBackend>() {
+    let (backend, all, held) = checkpointed_fixture::<B>().await;
+    let original = &all[2]; // position 3, stream s2
+    let edited = original.data.as_str().replacen("\"i\":0", "\"i\":1", 1);
+    assert_eq!(
+        edited.len(),
+        original.data.as_str().len(),
+        "one byte changed"
+    );
+
+    backend.overwrite_data(original.position, &edited).await;
+    let b = break_against(&backend, held).await;
+    assert_eq!(
+        (b.position, b.stream.clone()),
+        (Position(3), Some(stream("s2")))
+    );
+    assert!(
+        matches!(b.kind, BreakKind::ContentEdited { recorded, .. } if recorded == original.hash),
+        "{b}"
+    );
+
+    let mut tampered = all.clone();
+    tampered[2] = with_data(tampered[2].clone(), &edited);
+    assert_only_the_checkpoint_catches(&backend, held, tampered).await;
+}
+
+pub async fn tamper_a_deleted_event_is_detected_against_a_checkpoint<B: DurableBackend>() {
+    let (backend, all, held) = checkpointed_fixture::<B>().await;
+    backend.delete_event(Position(4)).await;
+    let b = break_against(&backend, held).await;
+    assert_eq!(
+        b,
+        ChainBreak {
+            position: Position(5),
+            stream: Some(stream("s1")),
+            kind: BreakKind::PositionGap {
+                expected: Position(4),
+                found: Position(5)
+            }
+        }
+    );
+
+    let mut tampered = all.clone();
+    tampered.remove(3);
+    assert_only_the_checkpoint_catches(&backend, held, tampered).await;
+}
+
+pub async fn tamper_a_rewritten_stream_is_detected_against_a_checkpoint<B: DurableBackend>() {
+    // Stream s1 (positions 2, 5, 8) rewritten with its per-stream hashes and
+    // prev links recomputed, so the stream on its own verifies.
+    let (backend, all, held) = checkpointed_fixture::<B>().await;
+    let mut tampered = all.clone();
+    let mut prev = EventHash::GENESIS;
+    for e in tampered.iter_mut().filter(|e| e.stream_id == stream("s1")) {
+        *e = with_data(e.clone(), r#"{"tag":"forged","i":0}"#);
+        e.prev_hash = prev;
+        e.hash = e.computed_hash();
+        prev = e.hash;
+    }
+    backend.rewrite_log(&tampered).await;
+    let b = break_against(&backend, held).await;
+    assert_eq!(
+        (b.position, b.stream.clone()),
+        (Position(2), Some(stream("s1")))
+    );
+    assert_eq!(
+        b.kind,
+        BreakKind::LogHashMismatch {
+            expected: all[0].log_hash.extend(Position(2), &tampered[1].hash),
+            found: all[1].log_hash,
+        }
+    );
+
+    assert_only_the_checkpoint_catches(&backend, held, tampered).await;
+}
+
+pub async fn tamper_an_inserted_event_is_detected_against_a_checkpoint<B: DurableBackend>() {
+    let (backend, all, held) = checkpointed_fixture::<B>().await;
+    let mut tampered = all.clone();
+    let extra = with_data(all[0].clone(), r#"{"tag":"inserted","i":0}"#);
+    tampered.insert(2, extra);
+    assert_only_the_checkpoint_catches(&backend, held, tampered).await;
+}
+
+pub async fn tamper_reordered_events_are_detected_against_a_checkpoint<B: DurableBackend>() {
+    let (backend, all, held) = checkpointed_fixture::<B>().await;
+    // Careless: positions 3 (s2) and 4 (s0) swapped, nothing recomputed.
+    let mut swapped = all.clone();
+    swapped.swap(2, 3);
+    swapped[2].position = Position(3);
+    swapped[3].position = Position(4);
+    backend.rewrite_log(&swapped).await;
+    let b = break_against(&backend, held).await;
+    assert_eq!(
+        (b.position, b.stream.clone()),
+        (Position(3), Some(stream("s0")))
+    );
+    assert!(matches!(b.kind, BreakKind::ContentEdited { .. }), "{b}");
+
+    let mut tampered = all.clone();
+    tampered.swap(2, 3);
+    assert_only_the_checkpoint_catches(&backend, held, tampered).await;
+}
+
+pub async fn tamper_a_cut_tail_is_detected_against_a_checkpoint<B: DurableBackend>() {
+    let (backend, _, held) = checkpointed_fixture::<B>().await;
+    // Cutting events after the checkpoint is beyond what it vouches for.
+    for p in [10, 9] {
+        backend.delete_event(Position(p)).await;
+    }
+    let store = backend.open().await;
+    assert_eq!(
+        verify_log_against(&store, [held])
+            .await
+            .unwrap()
+            .checkpoints,
+        1
+    );
+    store.close().await;
+    // Cutting into it is found, and the first missing position named.
+    for p in [8, 7] {
+        backend.delete_event(Position(p)).await;
+    }
+    let b = break_against(&backend, held).await;
+    assert_eq!(
+        b,
+        ChainBreak {
+            position: Position(7),
+            stream: None,
+            kind: BreakKind::Truncated {
+                checkpoint: Position(8),
+                head: Position(6)
+            }
+        }
+    );
+    assert_eq!(break_after(&backend, held).await, b);
+    assert!(b.to_string().contains("cut off"), "{b}");
 }
