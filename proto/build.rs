@@ -3,6 +3,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
+        "sealplane/v1/audit.proto",
         "sealplane/v1/common.proto",
         "sealplane/v1/events.proto",
         "sealplane/v1/principals.proto",

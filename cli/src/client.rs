@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sealplane_proto::transport::{AddressRefused, Transport, check_plaintext};
 use sealplane_proto::v1;
+use sealplane_proto::v1::audit_client::AuditClient;
 use sealplane_proto::v1::principals_client::PrincipalsClient;
 use sealplane_proto::v1::secrets_client::SecretsClient;
 use sealplane_proto::v1::stores_client::StoresClient;
@@ -190,6 +191,11 @@ impl Connection {
     /// A Stores client.
     pub fn stores(&self) -> StoresClient<InterceptedService<Channel, BearerAuth>> {
         StoresClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// An Audit client.
+    pub fn audit(&self) -> AuditClient<InterceptedService<Channel, BearerAuth>> {
+        AuditClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
     /// A Principals client.

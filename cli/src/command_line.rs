@@ -173,12 +173,67 @@ pub enum Verb {
         #[command(subcommand)]
         noun: TrustNoun,
     },
+    /// Read the event log (admins, auditors).
+    Audit {
+        #[command(subcommand)]
+        noun: AuditNoun,
+    },
     /// Sign a store certificate for a store's reactor identity (admins
     /// holding a trust anchor).
     Certify {
         #[command(subcommand)]
         noun: CertifyNoun,
     },
+}
+
+const AUDIT_LOG_AFTER_HELP: &str = "\
+Every filter given must hold. --since and --until are inclusive; each is a
+log position (a number) or an RFC 3339 time compared with each event's
+recorded time. Without --until, the log is read up to this read's own
+`AuditLogRead` event (every read is recorded); --follow then keeps printing
+new events until interrupted.
+
+Output: -o table (fixed columns), -o json (one object per line: position,
+time, actor, event, target, secret, store, principal, request_id, details),
+-o csv (the same columns, with a header).
+
+Examples:
+  sealctl audit log --secret local://alice/db
+  sealctl audit log --since 2026-12-01T00:00:00Z --type AccessDenied
+  sealctl audit log --follow -o json >> siem.jsonl";
+
+/// `audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditNoun {
+    /// Print the event log as who did what, when, to what (never a value).
+    #[command(after_help = AUDIT_LOG_AFTER_HELP)]
+    Log(AuditLogArgs),
+}
+
+/// `audit log` arguments.
+#[derive(Debug, Args)]
+pub struct AuditLogArgs {
+    /// From this log position or RFC 3339 time on (inclusive).
+    #[arg(long, value_name = "TIME|POSITION", value_parser = crate::audit::log_point)]
+    pub since: Option<sealplane_proto::v1::LogPoint>,
+    /// Up to this log position or RFC 3339 time (inclusive).
+    #[arg(long, value_name = "TIME|POSITION", value_parser = crate::audit::log_point, conflicts_with = "follow")]
+    pub until: Option<sealplane_proto::v1::LogPoint>,
+    /// Only what this principal did, or what was done on its behalf.
+    #[arg(long, value_name = "SLUG")]
+    pub actor: Option<String>,
+    /// Only events about this secret (a bare path means the default store).
+    #[arg(long, value_name = "URI")]
+    pub secret: Option<String>,
+    /// Only events about this store and its secrets.
+    #[arg(long, value_name = "NAME")]
+    pub store: Option<String>,
+    /// Only events of this type (repeatable, or comma-separated).
+    #[arg(long = "type", value_name = "EVENT", value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Keep printing new events as they are recorded.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// `put ...`

@@ -4,7 +4,8 @@
 //! ([`value_input`]); pins each store's reactor identity on first use
 //! ([`known_reactors`]); seals values to one-time keys whose signature it
 //! has checked against that pin ([`sealed_upload`]); and reads secrets,
-//! stores and principals ([`secrets`], [`admin`]). The plaintext of a
+//! stores and principals ([`secrets`], [`admin`]); streams the audit log
+//! ([`audit`]). The plaintext of a
 //! value never leaves this process unsealed, and no error or output of
 //! this crate contains one.
 //!
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod client;
 pub mod command_line;
 pub mod known_reactors;

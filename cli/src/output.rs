@@ -1,5 +1,6 @@
 //! How results are printed: `table` for people (aligned columns, like
-//! kubectl), `json` and `yaml` for scripts (the same fields, stable names).
+//! kubectl), `json` and `yaml` for scripts (the same fields, stable names);
+//! `csv` for `audit log` only, which streams (`audit`).
 
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, Table};
@@ -15,6 +16,8 @@ pub enum OutputFormat {
     Json,
     /// One YAML document.
     Yaml,
+    /// Comma-separated values with a header (`audit log` only).
+    Csv,
 }
 
 /// Why a result could not be rendered.
@@ -28,6 +31,9 @@ pub enum OutputError {
         /// What the serialiser said.
         reason: String,
     },
+    /// `-o csv` for a command other than `audit log`.
+    #[error("-o csv is only for `sealctl audit log`; use -o table, json or yaml here")]
+    CsvOnlyForAudit,
 }
 
 /// A result that has a table form for people.
@@ -56,6 +62,7 @@ pub fn render<T: Serialize + Tabular>(
                 format: "json",
                 reason: e.to_string(),
             }),
+        OutputFormat::Csv => Err(OutputError::CsvOnlyForAudit),
         OutputFormat::Yaml => serde_norway::to_string(view).map_err(|e| OutputError::Serialize {
             format: "yaml",
             reason: e.to_string(),

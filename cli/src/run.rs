@@ -9,11 +9,12 @@ use sealplane_proto::v1;
 use serde::Serialize;
 
 use crate::admin::{self, AdminError, StoreAction};
+use crate::audit::{self, AuditError};
 use crate::client::{ClientError, Connection, ConnectionSettings};
 use crate::command_line::{
-    AccessNoun, AddNoun, CertifyNoun, Cli, CreateNoun, DataArgs, DeleteNoun, DescribeNoun, GetNoun,
-    GlobalArgs, IssueNoun, PutNoun, RemoveNoun, RevokeNoun, SetNoun, StoreNoun, TrustNoun, Verb,
-    VerifyNoun,
+    AccessNoun, AddNoun, AuditNoun, CertifyNoun, Cli, CreateNoun, DataArgs, DeleteNoun,
+    DescribeNoun, GetNoun, GlobalArgs, IssueNoun, PutNoun, RemoveNoun, RevokeNoun, SetNoun,
+    StoreNoun, TrustNoun, Verb, VerifyNoun,
 };
 use crate::known_reactors::{KnownReactors, PinError};
 use crate::output::Message;
@@ -60,6 +61,9 @@ pub enum CommandError {
     /// An admin command failed.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// The audit log could not be read or printed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     /// The result could not be printed.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -412,6 +416,20 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
             &admin::issue_token(conn, &slug, ttl.as_deref()).await?,
         ),
         Verb::Whoami => print(format, &admin::whoami(conn).await?),
+        Verb::Audit {
+            noun: AuditNoun::Log(a),
+        } => {
+            let request = v1::AuditLogRequest {
+                since: a.since,
+                until: a.until,
+                actor: a.actor.unwrap_or_default(),
+                secret: a.secret.unwrap_or_default(),
+                store: a.store.unwrap_or_default(),
+                event_types: a.types,
+                follow: a.follow,
+            };
+            Ok(audit::log(conn, request, format).await?)
+        }
     }
 }
 

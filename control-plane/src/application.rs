@@ -6,6 +6,7 @@
 //! maps those errors to statuses, nothing more.
 
 pub mod access;
+pub mod audit;
 pub mod principals;
 pub mod reactor_feed;
 pub mod upload;

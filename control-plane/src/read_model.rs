@@ -104,7 +104,7 @@ impl Projection for ReadModel {
                 Self::fold::<UploadRequest>(state, event)
                     .map(|e: UploadEvent| self.index_upload(&e, event))
             }
-            Some(StreamKind::AccessDenied) | None => Some(()),
+            Some(StreamKind::AccessDenied | StreamKind::AuditRead) | None => Some(()),
         };
         if applied.is_none() {
             self.unreadable += 1;

@@ -11,6 +11,8 @@ pub const STORES: &str = "stores";
 const PRINCIPAL: &str = "principal-";
 const SECRET: &str = "secret-";
 const UPLOAD: &str = "upload-";
+/// The stream recording reads of the audit log.
+pub const AUDIT_READS: &str = "audit-reads";
 
 /// Which aggregate a stream belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub enum StreamKind {
     Upload(Uuid),
     /// Refused commands.
     AccessDenied,
+    /// Reads of the audit log.
+    AuditRead,
 }
 
 fn id(text: String) -> StreamId {
@@ -53,6 +57,11 @@ pub fn upload(request_id: Uuid) -> StreamId {
     id(format!("{UPLOAD}{request_id}"))
 }
 
+/// The stream recording reads of the audit log.
+pub fn audit_reads() -> StreamId {
+    id(AUDIT_READS.to_owned())
+}
+
 /// Classifies a stream; `None` for streams this version does not know.
 pub fn kind_of(stream: &StreamId) -> Option<StreamKind> {
     let s = stream.as_str();
@@ -61,6 +70,9 @@ pub fn kind_of(stream: &StreamId) -> Option<StreamKind> {
     }
     if s == ACCESS_DENIED_STREAM {
         return Some(StreamKind::AccessDenied);
+    }
+    if s == AUDIT_READS {
+        return Some(StreamKind::AuditRead);
     }
     if let Some(slug) = s.strip_prefix(PRINCIPAL) {
         return Slug::parse(slug).ok().map(StreamKind::Principal);
@@ -94,6 +106,7 @@ mod tests {
             kind_of(&StreamId::parse(ACCESS_DENIED_STREAM).unwrap()),
             Some(StreamKind::AccessDenied)
         );
+        assert_eq!(kind_of(&audit_reads()), Some(StreamKind::AuditRead));
         assert_eq!(kind_of(&StreamId::parse("something-else").unwrap()), None);
         assert_eq!(kind_of(&StreamId::parse("upload-notauuid").unwrap()), None);
     }

@@ -956,3 +956,184 @@ fn serve_refuses_plaintext_off_loopback() {
         "nothing was created"
     );
 }
+
+/// Every entry of one audit read (its stream ends at the read's own record).
+async fn audit_log(
+    channel: &Channel,
+    token: &str,
+    request: v1::AuditLogRequest,
+) -> Result<Vec<v1::AuditEntry>, tonic::Status> {
+    let mut client = v1::audit_client::AuditClient::new(channel.clone());
+    let mut stream = client.log(req(request, token)).await?.into_inner();
+    let mut entries = vec![];
+    while let Some(entry) = stream.message().await? {
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+#[tokio::test]
+async fn only_admins_and_auditors_read_the_audit_log_filtered_on_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let mut c = Clients::new(&server).await;
+    let channel = server.channel().await;
+    let alice = c.principal("alice", "user", &[]).await;
+    let carol = c.principal("carol", "auditor", &[]).await;
+    let admin = c.admin.clone();
+    c.create_store("local", &admin).await.unwrap();
+
+    // A user is refused, and the refusal is an event.
+    let (status, message) = code(audit_log(&channel, &alice, v1::AuditLogRequest::default()).await);
+    assert_eq!(status, Code::PermissionDenied, "{message}");
+    assert!(message.contains("needs admin or auditor"), "{message}");
+    assert_denied(dir.path(), &[("alice", "AuditLog")]);
+
+    // Filters apply on the server: only what alice did...
+    let by_alice = audit_log(
+        &channel,
+        &carol,
+        v1::AuditLogRequest {
+            actor: "alice".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let lines: Vec<(&str, &str)> = by_alice
+        .iter()
+        .map(|e| (e.event_type.as_str(), e.details.as_str()))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].0, "AccessDenied");
+    assert!(
+        lines[0]
+            .1
+            .starts_with("alice was refused AuditLog on audit log: "),
+        "{lines:?}"
+    );
+    // ...one store's events, one type, and a position range.
+    let of_store = audit_log(
+        &channel,
+        &carol,
+        v1::AuditLogRequest {
+            store: "local".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let types: Vec<&str> = of_store.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["StoreCreated", "DefaultStoreSet"], "{of_store:?}");
+    let created = &of_store[0];
+    assert_eq!(
+        (
+            created.event_type.as_str(),
+            created.actor.as_str(),
+            created.target.as_str(),
+            created.store.as_str()
+        ),
+        ("StoreCreated", "admin", "store local", "local")
+    );
+    let users = audit_log(
+        &channel,
+        &admin,
+        v1::AuditLogRequest {
+            event_types: vec!["UserCreated".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let created: Vec<&str> = users.iter().map(|e| e.principal.as_str()).collect();
+    assert_eq!(created, ["admin", "alice", "carol"]);
+    let point = |p: u64| {
+        Some(v1::LogPoint {
+            point: Some(v1::log_point::Point::Position(p)),
+        })
+    };
+    let one = audit_log(
+        &channel,
+        &carol,
+        v1::AuditLogRequest {
+            since: point(created_position(&users, "alice")),
+            until: point(created_position(&users, "alice")),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].details, "admin created user alice with role user");
+
+    // Bad filters are refused with a sentence, before anything is recorded.
+    for (bad, wanted) in [
+        (
+            v1::AuditLogRequest {
+                event_types: vec!["SecretPut".into()],
+                ..Default::default()
+            },
+            "no event type `SecretPut`",
+        ),
+        (
+            v1::AuditLogRequest {
+                follow: true,
+                until: point(3),
+                ..Default::default()
+            },
+            "cannot be combined with `until`",
+        ),
+        (
+            v1::AuditLogRequest {
+                since: Some(v1::LogPoint {
+                    point: Some(v1::log_point::Point::Time("yesterday".into())),
+                }),
+                ..Default::default()
+            },
+            "neither a log position nor an RFC 3339 time",
+        ),
+        (
+            v1::AuditLogRequest {
+                actor: "Not A Slug".into(),
+                ..Default::default()
+            },
+            "",
+        ),
+    ] {
+        let (status, message) = code(audit_log(&channel, &carol, bad).await);
+        assert_eq!(status, Code::InvalidArgument, "{message}");
+        assert!(message.contains(wanted), "{message}");
+    }
+
+    // Each read is itself an event, with its reader and filters; the
+    // unfiltered read ends with its own record.
+    let all = audit_log(&channel, &carol, v1::AuditLogRequest::default())
+        .await
+        .unwrap();
+    let last = all.last().unwrap();
+    assert_eq!(
+        (last.event_type.as_str(), last.details.as_str()),
+        ("AuditLogRead", "carol read the audit log (every event)")
+    );
+    let db = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+    let reads: Vec<String> = db
+        .prepare("SELECT data FROM events WHERE stream_id = 'audit-reads' ORDER BY position")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(reads.len(), 5, "{reads:#?}");
+    let first: serde_json::Value = serde_json::from_str(&reads[0]).unwrap();
+    assert_eq!(first["reader"], "carol");
+    assert_eq!(first["role"], "auditor");
+    assert_eq!(first["filters"], serde_json::json!({"actor": "alice"}));
+}
+
+fn created_position(entries: &[v1::AuditEntry], principal: &str) -> u64 {
+    entries
+        .iter()
+        .find(|e| e.principal == principal)
+        .map(|e| e.position)
+        .unwrap()
+}

@@ -2,7 +2,11 @@
 //! authenticate the bearer token, check the role, run a plain command or
 //! wait for the read model before a query.
 
+use std::pin::Pin;
+
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures_core::Stream;
+use futures_util::StreamExt;
 use sealplane_event_store::{Position, StreamId};
 use sealplane_proto::v1;
 use tonic::{Request, Response, Status};
@@ -10,7 +14,7 @@ use uuid::Uuid;
 
 use crate::api::status::{envelope_of, reply_of};
 pub use crate::application::App;
-use crate::application::READ_YOUR_WRITES_WAIT;
+use crate::application::{READ_YOUR_WRITES_WAIT, StreamGuard};
 use crate::auth::token::BearerToken;
 use crate::domain::names::Slug;
 use crate::domain::{Actor, Aggregate, Context, Role};
@@ -19,6 +23,9 @@ use crate::read_model::ReadModel;
 
 /// How often a long-lived stream checks that its caller may still hold it.
 pub const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A server stream as tonic serves it.
+pub type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
@@ -145,6 +152,44 @@ impl App {
             )));
         }
         Ok(())
+    }
+
+    /// Serves `source` to `caller` as a long-lived stream: counted by
+    /// `guard` until it ends, and ended with the refusal once the caller
+    /// may no longer hold it ([`App::recheck`] every [`STREAM_RECHECK`]:
+    /// a revoked or expired token, a changed role, a lost store). An
+    /// error from `source` is sent and ends the stream.
+    pub fn guarded<T: Send + 'static>(
+        &self,
+        caller: Caller,
+        guard: StreamGuard,
+        source: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    ) -> Streamed<T> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let app = self.clone();
+        tokio::spawn(async move {
+            let _counted = guard;
+            let mut source = std::pin::pin!(source);
+            let mut recheck = tokio::time::interval(STREAM_RECHECK);
+            loop {
+                let out = tokio::select! {
+                    message = source.next() => match message {
+                        Some(message) => message,
+                        None => return,
+                    },
+                    _ = recheck.tick() => match app.recheck(&caller) {
+                        Ok(()) => continue,
+                        Err(refused) => Err(refused),
+                    },
+                    () = tx.closed() => return,
+                };
+                let end = out.is_err();
+                if tx.send(out).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
 
     /// This deployment's id; unavailable only on an empty log.

@@ -1,5 +1,5 @@
 //! The gRPC API: one tonic service per area (stores, secrets, principals,
-//! reactor), each authenticating the caller, checking its role, validating
+//! reactor, audit), each authenticating the caller, checking its role, validating
 //! input and turning domain outcomes into precise statuses.
 
 // Every tonic service method returns `Result<_, tonic::Status>` (176
@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod app;
+pub mod audit;
 pub mod principals;
 pub mod reactor;
 pub mod recorded_event;

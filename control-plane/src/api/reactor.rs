@@ -3,19 +3,16 @@
 //! and every report is checked by the upload aggregate to come from a
 //! reactor bound to the request's store.
 
-use std::pin::Pin;
-
 use chrono::{DateTime, Utc};
-use futures_core::Stream;
+use futures_util::StreamExt;
 use sealplane_event_store::Position;
 use sealplane_proto::v1;
 use sealplane_proto::v1::reactor_server::Reactor;
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::api::app::{App, Caller, STREAM_RECHECK};
+use crate::api::app::{App, Caller, Streamed};
 use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of};
 use crate::application::reactor_feed;
 use crate::application::upload::{self, Uploaded};
@@ -73,7 +70,7 @@ fn parse_time(text: &str, field: &str) -> Result<DateTime<Utc>, Status> {
         .map_err(|_| Status::invalid_argument(format!("{field} `{text}` is not an RFC 3339 time")))
 }
 
-type Feed = Pin<Box<dyn Stream<Item = Result<v1::FeedMessage, Status>> + Send>>;
+type Feed = Streamed<v1::FeedMessage>;
 
 #[tonic::async_trait]
 impl Reactor for ReactorApi {
@@ -86,35 +83,13 @@ impl Reactor for ReactorApi {
         let caller = self.reactor(&request, "Subscribe").await?;
         let from = Position(request.into_inner().from_position.max(1));
         let guard = self.app.open_stream(&caller.actor)?;
-        let mut feed = reactor_feed::follow(self.app.clone(), caller.actor.stores.clone(), from);
-        // Forwarded with a recheck of the caller every STREAM_RECHECK: a
-        // revoked or expired token, or a principal that lost a store, ends
-        // the feed within seconds.
-        let (tx, rx) = mpsc::channel(64);
-        let app = self.app.clone();
-        tokio::spawn(async move {
-            let _counted = guard;
-            let mut recheck = tokio::time::interval(STREAM_RECHECK);
-            loop {
-                let out = tokio::select! {
-                    message = feed.recv() => match message {
-                        Some(message) => message
-                            .map(v1::FeedMessage::from)
-                            .map_err(|end| Status::unavailable(end.to_string())),
-                        None => return,
-                    },
-                    _ = recheck.tick() => match app.recheck(&caller) {
-                        Ok(()) => continue,
-                        Err(refused) => Err(refused),
-                    },
-                };
-                let end = out.is_err();
-                if tx.send(out).await.is_err() || end {
-                    return;
-                }
-            }
+        let feed = reactor_feed::follow(self.app.clone(), caller.actor.stores.clone(), from);
+        let feed = ReceiverStream::new(feed).map(|message| {
+            message
+                .map(v1::FeedMessage::from)
+                .map_err(|end| Status::unavailable(end.to_string()))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(self.app.guarded(caller, guard, feed)))
     }
 
     async fn provide_key(

@@ -1,0 +1,121 @@
+//! The Audit service: admins and auditors read the log, filtered and
+//! rendered on the server (`application::audit`). This layer only
+//! authenticates, converts the request into filters and the entries into
+//! wire messages, and maps errors.
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use sealplane_proto::v1;
+use sealplane_proto::v1::audit_server::Audit;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::api::app::{App, Streamed};
+use crate::api::status::invalid;
+use crate::application::audit::entry::AuditEntry;
+use crate::application::audit::filter::{AuditFilter, LogPoint};
+use crate::application::audit::{self, record_read};
+use crate::application::upload::resolve;
+use crate::domain::Role;
+use crate::domain::names::{SecretRef, Slug, StoreName};
+
+/// The name refusals and the read's record carry.
+const COMMAND: &str = "AuditLog";
+
+/// The Audit gRPC service.
+pub struct AuditApi {
+    app: App,
+}
+
+impl AuditApi {
+    /// The service over `app`.
+    pub fn new(app: App) -> Self {
+        AuditApi { app }
+    }
+}
+
+fn point(point: Option<v1::LogPoint>, field: &str) -> Result<Option<LogPoint>, Status> {
+    use v1::log_point::Point;
+    match point.and_then(|p| p.point) {
+        None => Ok(None),
+        Some(Point::Position(p)) => Ok(Some(LogPoint::Position(p))),
+        Some(Point::Time(text)) => DateTime::parse_from_rfc3339(&text)
+            .map(|t| Some(LogPoint::Time(t.with_timezone(&Utc))))
+            .map_err(|_| {
+                Status::invalid_argument(format!(
+                    "{field} `{text}` is neither a log position nor an RFC 3339 time such as 2026-12-01T10:00:00Z"
+                ))
+            }),
+    }
+}
+
+/// The filters of a request; a bare secret path means the default store.
+fn filter_of(app: &App, r: v1::AuditLogRequest) -> Result<AuditFilter, Status> {
+    let some = |s: String| Some(s).filter(|s| !s.is_empty());
+    let secret = match some(r.secret) {
+        None => None,
+        Some(text) => Some(resolve(app, SecretRef::parse(&text).map_err(invalid)?)?),
+    };
+    AuditFilter {
+        since: point(r.since, "since")?,
+        until: point(r.until, "until")?,
+        actor: some(r.actor)
+            .map(Slug::parse)
+            .transpose()
+            .map_err(invalid)?,
+        secret,
+        store: some(r.store)
+            .map(StoreName::parse)
+            .transpose()
+            .map_err(invalid)?,
+        types: r
+            .event_types
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect(),
+        follow: r.follow,
+    }
+    .checked()
+    .map_err(invalid)
+}
+
+/// The wire form of an entry.
+pub fn entry_to_proto(e: AuditEntry) -> v1::AuditEntry {
+    let text = |o: Option<String>| o.unwrap_or_default();
+    v1::AuditEntry {
+        position: e.position,
+        time: e.time_text(),
+        actor: e.actor,
+        event_type: e.event_type,
+        target: e.target,
+        secret: text(e.secret.map(|s| s.to_string())),
+        store: text(e.store.map(|s| s.to_string())),
+        principal: text(e.principal.map(|s| s.to_string())),
+        request_id: text(e.request_id.map(|id| id.to_string())),
+        details: e.details,
+    }
+}
+
+#[tonic::async_trait]
+impl Audit for AuditApi {
+    type LogStream = Streamed<v1::AuditEntry>;
+
+    async fn log(
+        &self,
+        request: Request<v1::AuditLogRequest>,
+    ) -> Result<Response<Self::LogStream>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        self.app
+            .require_role(&caller, &[Role::Admin, Role::Auditor], COMMAND, "audit log")
+            .await?;
+        let filter = filter_of(&self.app, request.into_inner())?;
+        let guard = self.app.open_stream(&caller.actor)?;
+        let head = record_read(&self.app, &caller.actor, &filter).await?;
+        let entries = ReceiverStream::new(audit::stream(&self.app, filter, head)).map(|entry| {
+            entry
+                .map(entry_to_proto)
+                .map_err(|end| Status::unavailable(end.to_string()))
+        });
+        Ok(Response::new(self.app.guarded(caller, guard, entries)))
+    }
+}
