@@ -208,6 +208,49 @@ pub enum AuditNoun {
     /// Print the event log as who did what, when, to what (never a value).
     #[command(after_help = AUDIT_LOG_AFTER_HELP)]
     Log(AuditLogArgs),
+    /// Export the latest checkpoint signed by the control plane's log key
+    /// (`-o json > cp.json` writes a checkpoint file).
+    Checkpoint(AuditCheckpointArgs),
+    /// Stream the whole log and check every link, the checkpoints recorded
+    /// in it and each checkpoint file given; exit 1 naming the first
+    /// broken place.
+    #[command(after_help = AUDIT_VERIFY_AFTER_HELP)]
+    Verify(AuditVerifyArgs),
+}
+
+const AUDIT_VERIFY_AFTER_HELP: &str = "\
+The log key is pinned per deployment in the config dir (known_log_keys) the
+first time `audit checkpoint` or `audit verify` sees it, unless --log-key
+names a file holding it; a key that differs from the pin is refused (exit 3).
+Exit 0: verified (a summary is printed); 1: the log is not what was signed
+(the first broken place is printed); 2: an error.
+
+Examples:
+  sealctl audit checkpoint -o json > cp-2026-12-01.json
+  sealctl audit verify --checkpoint cp-2026-12-01.json
+  sealctl audit verify --checkpoint cp-2026-12-01.json --from 120000";
+
+/// `audit checkpoint` arguments.
+#[derive(Debug, Args)]
+pub struct AuditCheckpointArgs {
+    /// A file holding the log key (base64), instead of the pinned one.
+    #[arg(long, value_name = "FILE")]
+    pub log_key: Option<PathBuf>,
+}
+
+/// `audit verify` arguments.
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// A checkpoint file (`audit checkpoint -o json`); repeatable.
+    #[arg(long = "checkpoint", value_name = "FILE")]
+    pub checkpoints: Vec<PathBuf>,
+    /// Check only the events after this position, starting from the
+    /// checkpoint file given for it.
+    #[arg(long, value_name = "POSITION")]
+    pub from: Option<u64>,
+    /// A file holding the log key (base64), instead of the pinned one.
+    #[arg(long, value_name = "FILE")]
+    pub log_key: Option<PathBuf>,
 }
 
 /// `audit log` arguments.

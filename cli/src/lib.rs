@@ -16,8 +16,10 @@
 
 pub mod admin;
 pub mod audit;
+pub mod audit_verify;
 pub mod client;
 pub mod command_line;
+pub mod known_log_keys;
 pub mod known_reactors;
 pub mod output;
 pub mod progress;

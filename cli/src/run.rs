@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::admin::{self, AdminError, StoreAction};
 use crate::audit::{self, AuditError};
+use crate::audit_verify::{self, VerifyError};
 use crate::client::{ClientError, Connection, ConnectionSettings};
 use crate::command_line::{
     AccessNoun, AddNoun, AuditNoun, CertifyNoun, Cli, CreateNoun, DataArgs, DeleteNoun,
@@ -64,6 +65,9 @@ pub enum CommandError {
     /// The audit log could not be read or printed.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// A checkpoint could not be exported or the log verified.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
     /// The result could not be printed.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -81,6 +85,7 @@ impl CommandError {
         match self {
             CommandError::Upload(e) if e.is_trust_refusal() => EXIT_UNTRUSTED,
             CommandError::Pin(PinError::Changed { .. }) => EXIT_UNTRUSTED,
+            CommandError::Verify(e) if e.is_trust_refusal() => EXIT_UNTRUSTED,
             _ => EXIT_ERROR,
         }
     }
@@ -144,6 +149,12 @@ pub async fn run(cli: Cli) -> Result<u8, CommandError> {
         Verb::Trust { noun } => {
             trust_command(&global, noun)?;
             Ok(EXIT_OK)
+        }
+        Verb::Audit {
+            noun: AuditNoun::Verify(a),
+        } => {
+            let conn = Connection::open(&settings).await?;
+            audit_verify_command(&global, &conn, a).await
         }
         verb => {
             let conn = Connection::open(&settings).await?;
@@ -313,7 +324,12 @@ const ANCHOR_FILE: &str = "anchor.key";
 async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(), CommandError> {
     let format = global.output;
     match verb {
-        Verb::Put { .. } | Verb::Verify { .. } | Verb::Trust { .. } => {
+        Verb::Put { .. }
+        | Verb::Verify { .. }
+        | Verb::Trust { .. }
+        | Verb::Audit {
+            noun: AuditNoun::Verify(_),
+        } => {
             unreachable!("handled before connecting")
         }
         Verb::Certify {
@@ -430,7 +446,28 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
             };
             Ok(audit::log(conn, request, format).await?)
         }
+        Verb::Audit {
+            noun: AuditNoun::Checkpoint(a),
+        } => {
+            let dir = config_dir(global)?;
+            Ok(audit_verify::checkpoint(conn, &dir, a.log_key.as_deref(), format).await?)
+        }
     }
+}
+
+/// `audit verify`: its exit status says whether the log held.
+async fn audit_verify_command(
+    global: &GlobalArgs,
+    conn: &Connection,
+    a: crate::command_line::AuditVerifyArgs,
+) -> Result<u8, CommandError> {
+    let dir = config_dir(global)?;
+    let request = audit_verify::VerifyRequest {
+        checkpoints: a.checkpoints,
+        from: a.from,
+        log_key: a.log_key,
+    };
+    Ok(audit_verify::verify(conn, &dir, request, global.output).await?)
 }
 
 async fn store_action(

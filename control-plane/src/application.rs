@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod checkpoint;
 pub mod principals;
 pub mod reactor_feed;
 pub mod upload;
@@ -133,6 +134,11 @@ pub struct App {
     pub shutdown: watch::Receiver<bool>,
     /// Per-principal counters behind the limits.
     pub guards: Arc<Guards>,
+    /// The log's signer, when this server signs checkpoints (ADR 0016).
+    pub checkpoints: Option<Arc<checkpoint::Checkpointer>>,
+    /// Whether the stored log is still the one verified; once broken,
+    /// every call is `UNAVAILABLE` (fail closed).
+    pub integrity: Arc<checkpoint::LogIntegrity>,
 }
 
 impl App {

@@ -49,6 +49,51 @@ pub struct Config {
     /// Protocol limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Signed checkpoints of the log (ADR 0016).
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// Signed checkpoints: the log key and how often it signs.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The log-signing key (created 0600 on first start); by default
+    /// `log-signing.key` beside the embedded event store's file.
+    pub log_key_file: Option<PathBuf>,
+    /// Sign a checkpoint once this many events were appended since the
+    /// last one...
+    pub checkpoint_every_events: u64,
+    /// ...or once this many seconds passed with at least one new event.
+    pub checkpoint_every_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            log_key_file: None,
+            checkpoint_every_events: 1000,
+            checkpoint_every_seconds: 60,
+        }
+    }
+}
+
+/// The log key's file name in a data directory.
+pub const LOG_KEY_FILE: &str = "log-signing.key";
+
+impl Config {
+    /// Where the log-signing key is: as configured, else beside the
+    /// event store's file.
+    pub fn log_key_path(&self) -> PathBuf {
+        if let Some(path) = &self.audit.log_key_file {
+            return path.clone();
+        }
+        match &self.event_store {
+            EventStoreConfig::Embedded { path } => {
+                path.parent().unwrap_or(Path::new(".")).join(LOG_KEY_FILE)
+            }
+        }
+    }
 }
 
 /// TLS material, PEM files.
@@ -167,6 +212,14 @@ impl Config {
                 l.max_verifications_per_minute,
                 "limits.max_verifications_per_minute",
             ),
+            (
+                self.audit.checkpoint_every_events,
+                "audit.checkpoint_every_events",
+            ),
+            (
+                self.audit.checkpoint_every_seconds,
+                "audit.checkpoint_every_seconds",
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -238,6 +291,31 @@ mod tests {
         let err = Config::parse(&text, "sealplane.toml").unwrap_err();
         assert!(err.to_string().contains("sealplane.toml"), "{err}");
         assert!(err.to_string().contains("tsl"), "{err}");
+    }
+
+    #[test]
+    fn the_audit_section_has_defaults_and_the_key_lives_beside_the_store() {
+        // Given no [audit] section
+        let c = Config::parse(FULL, "test").unwrap();
+        // Then checkpoints are every 1000 events or 60 seconds
+        assert_eq!(c.audit, AuditConfig::default());
+        assert_eq!(c.audit.checkpoint_every_events, 1000);
+        assert_eq!(c.audit.checkpoint_every_seconds, 60);
+        assert_eq!(
+            c.log_key_path(),
+            PathBuf::from("/var/lib/sealplane/log-signing.key")
+        );
+        // When it is given, it is read, and zero is refused
+        let text =
+            format!("{FULL}\n[audit]\nlog_key_file = \"/k\"\ncheckpoint_every_seconds = 5\n");
+        let c = Config::parse(&text, "test").unwrap();
+        assert_eq!(c.log_key_path(), PathBuf::from("/k"));
+        assert_eq!(c.audit.checkpoint_every_seconds, 5);
+        let zero = text.replace("= 5", "= 0");
+        assert_eq!(
+            Config::parse(&zero, "test").unwrap_err().to_string(),
+            "audit.checkpoint_every_seconds must be greater than zero"
+        );
     }
 
     #[test]

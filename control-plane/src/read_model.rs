@@ -104,7 +104,8 @@ impl Projection for ReadModel {
                 Self::fold::<UploadRequest>(state, event)
                     .map(|e: UploadEvent| self.index_upload(&e, event))
             }
-            Some(StreamKind::AccessDenied | StreamKind::AuditRead) | None => Some(()),
+            Some(StreamKind::AccessDenied | StreamKind::AuditRead | StreamKind::LogCheckpoint)
+            | None => Some(()),
         };
         if applied.is_none() {
             self.unreadable += 1;

@@ -24,11 +24,13 @@ use crate::api::principals::PrincipalsApi;
 use crate::api::reactor::ReactorApi;
 use crate::api::secrets::SecretsApi;
 use crate::api::stores::StoresApi;
+use crate::application::checkpoint::{CheckpointFailure, Checkpointer, Schedule};
 use crate::command::CommandHandler;
 use crate::config::{Config, ConfigError, EventStoreConfig, Limits};
 use crate::projection::{ProjectionError, Projector};
 use crate::read_model::ReadModel;
 use crate::tls::{TlsError, server_tls};
+use sealplane_proto::log_checkpoint::LogSigningKey;
 
 /// How long in-flight calls get to finish after the shutdown signal. The
 /// cap exists because hyper (>= 1.5.1, issue #4170) can wait forever on
@@ -54,6 +56,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot load the log checkpoints: {0}")]
+    Checkpoints(#[from] CheckpointFailure),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -90,9 +94,31 @@ pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled
             limits,
             shutdown: down,
             guards: Arc::default(),
+            checkpoints: None,
+            integrity: Arc::default(),
         },
         shutdown,
     })
+}
+
+impl Assembled {
+    /// Signs checkpoints of the log with `key` on `schedule`, continuing
+    /// from the latest recorded one (ADR 0016).
+    pub async fn sign_checkpoints(
+        &mut self,
+        key: LogSigningKey,
+        schedule: Schedule,
+    ) -> Result<(), ServerError> {
+        let checkpointer = Checkpointer::load(
+            self.app.handler.store().clone(),
+            key,
+            schedule,
+            self.app.integrity.clone(),
+        )
+        .await?;
+        self.app.checkpoints = Some(Arc::new(checkpointer));
+        Ok(())
+    }
 }
 
 /// Binds the configured address.
@@ -118,6 +144,10 @@ pub async fn serve(
     let store = app.handler.store().clone();
     let mut down = app.shutdown.clone();
     let sweeper = tokio::spawn(crate::sweep::run(app.clone()));
+    let checkpointer = app.checkpoints.clone().map(|c| {
+        let app = app.clone();
+        tokio::spawn(async move { c.run(app.shutting_down()).await })
+    });
     let shutdown = async move {
         shutdown.await;
         switch.send_replace(true);
@@ -160,6 +190,9 @@ pub async fn serve(
     };
     // The sweep stops on the shutdown switch; let its last command finish.
     let _ = sweeper.await;
+    if let Some(checkpointer) = checkpointer {
+        let _ = checkpointer.await;
+    }
     // Drains appends already queued: every acknowledged event is on disk.
     store.close().await;
     Ok(result?)

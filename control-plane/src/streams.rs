@@ -13,6 +13,8 @@ const SECRET: &str = "secret-";
 const UPLOAD: &str = "upload-";
 /// The stream recording reads of the audit log.
 pub const AUDIT_READS: &str = "audit-reads";
+/// The stream of signed log checkpoints (ADR 0016).
+pub const LOG_CHECKPOINTS: &str = "log-checkpoints";
 
 /// Which aggregate a stream belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub enum StreamKind {
     AccessDenied,
     /// Reads of the audit log.
     AuditRead,
+    /// Signed log checkpoints.
+    LogCheckpoint,
 }
 
 fn id(text: String) -> StreamId {
@@ -62,6 +66,11 @@ pub fn audit_reads() -> StreamId {
     id(AUDIT_READS.to_owned())
 }
 
+/// The stream of signed log checkpoints.
+pub fn log_checkpoints() -> StreamId {
+    id(LOG_CHECKPOINTS.to_owned())
+}
+
 /// Classifies a stream; `None` for streams this version does not know.
 pub fn kind_of(stream: &StreamId) -> Option<StreamKind> {
     let s = stream.as_str();
@@ -73,6 +82,9 @@ pub fn kind_of(stream: &StreamId) -> Option<StreamKind> {
     }
     if s == AUDIT_READS {
         return Some(StreamKind::AuditRead);
+    }
+    if s == LOG_CHECKPOINTS {
+        return Some(StreamKind::LogCheckpoint);
     }
     if let Some(slug) = s.strip_prefix(PRINCIPAL) {
         return Slug::parse(slug).ok().map(StreamKind::Principal);
@@ -107,6 +119,7 @@ mod tests {
             Some(StreamKind::AccessDenied)
         );
         assert_eq!(kind_of(&audit_reads()), Some(StreamKind::AuditRead));
+        assert_eq!(kind_of(&log_checkpoints()), Some(StreamKind::LogCheckpoint));
         assert_eq!(kind_of(&StreamId::parse("something-else").unwrap()), None);
         assert_eq!(kind_of(&StreamId::parse("upload-notauuid").unwrap()), None);
     }

@@ -258,6 +258,7 @@ impl JsonObject {
     /// Text read back from the store's own storage, which validated it on
     /// the way in; only the object's outline is checked again. Anything
     /// from outside the store goes through [`JsonObject::parse`].
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub(crate) fn from_stored(part: &'static str, text: String) -> Result<Self, InvalidInput> {
         if text.starts_with('{') && text.ends_with('}') {
             Ok(JsonObject(text))

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+#[cfg(feature = "embedded")]
 mod embedded;
 mod event;
 mod memory;
@@ -25,6 +26,7 @@ mod subscription;
 mod verify;
 
 pub use chain::{EventHash, LogCheckpoint, LogHash};
+#[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 pub use event::{
     EventMetadata, EventType, ExpectedVersion, InvalidInput, JsonObject, MAX_EVENT_BYTES,

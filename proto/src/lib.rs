@@ -5,7 +5,8 @@
 //! failure kinds (`upload`), the written form of keyed hashes
 //! (`keyed_hash`), the typed reactor feed (`feed`), the signed key offer
 //! and store certificates (`offer`, `certificate`; signing and verifying
-//! with feature `signatures`), the sealed-payload format (`sealed`,
+//! with feature `signatures`), signed log checkpoints (`log_checkpoint`,
+//! feature `signatures`), the sealed-payload format (`sealed`,
 //! feature `sealed`, which the control plane leaves off) and which
 //! addresses a client may send a token to (`transport`).
 //!
@@ -24,6 +25,8 @@ pub mod certificate;
 pub mod feed;
 pub mod keyed_hash;
 pub mod limits;
+#[cfg(feature = "signatures")]
+pub mod log_checkpoint;
 pub mod names;
 #[cfg(feature = "signatures")]
 pub mod offer;

@@ -22,7 +22,6 @@ use zeroize::Zeroizing;
 use sealplane_control_plane::api::app::App;
 use sealplane_control_plane::bootstrap::{self, DevReactorError};
 use sealplane_control_plane::domain::names::StoreName;
-use sealplane_host::{durable, private};
 use sealplane_proto::certificate::TrustAnchor;
 
 /// The dev file store's name.
@@ -39,6 +38,8 @@ pub enum DevError {
     Register(#[from] DevReactorError),
     #[error("trust anchor {path}: {reason}")]
     Anchor { path: String, reason: String },
+    #[error(transparent)]
+    AnchorFile(#[from] crate::key_file::KeyFileError),
 }
 
 /// The reactor configuration dev mode runs with, all files under `dir`.
@@ -75,29 +76,17 @@ pub fn reactor_config(dir: &Path, addr: SocketAddr) -> ReactorConfig {
 /// on first start, 0600, and kept; it certifies the `local` store.
 pub fn trust_anchor(dir: &Path) -> Result<TrustAnchor, DevError> {
     let path = dir.join("trust-anchor.key");
-    let bad = |reason: String| DevError::Anchor {
-        path: path.display().to_string(),
-        reason,
-    };
-    // A private key: refused when its group or others may read it.
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    match private::read_private(&path, "trust anchor key file", 64 * 1024, &mut bytes) {
-        Ok(()) => {
-            let text =
-                std::str::from_utf8(&bytes).map_err(|_| bad("is not UTF-8 text".to_owned()))?;
-            TrustAnchor::from_text(text).map_err(|e| bad(e.to_string()))
-        }
-        Err(e) if e.is_not_found() => {
+    let (anchor, _) = crate::key_file::load_or_create(
+        &path,
+        "trust anchor key file",
+        |text| TrustAnchor::from_text(text).map_err(|e| e.to_string()),
+        || {
             let anchor = TrustAnchor::generate();
-            durable::create_new(&path, anchor.to_text().as_bytes(), 0o600)
-                .map_err(|e| bad(e.to_string()))?;
-            Ok(anchor)
-        }
-        Err(e) => Err(DevError::Anchor {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        }),
-    }
+            let text = anchor.to_text();
+            (anchor, text)
+        },
+    )?;
+    Ok(anchor)
 }
 
 /// Creates missing keys, registers store and reactor with `app` (the store

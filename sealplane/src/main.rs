@@ -13,17 +13,21 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use chrono::Duration as TimeDelta;
 use clap::{Parser, Subcommand};
+use sealplane_control_plane::application::checkpoint::{Schedule, verify_with_recorded};
 use sealplane_control_plane::bootstrap;
+use sealplane_control_plane::config::{AuditConfig, LOG_KEY_FILE};
 use sealplane_control_plane::config::{Config, EventStoreConfig, Limits};
 use sealplane_control_plane::domain::names::Slug;
 use sealplane_control_plane::server;
-use sealplane_event_store::{EventStore, verify_log};
+use sealplane_event_store::EventStore;
 use sealplane_host::durable;
 use sealplane_host::logging::{self, LogFormat};
 use sealplane_proto::certificate::TrustAnchor;
+use sealplane_proto::log_checkpoint::LogSigningKey;
 
 mod dev;
 mod is_secure;
+mod key_file;
 
 #[derive(Parser)]
 #[command(name = "sealplane", version, about = "Sealplane control plane")]
@@ -104,13 +108,33 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Opens the store and refuses to go on with a tampered log.
-async fn open_verified(config: &EventStoreConfig) -> anyhow::Result<(Arc<dyn EventStore>, u64)> {
+/// Opens the store and refuses to go on with a tampered log: every link,
+/// and every recorded checkpoint (signed by `log_key`, matching the log).
+async fn open_verified(
+    config: &EventStoreConfig,
+    log_key: &LogSigningKey,
+) -> anyhow::Result<(Arc<dyn EventStore>, u64)> {
     let store = server::open_store(config).context("cannot open the event store")?;
-    let events = verify_log(&*store)
+    let verified = verify_with_recorded(&*store, &log_key.public_key())
         .await
         .context("the event log failed verification")?;
-    Ok((store, events))
+    Ok((store, verified.events))
+}
+
+/// The log-signing key in `path`, created (0600) on first start; refused
+/// when its group or others may read it.
+fn log_key(path: &Path) -> anyhow::Result<LogSigningKey> {
+    let (key, _created) = key_file::load_or_create(
+        path,
+        "log-signing key file",
+        |text| LogSigningKey::from_text(text).map_err(|e| e.to_string()),
+        || {
+            let key = LogSigningKey::generate();
+            let text = key.to_text();
+            (key, text)
+        },
+    )?;
+    Ok(key)
 }
 
 fn describe(config: &EventStoreConfig) -> String {
@@ -122,13 +146,18 @@ fn describe(config: &EventStoreConfig) -> String {
 async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let tls = server::tls_of(&config)?;
-    let (store, events) = open_verified(&config.event_store).await?;
-    let assembled = server::app(store, config.limits.clone()).await?;
+    let key = log_key(&config.log_key_path())?;
+    let key_id = key.key_id();
+    let (store, events) = open_verified(&config.event_store, &key).await?;
+    let mut assembled = server::app(store, config.limits.clone()).await?;
+    assembled
+        .sign_checkpoints(key, Schedule::of(&config.audit))
+        .await?;
     let listener = server::bind(config.listen).await?;
     let stop = shutdown_signal()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "sealplane serving on {scheme}://{} (event store {}, {events} events, hash chain verified)",
+        "sealplane serving on {scheme}://{} (event store {}, {events} events, hash chain verified; log key {key_id})",
         listener.local_addr()?,
         describe(&config.event_store)
     );
@@ -154,7 +183,8 @@ async fn init(config_path: &Path, admin: &str, anchor_out: Option<&Path>) -> any
         }
         None => None,
     };
-    let (store, _) = open_verified(&config.event_store).await?;
+    let key = log_key(&config.log_key_path())?;
+    let (store, _) = open_verified(&config.event_store, &key).await?;
     let assembled = server::app(store.clone(), config.limits.clone()).await?;
     let ttl = TimeDelta::seconds(config.limits.token_ttl_seconds as i64);
     let token = bootstrap::init(&assembled.app, &admin, ttl).await;
@@ -203,10 +233,15 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     };
     let path = dir.join("events.db");
     let store_config = EventStoreConfig::Embedded { path: path.clone() };
-    let (store, events) = open_verified(&store_config)
+    let key = log_key(&dir.join(LOG_KEY_FILE))?;
+    let key_id = key.key_id();
+    let (store, events) = open_verified(&store_config, &key)
         .await
         .with_context(|| format!("event store {}", path.display()))?;
-    let assembled = server::app(store, Limits::default()).await?;
+    let mut assembled = server::app(store, Limits::default()).await?;
+    assembled
+        .sign_checkpoints(key, Schedule::of(&AuditConfig::default()))
+        .await?;
     let (admin, token) =
         bootstrap::dev_token(&assembled.app, &Slug::parse("admin")?, TimeDelta::hours(12)).await?;
     let listener = server::bind(listen).await?;
@@ -223,6 +258,7 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
         path.display()
     );
     println!("  gRPC API:    http://{addr} (plaintext, loopback only)");
+    println!("  log key:     {key_id} (signs checkpoints; `sealctl audit verify` pins it)");
     println!("  admin:       {admin} (a fresh token for this session, valid 12 hours)");
     println!(
         "  store:       {} (file store in {}, the default; reactor identity {})",

@@ -29,6 +29,8 @@ pub struct Settings {
     /// Extra environment of every `sealplane` (and reactor) process, e.g.
     /// `SEALPLANE_LOG_FORMAT=json`.
     pub env: Vec<(String, String)>,
+    /// Extra sections for the end of `sealplane.toml`, e.g. `[audit]`.
+    pub sections: String,
 }
 
 impl Settings {
@@ -122,10 +124,11 @@ impl ControlPlane {
         fs::write(
             control_plane.config_path(),
             format!(
-                "listen = \"127.0.0.1:0\"\n{}\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n[limits]\n{}\n",
+                "listen = \"127.0.0.1:0\"\n{}\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n[limits]\n{}\n{}\n",
                 control_plane.settings.tls,
                 control_plane.events_db().display(),
-                control_plane.settings.limits
+                control_plane.settings.limits,
+                control_plane.settings.sections
             ),
         )
         .unwrap();

@@ -75,6 +75,12 @@ impl App {
                 "the server's read model stopped following the event log; an admin must restart it",
             ));
         }
+        // Fail closed: the stored log changed under the server (ADR 0016).
+        if let Some(broken) = self.integrity.broken() {
+            return Err(Status::unavailable(format!(
+                "the server stopped serving: its stored event log changed under it ({broken}); an admin must investigate"
+            )));
+        }
         let header = request
             .metadata()
             .get("authorization")

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::api::app::{App, Streamed};
+use crate::api::audit_verification;
 use crate::api::status::invalid;
 use crate::application::audit::entry::AuditEntry;
 use crate::application::audit::filter::{AuditFilter, LogPoint};
@@ -117,5 +118,21 @@ impl Audit for AuditApi {
                 .map_err(|end| Status::unavailable(end.to_string()))
         });
         Ok(Response::new(self.app.guarded(caller, guard, entries)))
+    }
+
+    type EventsStream = Streamed<v1::AuditEventsPage>;
+
+    async fn checkpoint(
+        &self,
+        request: Request<v1::AuditCheckpointRequest>,
+    ) -> Result<Response<v1::AuditCheckpointReply>, Status> {
+        audit_verification::checkpoint(&self.app, request).await
+    }
+
+    async fn events(
+        &self,
+        request: Request<v1::AuditEventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        audit_verification::events(&self.app, request).await
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_verification;
 pub mod principals;
 pub mod reactor;
 pub mod recorded_event;

@@ -6,6 +6,7 @@
 
 pub mod entry;
 pub mod filter;
+pub mod raw;
 
 use std::collections::HashMap;
 
@@ -55,6 +56,17 @@ pub async fn record_read(
         role: actor.role,
         filters: filter.clone(),
     };
+    record(app, actor, AUDIT_LOG_READ, &read).await
+}
+
+/// Appends one read's record on the `audit-reads` stream; fail closed:
+/// a read that cannot be recorded is `Unavailable`.
+async fn record(
+    app: &App,
+    actor: &Actor,
+    event_type: &str,
+    data: &impl serde::Serialize,
+) -> Result<Position, UseCaseError> {
     let metadata = EventMetadata {
         timestamp: app.now(),
         ..EventMetadata::new(actor.slug.as_str())
@@ -64,9 +76,9 @@ pub async fn record_read(
         UseCaseError::Unavailable
     };
     let event = NewEvent::new(
-        EventType::parse(AUDIT_LOG_READ).map_err(|e| unavailable(&e))?,
+        EventType::parse(event_type).map_err(|e| unavailable(&e))?,
         1,
-        &read,
+        data,
         &metadata,
     )
     .map_err(|e| unavailable(&e))?;

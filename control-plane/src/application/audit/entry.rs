@@ -11,6 +11,8 @@ use sealplane_event_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use sealplane_proto::log_checkpoint::CheckpointRecord;
+
 use crate::command::AccessDenied;
 use crate::domain::Role;
 use crate::domain::names::{SecretUri, Slug, StoreName};
@@ -35,6 +37,31 @@ pub struct AuditLogRead {
 
 /// The event type of [`AuditLogRead`].
 pub const AUDIT_LOG_READ: &str = "AuditLogRead";
+
+/// The event recorded for each read of the raw log or of a signed
+/// checkpoint (`sealctl audit checkpoint`, `sealctl audit verify`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRawRead {
+    /// Who read.
+    pub reader: Slug,
+    /// With which role.
+    pub role: Role,
+    /// What.
+    pub read: RawRead,
+}
+
+/// What an [`AuditRawRead`] read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RawRead {
+    /// The latest signed checkpoint, at this position.
+    Checkpoint { position: u64 },
+    /// The recorded events from `from` to `until`, inclusive.
+    Events { from: u64, until: u64 },
+}
+
+/// The event type of [`AuditRawRead`].
+pub const AUDIT_RAW_READ: &str = "AuditRawRead";
 
 /// What an upload request is about, from its first event: the later
 /// events of a request name no uri.
@@ -155,11 +182,21 @@ pub fn describe(event: &RecordedEvent, request: Option<&RequestTarget>) -> Audit
             .deserialize()
             .ok()
             .map(|e| access_denied(&mut entry, &e)),
+        Some(StreamKind::AuditRead) if event.event_type.as_str() == AUDIT_RAW_READ => event
+            .data
+            .deserialize()
+            .ok()
+            .map(|e| raw_read(&mut entry, &e)),
         Some(StreamKind::AuditRead) => event
             .data
             .deserialize()
             .ok()
             .map(|e| audit_read(&mut entry, &e)),
+        Some(StreamKind::LogCheckpoint) => event
+            .data
+            .deserialize()
+            .ok()
+            .map(|e| log_checkpointed(&mut entry, &e)),
         None => None,
     };
     if let Some(details) = described {
@@ -405,6 +442,33 @@ fn audit_read(entry: &mut AuditEntry, event: &AuditLogRead) -> String {
         "{} read the audit log ({})",
         event.reader,
         event.filters.summary()
+    )
+}
+
+fn raw_read(entry: &mut AuditEntry, event: &AuditRawRead) -> String {
+    entry.target = "audit log".to_owned();
+    match event.read {
+        RawRead::Checkpoint { position } => format!(
+            "{} read the signed checkpoint at position {position}",
+            event.reader
+        ),
+        RawRead::Events { from, until } => format!(
+            "{} read the recorded events from position {from} to {until} (to verify them)",
+            event.reader
+        ),
+    }
+}
+
+/// The position and hash, never the signature body.
+fn log_checkpointed(entry: &mut AuditEntry, event: &CheckpointRecord) -> String {
+    entry.target = "audit log".to_owned();
+    let previous = match &event.previous {
+        Some(p) => format!("after position {}", p.position),
+        None => "the first".to_owned(),
+    };
+    format!(
+        "{} signed a checkpoint at position {} (log hash {}, {previous}, log key {})",
+        entry.actor, event.position, event.log_hash, event.key_id
     )
 }
 

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::names::{SecretUri, Slug, StoreName};
 
-use super::entry::{AUDIT_LOG_READ, AuditEntry};
+use super::entry::{AUDIT_LOG_READ, AUDIT_RAW_READ, AuditEntry};
 
 /// Every event type the audit log knows, in the order of the domain.
-pub const EVENT_TYPES: [&str; 28] = [
+pub const EVENT_TYPES: [&str; 30] = [
     "StoreCreated",
     "StoreCertified",
     "StoreEnabled",
@@ -42,6 +42,8 @@ pub const EVENT_TYPES: [&str; 28] = [
     "SecretUploadKeyExpired",
     "AccessDenied",
     AUDIT_LOG_READ,
+    AUDIT_RAW_READ,
+    sealplane_proto::log_checkpoint::LOG_CHECKPOINTED,
 ];
 
 /// One end of a range of the log.

@@ -521,6 +521,67 @@ fn audit_reads_say_who_read_with_which_filters() {
 }
 
 #[test]
+fn raw_reads_say_who_read_what() {
+    let read = |read| AuditRawRead {
+        reader: slug("carol"),
+        role: Role::Auditor,
+        read,
+    };
+    let line = |r| {
+        describe(
+            &recorded(&streams::audit_reads(), AUDIT_RAW_READ, &read(r), "carol"),
+            None,
+        )
+        .details
+    };
+    assert_eq!(
+        line(RawRead::Checkpoint { position: 12 }),
+        "carol read the signed checkpoint at position 12"
+    );
+    assert_eq!(
+        line(RawRead::Events { from: 1, until: 40 }),
+        "carol read the recorded events from position 1 to 40 (to verify them)"
+    );
+}
+
+#[test]
+fn a_checkpoint_shows_its_position_and_hash_but_not_its_signature() {
+    use sealplane_proto::log_checkpoint::{LogPoint, LogSigningKey};
+    // Given a signed checkpoint recorded in the log
+    let key = LogSigningKey::generate();
+    let point = |position, byte| LogPoint {
+        position,
+        log_hash: [byte; 32],
+    };
+    let signed = key.sign(point(41, 0xab), AT.parse().unwrap(), Some(point(20, 1)));
+    let record = signed.to_record();
+    let entry = describe(
+        &recorded(
+            &streams::log_checkpoints(),
+            sealplane_proto::log_checkpoint::LOG_CHECKPOINTED,
+            &record,
+            "sealplane",
+        ),
+        None,
+    );
+    // Then its line names position, hash, the previous one and the key
+    assert_eq!(
+        entry.details,
+        format!(
+            "sealplane signed a checkpoint at position 41 (log hash {}, after position 20, log key {})",
+            "ab".repeat(32),
+            key.key_id()
+        )
+    );
+    assert_eq!(entry.target, "audit log");
+    // And not the signature
+    assert!(
+        !format!("{entry:?}").contains(&record.signature),
+        "{entry:?}"
+    );
+}
+
+#[test]
 fn unreadable_or_unknown_events_show_no_data() {
     let odd = serde_json::json!({"value": "hunter2-marker"});
     for stream in ["something-new", "stores", "secret-local://alice/db"] {
