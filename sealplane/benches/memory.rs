@@ -11,144 +11,14 @@
 //! rebuilt from the log). `-- --secrets N` changes the count;
 //! `SEALPLANE_BIN_DIR=DIR` measures another build's `sealplane`.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use chrono::{SubsecRound as _, Utc};
-use sealplane_control_plane::command::{CommandEnvelope, CommandHandler};
-use sealplane_control_plane::domain::names::{SecretUri, Slug, StoreName};
-use sealplane_control_plane::domain::secret::{Secret, SecretCommand};
-use sealplane_control_plane::domain::upload::{Purpose, UploadCommand, UploadRequest};
-use sealplane_control_plane::domain::{Actor, Context, Role};
-use sealplane_control_plane::streams;
 use sealplane_event_store::{EmbeddedStore, EventStore};
 use sealplane_test_kit::{ControlPlane, Settings};
-use uuid::Uuid;
-
-fn actor(slug: &str, role: Role, stores: &[&str]) -> Actor {
-    Actor {
-        slug: Slug::parse(slug).unwrap(),
-        role,
-        groups: vec![],
-        stores: stores
-            .iter()
-            .map(|s| StoreName::parse(*s).unwrap())
-            .collect(),
-    }
-}
-
-fn keyed_hash(seed: u64) -> String {
-    format!("hmac-sha256:bench:{:064x}", seed)
-}
-
-/// One put, as the API and the reactor drive it, through the handler.
-async fn put(handler: &CommandHandler, alice: &Actor, reactor: &Actor, i: u64) {
-    let uri = SecretUri::parse(&format!("local://alice/app-{}/secret-{i}", i % 100)).unwrap();
-    let id = Uuid::new_v4();
-    let now = Utc::now();
-    let as_alice = Context {
-        actor: alice.clone(),
-        now,
-    };
-    let as_reactor = Context {
-        actor: reactor.clone(),
-        now,
-    };
-    let run = |name| CommandEnvelope::new(name);
-    let upload = streams::upload(id);
-    let secret = streams::secret(&uri);
-    handler
-        .execute::<Secret>(
-            &secret,
-            &SecretCommand::PrepareWrite { uri: uri.clone() },
-            &as_alice,
-            &run("PrepareWrite"),
-        )
-        .await
-        .unwrap();
-    let ttl = chrono::Duration::minutes(5);
-    handler
-        .execute::<UploadRequest>(
-            &upload,
-            &UploadCommand::RequestKey {
-                request_id: id,
-                uri: uri.clone(),
-                purpose: Purpose::Put { adopt: false },
-                ttl,
-                store_accepts_uploads: true,
-                may_write: true,
-                may_read: false,
-                may_verify_now: true,
-            },
-            &as_alice,
-            &run("RequestUploadKey"),
-        )
-        .await
-        .unwrap();
-    handler
-        .execute::<UploadRequest>(
-            &upload,
-            &UploadCommand::ProvideKey {
-                public_key: STANDARD.encode([1u8; 32]),
-                signature: STANDARD.encode([2u8; 64]),
-                expires_at: (now + ttl).trunc_subsecs(0),
-            },
-            &as_reactor,
-            &run("ProvideKey"),
-        )
-        .await
-        .unwrap();
-    handler
-        .execute::<UploadRequest>(
-            &upload,
-            &UploadCommand::Upload {
-                ciphertext: STANDARD.encode(vec![7u8; 1200]),
-                max_ciphertext_bytes: 1 << 20,
-            },
-            &as_alice,
-            &run("UploadSecret"),
-        )
-        .await
-        .unwrap();
-    let key_hashes: std::collections::BTreeMap<String, String> = ["user", "password", "cert"]
-        .iter()
-        .enumerate()
-        .map(|(k, name)| (name.to_string(), keyed_hash(i * 4 + k as u64)))
-        .collect();
-    handler
-        .execute::<UploadRequest>(
-            &upload,
-            &UploadCommand::ReportUploaded {
-                version: 1,
-                hash: keyed_hash(i * 4 + 3),
-                key_hashes: key_hashes.clone(),
-                upstream_ref: format!("files:alice/app-{}/secret-{i}/v1", i % 100),
-            },
-            &as_reactor,
-            &run("ReportUploaded"),
-        )
-        .await
-        .unwrap();
-    handler
-        .execute::<Secret>(
-            &secret,
-            &SecretCommand::RecordVersion {
-                request_id: id,
-                version: 1,
-                hash: keyed_hash(i * 4 + 3),
-                key_hashes,
-                by: alice.slug.clone(),
-                at: now,
-            },
-            &as_reactor,
-            &run("RecordVersion"),
-        )
-        .await
-        .unwrap();
-}
 
 /// Starts `sealplane serve` on `dir`'s log (no `init`: the log is served
 /// as written); returns (start time, VmRSS kB, VmHWM kB).
@@ -194,28 +64,10 @@ async fn main() {
     let full = tempfile::tempdir().unwrap();
     let store: Arc<dyn EventStore> =
         Arc::new(EmbeddedStore::open(full.path().join("events.db")).unwrap());
-    let handler = Arc::new(CommandHandler::new(store.clone()));
-    let alice = actor("alice", Role::User, &[]);
-    let reactor = actor("reactor-1", Role::Reactor, &["local"]);
     let writing = Instant::now();
-    let clients = 32u64;
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (handler, alice, reactor) = (handler.clone(), alice.clone(), reactor.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut i = c;
-            while i < secrets {
-                put(&handler, &alice, &reactor, i).await;
-                i += clients;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    common::write_puts(store.clone(), secrets).await;
     let events = store.head().await.unwrap().0;
     let wrote = writing.elapsed();
-    drop(handler);
     store.close().await;
     let db_bytes: u64 = std::fs::read_dir(full.path())
         .unwrap()
