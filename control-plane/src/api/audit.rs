@@ -3,7 +3,7 @@
 //! authenticates, converts the request into filters and the entries into
 //! wire messages, and maps errors.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::StreamExt;
 use sealplane_proto::v1;
 use sealplane_proto::v1::audit_server::Audit;
@@ -11,16 +11,23 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::api::app::{App, Streamed};
+use crate::api::principals::principals_of;
+use crate::api::secrets::{is_listed, secret_detail};
 use crate::api::status::invalid;
+use crate::api::stores::stores_of;
 use crate::application::audit::entry::AuditEntry;
 use crate::application::audit::filter::{AuditFilter, LogPoint};
+use crate::application::audit::replay::{self, ReplayRequest, Resolved};
 use crate::application::audit::{self, record_read};
 use crate::application::upload::resolve;
 use crate::domain::Role;
 use crate::domain::names::{SecretRef, Slug, StoreName};
+use crate::read_model::ReadModel;
 
 /// The name refusals and the read's record carry.
 const COMMAND: &str = "AuditLog";
+/// The name a refused replay carries.
+const REPLAY: &str = "AuditReplay";
 
 /// The Audit gRPC service.
 pub struct AuditApi {
@@ -96,6 +103,31 @@ pub fn entry_to_proto(e: AuditEntry) -> v1::AuditEntry {
     }
 }
 
+/// The state of `model` at `at`, rendered by the live queries' own
+/// functions; certificates lose their signature (the anchor and serial
+/// stay), so no signature body leaves.
+pub fn state_of(model: &ReadModel, at: Resolved) -> v1::ReplayState {
+    let mut stores = stores_of(model);
+    for certificate in stores.iter_mut().filter_map(|s| s.certificate.as_mut()) {
+        certificate.signature.clear();
+    }
+    v1::ReplayState {
+        position: at.position.0,
+        time: at
+            .time
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+            .unwrap_or_default(),
+        stores,
+        secrets: model
+            .secrets
+            .iter()
+            .filter(|(_, s)| is_listed(s))
+            .map(|(uri, s)| secret_detail(uri, s))
+            .collect(),
+        principals: principals_of(model),
+    }
+}
+
 #[tonic::async_trait]
 impl Audit for AuditApi {
     type LogStream = Streamed<v1::AuditEntry>;
@@ -117,5 +149,27 @@ impl Audit for AuditApi {
                 .map_err(|end| Status::unavailable(end.to_string()))
         });
         Ok(Response::new(self.app.guarded(caller, guard, entries)))
+    }
+
+    async fn replay(
+        &self,
+        request: Request<v1::AuditReplayRequest>,
+    ) -> Result<Response<v1::AuditReplayReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        self.app
+            .require_role(&caller, &[Role::Admin, Role::Auditor], REPLAY, "audit log")
+            .await?;
+        let r = request.into_inner();
+        let request = ReplayRequest {
+            at: point(r.at, "at")?.ok_or_else(|| {
+                Status::invalid_argument("`at` is required: a log position or an RFC 3339 time")
+            })?,
+            from: point(r.from, "from")?,
+        };
+        let states = replay::replay(&self.app, &caller.actor, request, state_of).await?;
+        Ok(Response::new(v1::AuditReplayReply {
+            at: Some(states.at),
+            from: states.from,
+        }))
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod entry;
 pub mod filter;
+pub mod replay;
 
 use std::collections::HashMap;
 
@@ -55,6 +56,18 @@ pub async fn record_read(
         role: actor.role,
         filters: filter.clone(),
     };
+    record(app, actor, AUDIT_LOG_READ, &read).await
+}
+
+/// Appends one event of type `event_type` to the audit reads' stream, as
+/// `actor`, and returns its position (fail closed: an unrecordable read is
+/// `Unavailable`).
+pub(crate) async fn record(
+    app: &App,
+    actor: &Actor,
+    event_type: &str,
+    event: &impl serde::Serialize,
+) -> Result<Position, UseCaseError> {
     let metadata = EventMetadata {
         timestamp: app.now(),
         ..EventMetadata::new(actor.slug.as_str())
@@ -64,9 +77,9 @@ pub async fn record_read(
         UseCaseError::Unavailable
     };
     let event = NewEvent::new(
-        EventType::parse(AUDIT_LOG_READ).map_err(|e| unavailable(&e))?,
+        EventType::parse(event_type).map_err(|e| unavailable(&e))?,
         1,
-        &read,
+        event,
         &metadata,
     )
     .map_err(|e| unavailable(&e))?;

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::names::{SecretUri, Slug, StoreName};
 
 use super::entry::{AUDIT_LOG_READ, AuditEntry};
+use super::replay::AUDIT_REPLAYED;
 
 /// Every event type the audit log knows, in the order of the domain.
-pub const EVENT_TYPES: [&str; 28] = [
+pub const EVENT_TYPES: [&str; 29] = [
     "StoreCreated",
     "StoreCertified",
     "StoreEnabled",
@@ -42,6 +43,7 @@ pub const EVENT_TYPES: [&str; 28] = [
     "SecretUploadKeyExpired",
     "AccessDenied",
     AUDIT_LOG_READ,
+    AUDIT_REPLAYED,
 ];
 
 /// One end of a range of the log.
@@ -55,7 +57,8 @@ pub enum LogPoint {
 }
 
 impl LogPoint {
-    fn summary(&self) -> String {
+    /// The point in words: `position 14` or an RFC 3339 time.
+    pub fn summary(&self) -> String {
         match self {
             LogPoint::Position(p) => format!("position {p}"),
             LogPoint::Time(t) => t.to_rfc3339_opts(SecondsFormat::Secs, true),
