@@ -21,6 +21,7 @@ pub mod command_line;
 pub mod known_reactors;
 pub mod output;
 pub mod progress;
+pub mod replay;
 pub mod run;
 pub mod sealed_upload;
 pub mod secrets;

@@ -12,14 +12,15 @@ use crate::admin::{self, AdminError, StoreAction};
 use crate::audit::{self, AuditError};
 use crate::client::{ClientError, Connection, ConnectionSettings};
 use crate::command_line::{
-    AccessNoun, AddNoun, AuditNoun, CertifyNoun, Cli, CreateNoun, DataArgs, DeleteNoun,
-    DescribeNoun, GetNoun, GlobalArgs, IssueNoun, PutNoun, RemoveNoun, RevokeNoun, SetNoun,
-    StoreNoun, TrustNoun, Verb, VerifyNoun,
+    AccessNoun, AddNoun, AuditNoun, AuditReplayArgs, CertifyNoun, Cli, CreateNoun, DataArgs,
+    DeleteNoun, DescribeNoun, GetNoun, GlobalArgs, IssueNoun, PutNoun, RemoveNoun, RevokeNoun,
+    SetNoun, StoreNoun, TrustNoun, Verb, VerifyNoun,
 };
 use crate::known_reactors::{KnownReactors, PinError};
 use crate::output::Message;
 use crate::output::{OutputError, OutputFormat, Tabular, render};
 use crate::progress::Progress;
+use crate::replay::{self, ReplayError};
 use crate::sealed_upload::{Outcome, Trusting, UploadError, UploadTarget, upload};
 use crate::secrets::{self, SecretsError};
 use crate::trust::{TRUST_ENV, Trust, TrustEntry, TrustError, generate_anchor, load_anchor};
@@ -64,6 +65,9 @@ pub enum CommandError {
     /// The audit log could not be read or printed.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The state could not be replayed.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
     /// The result could not be printed.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -430,6 +434,22 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
             };
             Ok(audit::log(conn, request, format).await?)
         }
+        Verb::Audit {
+            noun: AuditNoun::Replay(a),
+        } => replay(conn, format, a).await,
+    }
+}
+
+/// `audit replay --at POINT` or `--diff A B`.
+async fn replay(
+    conn: &Connection,
+    format: OutputFormat,
+    args: AuditReplayArgs,
+) -> Result<(), CommandError> {
+    match (args.at, <[_; 2]>::try_from(args.diff)) {
+        (Some(point), _) => print(format, &replay::at(conn, point).await?),
+        (None, Ok([a, b])) => print(format, &replay::between(conn, a, b).await?),
+        (None, Err(_)) => Err(ReplayError::Points.into()),
     }
 }
 
