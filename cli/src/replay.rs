@@ -16,6 +16,11 @@ use crate::output::{Tabular, columns, line, or_dash};
 use crate::secrets::{SecretDetail, shown_hash};
 use diff::{Change, Section};
 
+/// The largest replayed state `sealctl` accepts (a unary reply; gRPC's
+/// default of 4 MiB holds only ~7,000 secrets of three versions each).
+/// A 1M-event log of 200,000 such secrets replies with ~112 MB (ADR 0017).
+pub const MAX_REPLY_BYTES: usize = 1 << 30;
+
 /// Why `audit replay` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -195,6 +200,7 @@ async fn call(
 ) -> Result<v1::AuditReplayReply, ReplayError> {
     Ok(conn
         .audit()
+        .max_decoding_message_size(MAX_REPLY_BYTES)
         .replay(v1::AuditReplayRequest { at: Some(at), from })
         .await
         .map_err(|s| conn.error(s))?

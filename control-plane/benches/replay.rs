@@ -2,7 +2,9 @@
 //! log without projecting it, in one run (ADR 0017).
 //!
 //! `cargo bench -p sealplane-control-plane --bench replay [-- --events N]`
-//! (release profile; default 100,000 events). It writes a log into an
+//! (release profile; default 100,000 events; `--append-to EVENTS_DB` writes
+//! them into an existing log instead, e.g. a stopped `sealplane dev`'s, to
+//! time `sealctl audit replay` end to end). It writes a log into an
 //! embedded store in a temporary directory: 1,000 users, 100 groups of 10
 //! members, then secrets of five events each (created, three versions, a
 //! grant) up to N events. Then, each timed:
@@ -57,7 +59,7 @@ fn slug(s: String) -> Slug {
 /// The events of secret `n`: created by its owner, three versions, a grant.
 fn secret(n: usize) -> (StreamId, Vec<NewEvent>) {
     let owner = format!("u{}", n % USERS);
-    let uri = SecretUri::parse(format!("local://{owner}/s{n}")).unwrap();
+    let uri = SecretUri::parse(&format!("local://{owner}/s{n}")).unwrap();
     let created: SecretEvent = serde_json::from_value(json!({
         "type": "SecretCreated", "uri": uri.to_string(), "creator": owner,
         "acl": { "readers": [owner], "writers": [owner], "deleters": [owner] }
@@ -150,6 +152,10 @@ fn main() {
         .nth(1)
         .map(|n| n.parse().expect("--events takes a number"))
         .unwrap_or(100_000);
+    let append_to: Option<std::path::PathBuf> = std::env::args()
+        .skip_while(|a| a != "--append-to")
+        .nth(1)
+        .map(Into::into);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -157,9 +163,11 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path().join("events.db")).unwrap();
+        let path = append_to.unwrap_or_else(|| dir.path().join("events.db"));
+        let store = EmbeddedStore::open(path).unwrap();
         let started = Instant::now();
-        let head = write_log(&store, events).await;
+        let before = store.head().await.unwrap().0 as usize;
+        let head = write_log(&store, events.saturating_sub(before)).await;
         println!(
             "log: {} events written in {:.1} s",
             head.0,
@@ -190,12 +198,13 @@ fn main() {
             .remove(0);
         let one = started.elapsed().as_secs_f64();
         println!(
-            "replay --at head:              {:>7.3} s {} ({} stores, {} secrets, {} principals)",
+            "replay --at head:              {:>7.3} s {} ({} stores, {} secrets, {} principals; reply {:.1} MB)",
             one,
             rate(head.0, one),
             state.stores.len(),
             state.secrets.len(),
-            state.principals.len()
+            state.principals.len(),
+            prost::Message::encoded_len(&state) as f64 / 1e6
         );
 
         let started = Instant::now();
