@@ -173,3 +173,81 @@ impl Audit for AuditApi {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use sealplane_event_store::{
+        EventMetadata, EventStore, EventType, ExpectedVersion, MemoryStore, NewEvent, Position,
+    };
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::DomainEvent;
+    use crate::domain::store_catalog::{ReactorKey, StoreCertificate, StoreEvent, StoreKind};
+    use crate::projection::as_of;
+    use crate::streams;
+
+    #[tokio::test]
+    async fn a_replayed_state_is_the_live_rendering_without_certificate_signatures() {
+        // Given a certified store, the default,
+        let store = MemoryStore::new();
+        let local = StoreName::parse("local").unwrap();
+        let key = ReactorKey::parse(&STANDARD.encode([7u8; 32])).unwrap();
+        let events = [
+            StoreEvent::StoreCreated {
+                name: local.clone(),
+                kind: StoreKind::File,
+                reactor_key: key.clone(),
+                certificate: Some(StoreCertificate {
+                    deployment_id: Uuid::nil(),
+                    store: local.clone(),
+                    kind: "file".into(),
+                    reactor_key: key.to_string(),
+                    serial: 1,
+                    anchor_key: STANDARD.encode([9u8; 32]),
+                    signature: "SIGNATURE-BODY".into(),
+                }),
+            },
+            StoreEvent::DefaultStoreSet {
+                name: local.clone(),
+            },
+        ]
+        .iter()
+        .map(|e| {
+            let meta = EventMetadata::new("admin");
+            NewEvent::new(EventType::parse(e.event_type()).unwrap(), 1, e, &meta).unwrap()
+        })
+        .collect();
+        store
+            .append(&streams::stores(), ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+        let model = as_of(&store, ReadModel::default(), Position(2))
+            .await
+            .unwrap();
+
+        // when its state is rendered for a replay,
+        let state = state_of(
+            &model,
+            Resolved {
+                position: Position(2),
+                time: None,
+            },
+        );
+
+        // then it is what ListStores shows, less the signature.
+        let mut live = stores_of(&model);
+        assert_eq!(
+            live[0].certificate.as_ref().unwrap().signature,
+            "SIGNATURE-BODY"
+        );
+        live[0].certificate.as_mut().unwrap().signature.clear();
+        assert_eq!(state.stores, live);
+        assert!(state.stores[0].is_default);
+        assert_eq!(state.stores[0].certificate.as_ref().unwrap().serial, 1);
+        assert_eq!(state.position, 2);
+        assert_eq!(state.principals, principals_of(&model));
+    }
+}
