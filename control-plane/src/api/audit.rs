@@ -199,7 +199,7 @@ mod tests {
             StoreEvent::StoreCreated {
                 name: local.clone(),
                 kind: StoreKind::File,
-                reactor_key: key.clone(),
+                reactor_key: key,
                 certificate: Some(StoreCertificate {
                     deployment_id: Uuid::nil(),
                     store: local.clone(),
