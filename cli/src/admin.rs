@@ -153,6 +153,18 @@ pub struct PrincipalRow {
     pub related: Vec<String>,
 }
 
+impl From<v1::Principal> for PrincipalRow {
+    fn from(p: v1::Principal) -> Self {
+        PrincipalRow {
+            slug: p.slug,
+            kind: p.kind,
+            role: p.role,
+            stores: p.stores,
+            related: p.related,
+        }
+    }
+}
+
 /// `get principals`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PrincipalList {
@@ -542,13 +554,7 @@ pub async fn list_principals(conn: &Connection) -> Result<PrincipalList, ClientE
         principals: reply
             .principals
             .into_iter()
-            .map(|p| PrincipalRow {
-                slug: p.slug,
-                kind: p.kind,
-                role: p.role,
-                stores: p.stores,
-                related: p.related,
-            })
+            .map(PrincipalRow::from)
             .collect(),
     })
 }

@@ -216,6 +216,10 @@ pub enum AuditNoun {
     /// broken place.
     #[command(after_help = AUDIT_VERIFY_AFTER_HELP)]
     Verify(AuditVerifyArgs),
+    /// Show the state (stores, secrets, principals) as it was at a point
+    /// of the log, or what changed between two points.
+    #[command(after_help = AUDIT_REPLAY_AFTER_HELP)]
+    Replay(AuditReplayArgs),
 }
 
 const AUDIT_VERIFY_AFTER_HELP: &str = "\
@@ -251,6 +255,34 @@ pub struct AuditVerifyArgs {
     /// A file holding the log key (base64), instead of the pinned one.
     #[arg(long, value_name = "FILE")]
     pub log_key: Option<PathBuf>,
+}
+
+
+const AUDIT_REPLAY_AFTER_HELP: &str = "\
+A point is a log position (a number; `sealctl audit log` prints them) or an
+RFC 3339 time, meaning the last event at or before it. The server folds the
+log up to there with the same projection as its live read model; every
+replay is recorded as an `AuditReplayed` event. Never a value, token or
+signature.
+
+Output: -o table (sections STORES, SECRETS, PRINCIPALS), -o json / -o yaml
+(position, time, stores, secrets, principals; with --diff: from, to,
+changes with section, subject, change, field, before, after, version, hash).
+
+Examples:
+  sealctl audit replay --at 120
+  sealctl audit replay --at 2026-12-01T10:00:00Z -o json
+  sealctl audit replay --diff 100 140";
+
+/// `audit replay` arguments.
+#[derive(Debug, Args)]
+pub struct AuditReplayArgs {
+    /// The state at this log position or RFC 3339 time.
+    #[arg(long, value_name = "TIME|POSITION", value_parser = crate::audit::log_point, required_unless_present = "diff", conflicts_with = "diff")]
+    pub at: Option<sealplane_proto::v1::LogPoint>,
+    /// What changed from point A to point B.
+    #[arg(long, num_args = 2, value_names = ["A", "B"], value_parser = crate::audit::log_point)]
+    pub diff: Vec<sealplane_proto::v1::LogPoint>,
 }
 
 /// `audit log` arguments.

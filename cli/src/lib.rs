@@ -23,6 +23,7 @@ pub mod known_log_keys;
 pub mod known_reactors;
 pub mod output;
 pub mod progress;
+pub mod replay;
 pub mod run;
 pub mod sealed_upload;
 pub mod secrets;

@@ -13,14 +13,15 @@ use crate::audit::{self, AuditError};
 use crate::audit_verify::{self, VerifyError};
 use crate::client::{ClientError, Connection, ConnectionSettings};
 use crate::command_line::{
-    AccessNoun, AddNoun, AuditNoun, CertifyNoun, Cli, CreateNoun, DataArgs, DeleteNoun,
-    DescribeNoun, GetNoun, GlobalArgs, IssueNoun, PutNoun, RemoveNoun, RevokeNoun, SetNoun,
-    StoreNoun, TrustNoun, Verb, VerifyNoun,
+    AccessNoun, AddNoun, AuditNoun, AuditReplayArgs, CertifyNoun, Cli, CreateNoun, DataArgs,
+    DeleteNoun, DescribeNoun, GetNoun, GlobalArgs, IssueNoun, PutNoun, RemoveNoun, RevokeNoun,
+    SetNoun, StoreNoun, TrustNoun, Verb, VerifyNoun,
 };
 use crate::known_reactors::{KnownReactors, PinError};
 use crate::output::Message;
 use crate::output::{OutputError, OutputFormat, Tabular, render};
 use crate::progress::Progress;
+use crate::replay::{self, ReplayError};
 use crate::sealed_upload::{Outcome, Trusting, UploadError, UploadTarget, upload};
 use crate::secrets::{self, SecretsError};
 use crate::trust::{TRUST_ENV, Trust, TrustEntry, TrustError, generate_anchor, load_anchor};
@@ -68,6 +69,9 @@ pub enum CommandError {
     /// A checkpoint could not be exported or the log verified.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// The state could not be replayed.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
     /// The result could not be printed.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -452,6 +456,22 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
             let dir = config_dir(global)?;
             Ok(audit_verify::checkpoint(conn, &dir, a.log_key.as_deref(), format).await?)
         }
+        Verb::Audit {
+            noun: AuditNoun::Replay(a),
+        } => replay(conn, format, a).await,
+    }
+}
+
+/// `audit replay --at POINT` or `--diff A B`.
+async fn replay(
+    conn: &Connection,
+    format: OutputFormat,
+    args: AuditReplayArgs,
+) -> Result<(), CommandError> {
+    match (args.at, <[_; 2]>::try_from(args.diff)) {
+        (Some(point), _) => print(format, &replay::at(conn, point).await?),
+        (None, Ok([a, b])) => print(format, &replay::between(conn, a, b).await?),
+        (None, Err(_)) => Err(ReplayError::Points.into()),
     }
 }
 

@@ -90,7 +90,7 @@ impl Tabular for SecretList {
 
 /// A hash for a table: a version 1 hash says so, since its text does not
 /// (a version 2 hash's prefix already names its version).
-fn shown_hash(hash: &str) -> String {
+pub fn shown_hash(hash: &str) -> String {
     match keyed_hash::version_of(hash) {
         Some(HashVersion::V1) => format!("{hash} (v1)"),
         _ => or_dash(hash),
@@ -162,6 +162,36 @@ pub struct SecretDetail {
     /// Every event of the secret, with `--history`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryRow>>,
+}
+
+impl From<v1::GetSecretReply> for SecretDetail {
+    /// The detail without its history (`--history` adds it).
+    fn from(reply: v1::GetSecretReply) -> Self {
+        SecretDetail {
+            uri: reply.uri,
+            creator: reply.creator,
+            deletion: reply.deletion,
+            versions: reply
+                .versions
+                .into_iter()
+                .map(|v| VersionRow {
+                    version: v.version,
+                    hash_version: hash_version(&v.hash),
+                    hash: v.hash,
+                    key_hashes: v.key_hashes.into_iter().collect(),
+                    by: v.by,
+                    at: v.at,
+                    request_id: v.request_id,
+                })
+                .collect(),
+            access: reply
+                .access
+                .into_iter()
+                .map(|a| (a.list, a.slugs))
+                .collect(),
+            history: None,
+        }
+    }
 }
 
 impl Tabular for SecretDetail {
@@ -275,28 +305,8 @@ pub async fn describe(
         None
     };
     Ok(SecretDetail {
-        uri: reply.uri,
-        creator: reply.creator,
-        deletion: reply.deletion,
-        versions: reply
-            .versions
-            .into_iter()
-            .map(|v| VersionRow {
-                version: v.version,
-                hash_version: hash_version(&v.hash),
-                hash: v.hash,
-                key_hashes: v.key_hashes.into_iter().collect(),
-                by: v.by,
-                at: v.at,
-                request_id: v.request_id,
-            })
-            .collect(),
-        access: reply
-            .access
-            .into_iter()
-            .map(|a| (a.list, a.slugs))
-            .collect(),
         history,
+        ..SecretDetail::from(reply)
     })
 }
 

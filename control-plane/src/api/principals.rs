@@ -13,6 +13,7 @@ use crate::auth::token::BearerToken;
 use crate::domain::Role;
 use crate::domain::names::{Slug, StoreName};
 use crate::domain::principal::{Principal, PrincipalCommand};
+use crate::read_model::ReadModel;
 use crate::streams;
 
 /// The Principals gRPC service.
@@ -48,6 +49,38 @@ pub fn role_name(role: Role) -> &'static str {
         Role::Auditor => "auditor",
         Role::Reactor => "reactor",
     }
+}
+
+/// Users and groups as `ListPrincipals` shows them (never token
+/// material); the audit replay renders its past states with this too.
+pub fn principals_of(m: &ReadModel) -> Vec<v1::Principal> {
+    m.principals
+        .iter()
+        .filter_map(|(slug, p)| {
+            let (kind, related) = if p.is_group() {
+                (
+                    "group",
+                    p.members()
+                        .map(|s| s.iter().map(Slug::to_string).collect())
+                        .unwrap_or_default(),
+                )
+            } else if p.is_user() {
+                (
+                    "user",
+                    m.groups_of(slug).iter().map(Slug::to_string).collect(),
+                )
+            } else {
+                return None;
+            };
+            Some(v1::Principal {
+                slug: slug.to_string(),
+                kind: kind.into(),
+                role: p.role().map(role_name).unwrap_or_default().into(),
+                stores: p.stores().iter().map(StoreName::to_string).collect(),
+                related,
+            })
+        })
+        .collect()
 }
 
 fn slug(text: String) -> Result<Slug, Status> {
@@ -216,38 +249,7 @@ impl Principals for PrincipalsApi {
             )
             .await?;
         let r = request.into_inner();
-        let (principals, read) = self
-            .app
-            .query(r.options.as_ref(), |m| {
-                m.principals
-                    .iter()
-                    .filter_map(|(slug, p)| {
-                        let (kind, related) = if p.is_group() {
-                            (
-                                "group",
-                                p.members()
-                                    .map(|s| s.iter().map(Slug::to_string).collect())
-                                    .unwrap_or_default(),
-                            )
-                        } else if p.is_user() {
-                            (
-                                "user",
-                                m.groups_of(slug).iter().map(Slug::to_string).collect(),
-                            )
-                        } else {
-                            return None;
-                        };
-                        Some(v1::Principal {
-                            slug: slug.to_string(),
-                            kind: kind.into(),
-                            role: p.role().map(role_name).unwrap_or_default().into(),
-                            stores: p.stores().iter().map(StoreName::to_string).collect(),
-                            related,
-                        })
-                    })
-                    .collect()
-            })
-            .await?;
+        let (principals, read) = self.app.query(r.options.as_ref(), principals_of).await?;
         Ok(Response::new(v1::ListPrincipalsReply {
             principals,
             read: Some(read),

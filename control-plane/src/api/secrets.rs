@@ -137,6 +137,44 @@ fn summary(uri: &SecretUri, secret: &Secret) -> v1::SecretSummary {
     }
 }
 
+/// Whether `ListSecrets` lists the secret: a put creates the secret's
+/// stream when it asks for a key; until a version is stored there is
+/// nothing to list (an abandoned put leaves no row).
+pub fn is_listed(secret: &Secret) -> bool {
+    secret.exists() && !secret.versions().is_empty()
+}
+
+/// A secret as `GetSecret` shows it (without the read position); the
+/// audit replay renders its past states with this too.
+pub fn secret_detail(uri: &SecretUri, s: &Secret) -> v1::GetSecretReply {
+    v1::GetSecretReply {
+        uri: uri.to_string(),
+        creator: s.creator().map(Slug::to_string).unwrap_or_default(),
+        versions: s
+            .versions()
+            .iter()
+            .map(|v| v1::SecretVersion {
+                version: v.version,
+                hash: v.hash.clone(),
+                key_hashes: v.key_hashes.clone().into_iter().collect(),
+                request_id: v.request_id.to_string(),
+                by: v.by.to_string(),
+                at: v.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            })
+            .collect(),
+        access: s
+            .acl()
+            .iter()
+            .map(|(list, slugs)| v1::AccessList {
+                list: list.as_str().into(),
+                slugs: slugs.iter().map(Slug::to_string).collect(),
+            })
+            .collect(),
+        deletion: s.deletion_label().into(),
+        read: None,
+    }
+}
+
 type UploadStream = Pin<Box<dyn Stream<Item = Result<v1::UploadStatus, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -316,11 +354,7 @@ impl Secrets for SecretsApi {
                 m.secrets
                     .iter()
                     .filter(|(uri, s)| {
-                        // A put creates the secret's stream when it asks
-                        // for a key; until a version is stored there is
-                        // nothing to list (an abandoned put leaves no row).
-                        s.exists()
-                            && !s.versions().is_empty()
+                        is_listed(s)
                             && store.as_ref().is_none_or(|st| &uri.store == st)
                             && (sees_all || s.may(&caller.actor, AccessList::Readers))
                     })
@@ -348,32 +382,7 @@ impl Secrets for SecretsApi {
         let (reply, read) = self
             .app
             .query(None, |m| {
-                m.secrets.get(&uri).map(|s| v1::GetSecretReply {
-                    uri: uri.to_string(),
-                    creator: s.creator().map(Slug::to_string).unwrap_or_default(),
-                    versions: s
-                        .versions()
-                        .iter()
-                        .map(|v| v1::SecretVersion {
-                            version: v.version,
-                            hash: v.hash.clone(),
-                            key_hashes: v.key_hashes.clone().into_iter().collect(),
-                            request_id: v.request_id.to_string(),
-                            by: v.by.to_string(),
-                            at: v.at.to_rfc3339_opts(SecondsFormat::Millis, true),
-                        })
-                        .collect(),
-                    access: s
-                        .acl()
-                        .iter()
-                        .map(|(list, slugs)| v1::AccessList {
-                            list: list.as_str().into(),
-                            slugs: slugs.iter().map(Slug::to_string).collect(),
-                        })
-                        .collect(),
-                    deletion: s.deletion_label().into(),
-                    read: None,
-                })
+                m.secrets.get(&uri).map(|s| secret_detail(&uri, s))
             })
             .await?;
         let mut reply = reply.ok_or_else(|| not_found(&uri))?;

@@ -11,6 +11,7 @@ use crate::domain::names::StoreName;
 use crate::domain::store_catalog::{
     ReactorKey, StoreCatalog, StoreCertificate, StoreCommand, StoreKind, StoreState,
 };
+use crate::read_model::ReadModel;
 use crate::streams;
 
 /// The Stores gRPC service.
@@ -48,6 +49,17 @@ fn to_wire(name: &StoreName, state: &StoreState, default: Option<&StoreName>) ->
         is_default: default == Some(name),
         certificate: state.certificate.as_ref().map(StoreCertificate::to_proto),
     }
+}
+
+/// Every store not removed, as `ListStores` shows them (the audit replay
+/// renders its past states with this too).
+pub fn stores_of(m: &ReadModel) -> Vec<v1::Store> {
+    let default = m.stores.default_store();
+    m.stores
+        .stores()
+        .filter(|(_, s)| !s.removed)
+        .map(|(name, s)| to_wire(name, s, default))
+        .collect()
 }
 
 /// The wire certificate, checked for form (the aggregate checks the rest).
@@ -148,17 +160,7 @@ impl Stores for StoresApi {
     ) -> Result<Response<v1::ListStoresReply>, Status> {
         self.app.authenticate(&request)?;
         let r = request.into_inner();
-        let (stores, read) = self
-            .app
-            .query(r.options.as_ref(), |m| {
-                let default = m.stores.default_store();
-                m.stores
-                    .stores()
-                    .filter(|(_, s)| !s.removed)
-                    .map(|(name, s)| to_wire(name, s, default))
-                    .collect()
-            })
-            .await?;
+        let (stores, read) = self.app.query(r.options.as_ref(), stores_of).await?;
         Ok(Response::new(v1::ListStoresReply {
             stores,
             read: Some(read),

@@ -7,6 +7,7 @@
 pub mod entry;
 pub mod filter;
 pub mod raw;
+pub mod replay;
 
 use std::collections::HashMap;
 
@@ -59,13 +60,14 @@ pub async fn record_read(
     record(app, actor, AUDIT_LOG_READ, &read).await
 }
 
-/// Appends one read's record on the `audit-reads` stream; fail closed:
-/// a read that cannot be recorded is `Unavailable`.
-async fn record(
+/// Appends one event of type `event_type` to the audit reads' stream, as
+/// `actor`, and returns its position (fail closed: an unrecordable read is
+/// `Unavailable`).
+pub(crate) async fn record(
     app: &App,
     actor: &Actor,
     event_type: &str,
-    data: &impl serde::Serialize,
+    event: &impl serde::Serialize,
 ) -> Result<Position, UseCaseError> {
     let metadata = EventMetadata {
         timestamp: app.now(),
@@ -78,7 +80,7 @@ async fn record(
     let event = NewEvent::new(
         EventType::parse(event_type).map_err(|e| unavailable(&e))?,
         1,
-        data,
+        event,
         &metadata,
     )
     .map_err(|e| unavailable(&e))?;

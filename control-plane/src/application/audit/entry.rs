@@ -23,6 +23,7 @@ use crate::domain::upload::{Purpose, UploadEvent};
 use crate::streams::{StreamKind, kind_of};
 
 use super::filter::AuditFilter;
+use super::replay::{AUDIT_REPLAYED, AuditReplayed};
 
 /// The event recorded for each read of the audit log, before it streams.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,6 +188,11 @@ pub fn describe(event: &RecordedEvent, request: Option<&RequestTarget>) -> Audit
             .deserialize()
             .ok()
             .map(|e| raw_read(&mut entry, &e)),
+        Some(StreamKind::AuditRead) if event.event_type.as_str() == AUDIT_REPLAYED => event
+            .data
+            .deserialize()
+            .ok()
+            .map(|e| audit_replay(&mut entry, &e)),
         Some(StreamKind::AuditRead) => event
             .data
             .deserialize()
@@ -434,6 +440,11 @@ fn access_denied(entry: &mut AuditEntry, event: &AccessDenied) -> String {
         "{} was refused {} on {}: {}",
         event.actor, event.command, entry.target, event.reason
     )
+}
+
+fn audit_replay(entry: &mut AuditEntry, event: &AuditReplayed) -> String {
+    entry.target = "audit log".to_owned();
+    format!("{} replayed the state ({})", event.reader, event.summary())
 }
 
 fn audit_read(entry: &mut AuditEntry, event: &AuditLogRead) -> String {

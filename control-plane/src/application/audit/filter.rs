@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::names::{SecretUri, Slug, StoreName};
 
 use super::entry::{AUDIT_LOG_READ, AUDIT_RAW_READ, AuditEntry};
+use super::replay::AUDIT_REPLAYED;
 
 /// Every event type the audit log knows, in the order of the domain.
-pub const EVENT_TYPES: [&str; 30] = [
+pub const EVENT_TYPES: [&str; 31] = [
     "StoreCreated",
     "StoreCertified",
     "StoreEnabled",
@@ -43,6 +44,7 @@ pub const EVENT_TYPES: [&str; 30] = [
     "AccessDenied",
     AUDIT_LOG_READ,
     AUDIT_RAW_READ,
+    AUDIT_REPLAYED,
     sealplane_proto::log_checkpoint::LOG_CHECKPOINTED,
 ];
 
@@ -57,7 +59,8 @@ pub enum LogPoint {
 }
 
 impl LogPoint {
-    fn summary(&self) -> String {
+    /// The point in words: `position 14` or an RFC 3339 time.
+    pub fn summary(&self) -> String {
         match self {
             LogPoint::Position(p) => format!("position {p}"),
             LogPoint::Time(t) => t.to_rfc3339_opts(SecondsFormat::Secs, true),

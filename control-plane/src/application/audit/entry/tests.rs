@@ -582,6 +582,24 @@ fn a_checkpoint_shows_its_position_and_hash_but_not_its_signature() {
 }
 
 #[test]
+fn replays_say_who_replayed_which_points() {
+    use crate::application::audit::filter::LogPoint;
+    let replayed = AuditReplayed {
+        reader: slug("carol"),
+        role: Role::Auditor,
+        at: LogPoint::Position(14),
+        from: None,
+    };
+    let entry = describe(
+        &recorded(&streams::audit_reads(), AUDIT_REPLAYED, &replayed, "carol"),
+        None,
+    );
+    assert_eq!(entry.details, "carol replayed the state (at position 14)");
+    assert_eq!(entry.target, "audit log");
+    assert_eq!(entry.event_type, "AuditReplayed");
+}
+
+#[test]
 fn unreadable_or_unknown_events_show_no_data() {
     let odd = serde_json::json!({"value": "hunter2-marker"});
     for stream in ["something-new", "stores", "secret-local://alice/db"] {
