@@ -25,6 +25,7 @@ pub mod bootstrap;
 pub mod command;
 pub mod config;
 pub mod domain;
+pub mod health;
 pub mod projection;
 pub mod rate;
 pub mod read_model;

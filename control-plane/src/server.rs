@@ -1,7 +1,8 @@
 //! Assembling and running the control plane: open the event store, rebuild
-//! the read model from the whole log, mount the services, serve until told
-//! to stop, then let in-flight calls finish and close the store so every
-//! acknowledged event is on disk.
+//! the read model from the whole log, mount the services (and the gRPC
+//! health service, and the admin listener when configured: `health`),
+//! serve until told to stop, then let in-flight calls finish and close the
+//! store so every acknowledged event is on disk.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sealplane_event_store::{EmbeddedStore, EventStore, StoreError};
+use sealplane_host::admin::Readiness;
 use sealplane_proto::v1::{
     audit_server::AuditServer, principals_server::PrincipalsServer, reactor_server::ReactorServer,
     secrets_server::SecretsServer, stores_server::StoresServer,
@@ -75,15 +77,33 @@ pub struct Assembled {
     /// What the services share.
     pub app: App,
     shutdown: watch::Sender<bool>,
+    /// The admin listener (`/healthz`, `/readyz`), when one is configured.
+    admin: Option<TcpListener>,
+}
+
+impl Assembled {
+    /// Also answers `/healthz` and `/readyz` on `listener` while serving.
+    pub fn with_admin(mut self, listener: TcpListener) -> Self {
+        self.admin = Some(listener);
+        self
+    }
 }
 
 /// Builds the shared state over `store` and waits until the read model has
 /// replayed the log.
 pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled, ServerError> {
+    let assembled = app_rebuilding(store, limits);
+    rebuilt(&assembled.app).await?;
+    Ok(assembled)
+}
+
+/// Builds the shared state over `store` with the read model still
+/// replaying the log: it can be served at once, reporting `NOT_SERVING`
+/// and refusing calls (`UNAVAILABLE`) until [`rebuilt`] returns.
+pub fn app_rebuilding(store: Arc<dyn EventStore>, limits: Limits) -> Assembled {
     let model = Arc::new(Projector::start(&*store, ReadModel::default()));
-    model.wait_caught_up(REBUILD_TIMEOUT).await?;
     let (shutdown, down) = watch::channel(false);
-    Ok(Assembled {
+    Assembled {
         app: App {
             handler: CommandHandler::new(store).with_denial_limit(limits.max_denials_per_minute),
             model,
@@ -92,7 +112,13 @@ pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled
             guards: Arc::default(),
         },
         shutdown,
-    })
+        admin: None,
+    }
+}
+
+/// Waits until the read model of `app` has replayed the log it started on.
+pub async fn rebuilt(app: &App) -> Result<crate::projection::Progress, ServerError> {
+    Ok(app.model.wait_caught_up(REBUILD_TIMEOUT).await?)
 }
 
 /// Binds the configured address.
@@ -114,10 +140,23 @@ pub async fn serve(
     let Assembled {
         app,
         shutdown: switch,
+        admin,
     } = assembled;
     let store = app.handler.store().clone();
     let mut down = app.shutdown.clone();
     let sweeper = tokio::spawn(crate::sweep::run(app.clone()));
+    // Health: NOT_SERVING until the monitor's first check says otherwise
+    // (the reporter starts at SERVING).
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let (ready, readiness) = watch::channel(Readiness::NotReady("starting".into()));
+    crate::health::publish(&reporter, &ready, Readiness::NotReady("starting".into())).await;
+    let monitor = tokio::spawn(crate::health::monitor(app.clone(), reporter, ready));
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = admin.map(|listener| {
+        tokio::spawn(sealplane_host::admin::serve(listener, readiness, async {
+            let _ = admin_stopped.await;
+        }))
+    });
     let shutdown = async move {
         shutdown.await;
         switch.send_replace(true);
@@ -133,6 +172,7 @@ pub async fn serve(
         builder = builder.tls_config(tls)?;
     }
     let server = builder
+        .add_service(health_service)
         .add_service(StoresServer::new(StoresApi::new(app.clone())))
         .add_service(PrincipalsServer::new(PrincipalsApi::new(app.clone())))
         .add_service(
@@ -160,8 +200,14 @@ pub async fn serve(
     };
     // The sweep stops on the shutdown switch; let its last command finish.
     let _ = sweeper.await;
+    monitor.abort();
     // Drains appends already queued: every acknowledged event is on disk.
     store.close().await;
+    // The admin listener answers "draining" until here.
+    let _ = admin_stop.send(());
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     Ok(result?)
 }
 

@@ -81,6 +81,10 @@ enum Command {
         /// Where the API listens (loopback only: dev mode has no TLS).
         #[arg(long, default_value = "127.0.0.1:7700")]
         listen: SocketAddr,
+        /// Also answer `/healthz` and `/readyz` over HTTP here (off unless
+        /// given, so several dev servers never fight over a port).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
     },
 }
 
@@ -95,7 +99,11 @@ async fn main() -> anyhow::Result<()> {
             admin,
             anchor_out,
         } => init(&config, &admin, anchor_out.as_deref()).await,
-        Command::Dev { data_dir, listen } => dev(data_dir, listen).await,
+        Command::Dev {
+            data_dir,
+            listen,
+            admin_listen,
+        } => dev(data_dir, listen, admin_listen).await,
         Command::IsSecure {
             config,
             reactor_configs,
@@ -107,10 +115,42 @@ async fn main() -> anyhow::Result<()> {
 /// Opens the store and refuses to go on with a tampered log.
 async fn open_verified(config: &EventStoreConfig) -> anyhow::Result<(Arc<dyn EventStore>, u64)> {
     let store = server::open_store(config).context("cannot open the event store")?;
+    let started = std::time::Instant::now();
     let events = verify_log(&*store)
         .await
         .context("the event log failed verification")?;
+    tracing::info!(
+        events,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "hash chain verified"
+    );
     Ok((store, events))
+}
+
+/// Waits for the read model's start-up rebuild and logs how long it took.
+async fn rebuilt(app: &sealplane_control_plane::api::app::App) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let progress = server::rebuilt(app).await?;
+    tracing::info!(
+        position = progress.position.0,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "read model rebuilt from the log"
+    );
+    Ok(())
+}
+
+/// Binds the admin listener when `addr` is set, and says where it is.
+async fn with_admin(
+    assembled: server::Assembled,
+    addr: Option<SocketAddr>,
+) -> anyhow::Result<server::Assembled> {
+    let Some(addr) = addr else {
+        return Ok(assembled);
+    };
+    let listener = sealplane_host::admin::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "admin listener: /healthz, /readyz");
+    println!("admin listener on http://{}", listener.local_addr()?);
+    Ok(assembled.with_admin(listener))
 }
 
 fn describe(config: &EventStoreConfig) -> String {
@@ -123,16 +163,29 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let tls = server::tls_of(&config)?;
     let (store, events) = open_verified(&config.event_store).await?;
-    let assembled = server::app(store, config.limits.clone()).await?;
+    // Served while the read model rebuilds: health says NOT_SERVING and
+    // calls are refused UNAVAILABLE until it has caught up.
+    let assembled = server::app_rebuilding(store, config.limits.clone());
+    let app = assembled.app.clone();
+    let assembled = with_admin(assembled, config.admin.as_ref().map(|a| a.listen)).await?;
     let listener = server::bind(config.listen).await?;
     let stop = shutdown_signal()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let addr = listener.local_addr()?;
+    let mut serving = tokio::spawn(server::serve(assembled, listener, tls, stop));
+    tokio::select! {
+        done = rebuilt(&app) => done?,
+        // A signal during the rebuild stops the server before it was ready.
+        served = &mut serving => {
+            served.context("the API task failed")??;
+            return Ok(());
+        }
+    }
     println!(
-        "sealplane serving on {scheme}://{} (event store {}, {events} events, hash chain verified)",
-        listener.local_addr()?,
+        "sealplane serving on {scheme}://{addr} (event store {}, {events} events, hash chain verified)",
         describe(&config.event_store)
     );
-    server::serve(assembled, listener, tls, stop).await?;
+    serving.await.context("the API task failed")??;
     // stdout may be gone by now (a closed pipe); that is no reason to fail.
     let _ = writeln!(
         std::io::stdout(),
@@ -183,7 +236,11 @@ async fn init(config_path: &Path, admin: &str, anchor_out: Option<&Path>) -> any
     Ok(())
 }
 
-async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()> {
+async fn dev(
+    data_dir: Option<PathBuf>,
+    listen: SocketAddr,
+    admin_listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     if !listen.ip().is_loopback() {
         bail!("dev mode has no TLS, so it listens on loopback only, not {listen}");
     }
@@ -209,6 +266,7 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
     let assembled = server::app(store, Limits::default()).await?;
     let (admin, token) =
         bootstrap::dev_token(&assembled.app, &Slug::parse("admin")?, TimeDelta::hours(12)).await?;
+    let assembled = with_admin(assembled, admin_listen).await?;
     let listener = server::bind(listen).await?;
     let stop = shutdown_signal()?;
     let addr = listener.local_addr()?;

@@ -75,6 +75,13 @@ impl App {
                 "the server's read model stopped following the event log; an admin must restart it",
             ));
         }
+        // Nor may a model still replaying the log: it may not yet know of
+        // a revocation.
+        if !self.model.progress().caught_up {
+            return Err(Status::unavailable(
+                "the server is rebuilding its read model from the event log; try again shortly",
+            ));
+        }
         let header = request
             .metadata()
             .get("authorization")
