@@ -148,8 +148,8 @@ async fn with_admin(
         return Ok(assembled);
     };
     let listener = sealplane_host::admin::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "admin listener: /healthz, /readyz");
-    println!("admin listener on http://{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "admin listener on http://{addr} (/healthz, /readyz)");
     Ok(assembled.with_admin(listener))
 }
 
