@@ -22,6 +22,7 @@ use sealplane_host::durable;
 use sealplane_host::logging::{self, LogFormat};
 use sealplane_proto::certificate::TrustAnchor;
 
+mod backup;
 mod dev;
 mod is_secure;
 
@@ -71,6 +72,34 @@ enum Command {
         #[arg(long)]
         anchor_out: Option<PathBuf>,
     },
+    /// Copy the event log to a new file (0600) while the server runs: a
+    /// consistent snapshot holding ciphertext, hashes and metadata only.
+    Backup {
+        /// The configuration file (its event store is copied).
+        #[arg(long, env = "SEALPLANE_CONFIG", default_value = "sealplane.toml")]
+        config: PathBuf,
+        /// The backup file to create (never overwritten).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into an empty place after verifying its whole hash
+    /// chain (and any --checkpoint); with --verify, only check it.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// A data directory (the log goes to `events.db` in it) or a
+        /// database file; refused when it already holds a log.
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// Only verify the backup; restore nothing.
+        #[arg(long)]
+        verify: bool,
+        /// A held checkpoint `POSITION:LOG_HASH` the log must match
+        /// (repeatable), e.g. the head `sealplane backup` printed.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<String>,
+    },
     /// Run everything in one process on this machine, for development:
     /// the API on loopback, the embedded event store, an admin token.
     Dev {
@@ -109,6 +138,13 @@ async fn main() -> anyhow::Result<()> {
             reactor_configs,
             data_dir,
         } => is_secure::run(config, reactor_configs, data_dir),
+        Command::Backup { config, to } => backup::backup(&config, &to).await,
+        Command::Restore {
+            from,
+            to,
+            verify,
+            checkpoints,
+        } => backup::restore(&from, to, verify, &checkpoints).await,
     }
 }
 
