@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod connected_reactors;
 pub mod principals;
 pub mod reactor_feed;
 pub mod upload;
@@ -95,6 +96,8 @@ pub struct Guards {
     /// one before the next is decided (50 at once must not all see the
     /// old count).
     pub verifications: tokio::sync::Mutex<()>,
+    /// The reactors subscribed to the feed now (for `GetStatus`).
+    pub reactors: Arc<connected_reactors::ConnectedReactors>,
 }
 
 /// A long-lived stream counted against its principal until dropped.

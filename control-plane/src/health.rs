@@ -28,7 +28,8 @@ pub const HEAD_WAIT: Duration = Duration::from_secs(1);
 
 /// The gRPC services whose health is reported besides the whole server
 /// (`""`): they are all served by the one read model, so they share it.
-pub const SERVICES: [&str; 5] = [
+pub const SERVICES: [&str; 6] = [
+    "sealplane.v1.Operations",
     "sealplane.v1.Stores",
     "sealplane.v1.Principals",
     "sealplane.v1.Secrets",

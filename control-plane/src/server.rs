@@ -12,7 +12,8 @@ use std::time::Duration;
 use sealplane_event_store::{EmbeddedStore, EventStore, StoreError};
 use sealplane_host::admin::Readiness;
 use sealplane_proto::v1::{
-    audit_server::AuditServer, principals_server::PrincipalsServer, reactor_server::ReactorServer,
+    audit_server::AuditServer, operations_server::OperationsServer,
+    principals_server::PrincipalsServer, reactor_server::ReactorServer,
     secrets_server::SecretsServer, stores_server::StoresServer,
 };
 use tokio::net::TcpListener;
@@ -22,6 +23,7 @@ use tonic::transport::ServerTlsConfig;
 
 use crate::api::app::App;
 use crate::api::audit::AuditApi;
+use crate::api::operations::OperationsApi;
 use crate::api::principals::PrincipalsApi;
 use crate::api::reactor::ReactorApi;
 use crate::api::secrets::SecretsApi;
@@ -182,6 +184,7 @@ pub async fn serve(
                 .max_decoding_message_size(app.limits.max_ciphertext_bytes() + (1 << 20)),
         )
         .add_service(AuditServer::new(AuditApi::new(app.clone())))
+        .add_service(OperationsServer::new(OperationsApi::new(app.clone())))
         .add_service(ReactorServer::new(ReactorApi::new(app)))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown);
     let drained = async move {

@@ -25,6 +25,7 @@ use sealplane_proto::certificate::TrustAnchor;
 mod backup;
 mod dev;
 mod is_secure;
+mod status;
 
 #[derive(Parser)]
 #[command(name = "sealplane", version, about = "Sealplane control plane")]
@@ -71,6 +72,26 @@ enum Command {
         /// take to their machine; the control plane never reads it.
         #[arg(long)]
         anchor_out: Option<PathBuf>,
+    },
+    /// Ask the running control plane how it is: version, event store, log
+    /// head, read model, readiness, connected reactors and their lag
+    /// (needs an admin's or auditor's token).
+    Status {
+        /// The configuration file (where the API listens).
+        #[arg(long, env = "SEALPLANE_CONFIG", default_value = "sealplane.toml")]
+        config: PathBuf,
+        /// The API's address, when not the configured one on this machine.
+        #[arg(long)]
+        addr: Option<String>,
+        /// The CA to trust for https (default: the configured certificate).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// An admin's or auditor's token.
+        #[arg(long, env = "SEALPLANE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: status::Format,
     },
     /// Copy the event log to a new file (0600) while the server runs: a
     /// consistent snapshot holding ciphertext, hashes and metadata only.
@@ -138,6 +159,13 @@ async fn main() -> anyhow::Result<()> {
             reactor_configs,
             data_dir,
         } => is_secure::run(config, reactor_configs, data_dir),
+        Command::Status {
+            config,
+            addr,
+            ca_file,
+            token,
+            output,
+        } => status::run(&config, addr, ca_file, token, output).await,
         Command::Backup { config, to } => backup::backup(&config, &to).await,
         Command::Restore {
             from,
