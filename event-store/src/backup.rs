@@ -125,13 +125,15 @@ pub struct RestoreSummary {
     pub verified: VerifiedLog,
 }
 
-/// The database file a restore target names: `DIR/events.db` for a
-/// directory (the layout of `sealplane dev`), else the path itself.
+/// The database file a restore target names: `DIR/events.db` for an
+/// existing directory or a new path without a `.db` extension (a data
+/// directory, the layout of `sealplane dev`), else the path itself.
 pub fn restore_target(to: &Path) -> PathBuf {
-    if to.is_dir() {
-        to.join("events.db")
-    } else {
+    let is_file = to.is_file() || (!to.exists() && to.extension().is_some_and(|e| e == "db"));
+    if is_file {
         to.to_owned()
+    } else {
+        to.join("events.db")
     }
 }
 
@@ -381,6 +383,33 @@ mod tests {
             left,
             vec![std::ffi::OsString::from("events.db")],
             "nothing else left"
+        );
+    }
+
+    #[test]
+    fn a_restore_target_is_a_data_directory_unless_it_names_a_db_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(
+            restore_target(d),
+            d.join("events.db"),
+            "an existing directory"
+        );
+        assert_eq!(
+            restore_target(&d.join("new")),
+            d.join("new/events.db"),
+            "a new data directory"
+        );
+        assert_eq!(
+            restore_target(&d.join("e.db")),
+            d.join("e.db"),
+            "a new file"
+        );
+        fs::write(d.join("old"), b"").unwrap();
+        assert_eq!(
+            restore_target(&d.join("old")),
+            d.join("old"),
+            "an existing file"
         );
     }
 
