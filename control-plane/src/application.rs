@@ -136,6 +136,8 @@ pub struct App {
     pub shutdown: watch::Receiver<bool>,
     /// Per-principal counters behind the limits.
     pub guards: Arc<Guards>,
+    /// What `/metrics` exports.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl App {
@@ -202,6 +204,18 @@ impl App {
         target: &str,
         reason: String,
     ) -> UseCaseError {
+        let refused = self.deny_unmetered(ctx, command, target, reason).await;
+        self.metrics.command(command, Some(&refused));
+        refused
+    }
+
+    async fn deny_unmetered(
+        &self,
+        ctx: &Context,
+        command: &'static str,
+        target: &str,
+        reason: String,
+    ) -> UseCaseError {
         if !self.handler.may_record_denial(ctx.actor.slug.as_str()) {
             return UseCaseError::refused(
                 RefusalKind::Exhausted,
@@ -240,7 +254,10 @@ impl App {
         let done = self
             .handler
             .execute::<A>(stream, command, ctx, envelope)
-            .await?;
+            .await
+            .map_err(UseCaseError::from);
+        self.metrics.command(envelope.name, done.as_ref().err());
+        let done = done?;
         self.read_your_write(&done, envelope).await;
         Ok(done)
     }
@@ -255,10 +272,13 @@ impl App {
         ctx: &Context,
         envelope: &CommandEnvelope,
     ) -> Result<(Executed, A), UseCaseError> {
-        let (done, state) = self
+        let observed = self
             .handler
             .execute_observed::<A>(stream, command, ctx, envelope)
-            .await?;
+            .await
+            .map_err(UseCaseError::from);
+        self.metrics.command(envelope.name, observed.as_ref().err());
+        let (done, state) = observed?;
         self.read_your_write(&done, envelope).await;
         Ok((done, state))
     }

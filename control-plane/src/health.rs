@@ -144,6 +144,14 @@ pub async fn monitor(app: App, reporter: HealthReporter, ready: watch::Sender<Re
     loop {
         let seen = observe(&app).await;
         let draining = seen.draining;
+        if let Ok(head) = seen.head {
+            app.metrics.log_head.set(head.0 as i64);
+            app.metrics
+                .projection_lag
+                .set(head.0.saturating_sub(seen.progress.position.0) as i64);
+        }
+        let (open, _) = app.model.read(|m| m.open_uploads_total());
+        app.metrics.open_uploads.set(open as i64);
         publish(&reporter, &ready, judge(&seen)).await;
         if draining {
             return;

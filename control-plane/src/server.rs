@@ -103,6 +103,8 @@ pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled
 /// replaying the log: it can be served at once, reporting `NOT_SERVING`
 /// and refusing calls (`UNAVAILABLE`) until [`rebuilt`] returns.
 pub fn app_rebuilding(store: Arc<dyn EventStore>, limits: Limits) -> Assembled {
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let store: Arc<dyn EventStore> = Arc::new(crate::metrics::Metered::new(store, metrics.clone()));
     let model = Arc::new(Projector::start(&*store, ReadModel::default()));
     let (shutdown, down) = watch::channel(false);
     Assembled {
@@ -112,6 +114,7 @@ pub fn app_rebuilding(store: Arc<dyn EventStore>, limits: Limits) -> Assembled {
             limits,
             shutdown: down,
             guards: Arc::default(),
+            metrics,
         },
         shutdown,
         admin: None,
@@ -155,9 +158,21 @@ pub async fn serve(
     let monitor = tokio::spawn(crate::health::monitor(app.clone(), reporter, ready));
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin = admin.map(|listener| {
-        tokio::spawn(sealplane_host::admin::serve(listener, readiness, async {
-            let _ = admin_stopped.await;
-        }))
+        let (metrics, model) = (app.metrics.clone(), app.model.clone());
+        let render: sealplane_host::admin::Render = Arc::new(move || {
+            // Read at the scrape; head and lag are the last check's (500 ms).
+            let (open, _) = model.read(|m| m.open_uploads_total());
+            metrics.open_uploads.set(open as i64);
+            metrics.render()
+        });
+        tokio::spawn(sealplane_host::admin::serve(
+            listener,
+            readiness,
+            Some(render),
+            async {
+                let _ = admin_stopped.await;
+            },
+        ))
     });
     let shutdown = async move {
         shutdown.await;

@@ -59,11 +59,16 @@ pub enum AdminError {
     },
 }
 
-/// Answers `/healthz` and `/readyz` on `listener` from `readiness` until
-/// `shutdown` completes; connections still open then are dropped.
+/// Renders the Prometheus text format for `/metrics`.
+pub type Render = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Answers `/healthz` and `/readyz` on `listener` from `readiness` (and
+/// `/metrics` from `metrics`, when given) until `shutdown` completes;
+/// connections still open then are dropped.
 pub async fn serve(
     listener: TcpListener,
     readiness: watch::Receiver<Readiness>,
+    metrics: Option<Render>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut connections = JoinSet::new();
@@ -82,10 +87,16 @@ pub async fn serve(
             }
         };
         let readiness = readiness.clone();
+        let metrics = metrics.clone();
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let now = readiness.borrow().clone();
-                async move { Ok::<_, Infallible>(to_response(answer(&request, &now))) }
+                let reply = match (&metrics, request.uri().path()) {
+                    (Some(render), "/metrics") if request.method() == Method::GET => {
+                        metrics_response(render())
+                    }
+                    _ => to_response(answer(&request, &readiness.borrow())),
+                };
+                async move { Ok::<_, Infallible>(reply) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -125,6 +136,17 @@ pub fn answer<B>(request: &Request<B>, readiness: &Readiness) -> Answer {
         },
         _ => reply(StatusCode::NOT_FOUND, "not found; try /healthz or /readyz"),
     }
+}
+
+fn metrics_response(text: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    response
 }
 
 fn to_response(answer: Answer) -> Response<Full<Bytes>> {
@@ -189,12 +211,14 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (set, readiness) = watch::channel(Readiness::NotReady("starting".into()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, readiness, async {
+        let render: Render = std::sync::Arc::new(|| "up 1\n".to_owned());
+        let server = tokio::spawn(serve(listener, readiness, Some(render), async {
             let _ = stopped.await;
         }));
         assert!(http_get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         set.send_replace(Readiness::Ready);
         assert!(http_get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        assert!(http_get(addr, "/metrics").await.ends_with("\r\n\r\nup 1\n"));
         let _ = stop.send(());
         server.await.unwrap();
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());

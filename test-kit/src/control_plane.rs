@@ -29,6 +29,9 @@ pub struct Settings {
     /// Extra environment of every `sealplane` (and reactor) process, e.g.
     /// `SEALPLANE_LOG_FORMAT=json`.
     pub env: Vec<(String, String)>,
+    /// An `[admin]` listener on a free loopback port (see
+    /// [`ControlPlane::admin_addr`]).
+    pub admin: bool,
 }
 
 impl Settings {
@@ -122,10 +125,15 @@ impl ControlPlane {
         fs::write(
             control_plane.config_path(),
             format!(
-                "listen = \"127.0.0.1:0\"\n{}\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n[limits]\n{}\n",
+                "listen = \"127.0.0.1:0\"\n{}\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n[limits]\n{}\n{}",
                 control_plane.settings.tls,
                 control_plane.events_db().display(),
-                control_plane.settings.limits
+                control_plane.settings.limits,
+                if control_plane.settings.admin {
+                    "[admin]\nlisten = \"127.0.0.1:0\"\n"
+                } else {
+                    ""
+                }
             ),
         )
         .unwrap();
@@ -282,6 +290,19 @@ impl ControlPlane {
             Mode::Serve => self.dir().join("sealplane.log"),
             Mode::Dev => self.dir().join("sealplane-dev.stdout.log"),
         }
+    }
+
+    /// `HOST:PORT` of the admin listener, as the running process logged it
+    /// (panics without [`Settings::admin`]).
+    pub fn admin_addr(&self) -> String {
+        const LINE: &str = "admin listener on http://";
+        let log = self.process().output();
+        let line = log
+            .lines()
+            .find(|l| l.contains(LINE))
+            .unwrap_or_else(|| panic!("no admin listener in:\n{log}"));
+        let rest = &line[line.find(LINE).unwrap() + LINE.len()..];
+        rest.split_whitespace().next().unwrap().to_owned()
     }
 
     /// The admin's bearer token (panics before `init`).

@@ -132,9 +132,14 @@ impl Reactor {
             ));
             let stores = self.work.stores.clone();
             tokio::spawn(health::monitor(stores, self.feed.subscribe(), ready));
-            tokio::spawn(sealplane_host::admin::serve(listener, readiness, async {
-                let _ = admin_stopped.await;
-            }))
+            tokio::spawn(sealplane_host::admin::serve(
+                listener,
+                readiness,
+                None,
+                async {
+                    let _ = admin_stopped.await;
+                },
+            ))
         });
         let feed_state = &self.feed;
         let set_feed = |connected: bool, caught_up: bool| {
