@@ -149,7 +149,20 @@ pub async fn serve(
     } = assembled;
     let store = app.handler.store().clone();
     let mut down = app.shutdown.clone();
-    let sweeper = tokio::spawn(crate::sweep::run(app.clone()));
+    // The sweep decides on the read model: not before it has caught up.
+    let sweeper = tokio::spawn({
+        let app = app.clone();
+        async move {
+            tokio::select! {
+                rebuilt = app.model.wait_caught_up(REBUILD_TIMEOUT) => {
+                    if rebuilt.is_ok() {
+                        crate::sweep::run(app).await;
+                    }
+                }
+                () = app.shutting_down() => {}
+            }
+        }
+    });
     // Health: NOT_SERVING until the monitor's first check says otherwise
     // (the reporter starts at SERVING).
     let (reporter, health_service) = tonic_health::server::health_reporter();
