@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "sealplane/v1/audit.proto",
         "sealplane/v1/common.proto",
         "sealplane/v1/events.proto",
+        "sealplane/v1/operations.proto",
         "sealplane/v1/principals.proto",
         "sealplane/v1/reactor.proto",
         "sealplane/v1/secrets.proto",

@@ -405,6 +405,28 @@ pub async fn list_stores(conn: &Connection) -> Result<StoreList, ClientError> {
     })
 }
 
+/// `get status`: the control plane at a glance (admins, auditors).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct StatusOut(pub sealplane_proto::status::StatusView);
+
+impl Tabular for StatusOut {
+    fn table(&self) -> Table {
+        fields(self.0.fields())
+    }
+}
+
+/// `get status`.
+pub async fn status(conn: &Connection) -> Result<StatusOut, ClientError> {
+    let reply = conn
+        .operations()
+        .get_status(v1::GetStatusRequest {})
+        .await
+        .map_err(|s| conn.error(s))?
+        .into_inner();
+    Ok(StatusOut(reply.into()))
+}
+
 /// `describe store NAME`.
 pub async fn describe_store(conn: &Connection, name: &str) -> Result<StoreRow, ClientError> {
     let reply = conn

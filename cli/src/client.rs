@@ -193,6 +193,16 @@ impl Connection {
         StoresClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
+    /// An Operations client (`get status`).
+    pub fn operations(
+        &self,
+    ) -> v1::operations_client::OperationsClient<InterceptedService<Channel, BearerAuth>> {
+        v1::operations_client::OperationsClient::with_interceptor(
+            self.channel.clone(),
+            self.auth.clone(),
+        )
+    }
+
     /// An Audit client.
     pub fn audit(&self) -> AuditClient<InterceptedService<Channel, BearerAuth>> {
         AuditClient::with_interceptor(self.channel.clone(), self.auth.clone())

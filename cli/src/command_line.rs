@@ -392,6 +392,10 @@ pub enum GetNoun {
     /// List users and groups (admins, auditors).
     #[command(alias = "principal")]
     Principals,
+    /// The control plane at a glance: version, event store, log head,
+    /// read model, readiness, connected reactors and their lag (admins,
+    /// auditors).
+    Status,
 }
 
 /// `describe ...`

@@ -353,6 +353,7 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
             GetNoun::Secrets { store } => print(format, &secrets::list(conn, store).await?),
             GetNoun::Stores => print(format, &admin::list_stores(conn).await?),
             GetNoun::Principals => print(format, &admin::list_principals(conn).await?),
+            GetNoun::Status => print(format, &admin::status(conn).await?),
         },
         Verb::Describe { noun } => match noun {
             DescribeNoun::Secret { uri, history } => {

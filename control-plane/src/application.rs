@@ -8,6 +8,7 @@
 pub mod access;
 pub mod audit;
 pub mod checkpoint;
+pub mod connected_reactors;
 pub mod principals;
 pub mod reactor_feed;
 pub mod upload;
@@ -96,6 +97,8 @@ pub struct Guards {
     /// one before the next is decided (50 at once must not all see the
     /// old count).
     pub verifications: tokio::sync::Mutex<()>,
+    /// The reactors subscribed to the feed now (for `GetStatus`).
+    pub reactors: Arc<connected_reactors::ConnectedReactors>,
 }
 
 /// A long-lived stream counted against its principal until dropped.
@@ -139,6 +142,8 @@ pub struct App {
     /// Whether the stored log is still the one verified; once broken,
     /// every call is `UNAVAILABLE` (fail closed).
     pub integrity: Arc<checkpoint::LogIntegrity>,
+    /// What `/metrics` exports.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl App {
@@ -205,6 +210,18 @@ impl App {
         target: &str,
         reason: String,
     ) -> UseCaseError {
+        let refused = self.deny_unmetered(ctx, command, target, reason).await;
+        self.metrics.command(command, Some(&refused));
+        refused
+    }
+
+    async fn deny_unmetered(
+        &self,
+        ctx: &Context,
+        command: &'static str,
+        target: &str,
+        reason: String,
+    ) -> UseCaseError {
         if !self.handler.may_record_denial(ctx.actor.slug.as_str()) {
             return UseCaseError::refused(
                 RefusalKind::Exhausted,
@@ -243,7 +260,10 @@ impl App {
         let done = self
             .handler
             .execute::<A>(stream, command, ctx, envelope)
-            .await?;
+            .await
+            .map_err(UseCaseError::from);
+        self.metrics.command(envelope.name, done.as_ref().err());
+        let done = done?;
         self.read_your_write(&done, envelope).await;
         Ok(done)
     }
@@ -258,10 +278,13 @@ impl App {
         ctx: &Context,
         envelope: &CommandEnvelope,
     ) -> Result<(Executed, A), UseCaseError> {
-        let (done, state) = self
+        let observed = self
             .handler
             .execute_observed::<A>(stream, command, ctx, envelope)
-            .await?;
+            .await
+            .map_err(UseCaseError::from);
+        self.metrics.command(envelope.name, observed.as_ref().err());
+        let (done, state) = observed?;
         self.read_your_write(&done, envelope).await;
         Ok((done, state))
     }

@@ -52,6 +52,9 @@ pub struct Config {
     /// Signed checkpoints of the log (ADR 0016).
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The admin listener (`/healthz`, `/readyz`); off without the section.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 /// Signed checkpoints: the log key and how often it signs.
@@ -93,6 +96,22 @@ impl Config {
                 path.parent().unwrap_or(Path::new(".")).join(LOG_KEY_FILE)
             }
         }
+    }
+}
+
+/// The admin listener: plain HTTP, no authentication, no secrets in it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Its address; loopback by default.
+    #[serde(default = "AdminConfig::default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl AdminConfig {
+    /// The default admin address, `127.0.0.1:9464`.
+    pub fn default_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9464))
     }
 }
 
@@ -270,6 +289,17 @@ mod tests {
         );
         assert_eq!(c.limits.max_secret_bytes, 1 << 20);
         assert_eq!(c.limits.upload_key_ttl_seconds, 300);
+    }
+
+    #[test]
+    fn the_admin_listener_is_off_without_its_section_and_on_loopback_with_it() {
+        assert_eq!(Config::parse(FULL, "test").unwrap().admin, None);
+        let text = format!("{FULL}\n[admin]\n");
+        let admin = Config::parse(&text, "test").unwrap().admin.unwrap();
+        assert_eq!(admin.listen, "127.0.0.1:9464".parse().unwrap());
+        let text = format!("{FULL}\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+        let admin = Config::parse(&text, "test").unwrap().admin.unwrap();
+        assert_eq!(admin.listen.port(), 0);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub mod bootstrap;
 pub mod command;
 pub mod config;
 pub mod domain;
+pub mod health;
+pub mod metrics;
 pub mod projection;
 pub mod rate;
 pub mod read_model;

@@ -186,6 +186,11 @@ impl ReadModel {
         }
     }
 
+    /// Upload requests not ended yet, all principals together.
+    pub fn open_uploads_total(&self) -> usize {
+        self.open_uploads.values().sum()
+    }
+
     /// Upload requests `who` made that have not ended.
     pub fn open_uploads_of(&self, who: &Slug) -> usize {
         self.open_uploads.get(who).copied().unwrap_or(0)

@@ -1,7 +1,8 @@
 //! Assembling and running the control plane: open the event store, rebuild
-//! the read model from the whole log, mount the services, serve until told
-//! to stop, then let in-flight calls finish and close the store so every
-//! acknowledged event is on disk.
+//! the read model from the whole log, mount the services (and the gRPC
+//! health service, and the admin listener when configured: `health`),
+//! serve until told to stop, then let in-flight calls finish and close the
+//! store so every acknowledged event is on disk.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sealplane_event_store::{EmbeddedStore, EventStore, StoreError};
+use sealplane_host::admin::Readiness;
 use sealplane_proto::v1::{
-    audit_server::AuditServer, principals_server::PrincipalsServer, reactor_server::ReactorServer,
+    audit_server::AuditServer, operations_server::OperationsServer,
+    principals_server::PrincipalsServer, reactor_server::ReactorServer,
     secrets_server::SecretsServer, stores_server::StoresServer,
 };
 use tokio::net::TcpListener;
@@ -20,6 +23,7 @@ use tonic::transport::ServerTlsConfig;
 
 use crate::api::app::App;
 use crate::api::audit::AuditApi;
+use crate::api::operations::OperationsApi;
 use crate::api::principals::PrincipalsApi;
 use crate::api::reactor::ReactorApi;
 use crate::api::secrets::SecretsApi;
@@ -79,15 +83,35 @@ pub struct Assembled {
     /// What the services share.
     pub app: App,
     shutdown: watch::Sender<bool>,
+    /// The admin listener (`/healthz`, `/readyz`), when one is configured.
+    admin: Option<TcpListener>,
+}
+
+impl Assembled {
+    /// Also answers `/healthz` and `/readyz` on `listener` while serving.
+    pub fn with_admin(mut self, listener: TcpListener) -> Self {
+        self.admin = Some(listener);
+        self
+    }
 }
 
 /// Builds the shared state over `store` and waits until the read model has
 /// replayed the log.
 pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled, ServerError> {
+    let assembled = app_rebuilding(store, limits);
+    rebuilt(&assembled.app).await?;
+    Ok(assembled)
+}
+
+/// Builds the shared state over `store` with the read model still
+/// replaying the log: it can be served at once, reporting `NOT_SERVING`
+/// and refusing calls (`UNAVAILABLE`) until [`rebuilt`] returns.
+pub fn app_rebuilding(store: Arc<dyn EventStore>, limits: Limits) -> Assembled {
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let store: Arc<dyn EventStore> = Arc::new(crate::metrics::Metered::new(store, metrics.clone()));
     let model = Arc::new(Projector::start(&*store, ReadModel::default()));
-    model.wait_caught_up(REBUILD_TIMEOUT).await?;
     let (shutdown, down) = watch::channel(false);
-    Ok(Assembled {
+    Assembled {
         app: App {
             handler: CommandHandler::new(store).with_denial_limit(limits.max_denials_per_minute),
             model,
@@ -96,9 +120,16 @@ pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled
             guards: Arc::default(),
             checkpoints: None,
             integrity: Arc::default(),
+            metrics,
         },
         shutdown,
-    })
+        admin: None,
+    }
+}
+
+/// Waits until the read model of `app` has replayed the log it started on.
+pub async fn rebuilt(app: &App) -> Result<crate::projection::Progress, ServerError> {
+    Ok(app.model.wait_caught_up(REBUILD_TIMEOUT).await?)
 }
 
 impl Assembled {
@@ -140,10 +171,48 @@ pub async fn serve(
     let Assembled {
         app,
         shutdown: switch,
+        admin,
     } = assembled;
     let store = app.handler.store().clone();
     let mut down = app.shutdown.clone();
-    let sweeper = tokio::spawn(crate::sweep::run(app.clone()));
+    // The sweep decides on the read model: not before it has caught up.
+    let sweeper = tokio::spawn({
+        let app = app.clone();
+        async move {
+            tokio::select! {
+                rebuilt = app.model.wait_caught_up(REBUILD_TIMEOUT) => {
+                    if rebuilt.is_ok() {
+                        crate::sweep::run(app).await;
+                    }
+                }
+                () = app.shutting_down() => {}
+            }
+        }
+    });
+    // Health: NOT_SERVING until the monitor's first check says otherwise
+    // (the reporter starts at SERVING).
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let (ready, readiness) = watch::channel(Readiness::NotReady("starting".into()));
+    crate::health::publish(&reporter, &ready, Readiness::NotReady("starting".into())).await;
+    let monitor = tokio::spawn(crate::health::monitor(app.clone(), reporter, ready));
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = admin.map(|listener| {
+        let (metrics, model) = (app.metrics.clone(), app.model.clone());
+        let render: sealplane_host::admin::Render = Arc::new(move || {
+            // Read at the scrape; head and lag are the last check's (500 ms).
+            let (open, _) = model.read(|m| m.open_uploads_total());
+            metrics.open_uploads.set(open as i64);
+            metrics.render()
+        });
+        tokio::spawn(sealplane_host::admin::serve(
+            listener,
+            readiness,
+            Some(render),
+            async {
+                let _ = admin_stopped.await;
+            },
+        ))
+    });
     let checkpointer = app.checkpoints.clone().map(|c| {
         let app = app.clone();
         tokio::spawn(async move { c.run(app.shutting_down()).await })
@@ -163,6 +232,7 @@ pub async fn serve(
         builder = builder.tls_config(tls)?;
     }
     let server = builder
+        .add_service(health_service)
         .add_service(StoresServer::new(StoresApi::new(app.clone())))
         .add_service(PrincipalsServer::new(PrincipalsApi::new(app.clone())))
         .add_service(
@@ -172,6 +242,7 @@ pub async fn serve(
                 .max_decoding_message_size(app.limits.max_ciphertext_bytes() + (1 << 20)),
         )
         .add_service(AuditServer::new(AuditApi::new(app.clone())))
+        .add_service(OperationsServer::new(OperationsApi::new(app.clone())))
         .add_service(ReactorServer::new(ReactorApi::new(app)))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown);
     let drained = async move {
@@ -193,8 +264,14 @@ pub async fn serve(
     if let Some(checkpointer) = checkpointer {
         let _ = checkpointer.await;
     }
+    monitor.abort();
     // Drains appends already queued: every acknowledged event is on disk.
     store.close().await;
+    // The admin listener answers "draining" until here.
+    let _ = admin_stop.send(());
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     Ok(result?)
 }
 

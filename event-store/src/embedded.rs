@@ -608,6 +608,10 @@ impl EventStore for EmbeddedStore {
         Ok(head.position)
     }
 
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
     fn subscribe_all(&self, from: Position) -> Subscription {
         catch_up_then_live(self.clone(), self.inner.head.subscribe(), from)
     }

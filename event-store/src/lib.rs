@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod chain;
 #[cfg(feature = "embedded")]
 mod embedded;

@@ -141,6 +141,10 @@ impl EventStore for MemoryStore {
         Ok(Position(self.log().events.len() as u64))
     }
 
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
     fn subscribe_all(&self, from: Position) -> Subscription {
         catch_up_then_live(self.clone(), self.inner.head.subscribe(), from)
     }

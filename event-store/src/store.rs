@@ -143,6 +143,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Stops accepting appends, waits for those in flight to become durable,
     /// and ends every subscription.
     async fn close(&self);
+
+    /// The backend's name for operators (`embedded`, `memory`, ...).
+    fn backend(&self) -> &'static str {
+        "unknown"
+    }
 }
 
 /// Checks the batch limits shared by every backend.

@@ -1,7 +1,8 @@
 //! What Sealplane's processes need from the machine they run on: durable
 //! atomic files with private modes ([`durable`]), and logging setup
 //! (`logging`, behind the cargo feature of that name, so a process that
-//! only writes files links no `tracing-subscriber`).
+//! only writes files links no `tracing-subscriber`), and the admin
+//! listener's `/healthz` and `/readyz` (`admin`, feature of that name).
 //!
 //! Every process writes small files that must survive a crash whole or
 //! not at all (keys, identities, pins, checkpoints, the file store's
@@ -15,6 +16,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod durable;
 #[cfg(feature = "logging")]
 pub mod logging;

@@ -32,5 +32,6 @@ pub mod names;
 pub mod offer;
 #[cfg(feature = "sealed")]
 pub mod sealed;
+pub mod status;
 pub mod transport;
 pub mod upload;

@@ -348,6 +348,18 @@ impl AwsSecretsManagerStore {
 
 #[async_trait::async_trait]
 impl UpstreamStore for AwsSecretsManagerStore {
+    async fn probe(&self) -> Result<(), UpstreamError> {
+        let needs = self.needs("");
+        let call = self.call("(any secret)", "list secrets in", &needs, &[]);
+        self.client
+            .list_secrets()
+            .max_results(1)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| call.error(e))
+    }
+
     async fn put(
         &self,
         path: &str,

@@ -102,6 +102,26 @@ pub struct ReactorConfig {
     pub limits: ReactorLimits,
     /// The stores this reactor serves, by store name.
     pub stores: BTreeMap<String, StoreConfig>,
+    /// The admin listener (`/healthz`, `/readyz`); off without the section.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`: plain HTTP, no authentication, no secrets in its answers.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Its address; loopback by default (`127.0.0.1:9465`, one beside the
+    /// control plane's default).
+    #[serde(default = "AdminConfig::default_listen")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl AdminConfig {
+    /// The default admin address, `127.0.0.1:9465`.
+    pub fn default_listen() -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9465))
+    }
 }
 
 /// `[control_plane]`.

@@ -767,6 +767,22 @@ impl UpstreamStore for FileStore {
         self.offload(move |files| files.delete_sync(&path, destroy))
             .await
     }
+
+    async fn probe(&self) -> Result<(), UpstreamError> {
+        self.offload(|files| {
+            let io = |source| UpstreamError::Io {
+                op: "look at the store's root",
+                target: files.root.display().to_string(),
+                source,
+            };
+            let meta = std::fs::metadata(&files.root).map_err(io)?;
+            if !meta.is_dir() {
+                return Err(io(io::Error::other("not a directory")));
+            }
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -99,7 +99,13 @@ fn run(path: &Path) -> anyhow::Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install the SIGTERM handler")?;
         let parts = ReactorParts::from_config(&config, &origin).await?;
-        let reactor = Reactor::new(parts)?;
+        let mut reactor = Reactor::new(parts)?;
+        if let Some(admin) = &config.admin {
+            let listener = sealplane_host::admin::bind(admin.listen).await?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "admin listener on http://{addr} (/healthz, /readyz)");
+            reactor = reactor.with_admin(listener);
+        }
         let public_key = reactor.public_key();
         tracing::info!(
             public_key,

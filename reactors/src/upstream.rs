@@ -310,6 +310,10 @@ pub trait UpstreamStore: Send + Sync {
 
     /// Soft delete (latest version) or destroy (all versions and metadata).
     async fn delete(&self, path: &str, destroy: bool) -> Result<(), UpstreamError>;
+
+    /// Whether the store answers now, by the cheapest call that needs its
+    /// credentials and reads no value (for the reactor's readiness).
+    async fn probe(&self) -> Result<(), UpstreamError>;
 }
 
 /// Longest secret path in bytes, and the rule for one segment (SPEC §3),

@@ -262,6 +262,16 @@ impl UpstreamStore for VaultStore {
         .await
     }
 
+    async fn probe(&self) -> Result<(), UpstreamError> {
+        self.authorized(|client| async move {
+            vaultrs::token::lookup_self(&*client)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.call("", "look up its token at", "", &[]).error(e))
+        })
+        .await
+    }
+
     async fn get(&self, path: &str) -> Result<Option<SecretValue>, UpstreamError> {
         validate_path(path)?;
         self.authorized(|client| async move {

@@ -474,8 +474,13 @@ async fn stopped_server_is_unavailable_then_recovers_on_restart() {
         .put("svc", &value(&[("a", b"1")]), &meta("t://svc", false))
         .await
         .unwrap();
+    store.probe().await.unwrap();
 
     server.stop();
+    // The readiness probe says so, naming the server.
+    let down = store.probe().await.unwrap_err();
+    assert!(matches!(down, UpstreamError::Unavailable { .. }), "{down}");
+    assert!(down.to_string().contains(&server.address()), "{down}");
     let policy = RetryPolicy {
         attempts: 3,
         first_delay: Duration::from_millis(50),
@@ -503,6 +508,7 @@ async fn stopped_server_is_unavailable_then_recovers_on_restart() {
     .await
     .unwrap();
     assert_eq!((w.version, w.changed), (1, true));
+    store.probe().await.unwrap();
 }
 
 #[tokio::test]

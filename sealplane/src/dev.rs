@@ -69,6 +69,8 @@ pub fn reactor_config(dir: &Path, addr: SocketAddr) -> ReactorConfig {
         },
         limits: ReactorLimits::default(),
         stores,
+        // Dev mode's one admin listener (`--admin-listen`) is the control plane's.
+        admin: None,
     }
 }
 

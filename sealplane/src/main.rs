@@ -25,9 +25,11 @@ use sealplane_host::logging::{self, LogFormat};
 use sealplane_proto::certificate::TrustAnchor;
 use sealplane_proto::log_checkpoint::LogSigningKey;
 
+mod backup;
 mod dev;
 mod is_secure;
 mod key_file;
+mod status;
 
 #[derive(Parser)]
 #[command(name = "sealplane", version, about = "Sealplane control plane")]
@@ -75,6 +77,54 @@ enum Command {
         #[arg(long)]
         anchor_out: Option<PathBuf>,
     },
+    /// Ask the running control plane how it is: version, event store, log
+    /// head, read model, readiness, connected reactors and their lag
+    /// (needs an admin's or auditor's token).
+    Status {
+        /// The configuration file (where the API listens).
+        #[arg(long, env = "SEALPLANE_CONFIG", default_value = "sealplane.toml")]
+        config: PathBuf,
+        /// The API's address, when not the configured one on this machine.
+        #[arg(long)]
+        addr: Option<String>,
+        /// The CA to trust for https (default: the configured certificate).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// An admin's or auditor's token.
+        #[arg(long, env = "SEALPLANE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: status::Format,
+    },
+    /// Copy the event log to a new file (0600) while the server runs: a
+    /// consistent snapshot holding ciphertext, hashes and metadata only.
+    Backup {
+        /// The configuration file (its event store is copied).
+        #[arg(long, env = "SEALPLANE_CONFIG", default_value = "sealplane.toml")]
+        config: PathBuf,
+        /// The backup file to create (never overwritten).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into an empty place after verifying its whole hash
+    /// chain (and any --checkpoint); with --verify, only check it.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// A data directory (the log goes to `events.db` in it) or a
+        /// database file; refused when it already holds a log.
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// Only verify the backup; restore nothing.
+        #[arg(long)]
+        verify: bool,
+        /// A held checkpoint `POSITION:LOG_HASH` the log must match
+        /// (repeatable), e.g. the head `sealplane backup` printed.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<String>,
+    },
     /// Run everything in one process on this machine, for development:
     /// the API on loopback, the embedded event store, an admin token.
     Dev {
@@ -85,6 +135,10 @@ enum Command {
         /// Where the API listens (loopback only: dev mode has no TLS).
         #[arg(long, default_value = "127.0.0.1:7700")]
         listen: SocketAddr,
+        /// Also answer `/healthz` and `/readyz` over HTTP here (off unless
+        /// given, so several dev servers never fight over a port).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
     },
 }
 
@@ -99,12 +153,30 @@ async fn main() -> anyhow::Result<()> {
             admin,
             anchor_out,
         } => init(&config, &admin, anchor_out.as_deref()).await,
-        Command::Dev { data_dir, listen } => dev(data_dir, listen).await,
+        Command::Dev {
+            data_dir,
+            listen,
+            admin_listen,
+        } => dev(data_dir, listen, admin_listen).await,
         Command::IsSecure {
             config,
             reactor_configs,
             data_dir,
         } => is_secure::run(config, reactor_configs, data_dir),
+        Command::Status {
+            config,
+            addr,
+            ca_file,
+            token,
+            output,
+        } => status::run(&config, addr, ca_file, token, output).await,
+        Command::Backup { config, to } => backup::backup(&config, &to).await,
+        Command::Restore {
+            from,
+            to,
+            verify,
+            checkpoints,
+        } => backup::restore(&from, to, verify, &checkpoints).await,
     }
 }
 
@@ -115,9 +187,15 @@ async fn open_verified(
     log_key: &LogSigningKey,
 ) -> anyhow::Result<(Arc<dyn EventStore>, u64)> {
     let store = server::open_store(config).context("cannot open the event store")?;
+    let started = std::time::Instant::now();
     let verified = verify_with_recorded(&*store, &log_key.public_key())
         .await
         .context("the event log failed verification")?;
+    tracing::info!(
+        events = verified.events,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "hash chain and recorded checkpoints verified"
+    );
     Ok((store, verified.events))
 }
 
@@ -137,6 +215,32 @@ fn log_key(path: &Path) -> anyhow::Result<LogSigningKey> {
     Ok(key)
 }
 
+/// Waits for the read model's start-up rebuild and logs how long it took.
+async fn rebuilt(app: &sealplane_control_plane::api::app::App) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let progress = server::rebuilt(app).await?;
+    tracing::info!(
+        position = progress.position.0,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "read model rebuilt from the log"
+    );
+    Ok(())
+}
+
+/// Binds the admin listener when `addr` is set, and says where it is.
+async fn with_admin(
+    assembled: server::Assembled,
+    addr: Option<SocketAddr>,
+) -> anyhow::Result<server::Assembled> {
+    let Some(addr) = addr else {
+        return Ok(assembled);
+    };
+    let listener = sealplane_host::admin::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "admin listener on http://{addr} (/healthz, /readyz)");
+    Ok(assembled.with_admin(listener))
+}
+
 fn describe(config: &EventStoreConfig) -> String {
     match config {
         EventStoreConfig::Embedded { path } => path.display().to_string(),
@@ -149,19 +253,32 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let key = log_key(&config.log_key_path())?;
     let key_id = key.key_id();
     let (store, events) = open_verified(&config.event_store, &key).await?;
-    let mut assembled = server::app(store, config.limits.clone()).await?;
+    // Served while the read model rebuilds: health says NOT_SERVING and
+    // calls are refused UNAVAILABLE until it has caught up.
+    let mut assembled = server::app_rebuilding(store, config.limits.clone());
     assembled
         .sign_checkpoints(key, Schedule::of(&config.audit))
         .await?;
+    let app = assembled.app.clone();
+    let assembled = with_admin(assembled, config.admin.as_ref().map(|a| a.listen)).await?;
     let listener = server::bind(config.listen).await?;
     let stop = shutdown_signal()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let addr = listener.local_addr()?;
+    let mut serving = tokio::spawn(server::serve(assembled, listener, tls, stop));
+    tokio::select! {
+        done = rebuilt(&app) => done?,
+        // A signal during the rebuild stops the server before it was ready.
+        served = &mut serving => {
+            served.context("the API task failed")??;
+            return Ok(());
+        }
+    }
     println!(
-        "sealplane serving on {scheme}://{} (event store {}, {events} events, hash chain verified; log key {key_id})",
-        listener.local_addr()?,
+        "sealplane serving on {scheme}://{addr} (event store {}, {events} events, hash chain verified; log key {key_id})",
         describe(&config.event_store)
     );
-    server::serve(assembled, listener, tls, stop).await?;
+    serving.await.context("the API task failed")??;
     // stdout may be gone by now (a closed pipe); that is no reason to fail.
     let _ = writeln!(
         std::io::stdout(),
@@ -213,7 +330,11 @@ async fn init(config_path: &Path, admin: &str, anchor_out: Option<&Path>) -> any
     Ok(())
 }
 
-async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()> {
+async fn dev(
+    data_dir: Option<PathBuf>,
+    listen: SocketAddr,
+    admin_listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     if !listen.ip().is_loopback() {
         bail!("dev mode has no TLS, so it listens on loopback only, not {listen}");
     }
@@ -244,6 +365,7 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
         .await?;
     let (admin, token) =
         bootstrap::dev_token(&assembled.app, &Slug::parse("admin")?, TimeDelta::hours(12)).await?;
+    let assembled = with_admin(assembled, admin_listen).await?;
     let listener = server::bind(listen).await?;
     let stop = shutdown_signal()?;
     let addr = listener.local_addr()?;

@@ -312,6 +312,12 @@ impl Cluster {
         );
     }
 
+    /// The configuration file of reactor `index` (to add a section before
+    /// it starts).
+    pub fn reactor_config(&self, index: usize) -> &Path {
+        &self.reactors[index].config
+    }
+
     /// The base64 identity of reactor `index`.
     pub fn reactor_key(&self, index: usize) -> String {
         self.reactors[index].public_key.clone()

@@ -31,6 +31,9 @@ pub struct Settings {
     pub env: Vec<(String, String)>,
     /// Extra sections for the end of `sealplane.toml`, e.g. `[audit]`.
     pub sections: String,
+    /// An `[admin]` listener on a free loopback port (see
+    /// [`ControlPlane::admin_addr`]).
+    pub admin: bool,
 }
 
 impl Settings {
@@ -124,11 +127,16 @@ impl ControlPlane {
         fs::write(
             control_plane.config_path(),
             format!(
-                "listen = \"127.0.0.1:0\"\n{}\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n[limits]\n{}\n{}\n",
+                "listen = \"127.0.0.1:0\"\n{}\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n[limits]\n{}\n{}\n{}\n",
                 control_plane.settings.tls,
                 control_plane.events_db().display(),
                 control_plane.settings.limits,
-                control_plane.settings.sections
+                control_plane.settings.sections,
+                if control_plane.settings.admin {
+                    "[admin]\nlisten = \"127.0.0.1:0\"\n"
+                } else {
+                    ""
+                }
             ),
         )
         .unwrap();
@@ -285,6 +293,19 @@ impl ControlPlane {
             Mode::Serve => self.dir().join("sealplane.log"),
             Mode::Dev => self.dir().join("sealplane-dev.stdout.log"),
         }
+    }
+
+    /// `HOST:PORT` of the admin listener, as the running process logged it
+    /// (panics without [`Settings::admin`]).
+    pub fn admin_addr(&self) -> String {
+        const LINE: &str = "admin listener on http://";
+        let log = self.process().output();
+        let line = log
+            .lines()
+            .find(|l| l.contains(LINE))
+            .unwrap_or_else(|| panic!("no admin listener in:\n{log}"));
+        let rest = &line[line.find(LINE).unwrap() + LINE.len()..];
+        rest.split_whitespace().next().unwrap().to_owned()
     }
 
     /// The admin's bearer token (panics before `init`).

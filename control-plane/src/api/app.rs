@@ -81,6 +81,13 @@ impl App {
                 "the server stopped serving: its stored event log changed under it ({broken}); an admin must investigate"
             )));
         }
+        // Nor may a model still replaying the log: it may not yet know of
+        // a revocation.
+        if !self.model.progress().caught_up {
+            return Err(Status::unavailable(
+                "the server is rebuilding its read model from the event log; try again shortly",
+            ));
+        }
         let header = request
             .metadata()
             .get("authorization")

@@ -1,5 +1,5 @@
 //! The gRPC API: one tonic service per area (stores, secrets, principals,
-//! reactor, audit), each authenticating the caller, checking its role, validating
+//! reactor, audit, operations), each authenticating the caller, checking its role, validating
 //! input and turning domain outcomes into precise statuses.
 
 // Every tonic service method returns `Result<_, tonic::Status>` (176
@@ -9,6 +9,7 @@
 pub mod app;
 pub mod audit;
 pub mod audit_verification;
+pub mod operations;
 pub mod principals;
 pub mod reactor;
 pub mod recorded_event;

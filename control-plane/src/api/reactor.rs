@@ -83,10 +83,16 @@ impl Reactor for ReactorApi {
         let caller = self.reactor(&request, "Subscribe").await?;
         let from = Position(request.into_inner().from_position.max(1));
         let guard = self.app.open_stream(&caller.actor)?;
+        let connected = self.app.guards.reactors.connect(
+            caller.actor.slug.clone(),
+            caller.actor.stores.clone(),
+            self.app.now(),
+        );
         let feed = reactor_feed::follow(self.app.clone(), caller.actor.stores.clone(), from);
-        let feed = ReceiverStream::new(feed).map(|message| {
+        let feed = ReceiverStream::new(feed).map(move |message| {
             message
                 .map(v1::FeedMessage::from)
+                .inspect(|m| connected.sent(m.position))
                 .map_err(|end| Status::unavailable(end.to_string()))
         });
         Ok(Response::new(self.app.guarded(caller, guard, feed)))

@@ -252,6 +252,14 @@ pub async fn report_uploaded(
             &CommandEnvelope::new("RecordVersion"),
         )
         .await?;
+    // Once per put: a re-report that recorded nothing is not a second put.
+    if recorded.events > 0
+        && let Some(expires_at) = request.expires_at()
+    {
+        let ttl = chrono::Duration::from_std(app.limits.upload_key_ttl()).unwrap_or_default();
+        let took = (ctx.now - (expires_at - ttl)).to_std().unwrap_or_default();
+        app.metrics.put(uri.store.as_str(), took);
+    }
     Ok(Executed {
         events: reported.events + recorded.events,
         version: recorded.version,

@@ -22,6 +22,7 @@ mod checkpoint;
 mod client;
 mod failure;
 mod feed;
+pub mod health;
 mod parts;
 mod reports;
 
@@ -69,6 +70,10 @@ const CONTROL_PLANE_RETRY: RetryPolicy = RetryPolicy {
 pub struct Reactor {
     work: Arc<Work>,
     checkpoint: Checkpoint,
+    /// Where the feed loop is, for readiness.
+    feed: watch::Sender<health::FeedState>,
+    /// The admin listener (`/healthz`, `/readyz`), when one is configured.
+    admin: Option<tokio::net::TcpListener>,
 }
 
 /// What every action task shares.
@@ -100,7 +105,15 @@ impl Reactor {
             checkpoint: Checkpoint {
                 path: parts.checkpoint_file,
             },
+            feed: watch::channel(health::FeedState::default()).0,
+            admin: None,
         })
+    }
+
+    /// Also answers `/healthz` and `/readyz` on `listener` while running.
+    pub fn with_admin(mut self, listener: tokio::net::TcpListener) -> Self {
+        self.admin = Some(listener);
+        self
     }
 
     /// The reactor's public identity (base64), as registered with its stores.
@@ -112,6 +125,29 @@ impl Reactor {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop) = watch::channel(false);
         let expiry = tokio::spawn(Arc::clone(&self.work).expire_keys(stop.clone()));
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = self.admin.map(|listener| {
+            let (ready, readiness) = watch::channel(sealplane_host::admin::Readiness::NotReady(
+                "starting".into(),
+            ));
+            let stores = self.work.stores.clone();
+            tokio::spawn(health::monitor(stores, self.feed.subscribe(), ready));
+            tokio::spawn(sealplane_host::admin::serve(
+                listener,
+                readiness,
+                None,
+                async {
+                    let _ = admin_stopped.await;
+                },
+            ))
+        });
+        let feed_state = &self.feed;
+        let set_feed = |connected: bool, caught_up: bool| {
+            feed_state.send_modify(|f| {
+                f.connected = connected;
+                f.caught_up = caught_up;
+            })
+        };
         let mut ledger = Ledger::new(self.checkpoint.load());
         let mut saved = (ledger.checkpoint(), Instant::now());
         let mut delay = CONTROL_PLANE_RETRY.backoff();
@@ -135,6 +171,7 @@ impl Reactor {
             };
             match stream {
                 Ok(response) => {
+                    set_feed(true, false);
                     let mut stream = response.into_inner();
                     loop {
                         let message = tokio::select! {
@@ -144,6 +181,12 @@ impl Reactor {
                         match message {
                             Ok(Some(message)) => {
                                 delay.reset();
+                                if matches!(
+                                    message.message,
+                                    Some(v1::feed_message::Message::CaughtUp(_))
+                                ) {
+                                    set_feed(true, true);
+                                }
                                 for action in feed::fold(&mut ledger, message) {
                                     self.work.clone().spawn(action).await;
                                 }
@@ -185,11 +228,13 @@ impl Reactor {
                     );
                 }
             }
+            set_feed(false, false);
             tokio::select! {
                 () = &mut shutdown => break 'feed,
                 () = tokio::time::sleep(delay.next_delay()) => {}
             }
         }
+        self.feed.send_modify(|f| f.stopping = true);
         let _ = stop_tx.send(true);
         let _ = expiry.await;
         // Let the actions in flight finish (each holds a slot), for a while.
@@ -200,6 +245,10 @@ impl Reactor {
             );
         }
         self.checkpoint.save(ledger.checkpoint()).await;
+        let _ = admin_stop.send(());
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         tracing::info!("stopped");
     }
 }

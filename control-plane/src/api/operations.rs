@@ -1,0 +1,93 @@
+//! The Operations service: `GetStatus`, the control plane at a glance for
+//! admins and auditors (issue 16). Reads only: the log head, the read
+//! model's progress, readiness by the rule of `/readyz`, and the reactors
+//! subscribed now. Converts; the facts come from `health` and
+//! `application::connected_reactors`.
+
+use chrono::SecondsFormat;
+use sealplane_host::admin::Readiness;
+use sealplane_proto::v1;
+use sealplane_proto::v1::operations_server::Operations;
+use tonic::{Request, Response, Status};
+
+use crate::api::app::App;
+use crate::domain::Role;
+use crate::health::{Observation, judge};
+
+/// The Operations gRPC service.
+pub struct OperationsApi {
+    app: App,
+}
+
+impl OperationsApi {
+    /// The service over `app`.
+    pub fn new(app: App) -> Self {
+        OperationsApi { app }
+    }
+}
+
+#[tonic::async_trait]
+impl Operations for OperationsApi {
+    async fn get_status(
+        &self,
+        request: Request<v1::GetStatusRequest>,
+    ) -> Result<Response<v1::StatusReply>, Status> {
+        let caller = self.app.authenticate(&request)?;
+        self.app
+            .require_role(
+                &caller,
+                &[Role::Admin, Role::Auditor],
+                "GetStatus",
+                "status",
+            )
+            .await?;
+        let store = self.app.handler.store();
+        let head = store.head().await.map_err(|e| e.to_string());
+        let progress = self.app.model.progress();
+        let readiness = match judge(&Observation {
+            draining: *self.app.shutdown.borrow(),
+            head: head.clone(),
+            following: self.app.model.is_following(),
+            progress,
+        }) {
+            Readiness::Ready => "ready".to_owned(),
+            Readiness::NotReady(why) => format!("not ready: {why}"),
+        };
+        let log_head = head.map(|h| h.0).unwrap_or(0);
+        let reactors = self
+            .app
+            .guards
+            .reactors
+            .list()
+            .into_iter()
+            .map(|r| v1::ConnectedReactor {
+                principal: r.principal.to_string(),
+                stores: r.stores.iter().map(ToString::to_string).collect(),
+                feed_position: r.position,
+                lag: log_head.saturating_sub(r.position),
+                connected_since: r.since.to_rfc3339_opts(SecondsFormat::Secs, true),
+            })
+            .collect();
+        Ok(Response::new(v1::StatusReply {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            event_store_backend: store.backend().to_owned(),
+            log_head,
+            read_model: Some(v1::ReadPosition {
+                position: progress.position.0,
+                caught_up: progress.caught_up,
+            }),
+            read_model_lag: log_head.saturating_sub(progress.position.0),
+            readiness,
+            deployment_id: self
+                .app
+                .model
+                .read(|m| m.deployment_id)
+                .0
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            // Wired up once signed checkpoints exist (the checkpoint work).
+            latest_checkpoint: "none".to_owned(),
+            reactors,
+        }))
+    }
+}
