@@ -257,7 +257,6 @@ pub struct AuditVerifyArgs {
     pub log_key: Option<PathBuf>,
 }
 
-
 const AUDIT_REPLAY_AFTER_HELP: &str = "\
 A point is a log position (a number; `sealctl audit log` prints them) or an
 RFC 3339 time, meaning the last event at or before it. The server folds the

@@ -1,8 +1,8 @@
 //! Status (issue 16), with the real binaries: `sealctl get status` and
 //! `sealplane status` show the version, event store, log head, read model,
-//! readiness, the connected reactors and their stores, and the checkpoint
-//! field as "none" (wired up once signed checkpoints exist); only admins
-//! and auditors may ask.
+//! readiness, the connected reactors and their stores, and the latest
+//! signed checkpoint ("none" before the first); only admins and auditors
+//! may ask.
 
 use std::process::Command;
 
@@ -38,6 +38,20 @@ fn admins_and_auditors_see_the_control_plane_at_a_glance_and_users_are_refused()
 
     let auditor = c.add_user("carol", "auditor", &[]);
     c.sealctl(&auditor, &["get", "status"]).ok();
+    // Once a checkpoint is signed, status names it as `restore --checkpoint` takes it.
+    let checkpoint = c
+        .sealctl(&auditor, &["audit", "checkpoint", "-o", "json"])
+        .json();
+    let status = c.sealctl(&c.admin, &["get", "status", "-o", "json"]).json();
+    assert_eq!(
+        status["latest_checkpoint"],
+        format!(
+            "{}:{}",
+            checkpoint["position"],
+            checkpoint["log_hash"].as_str().unwrap()
+        ),
+        "{status:#}"
+    );
     let alice = c.add_user("alice", "user", &[]);
     let refused = c.sealctl(&alice, &["get", "status"]).failed_with(2);
     assert!(

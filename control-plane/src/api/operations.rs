@@ -68,6 +68,16 @@ impl Operations for OperationsApi {
                 connected_since: r.since.to_rfc3339_opts(SecondsFormat::Secs, true),
             })
             .collect();
+        // "POSITION:LOG_HASH" as `restore --checkpoint` takes it; empty
+        // (shown as none) when this server signs none or has signed none yet.
+        let latest_checkpoint = match &self.app.checkpoints {
+            Some(c) => c
+                .latest()
+                .await
+                .map(|c| format!("{}:{}", c.point.position, c.point.log_hash_hex()))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         Ok(Response::new(v1::StatusReply {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             event_store_backend: store.backend().to_owned(),
@@ -85,8 +95,7 @@ impl Operations for OperationsApi {
                 .0
                 .map(|d| d.to_string())
                 .unwrap_or_default(),
-            // Wired up once signed checkpoints exist (the checkpoint work).
-            latest_checkpoint: "none".to_owned(),
+            latest_checkpoint,
             reactors,
         }))
     }

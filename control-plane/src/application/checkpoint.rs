@@ -263,6 +263,12 @@ impl Checkpointer {
         self.take(&mut state).await.map(Some)
     }
 
+    /// The latest checkpoint signed or recorded, if any (never signs one).
+    pub async fn latest(&self) -> Option<SignedCheckpoint> {
+        let state = self.state.lock().await;
+        state.latest.as_ref().map(|l| l.signed.clone())
+    }
+
     /// The latest checkpoint, or one signed now if there is none yet.
     pub async fn latest_or_take(&self) -> Result<SignedCheckpoint, CheckpointFailure> {
         let mut state = self.state.lock().await;
