@@ -25,6 +25,7 @@ mod event;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod redacted_url;
 mod store;
 mod subscription;
 mod verify;
@@ -40,9 +41,10 @@ pub use event::{
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    APPEND_LOCK, ConnectError, NOTIFY_CHANNEL, PostgresOptions, PostgresStore, RedactedUrl,
+    APPEND_LOCK, ConnectError, NOTIFY_CHANNEL, PostgresOptions, PostgresStore,
     SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
 };
+pub use redacted_url::RedactedUrl;
 pub use store::{
     AppendError, Appended, Conflict, EventStore, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, StoreError,
     Subscription, SubscriptionMessage, check_batch, check_expected,

@@ -34,6 +34,7 @@ use crate::event::{
     EventType, ExpectedVersion, JsonObject, NewEvent, Position, RecordedEvent, StreamId,
     StreamVersion,
 };
+use crate::redacted_url::RedactedUrl;
 use crate::store::{
     AppendError, Appended, EventStore, StoreError, Subscription, check_batch, check_expected,
 };
@@ -91,62 +92,6 @@ impl Default for PostgresOptions {
             poll_interval: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(10),
         }
-    }
-}
-
-/// A PostgreSQL URL with its password hidden when shown: what errors and
-/// logs may print.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedactedUrl(String);
-
-impl RedactedUrl {
-    /// Hides the password (and any `password=` query parameter) of `url`.
-    pub fn new(url: &str) -> RedactedUrl {
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (url, None),
-        };
-        let mut shown = match base.split_once("://") {
-            Some((scheme, rest)) => {
-                let (authority, path) = match rest.find('/') {
-                    Some(i) => rest.split_at(i),
-                    None => (rest, ""),
-                };
-                let authority = match authority.rsplit_once('@') {
-                    Some((userinfo, host)) => match userinfo.split_once(':') {
-                        Some((user, _)) => format!("{user}:***@{host}"),
-                        None => format!("{userinfo}@{host}"),
-                    },
-                    None => authority.to_owned(),
-                };
-                format!("{scheme}://{authority}{path}")
-            }
-            None => "<not a postgres:// url>".to_owned(),
-        };
-        if let Some(query) = query {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => p.to_owned(),
-                })
-                .collect();
-            shown.push('?');
-            shown.push_str(&params.join("&"));
-        }
-        RedactedUrl(shown)
-    }
-}
-
-impl fmt::Display for RedactedUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for RedactedUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
     }
 }
 
@@ -390,6 +335,7 @@ impl PostgresStore {
         loop {
             match query().fetch_all(&self.inner.pool).await {
                 Ok(rows) => return rows.iter().map(decode).collect(),
+                Err(sqlx::Error::PoolClosed) => return Err(StoreError::Closed),
                 Err(e) if attempt < 3 && connection_lost(&e) => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
