@@ -31,6 +31,9 @@ pub struct Settings {
     pub env: Vec<(String, String)>,
     /// Extra sections for the end of `sealplane.toml`, e.g. `[audit]`.
     pub sections: String,
+    /// An `[event_store]` section replacing the embedded store in
+    /// `events.db` (e.g. `backend = "postgres"`); empty for the default.
+    pub event_store: String,
 }
 
 impl Settings {
@@ -124,9 +127,16 @@ impl ControlPlane {
         fs::write(
             control_plane.config_path(),
             format!(
-                "listen = \"127.0.0.1:0\"\n{}\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n[limits]\n{}\n{}\n",
+                "listen = \"127.0.0.1:0\"\n{}\n{}\n[limits]\n{}\n{}\n",
                 control_plane.settings.tls,
-                control_plane.events_db().display(),
+                if control_plane.settings.event_store.is_empty() {
+                    format!(
+                        "[event_store]\nbackend = \"embedded\"\npath = \"{}\"",
+                        control_plane.events_db().display()
+                    )
+                } else {
+                    control_plane.settings.event_store.clone()
+                },
                 control_plane.settings.limits,
                 control_plane.settings.sections
             ),
