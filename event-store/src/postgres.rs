@@ -160,8 +160,19 @@ impl PostgresStore {
             })
         };
         let connect = PgConnectOptions::from_str(url)
-            .map_err(|e| fail(format!("the url is not valid: {}", describe(&e))))?
-            .application_name("sealplane")
+            .map_err(|e| fail(format!("the url is not valid: {}", describe(&e))))?;
+        // The url may name the application (replicas told apart in
+        // pg_stat_activity); otherwise "sealplane".
+        let name = connect
+            .get_application_name()
+            .unwrap_or("sealplane")
+            .to_owned();
+        let connect = connect
+            .application_name(&name)
+            // An appender that vanished mid-transaction (a frozen process,
+            // a cut network) would hold the append lock; the server ends
+            // such a session, releasing it.
+            .options([("idle_in_transaction_session_timeout", "30s")])
             .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
