@@ -4,7 +4,10 @@
 //! Appends are serialised by a transaction-level advisory lock: each append
 //! transaction takes [`APPEND_LOCK`], reads the log's last event, assigns the
 //! next positions, inserts and commits; PostgreSQL releases the lock only
-//! after the commit is visible. So positions become visible in order and a
+//! after the commit is visible. Within one process a writer task commits
+//! every append waiting for it in one such transaction (group commit, as
+//! the embedded writer does), so concurrent appenders share one lock
+//! hand-off and one commit flush. So positions become visible in order and a
 //! reader never sees position `p + 1` before `p` — no gap, even while
 //! transactions of several processes commit concurrently (the trap of
 //! sequence-assigned positions, which commit out of order). The store
@@ -26,7 +29,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
-use tokio::sync::{RwLock, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::chain::{self, EventHash, LogCheckpoint, LogHash};
@@ -36,7 +39,8 @@ use crate::event::{
 };
 use crate::redacted_url::RedactedUrl;
 use crate::store::{
-    AppendError, Appended, EventStore, StoreError, Subscription, check_batch, check_expected,
+    AppendError, Appended, EventStore, MAX_BATCH_BYTES, StoreError, Subscription, check_batch,
+    check_expected,
 };
 use crate::subscription::{Head, catch_up_then_live};
 
@@ -114,9 +118,9 @@ struct Inner {
     url: RedactedUrl,
     pool: PgPool,
     head: watch::Sender<Head>,
-    /// Appends hold it shared; `close` takes it exclusively, so it waits
-    /// for those in flight, then sets it.
-    closed: RwLock<bool>,
+    /// The writer's queue; `None` once closed.
+    writer: std::sync::Mutex<Option<mpsc::Sender<Append>>>,
+    writer_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     listener: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -200,12 +204,15 @@ impl PostgresStore {
             head.clone(),
             options.poll_interval,
         ));
+        let (writer, queue) = mpsc::channel(QUEUE);
+        let writer_task = tokio::spawn(run_writer(pool.clone(), head.clone(), queue));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 url: redacted,
                 pool,
                 head,
-                closed: RwLock::new(false),
+                writer: std::sync::Mutex::new(Some(writer)),
+                writer_task: std::sync::Mutex::new(Some(writer_task)),
                 listener: std::sync::Mutex::new(Some(listener)),
             }),
         })
@@ -227,112 +234,6 @@ impl PostgresStore {
     /// Publishes `position` as durable, never moving the head back.
     fn advance(&self, position: Position) {
         advance(&self.inner.head, position);
-    }
-
-    async fn append_locked(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        let db = |e: sqlx::Error| AppendError::Store(backend(e));
-        let mut tx = self.inner.pool.begin().await.map_err(db)?;
-        // Held until the commit is visible: positions commit in order.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(APPEND_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        // READ COMMITTED: each statement from here on sees every append
-        // committed before the lock was granted.
-        let log = match sqlx::query(
-            "SELECT position, log_hash FROM sealplane_events ORDER BY position DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?
-        {
-            None => LogCheckpoint::EMPTY,
-            Some(row) => {
-                let position: i64 = row.try_get(0).map_err(db)?;
-                let log_hash: Vec<u8> = row.try_get(1).map_err(db)?;
-                LogCheckpoint {
-                    position: Position(position as u64),
-                    log_hash: LogHash::from_slice(&log_hash).ok_or_else(|| {
-                        StoreError::Corrupt {
-                            at: format!("position {position}"),
-                            reason: "log_hash is not 32 bytes".into(),
-                        }
-                    })?,
-                }
-            }
-        };
-        let tail = match sqlx::query(
-            "SELECT stream_version, hash FROM sealplane_events WHERE stream_id = $1 \
-             ORDER BY stream_version DESC LIMIT 1",
-        )
-        .bind(stream.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?
-        {
-            None => None,
-            Some(row) => {
-                let version: i64 = row.try_get(0).map_err(db)?;
-                let hash: Vec<u8> = row.try_get(1).map_err(db)?;
-                Some((
-                    StreamVersion(version as u64),
-                    EventHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
-                        at: format!("stream {stream} version {version}"),
-                        reason: "stored hash is not 32 bytes".into(),
-                    })?,
-                ))
-            }
-        };
-        // A refusal drops `tx`, which rolls back and releases the lock.
-        check_expected(stream, expected, tail.map(|(v, _)| v))?;
-        let recorded = chain::link(stream, tail, log, events);
-        let (Some(first), Some(last)) = (recorded.first(), recorded.last()) else {
-            return Err(AppendError::EmptyBatch);
-        };
-        let appended = Appended {
-            first_position: first.position,
-            last_position: last.position,
-            version: last.version,
-        };
-        let mut columns = Columns::with_capacity(recorded.len());
-        for e in &recorded {
-            columns.push(e);
-        }
-        sqlx::query(
-            "INSERT INTO sealplane_events (position, stream_id, stream_version, event_type, \
-             schema_version, data, metadata, prev_hash, hash, log_hash) \
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
-             $5::bigint[], $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::bytea[])",
-        )
-        .bind(columns.position)
-        .bind(columns.stream_id)
-        .bind(columns.stream_version)
-        .bind(columns.event_type)
-        .bind(columns.schema_version)
-        .bind(columns.data)
-        .bind(columns.metadata)
-        .bind(columns.prev_hash)
-        .bind(columns.hash)
-        .bind(columns.log_hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        // Delivered to listeners only when (and if) the commit succeeds.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(appended.last_position.0.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        self.advance(appended.last_position);
-        Ok(appended)
     }
 
     /// Runs a read, retrying it on a connection that died under it
@@ -399,6 +300,10 @@ impl Columns {
         self.hash.push(e.hash.0.to_vec());
         self.log_hash.push(e.log_hash.0.to_vec());
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn advance(head: &watch::Sender<Head>, position: Position) {
@@ -547,6 +452,214 @@ async fn follow_head(pool: PgPool, head: watch::Sender<Head>, poll_interval: Dur
     }
 }
 
+/// Most appends committed in one transaction.
+const GROUP_MAX_APPENDS: usize = 256;
+/// Appends waiting for the writer before appenders wait.
+const QUEUE: usize = 1024;
+
+/// One append waiting for the writer.
+struct Append {
+    stream: StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+/// This process's appends, committed in groups: one transaction (one lock
+/// hand-off, one commit flush, one notification) for every append waiting
+/// when the previous group committed. Ends, after the last group, when the
+/// store closes.
+async fn run_writer(pool: PgPool, head: watch::Sender<Head>, mut queue: mpsc::Receiver<Append>) {
+    let mut group = Vec::with_capacity(GROUP_MAX_APPENDS);
+    while let Some(first) = queue.recv().await {
+        let mut bytes = batch_bytes(&first);
+        group.push(first);
+        while group.len() < GROUP_MAX_APPENDS && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(next) => {
+                    bytes += batch_bytes(&next);
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let outcomes = match commit_group(&pool, &mut group).await {
+            Ok((outcomes, last)) => {
+                if let Some(last) = last {
+                    advance(&head, last);
+                }
+                outcomes
+            }
+            Err(e) => group.iter().map(|_| Err(duplicate(&e).into())).collect(),
+        };
+        for (append, outcome) in group.drain(..).zip(outcomes) {
+            let _ = append.reply.send(outcome);
+        }
+    }
+}
+
+fn batch_bytes(append: &Append) -> usize {
+    append.events.iter().map(NewEvent::size).sum()
+}
+
+/// The failure of a group's transaction, once for each of its appends.
+fn duplicate(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Corrupt { at, reason } => StoreError::Corrupt {
+            at: at.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Closed => StoreError::Closed,
+        other => StoreError::backend(std::io::Error::other(format!(
+            "the append's transaction failed, nothing was written: {other}"
+        ))),
+    }
+}
+
+/// Appends the group in one transaction holding [`APPEND_LOCK`]: each
+/// append is checked against the log as the earlier ones of the group left
+/// it; a refused one writes nothing and the rest still commit. Returns one
+/// outcome per append and the new last position, if anything was written;
+/// `Err` when the transaction failed, so nothing was.
+async fn commit_group(
+    pool: &PgPool,
+    group: &mut [Append],
+) -> Result<(Vec<Result<Appended, AppendError>>, Option<Position>), StoreError> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    // Held until the commit is visible: positions commit in order.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPEND_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    // READ COMMITTED: each statement from here on sees every append
+    // committed before the lock was granted, and this group's own.
+    let mut log = log_head(&mut tx).await?;
+    let before = log.position;
+    let mut outcomes = Vec::with_capacity(group.len());
+    for append in group.iter_mut() {
+        let events = std::mem::take(&mut append.events);
+        // Refusals are decided before anything is written, so a refused
+        // append needs no savepoint to undo.
+        let outcome = match stream_tail(&mut tx, &append.stream).await {
+            Ok(tail) => {
+                match check_expected(&append.stream, append.expected, tail.map(|(v, _)| v)) {
+                    Ok(()) => {
+                        let recorded = chain::link(&append.stream, tail, log, events);
+                        insert(&mut tx, &recorded).await?;
+                        match (recorded.first(), recorded.last()) {
+                            (Some(first), Some(last)) => {
+                                log = LogCheckpoint::of(last);
+                                Ok(Appended {
+                                    first_position: first.position,
+                                    last_position: last.position,
+                                    version: last.version,
+                                })
+                            }
+                            _ => Err(AppendError::EmptyBatch),
+                        }
+                    }
+                    Err(conflict) => Err(conflict.into()),
+                }
+            }
+            Err(corrupt @ StoreError::Corrupt { .. }) => Err(corrupt.into()),
+            Err(e) => return Err(e),
+        };
+        outcomes.push(outcome);
+    }
+    if log.position == before {
+        return Ok((outcomes, None)); // every append refused: dropping rolls back
+    }
+    // Delivered to listeners only when (and if) the commit succeeds.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(log.position.0.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok((outcomes, Some(log.position)))
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// The log's last position and log hash ([`LogCheckpoint::EMPTY`] when empty).
+async fn log_head(tx: &mut Tx) -> Result<LogCheckpoint, StoreError> {
+    let row = sqlx::query(
+        "SELECT position, log_hash FROM sealplane_events ORDER BY position DESC LIMIT 1",
+    )
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some(row) = row else {
+        return Ok(LogCheckpoint::EMPTY);
+    };
+    let position: i64 = row.try_get(0).map_err(backend)?;
+    let log_hash: Vec<u8> = row.try_get(1).map_err(backend)?;
+    Ok(LogCheckpoint {
+        position: Position(position as u64),
+        log_hash: LogHash::from_slice(&log_hash).ok_or_else(|| StoreError::Corrupt {
+            at: format!("position {position}"),
+            reason: "log_hash is not 32 bytes".into(),
+        })?,
+    })
+}
+
+/// The stream's last version and hash, `None` for a new stream.
+async fn stream_tail(
+    tx: &mut Tx,
+    stream: &StreamId,
+) -> Result<Option<(StreamVersion, EventHash)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT stream_version, hash FROM sealplane_events WHERE stream_id = $1 \
+         ORDER BY stream_version DESC LIMIT 1",
+    )
+    .bind(stream.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let version: i64 = row.try_get(0).map_err(backend)?;
+    let hash: Vec<u8> = row.try_get(1).map_err(backend)?;
+    Ok(Some((
+        StreamVersion(version as u64),
+        EventHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
+            at: format!("stream {stream} version {version}"),
+            reason: "stored hash is not 32 bytes".into(),
+        })?,
+    )))
+}
+
+/// Inserts a linked batch in one statement, its columns bound as arrays.
+async fn insert(tx: &mut Tx, recorded: &[RecordedEvent]) -> Result<(), StoreError> {
+    let mut columns = Columns::with_capacity(recorded.len());
+    for e in recorded {
+        columns.push(e);
+    }
+    sqlx::query(
+        "INSERT INTO sealplane_events (position, stream_id, stream_version, event_type, \
+         schema_version, data, metadata, prev_hash, hash, log_hash) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
+         $5::bigint[], $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::bytea[])",
+    )
+    .bind(columns.position)
+    .bind(columns.stream_id)
+    .bind(columns.stream_version)
+    .bind(columns.event_type)
+    .bind(columns.schema_version)
+    .bind(columns.data)
+    .bind(columns.metadata)
+    .bind(columns.prev_hash)
+    .bind(columns.hash)
+    .bind(columns.log_hash)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let db = backend;
     let position: i64 = row.try_get(0).map_err(db)?;
@@ -594,11 +707,18 @@ impl EventStore for PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<Appended, AppendError> {
         check_batch(&events)?;
-        let closed = self.inner.closed.read().await;
-        if *closed {
-            return Err(StoreError::Closed.into());
-        }
-        self.append_locked(stream, expected, events).await
+        let writer = lock(&self.inner.writer).clone().ok_or(StoreError::Closed)?;
+        let (reply, outcome) = oneshot::channel();
+        writer
+            .send(Append {
+                stream: stream.clone(),
+                expected,
+                events,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn read_stream(
@@ -646,14 +766,13 @@ impl EventStore for PostgresStore {
     }
 
     async fn close(&self) {
-        // Waits for every append in flight (each holds the lock shared).
-        *self.inner.closed.write().await = true;
-        let listener = self
-            .inner
-            .listener
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        // The writer commits every queued append, then ends.
+        drop(lock(&self.inner.writer).take());
+        let writer = lock(&self.inner.writer_task).take();
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+        let listener = lock(&self.inner.listener).take();
         if let Some(listener) = listener {
             listener.abort();
             let _ = listener.await;
