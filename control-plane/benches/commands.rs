@@ -261,6 +261,7 @@ impl Server {
         let store = server::open_store(&EventStoreConfig::Embedded {
             path: dir.path().join("events.db"),
         })
+        .await
         .unwrap();
         let assembled = server::app(store, Limits::default()).await.unwrap();
         let token = bootstrap::init(

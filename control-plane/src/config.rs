@@ -27,6 +27,21 @@ pub enum ConfigError {
     PlaintextNotLoopback(SocketAddr),
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    #[error(
+        "event_store: the postgres backend takes exactly one of `url`, `url_file` and `url_env` (url_file or url_env keep the password out of this file)"
+    )]
+    PostgresUrlSources,
+    #[error(
+        "event_store: the postgres backend needs [audit] log_key_file, since there is no data directory beside the store to keep the log-signing key in"
+    )]
+    PostgresLogKey,
+    #[error("event_store: cannot read the PostgreSQL url from {path}: {source}")]
+    PostgresUrlFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("event_store: the environment variable {0} holding the PostgreSQL url is not set")]
+    PostgresUrlEnv(String),
     #[error("{name} is {value}; at most {max} is supported")]
     TooLarge {
         name: &'static str,
@@ -95,6 +110,8 @@ impl Config {
             EventStoreConfig::Embedded { path } => {
                 path.parent().unwrap_or(Path::new(".")).join(LOG_KEY_FILE)
             }
+            // `check` requires log_key_file for PostgreSQL.
+            EventStoreConfig::Postgres { .. } => PathBuf::from(LOG_KEY_FILE),
         }
     }
 }
@@ -137,6 +154,70 @@ pub enum EventStoreConfig {
         /// The database file.
         path: PathBuf,
     },
+    /// A PostgreSQL database several control planes may share (ADR 0019);
+    /// its url from exactly one of the three sources.
+    Postgres {
+        /// `postgres://user:password@host:port/database?sslmode=…`.
+        #[serde(default)]
+        url: Option<DatabaseUrl>,
+        /// A file holding the url (e.g. a mounted secret), read at start.
+        #[serde(default)]
+        url_file: Option<PathBuf>,
+        /// An environment variable holding the url, read at start.
+        #[serde(default)]
+        url_env: Option<String>,
+    },
+}
+
+/// A database url, which may hold a password: `Debug` hides it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps `url`.
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(url.into())
+    }
+
+    /// The url itself, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", sealplane_event_store::RedactedUrl::new(&self.0))
+    }
+}
+
+impl EventStoreConfig {
+    /// The PostgreSQL url from its configured source; `None` for another
+    /// backend. Errors name the source, never the url.
+    pub fn postgres_url(&self) -> Result<Option<DatabaseUrl>, ConfigError> {
+        let EventStoreConfig::Postgres {
+            url,
+            url_file,
+            url_env,
+        } = self
+        else {
+            return Ok(None);
+        };
+        match (url, url_file, url_env) {
+            (Some(url), None, None) => Ok(Some(url.clone())),
+            (None, Some(path), None) => std::fs::read_to_string(path)
+                .map(|text| Some(DatabaseUrl::new(text.trim())))
+                .map_err(|source| ConfigError::PostgresUrlFile {
+                    path: path.display().to_string(),
+                    source,
+                }),
+            (None, None, Some(name)) => std::env::var(name)
+                .map(|text| Some(DatabaseUrl::new(text.trim())))
+                .map_err(|_| ConfigError::PostgresUrlEnv(name.clone())),
+            _ => Err(ConfigError::PostgresUrlSources),
+        }
+    }
 }
 
 /// Protocol limits.
@@ -221,6 +302,20 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         if self.tls.is_none() && !self.listen.ip().is_loopback() {
             return Err(ConfigError::PlaintextNotLoopback(self.listen));
+        }
+        if let EventStoreConfig::Postgres {
+            url,
+            url_file,
+            url_env,
+        } = &self.event_store
+        {
+            let sources = [url.is_some(), url_file.is_some(), url_env.is_some()];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return Err(ConfigError::PostgresUrlSources);
+            }
+            if self.audit.log_key_file.is_none() {
+                return Err(ConfigError::PostgresLogKey);
+            }
         }
         let l = &self.limits;
         for (value, name) in [
@@ -365,5 +460,61 @@ mod tests {
         let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &value);
         let payload_len = b64.len() + 200; // request id, uri, key name, JSON syntax
         assert!(payload_len + 48 <= limits.max_ciphertext_bytes());
+    }
+
+    fn postgres(store: &str) -> String {
+        format!(
+            "listen = \"127.0.0.1:7443\"\n[event_store]\nbackend = \"postgres\"\n{store}\n[audit]\nlog_key_file = \"/k\"\n"
+        )
+    }
+
+    #[test]
+    fn a_postgres_store_takes_its_url_from_one_source_and_never_shows_the_password() {
+        let c = Config::parse(
+            &postgres("url = \"postgres://sp:hunter2@db:5432/events\""),
+            "test",
+        )
+        .unwrap();
+        let url = c.event_store.postgres_url().unwrap().unwrap();
+        assert_eq!(url.expose(), "postgres://sp:hunter2@db:5432/events");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("sp:***@db:5432"), "{shown}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://sp:hunter2@db/events\n").unwrap();
+        let c = Config::parse(
+            &postgres(&format!("url_file = \"{}\"", file.display())),
+            "test",
+        )
+        .unwrap();
+        let url = c.event_store.postgres_url().unwrap().unwrap();
+        assert_eq!(url.expose(), "postgres://sp:hunter2@db/events");
+
+        let c = Config::parse(
+            &postgres("url_env = \"SEALPLANE_TEST_UNSET_POSTGRES_URL\""),
+            "test",
+        )
+        .unwrap();
+        let err = c.event_store.postgres_url().unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "variable SEALPLANE_TEST_UNSET_POSTGRES_URL holding the PostgreSQL url is not set"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_postgres_store_needs_exactly_one_url_source_and_a_log_key_file() {
+        for store in ["", "url = \"postgres://db/e\"\nurl_env = \"X\""] {
+            let err = Config::parse(&postgres(store), "test").unwrap_err();
+            assert!(matches!(err, ConfigError::PostgresUrlSources), "{err}");
+        }
+        let text =
+            postgres("url = \"postgres://db/e\"").replace("[audit]\nlog_key_file = \"/k\"\n", "");
+        let err = Config::parse(&text, "test").unwrap_err();
+        assert!(err.to_string().contains("log_key_file"), "{err}");
     }
 }

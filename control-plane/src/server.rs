@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealplane_event_store::{EmbeddedStore, EventStore, StoreError};
+use sealplane_event_store::{EmbeddedStore, EventStore, PostgresStore, StoreError};
 use sealplane_host::admin::Readiness;
 use sealplane_proto::v1::{
     audit_server::AuditServer, operations_server::OperationsServer,
@@ -67,13 +67,20 @@ pub enum ServerError {
 }
 
 /// Opens the configured event store.
-pub fn open_store(config: &EventStoreConfig) -> Result<Arc<dyn EventStore>, StoreError> {
+pub async fn open_store(config: &EventStoreConfig) -> Result<Arc<dyn EventStore>, StoreError> {
     match config {
         EventStoreConfig::Embedded { path } => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(StoreError::backend)?;
             }
             Ok(Arc::new(EmbeddedStore::open(path)?))
+        }
+        EventStoreConfig::Postgres { .. } => {
+            let url = config
+                .postgres_url()
+                .map_err(StoreError::backend)?
+                .ok_or_else(|| StoreError::backend(ConfigError::PostgresUrlSources))?;
+            Ok(Arc::new(PostgresStore::connect(url.expose()).await?))
         }
     }
 }

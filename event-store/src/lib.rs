@@ -5,8 +5,10 @@
 //! concurrency, read a stream, read the whole log, subscribe catch-up then
 //! live), the hash chains that make tampering evident ([`chain`], checked by
 //! [`ChainVerifier`] against held [`LogCheckpoint`]s), and the
-//! backends: [`EmbeddedStore`] (one SQLite file, the default) and
-//! [`MemoryStore`] (unit tests of pure logic only). Every backend passes the
+//! backends: [`EmbeddedStore`] (one SQLite file, the default),
+//! `PostgresStore` (feature `postgres`: one database several control
+//! planes share, ADR 0019) and [`MemoryStore`] (unit tests of pure logic
+//! only). Every backend passes the
 //! conformance suite in `tests/conformance/`.
 //!
 //! What it is not for: it knows nothing of secrets, aggregates or
@@ -22,6 +24,9 @@ pub mod chain;
 mod embedded;
 mod event;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod redacted_url;
 mod store;
 mod subscription;
 mod verify;
@@ -35,6 +40,12 @@ pub use event::{
     StreamVersion,
 };
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{
+    APPEND_LOCK, ConnectError, NOTIFY_CHANNEL, PostgresOptions, PostgresStore,
+    SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
+};
+pub use redacted_url::RedactedUrl;
 pub use store::{
     AppendError, Appended, Conflict, EventStore, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, StoreError,
     Subscription, SubscriptionMessage, check_batch, check_expected,

@@ -13,7 +13,11 @@ use sealplane_event_store::{LogCheckpoint, LogHash, Position};
 /// Copies the configured event log to `to` while the server may run.
 pub async fn backup(config_path: &Path, to: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let EventStoreConfig::Embedded { path } = &config.event_store;
+    let EventStoreConfig::Embedded { path } = &config.event_store else {
+        bail!(
+            "`sealplane backup` copies the embedded event store; back up a PostgreSQL event store with pg_dump (README, Backup and restore)"
+        );
+    };
     let (db, dest) = (path.clone(), to.to_owned());
     let started = Instant::now();
     let summary = tokio::task::spawn_blocking(move || backup::backup(&db, &dest))

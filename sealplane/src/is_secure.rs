@@ -29,6 +29,19 @@ pub fn run(
         }
         match &c.event_store {
             EventStoreConfig::Embedded { path } => found.extend(exposed(path, "event store")),
+            EventStoreConfig::Postgres { url, url_file, .. } => {
+                if url.as_ref().is_some_and(|u| {
+                    sealplane_event_store::RedactedUrl::new(u.expose()).to_string() != u.expose()
+                }) {
+                    found.push(format!(
+                        "{}: [event_store] url holds the PostgreSQL password: move it to url_file or url_env",
+                        path.display()
+                    ));
+                }
+                if let Some(file) = url_file {
+                    found.extend(exposed(file, "PostgreSQL url file"));
+                }
+            }
         }
         checked.push(path.display().to_string());
     }

@@ -19,7 +19,7 @@ use sealplane_control_plane::config::{AuditConfig, LOG_KEY_FILE};
 use sealplane_control_plane::config::{Config, EventStoreConfig, Limits};
 use sealplane_control_plane::domain::names::Slug;
 use sealplane_control_plane::server;
-use sealplane_event_store::EventStore;
+use sealplane_event_store::{EventStore, RedactedUrl};
 use sealplane_host::durable;
 use sealplane_host::logging::{self, LogFormat};
 use sealplane_proto::certificate::TrustAnchor;
@@ -186,7 +186,9 @@ async fn open_verified(
     config: &EventStoreConfig,
     log_key: &LogSigningKey,
 ) -> anyhow::Result<(Arc<dyn EventStore>, u64)> {
-    let store = server::open_store(config).context("cannot open the event store")?;
+    let store = server::open_store(config)
+        .await
+        .context("cannot open the event store")?;
     let started = std::time::Instant::now();
     let verified = verify_with_recorded(&*store, &log_key.public_key())
         .await
@@ -244,6 +246,16 @@ async fn with_admin(
 fn describe(config: &EventStoreConfig) -> String {
     match config {
         EventStoreConfig::Embedded { path } => path.display().to_string(),
+        EventStoreConfig::Postgres {
+            url,
+            url_file,
+            url_env,
+        } => match (url, url_file, url_env) {
+            (Some(url), _, _) => RedactedUrl::new(url.expose()).to_string(),
+            (_, Some(file), _) => format!("PostgreSQL (url from {})", file.display()),
+            (_, _, Some(name)) => format!("PostgreSQL (url from ${name})"),
+            _ => "PostgreSQL".to_owned(),
+        },
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Settings {
     /// An `[admin]` listener on a free loopback port (see
     /// [`ControlPlane::admin_addr`]).
     pub admin: bool,
+    /// An `[event_store]` section replacing the embedded store in
+    /// `events.db` (e.g. `backend = "postgres"`); empty for the default.
+    pub event_store: String,
 }
 
 impl Settings {
@@ -127,9 +130,16 @@ impl ControlPlane {
         fs::write(
             control_plane.config_path(),
             format!(
-                "listen = \"127.0.0.1:0\"\n{}\n[event_store]\nbackend = \"embedded\"\npath = \"{}\"\n[limits]\n{}\n{}\n{}\n",
+                "listen = \"127.0.0.1:0\"\n{}\n{}\n[limits]\n{}\n{}\n{}\n",
                 control_plane.settings.tls,
-                control_plane.events_db().display(),
+                if control_plane.settings.event_store.is_empty() {
+                    format!(
+                        "[event_store]\nbackend = \"embedded\"\npath = \"{}\"",
+                        control_plane.events_db().display()
+                    )
+                } else {
+                    control_plane.settings.event_store.clone()
+                },
                 control_plane.settings.limits,
                 control_plane.settings.sections,
                 if control_plane.settings.admin {

@@ -30,6 +30,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod moto;
 pub mod openbao;
+pub mod postgres;
 pub mod process;
 pub mod scan;
 pub mod sealctl;
