@@ -6,7 +6,8 @@
 //! checkpointer running, in the same run.
 //!
 //! `cargo build --release --bins && cargo bench -p sealplane --bench audit`
-//! (`-- --events N` changes the log's size; `SEALPLANE_BIN_DIR=DIR` runs
+//! (`-- --events N` changes the log's size, `-- --events 0` runs only the
+//! append part; `SEALPLANE_BIN_DIR=DIR` runs
 //! another build's binaries). The log is written as real puts leave it
 //! (six events each, through the real command handler), then served by the
 //! real `sealplane serve`; `sealctl` runs under `/usr/bin/time` for its
@@ -125,6 +126,12 @@ async fn checkpoint_cost() {
     let mut rates: [[Vec<f64>; 2]; 2] = Default::default();
     for round in 0..6u64 {
         let with = round % 2 == 1;
+        if with {
+            // Catch up first on what the rounds without it appended, so
+            // the round measures the steady state: a checkpoint per 1,000
+            // new events, each verifying those since the last one.
+            checkpointer.cycle().await.unwrap();
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = with.then(|| {
             tokio::spawn(checkpointer.clone().run(async {
@@ -174,6 +181,10 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
 
+    if events == 0 {
+        checkpoint_cost().await;
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut cp = ControlPlane::configure(Some(dir.path()), Settings::default());
     cp.init();
