@@ -7,15 +7,11 @@
 //!
 //! `sealplane` must be built first (`cargo build --workspace --bins`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sealplane_event_store::{
-    EmbeddedStore, EventHash, EventStore, LogCheckpoint, Position, RecordedEvent, StreamId,
-    StreamVersion,
-};
+use sealplane_event_store::{EmbeddedStore, EventStore, Position, RecordedEvent};
 use sealplane_test_kit::{ControlPlane, Run, Settings};
 
 const SEALCTL: &str = env!("CARGO_BIN_EXE_sealctl");
@@ -57,25 +53,7 @@ fn read_all(db: &Path) -> Vec<RecordedEvent> {
 /// Renumbers positions and versions and recomputes every hash, as a
 /// forger with write access and this source code would.
 fn forge(events: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
-    let mut streams: BTreeMap<StreamId, (StreamVersion, EventHash)> = BTreeMap::new();
-    let mut head = LogCheckpoint::EMPTY;
-    events
-        .into_iter()
-        .map(|mut e| {
-            let (version, prev) = match streams.get(&e.stream_id) {
-                Some((v, h)) => (v.next(), *h),
-                None => (StreamVersion(0), EventHash::GENESIS),
-            };
-            e.position = head.position.next();
-            e.version = version;
-            e.prev_hash = prev;
-            e.hash = e.computed_hash();
-            e.log_hash = head.log_hash.extend(e.position, &e.hash);
-            streams.insert(e.stream_id.clone(), (e.version, e.hash));
-            head = LogCheckpoint::of(&e);
-            e
-        })
-        .collect()
+    sealplane_event_store::chain::relink(events)
 }
 
 /// Replaces the stored log with `events`, row for row.

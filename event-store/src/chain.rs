@@ -216,6 +216,35 @@ pub fn link(
     recorded
 }
 
+/// Renumbers `events` in the order given (positions from 1, versions per
+/// stream from 0) and recomputes both hash chains, as a store would have
+/// written them: what anyone with write access to the store and this
+/// source can do (the hashes are unkeyed), and so what tamper tests play.
+/// Only a checkpoint held outside the store tells the result from the
+/// original (ADR 0014).
+pub fn relink(events: impl IntoIterator<Item = RecordedEvent>) -> Vec<RecordedEvent> {
+    let mut streams: std::collections::HashMap<StreamId, (StreamVersion, EventHash)> =
+        std::collections::HashMap::new();
+    let mut head = LogCheckpoint::EMPTY;
+    events
+        .into_iter()
+        .map(|mut e| {
+            let (version, prev) = match streams.get(&e.stream_id) {
+                Some((v, h)) => (v.next(), *h),
+                None => (StreamVersion(0), EventHash::GENESIS),
+            };
+            e.position = head.position.next();
+            e.version = version;
+            e.prev_hash = prev;
+            e.hash = e.computed_hash();
+            e.log_hash = head.log_hash.extend(e.position, &e.hash);
+            streams.insert(e.stream_id.clone(), (e.version, e.hash));
+            head = LogCheckpoint::of(&e);
+            e
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -423,29 +423,8 @@ mod tests {
         log_of(&[("a", 1), ("b", 1), ("a", 1), ("b", 1), ("c", 1), ("a", 1)])
     }
 
-    /// Recomputes every hash of `events` as a forger with write access
-    /// would: renumbered positions and versions, per-stream links, event
-    /// hashes and log hashes all consistent again.
     fn forge(events: &[RecordedEvent]) -> Vec<RecordedEvent> {
-        let mut forged: Vec<RecordedEvent> = vec![];
-        let mut streams: HashMap<StreamId, (StreamVersion, EventHash)> = HashMap::new();
-        let mut head = LogCheckpoint::EMPTY;
-        for e in events {
-            let mut e = e.clone();
-            let (version, prev) = match streams.get(&e.stream_id) {
-                Some((v, h)) => (v.next(), *h),
-                None => (StreamVersion(0), EventHash::GENESIS),
-            };
-            e.position = head.position.next();
-            e.version = version;
-            e.prev_hash = prev;
-            e.hash = e.computed_hash();
-            e.log_hash = head.log_hash.extend(e.position, &e.hash);
-            streams.insert(e.stream_id.clone(), (e.version, e.hash));
-            head = LogCheckpoint::of(&e);
-            forged.push(e);
-        }
-        forged
+        crate::chain::relink(events.iter().cloned())
     }
 
     fn verify(events: &[RecordedEvent], held: &[LogCheckpoint]) -> Result<VerifiedLog, ChainBreak> {

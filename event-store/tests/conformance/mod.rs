@@ -1174,25 +1174,7 @@ async fn checkpointed_fixture<B: DurableBackend>() -> (B, Vec<RecordedEvent>, Lo
 /// Renumbers positions and versions and recomputes every hash, as a
 /// forger with write access and this source code would.
 fn forge(events: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
-    let mut streams: BTreeMap<StreamId, (StreamVersion, EventHash)> = BTreeMap::new();
-    let mut head = LogCheckpoint::EMPTY;
-    events
-        .into_iter()
-        .map(|mut e| {
-            let (version, prev) = match streams.get(&e.stream_id) {
-                Some((v, h)) => (v.next(), *h),
-                None => (v(0), EventHash::GENESIS),
-            };
-            e.position = head.position.next();
-            e.version = version;
-            e.prev_hash = prev;
-            e.hash = e.computed_hash();
-            e.log_hash = head.log_hash.extend(e.position, &e.hash);
-            streams.insert(e.stream_id.clone(), (e.version, e.hash));
-            head = LogCheckpoint::of(&e);
-            e
-        })
-        .collect()
+    sealplane_event_store::chain::relink(events)
 }
 
 fn with_data(mut e: RecordedEvent, data: &str) -> RecordedEvent {
