@@ -300,6 +300,22 @@ async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
         first.message,
         Some(v1::feed_message::Message::CaughtUp(_))
     ));
+    // A resume position beyond the log (a checkpoint from before a restore,
+    // or from another log) would skip the events that later take those
+    // positions: refused, not followed.
+    let (status, message) = code(
+        c.reactor
+            .subscribe(req(
+                v1::FeedRequest {
+                    from_position: 1_000_000,
+                },
+                &r1,
+            ))
+            .await,
+    );
+    assert_eq!(status, Code::OutOfRange, "{message}");
+    assert!(message.contains("1000000"), "{message}");
+    assert!(message.contains("checkpoint"), "{message}");
     let (status, _) = code(
         c.secrets
             .list_secrets(req(v1::ListSecretsRequest::default(), &r1))

@@ -82,6 +82,19 @@ impl Reactor for ReactorApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.reactor(&request, "Subscribe").await?;
         let from = Position(request.into_inner().from_position.max(1));
+        // A feed resumes at most just past the head: a position beyond it
+        // (a checkpoint kept from before a restore, or from another log)
+        // would silently skip the events that later take those positions.
+        let head = self.app.handler.store().head().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read the log's head");
+            Status::unavailable("the event store is unavailable; try again")
+        })?;
+        if from.0 > head.0.saturating_add(1) {
+            return Err(Status::out_of_range(format!(
+                "the feed cannot resume at position {}: the log ends at position {}, so the reactor's checkpoint is not from this log (restored from a backup?); remove the reactor's checkpoint file and start it again",
+                from.0, head.0
+            )));
+        }
         let guard = self.app.open_stream(&caller.actor)?;
         let connected = self.app.guards.reactors.connect(
             caller.actor.slug.clone(),
