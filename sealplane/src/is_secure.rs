@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use sealplane_control_plane::config::{Config, EventStoreConfig};
+use sealplane_control_plane::config::{Config, EventStoreConfig, LOG_KEY_FILE};
 use sealplane_reactors::config::ReactorConfig;
 use sealplane_reactors::security::{exposed, reactor_report};
 
@@ -43,6 +43,7 @@ pub fn run(
                 }
             }
         }
+        found.extend(exposed(&c.log_key_path(), "log-signing key"));
         checked.push(path.display().to_string());
     }
     for path in &reactor_configs {
@@ -58,6 +59,7 @@ pub fn run(
         let c = dev::reactor_config(dir, SocketAddr::from(([127, 0, 0, 1], 0)));
         found.extend(reactor_report(&c));
         found.extend(exposed(&dir.join("events.db"), "event store"));
+        found.extend(exposed(&dir.join(LOG_KEY_FILE), "log-signing key"));
         checked.push(format!("dev data directory {}", dir.display()));
     }
     if found.is_empty() {

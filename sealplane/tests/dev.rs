@@ -154,6 +154,17 @@ fn dev_brings_a_file_store_reactor_whose_setup_is_secure_until_a_key_is_exposed(
         stderr.contains(&format!("chmod 600 {}", master.display())),
         "{stderr}"
     );
+    // The log-signing key too: whoever reads it can sign checkpoints.
+    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let log_key = dir.path().join("log-signing.key");
+    std::fs::set_permissions(&log_key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, out) = is_secure(&["--data-dir", data_dir]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("log-signing key")
+            && out.contains(&format!("chmod 600 {}", log_key.display())),
+        "{out}"
+    );
 }
 
 #[test]
