@@ -7,54 +7,16 @@
 //! `sealplane` must be built first (`cargo build --workspace --bins`).
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use sealplane_test_kit::marker;
 use sealplane_test_kit::scan::scan_dir;
-use sealplane_test_kit::{ControlPlane, Run, Settings, marker};
 
-const SEALCTL: &str = env!("CARGO_BIN_EXE_sealctl");
+mod common;
 
-struct Dev {
-    control_plane: ControlPlane,
-}
-
-impl Dev {
-    fn config_dir(&self) -> PathBuf {
-        self.control_plane.dir().join("sealctl")
-    }
-
-    fn command(&self, token: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(SEALCTL);
-        cmd.args(args)
-            .env("SEALPLANE_ADDR", &self.control_plane.addr)
-            .env("SEALPLANE_CONFIG_DIR", self.config_dir())
-            .env("SEALPLANE_TOKEN", token)
-            .env_remove("SEALPLANE_CA_FILE")
-            .env_remove("SEALPLANE_TRUST")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn sealctl(&self, token: &str, args: &[&str]) -> Run {
-        Run::from_output(self.command(token, args).output().unwrap())
-    }
-
-    fn admin(&self, args: &[&str]) -> Run {
-        self.sealctl(self.control_plane.admin_token(), args)
-    }
-
-    /// Creates `slug` with `role` and returns its token.
-    fn user(&self, slug: &str, role: &str) -> String {
-        self.admin(&["create", "user", slug, "--role", role]).ok();
-        self.admin(&["issue", "token", slug, "-o", "json"]).json()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-}
+use common::Dev;
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
@@ -97,17 +59,7 @@ fn normalised(entries: &[serde_json::Value], hashes: &[String]) -> Vec<String> {
 
 #[test]
 fn an_auditor_reads_a_scripted_history_exactly_and_follows_it_live() {
-    let dev = Dev {
-        control_plane: ControlPlane::dev(None, Settings::default()),
-    };
-    // sealctl trusts the dev anchor, as `sealctl trust add` would.
-    let (deployment, anchor) = dev.control_plane.trust_entry().split_once('=').unwrap();
-    std::fs::create_dir_all(dev.config_dir()).unwrap();
-    std::fs::write(
-        dev.config_dir().join("trust"),
-        format!("{deployment} {anchor}\n"),
-    )
-    .unwrap();
+    let dev = Dev::start();
     let alice = dev.user("alice", "user");
     let bob = dev.user("bob", "user");
     let carol = dev.user("carol", "auditor");

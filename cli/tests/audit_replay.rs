@@ -9,53 +9,21 @@
 //!
 //! `sealplane` must be built first (`cargo build --workspace --bins`).
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+use sealplane_test_kit::marker;
 use sealplane_test_kit::scan::scan_dir;
-use sealplane_test_kit::{ControlPlane, Run, Settings, marker};
 
-const SEALCTL: &str = env!("CARGO_BIN_EXE_sealctl");
 const URI: &str = "local://alice/db";
 
-struct Dev {
-    control_plane: ControlPlane,
-}
+mod common;
+
+use common::Dev;
 
 impl Dev {
-    fn config_dir(&self) -> PathBuf {
-        self.control_plane.dir().join("sealctl")
-    }
-
-    fn sealctl(&self, token: &str, args: &[&str]) -> Run {
-        let mut cmd = Command::new(SEALCTL);
-        cmd.args(args)
-            .env("SEALPLANE_ADDR", &self.control_plane.addr)
-            .env("SEALPLANE_CONFIG_DIR", self.config_dir())
-            .env("SEALPLANE_TOKEN", token)
-            .env_remove("SEALPLANE_CA_FILE")
-            .env_remove("SEALPLANE_TRUST")
-            .stdin(Stdio::null());
-        Run::from_output(cmd.output().unwrap())
-    }
-
-    fn admin(&self, args: &[&str]) -> Run {
-        self.sealctl(self.control_plane.admin_token(), args)
-    }
-
-    /// Creates `slug` with `role` and returns its token.
-    fn user(&self, slug: &str, role: &str) -> String {
-        self.admin(&["create", "user", slug, "--role", role]).ok();
-        self.admin(&["issue", "token", slug, "-o", "json"]).json()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
     /// What the live commands show now, and the log position they
     /// reflect: the position of the audit read made right after them
     /// (reads change no state).
@@ -141,16 +109,7 @@ fn changes(diff: &Value, hashes: &[&str]) -> Vec<String> {
 
 #[test]
 fn a_replay_at_each_recorded_moment_shows_what_was_seen_then_and_diffs_name_the_changes() {
-    let dev = Dev {
-        control_plane: ControlPlane::dev(None, Settings::default()),
-    };
-    let (deployment, anchor) = dev.control_plane.trust_entry().split_once('=').unwrap();
-    std::fs::create_dir_all(dev.config_dir()).unwrap();
-    std::fs::write(
-        dev.config_dir().join("trust"),
-        format!("{deployment} {anchor}\n"),
-    )
-    .unwrap();
+    let dev = Dev::start();
     let alice = dev.user("alice", "user");
     let bob = dev.user("bob", "user");
     let carol = dev.user("carol", "auditor");
