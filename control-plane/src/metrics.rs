@@ -217,6 +217,20 @@ impl EventStore for Metered {
     fn subscribe_all(&self, from: Position) -> Subscription {
         self.inner.subscribe_all(from)
     }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.acquire_lease(name, holder, ttl).await
+    }
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(name, holder).await
+    }
+    async fn exclusive(&self, name: &str) -> Result<sealplane_event_store::Exclusive, StoreError> {
+        self.inner.exclusive(name).await
+    }
     async fn close(&self) {
         self.inner.close().await
     }

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::chain::{self, EventHash, LogCheckpoint, LogHash};
+use crate::coordination::LocalCoordination;
 use crate::event::{
     EventType, ExpectedVersion, JsonObject, NewEvent, Position, RecordedEvent, StreamId,
     StreamVersion,
@@ -78,6 +79,9 @@ struct Inner {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     head: watch::Sender<Head>,
+    /// Leases and sections: the lock file admits one process, so they
+    /// are this process's.
+    coordination: LocalCoordination,
 }
 
 /// One append waiting for the writer.
@@ -131,6 +135,7 @@ impl EmbeddedStore {
                 writer_thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
                 head,
+                coordination: LocalCoordination::default(),
             }),
         })
     }
@@ -610,6 +615,24 @@ impl EventStore for EmbeddedStore {
 
     fn backend(&self) -> &'static str {
         "embedded"
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.inner.coordination.acquire(name, holder, ttl))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.inner.coordination.release(name, holder);
+        Ok(())
+    }
+
+    async fn exclusive(&self, name: &str) -> Result<crate::Exclusive, StoreError> {
+        Ok(self.inner.coordination.exclusive(name).await)
     }
 
     fn subscribe_all(&self, from: Position) -> Subscription {

@@ -20,6 +20,7 @@
 
 pub mod backup;
 pub mod chain;
+mod coordination;
 #[cfg(feature = "embedded")]
 mod embedded;
 mod event;
@@ -32,6 +33,7 @@ mod subscription;
 mod verify;
 
 pub use chain::{EventHash, LogCheckpoint, LogHash};
+pub use coordination::{Exclusive, LocalCoordination};
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 pub use event::{

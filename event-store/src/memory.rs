@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::chain::{self, LogCheckpoint};
+use crate::coordination::LocalCoordination;
 use crate::event::{ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, StreamVersion};
 use crate::store::{
     AppendError, Appended, EventStore, StoreError, Subscription, check_batch, check_expected,
@@ -22,6 +23,7 @@ pub struct MemoryStore {
 struct Inner {
     log: Mutex<Log>,
     head: watch::Sender<Head>,
+    coordination: LocalCoordination,
 }
 
 #[derive(Default)]
@@ -49,6 +51,7 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 log: Mutex::default(),
                 head,
+                coordination: LocalCoordination::default(),
             }),
         }
     }
@@ -143,6 +146,24 @@ impl EventStore for MemoryStore {
 
     fn backend(&self) -> &'static str {
         "memory"
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.inner.coordination.acquire(name, holder, ttl))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.inner.coordination.release(name, holder);
+        Ok(())
+    }
+
+    async fn exclusive(&self, name: &str) -> Result<crate::Exclusive, StoreError> {
+        Ok(self.inner.coordination.exclusive(name).await)
     }
 
     fn subscribe_all(&self, from: Position) -> Subscription {

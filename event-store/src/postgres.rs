@@ -45,7 +45,7 @@ use crate::store::{
 use crate::subscription::{Head, catch_up_then_live};
 
 /// The schema this version writes (the one row of `sealplane_schema_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The advisory lock key every append transaction (and the migration)
 /// holds: "SEALPLAN" in ASCII. Advisory locks are per database.
@@ -67,6 +67,19 @@ const SCHEMA_V1: &[&str] = &["CREATE TABLE sealplane_events (
         log_hash       bytea   NOT NULL,
         UNIQUE (stream_id, stream_version)
     )"];
+
+/// Schema 2: leases for once-only work (ADR 0020). Not part of the log:
+/// who holds a lease is coordination, not history.
+const SCHEMA_V2: &[&str] = &["CREATE TABLE sealplane_leases (
+        name       text        PRIMARY KEY,
+        holder     text        NOT NULL,
+        expires_at timestamptz NOT NULL
+    )"];
+
+/// The first key of every exclusive section's advisory lock ("SEAL"); the
+/// second is the section name's hash. Two-key advisory locks do not share
+/// a key space with the one-key [`APPEND_LOCK`].
+const SECTION_LOCK_CLASS: i32 = 0x5345_414c;
 
 /// The columns [`decode`] reads, as a literal for `concat!`.
 macro_rules! select_event {
@@ -380,12 +393,15 @@ async fn migrate(pool: &PgPool, url: &RedactedUrl) -> Result<(), StoreError> {
     if version == SCHEMA_VERSION {
         return Ok(());
     }
-    if version < 1 {
-        for statement in SCHEMA_V1 {
-            sqlx::query(*statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+    let steps = [(1, SCHEMA_V1), (2, SCHEMA_V2)];
+    for (step, statements) in steps {
+        if version < step {
+            for statement in statements {
+                sqlx::query(*statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
         }
     }
     sqlx::query(
@@ -694,6 +710,37 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     })
 }
 
+/// A held exclusive section: its connection holds the advisory lock.
+struct Section {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    name: String,
+}
+
+impl Drop for Section {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Without a runtime to unlock on, end the session instead.
+            conn.close_on_drop();
+            return;
+        };
+        let name = std::mem::take(&mut self.name);
+        runtime.spawn(async move {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
+                .bind(SECTION_LOCK_CLASS)
+                .bind(&name)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                // Closing the session releases every lock it holds.
+                let _ = conn.close().await;
+            }
+        });
+    }
+}
+
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -763,6 +810,61 @@ impl EventStore for PostgresStore {
 
     fn subscribe_all(&self, from: Position) -> Subscription {
         catch_up_then_live(self.clone(), self.inner.head.subscribe(), from)
+    }
+
+    /// One statement, on the database's clock (so the processes' clocks
+    /// need not agree): insert, or take over a lease that is ours or has
+    /// expired; a row comes back only when `holder` holds it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.ensure_open()?;
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO sealplane_leases (name, holder, expires_at) \
+             VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3::bigint / 1000.0)) \
+             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+             WHERE sealplane_leases.holder = EXCLUDED.holder \
+                OR sealplane_leases.expires_at < clock_timestamp() \
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(clamp(ttl.as_millis().try_into().unwrap_or(u64::MAX)))
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(backend)?;
+        Ok(held.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.ensure_open()?;
+        sqlx::query("DELETE FROM sealplane_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// A session advisory lock on a connection held for the section; the
+    /// guard unlocks on drop (or closes the connection, which unlocks too).
+    async fn exclusive(&self, name: &str) -> Result<crate::Exclusive, StoreError> {
+        self.ensure_open()?;
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        sqlx::query("SELECT pg_advisory_lock($1, hashtext($2))")
+            .bind(SECTION_LOCK_CLASS)
+            .bind(name)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        Ok(crate::Exclusive::new(Section {
+            conn: Some(conn),
+            name: name.to_owned(),
+        }))
     }
 
     async fn close(&self) {

@@ -1,9 +1,11 @@
 //! The [`EventStore`] trait every backend implements, and its errors.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures_core::Stream;
 
+use crate::coordination::Exclusive;
 use crate::event::{ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, StreamVersion};
 
 /// Most events one append may carry.
@@ -148,6 +150,25 @@ pub trait EventStore: Send + Sync + 'static {
     fn backend(&self) -> &'static str {
         "unknown"
     }
+
+    /// Takes or renews lease `name` for `holder` until `ttl` from now, and
+    /// says whether `holder` holds it now. Every process sharing this store
+    /// sees the same holder; a lease not renewed within `ttl` is free for
+    /// another (ADR 0020).
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Ends lease `name` early if `holder` holds it (a clean shutdown), so
+    /// another process need not wait for it to expire.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Waits until no other caller, in any process sharing this store, is
+    /// in section `name`; the section is held until the guard is dropped.
+    async fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError>;
 }
 
 /// Checks the batch limits shared by every backend.

@@ -367,3 +367,48 @@ async fn two_stores_on_one_database_share_one_log() {
     a.close().await;
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_database_share_leases_and_sections() {
+    let backend = Postgres::fresh().await;
+    let (a, b) = (backend.open().await, backend.open().await);
+    let ttl = Duration::from_secs(30);
+    assert!(a.acquire_lease("once", "replica-a", ttl).await.unwrap());
+    assert!(
+        !b.acquire_lease("once", "replica-b", ttl).await.unwrap(),
+        "the other process sees the holder"
+    );
+    a.release_lease("once", "replica-a").await.unwrap();
+    assert!(b.acquire_lease("once", "replica-b", ttl).await.unwrap());
+
+    let held = a.exclusive("verify").await.unwrap();
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move { b.exclusive("verify").await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "b waits while a holds the section");
+    drop(held);
+    let admitted = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("b is admitted once a leaves")
+        .unwrap();
+    drop(admitted);
+    // A holder whose process dies (its session ends) frees the section.
+    let held = b.exclusive("verify").await.unwrap();
+    let ended = backend
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+                .to_owned(),
+        )
+        .await;
+    assert_eq!(ended, 1, "one session held the section");
+    tokio::time::timeout(Duration::from_secs(10), a.exclusive("verify"))
+        .await
+        .expect("a dead session's section is free")
+        .unwrap();
+    drop(held);
+    a.close().await;
+    b.close().await;
+}

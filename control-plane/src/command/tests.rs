@@ -351,6 +351,20 @@ impl EventStore for AlwaysBehind {
     fn subscribe_all(&self, from: Position) -> Subscription {
         self.0.subscribe_all(from)
     }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.0.acquire_lease(name, holder, ttl).await
+    }
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.0.release_lease(name, holder).await
+    }
+    async fn exclusive(&self, name: &str) -> Result<sealplane_event_store::Exclusive, StoreError> {
+        self.0.exclusive(name).await
+    }
     async fn close(&self) {
         self.0.close().await
     }

@@ -75,6 +75,9 @@ macro_rules! core_cases {
                 concurrent_appends_and_refusals_keep_the_log_chain_whole,
                 a_checkpoint_still_holds_after_later_appends,
                 data_and_metadata_come_back_byte_for_byte,
+                a_lease_has_one_holder_until_it_expires_or_is_released,
+                racing_lease_takers_have_exactly_one_winner,
+                exclusive_sections_admit_one_caller_at_a_time,
             );
         }
     };
@@ -1378,4 +1381,97 @@ pub async fn tamper_a_cut_tail_is_detected_against_a_checkpoint<B: DurableBacken
     );
     assert_eq!(break_after(&backend, held).await, b);
     assert!(b.to_string().contains("cut off"), "{b}");
+}
+
+// ---------------------------------------------------------- coordination
+
+pub async fn a_lease_has_one_holder_until_it_expires_or_is_released<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let ttl = Duration::from_millis(400);
+    assert!(store.acquire_lease("sweep", "a", ttl).await.unwrap());
+    assert!(!store.acquire_lease("sweep", "b", ttl).await.unwrap());
+    assert!(
+        store.acquire_lease("sweep", "a", ttl).await.unwrap(),
+        "its holder renews it"
+    );
+    assert!(
+        store.acquire_lease("checkpoints", "b", ttl).await.unwrap(),
+        "leases are by name"
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert!(
+        store.acquire_lease("sweep", "b", ttl).await.unwrap(),
+        "an expired lease moves"
+    );
+    assert!(!store.acquire_lease("sweep", "a", ttl).await.unwrap());
+    store.release_lease("sweep", "a").await.unwrap();
+    assert!(
+        !store.acquire_lease("sweep", "a", ttl).await.unwrap(),
+        "only its holder releases a lease"
+    );
+    store.release_lease("sweep", "b").await.unwrap();
+    assert!(
+        store.acquire_lease("sweep", "a", ttl).await.unwrap(),
+        "a released lease is free at once"
+    );
+}
+
+pub async fn racing_lease_takers_have_exactly_one_winner<B: Backend>() {
+    const RACERS: usize = 16;
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|racer| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let holder = format!("racer-{racer}");
+                store
+                    .acquire_lease("once", &holder, Duration::from_secs(30))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1, "one lease, one holder");
+}
+
+pub async fn exclusive_sections_admit_one_caller_at_a_time<B: Backend>() {
+    const CALLERS: usize = 8;
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let inside = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let (store, inside, most) = (store.clone(), inside.clone(), most.clone());
+            tokio::spawn(async move {
+                let _held = store.exclusive("verify").await.unwrap();
+                let now = inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for task in tasks {
+        tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
+    }
+    assert_eq!(
+        most.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "never two callers in the section at once"
+    );
+    // Another section is not held by this one.
+    let _a = store.exclusive("a").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), store.exclusive("b"))
+        .await
+        .expect("section b is free while a is held")
+        .unwrap();
 }
