@@ -9,6 +9,7 @@ pub mod access;
 pub mod audit;
 pub mod checkpoint;
 pub mod connected_reactors;
+pub mod lease;
 pub mod principals;
 pub mod reactor_feed;
 pub mod upload;
@@ -93,10 +94,6 @@ pub struct Guards {
     streams: Mutex<HashMap<Slug, u64>>,
     /// Calls without a valid token, by peer address (`None`: unknown).
     unauthenticated: PerMinute<Option<std::net::IpAddr>>,
-    /// Verification requests take turns, so the rate window counts every
-    /// one before the next is decided (50 at once must not all see the
-    /// old count).
-    pub verifications: tokio::sync::Mutex<()>,
     /// The reactors subscribed to the feed now (for `GetStatus`).
     pub reactors: Arc<connected_reactors::ConnectedReactors>,
 }
@@ -144,6 +141,8 @@ pub struct App {
     pub integrity: Arc<checkpoint::LogIntegrity>,
     /// What `/metrics` exports.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether this process holds the lease on once-only work (ADR 0020).
+    pub once_only: Arc<lease::OnceOnly>,
 }
 
 impl App {
@@ -287,6 +286,31 @@ impl App {
         let (done, state) = observed?;
         self.read_your_write(&done, envelope).await;
         Ok((done, state))
+    }
+
+    /// With a store other processes append to too (several control planes
+    /// on one database, ADR 0020), waits until the read model has applied
+    /// the log's head as it is now, so whatever any of them had written
+    /// when this was called is seen: read your writes across replicas.
+    /// Alone on its store, this process has applied every write that
+    /// returned (commands wait for it), so there is nothing to wait for.
+    pub async fn see_writes_of_others(&self) -> Result<(), UseCaseError> {
+        let store = self.handler.store();
+        if !store.shared() {
+            return Ok(());
+        }
+        let head = store.head().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read the log's head");
+            UseCaseError::Unavailable
+        })?;
+        self.model
+            .wait_for(head, READ_YOUR_WRITES_WAIT)
+            .await
+            .map_err(|e| {
+                tracing::warn!(position = head.0, error = %e, "the read model is behind the shared log");
+                UseCaseError::Unavailable
+            })?;
+        Ok(())
     }
 
     /// Waits until the read model has applied what `done` wrote.

@@ -237,6 +237,9 @@ impl EventStore for Metered {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,7 @@ pub fn app_rebuilding(store: Arc<dyn EventStore>, limits: Limits) -> Assembled {
             checkpoints: None,
             integrity: Arc::default(),
             metrics,
+            once_only: Arc::default(),
         },
         shutdown,
         admin: None,
@@ -220,9 +221,15 @@ pub async fn serve(
             },
         ))
     });
+    // Once-only work (the sweep, checkpoints) runs where the lease is.
+    let lease = tokio::spawn({
+        let (app, store) = (app.clone(), store.clone());
+        async move { app.once_only.clone().run(store, app.shutting_down()).await }
+    });
     let checkpointer = app.checkpoints.clone().map(|c| {
         let app = app.clone();
-        tokio::spawn(async move { c.run(app.shutting_down()).await })
+        let lease = app.once_only.clone();
+        tokio::spawn(async move { c.run(move || lease.held(), app.shutting_down()).await })
     });
     let shutdown = async move {
         shutdown.await;
@@ -271,6 +278,8 @@ pub async fn serve(
     if let Some(checkpointer) = checkpointer {
         let _ = checkpointer.await;
     }
+    // Released only now: no once-only step of this process is in flight.
+    let _ = lease.await;
     monitor.abort();
     // Drains appends already queued: every acknowledged event is on disk.
     store.close().await;

@@ -7,6 +7,9 @@
 //! [`SWEEP_GRACE`] after its expiry (the reactor gets that long to report
 //! first), as the admin-authority actor `control-plane`. A reactor that
 //! comes back later sees the request ended and does nothing.
+//!
+//! With several control planes on one store, only the holder of the lease
+//! on once-only work sweeps (ADR 0020).
 
 use std::time::Duration;
 
@@ -34,6 +37,10 @@ pub async fn run(app: App) {
         tokio::select! {
             () = tokio::time::sleep(SWEEP_EVERY) => {}
             () = app.shutting_down() => return,
+        }
+        // Another control plane on the same store holds the lease.
+        if !app.once_only.held() {
+            continue;
         }
         let now = Utc::now();
         let (due, _) = app.model.read(|m| {

@@ -812,6 +812,14 @@ impl EventStore for PostgresStore {
         catch_up_then_live(self.clone(), self.inner.head.subscribe(), from)
     }
 
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
     /// One statement, on the database's clock (so the processes' clocks
     /// need not agree): insert, or take over a lease that is ours or has
     /// expired; a row comes back only when `holder` holds it.

@@ -151,6 +151,14 @@ pub trait EventStore: Send + Sync + 'static {
         "unknown"
     }
 
+    /// Whether other processes may append to this store too (a database
+    /// several control planes share). A process alone on its store has
+    /// seen every write that returned; one sharing it must ask the store
+    /// for its head to read what the others wrote.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Takes or renews lease `name` for `holder` until `ttl` from now, and
     /// says whether `holder` holds it now. Every process sharing this store
     /// sees the same holder; a lease not renewed within `ttl` is free for

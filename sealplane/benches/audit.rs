@@ -134,7 +134,7 @@ async fn checkpoint_cost() {
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = with.then(|| {
-            tokio::spawn(checkpointer.clone().run(async {
+            tokio::spawn(checkpointer.clone().run(|| true, async {
                 let _ = stopped.await;
             }))
         });

@@ -47,7 +47,14 @@ impl App {
     /// Beyond `limits.max_denials_per_minute` such refusals from one peer
     /// address, calls from it are `RESOURCE_EXHAUSTED` and not logged, so
     /// nobody fills the log by knocking.
-    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+    ///
+    /// With several control planes on one store, it first catches up with
+    /// the log's head, so a token issued or revoked (or a role changed)
+    /// through another is honoured here at once.
+    pub async fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        if self.model.is_following() && self.model.progress().caught_up {
+            self.see_writes_of_others().await?;
+        }
         self.check_token(request).map_err(|status| {
             if status.code() != tonic::Code::Unauthenticated {
                 return status;
@@ -227,7 +234,7 @@ impl App {
         name: &'static str,
         build: impl FnOnce(T) -> Result<(Option<v1::CommandOptions>, StreamId, A::Command), Status>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.authenticate(&request)?;
+        let caller = self.authenticate(&request).await?;
         let (options, stream, command) = build(request.into_inner())?;
         let envelope = envelope_of(options.as_ref(), name)?;
         let done = self

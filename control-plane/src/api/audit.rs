@@ -137,7 +137,7 @@ impl Audit for AuditApi {
         &self,
         request: Request<v1::AuditLogRequest>,
     ) -> Result<Response<Self::LogStream>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         self.app
             .require_role(&caller, &[Role::Admin, Role::Auditor], COMMAND, "audit log")
             .await?;
@@ -172,7 +172,7 @@ impl Audit for AuditApi {
         &self,
         request: Request<v1::AuditReplayRequest>,
     ) -> Result<Response<v1::AuditReplayReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         self.app
             .require_role(&caller, &[Role::Admin, Role::Auditor], REPLAY, "audit log")
             .await?;

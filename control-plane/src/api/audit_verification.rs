@@ -24,7 +24,7 @@ pub async fn checkpoint(
     app: &App,
     request: Request<v1::AuditCheckpointRequest>,
 ) -> Result<Response<v1::AuditCheckpointReply>, Status> {
-    let caller = app.authenticate(&request)?;
+    let caller = app.authenticate(&request).await?;
     app.require_role(&caller, ROLES, "AuditCheckpoint", "audit log")
         .await?;
     let checkpoints = app.checkpoints.as_ref().ok_or_else(|| {
@@ -66,7 +66,7 @@ pub async fn events(
     app: &App,
     request: Request<v1::AuditEventsRequest>,
 ) -> Result<Response<Streamed<v1::AuditEventsPage>>, Status> {
-    let caller = app.authenticate(&request)?;
+    let caller = app.authenticate(&request).await?;
     app.require_role(&caller, ROLES, "AuditEvents", "audit log")
         .await?;
     let r = request.into_inner();

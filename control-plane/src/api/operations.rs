@@ -32,7 +32,7 @@ impl Operations for OperationsApi {
         &self,
         request: Request<v1::GetStatusRequest>,
     ) -> Result<Response<v1::StatusReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         self.app
             .require_role(
                 &caller,

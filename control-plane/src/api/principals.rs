@@ -127,7 +127,7 @@ impl Principals for PrincipalsApi {
         &self,
         request: Request<v1::MembershipRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         let r = request.into_inner();
         let envelope = envelope_of(r.options.as_ref(), "AddMember")?;
         let (group, user) = (slug(r.group)?, slug(r.user)?);
@@ -163,7 +163,7 @@ impl Principals for PrincipalsApi {
         &self,
         request: Request<v1::IssueTokenRequest>,
     ) -> Result<Response<v1::IssueTokenReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         let r = request.into_inner();
         let envelope = envelope_of(r.options.as_ref(), "IssueToken")?;
         let owner = slug(r.slug)?;
@@ -225,7 +225,7 @@ impl Principals for PrincipalsApi {
         &self,
         request: Request<v1::RemoveUserRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         let r = request.into_inner();
         let envelope = envelope_of(r.options.as_ref(), "RemoveUser")?;
         let user = slug(r.slug)?;
@@ -239,7 +239,7 @@ impl Principals for PrincipalsApi {
         &self,
         request: Request<v1::ListPrincipalsRequest>,
     ) -> Result<Response<v1::ListPrincipalsReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         self.app
             .require_role(
                 &caller,
@@ -260,7 +260,7 @@ impl Principals for PrincipalsApi {
         &self,
         request: Request<v1::WhoAmIRequest>,
     ) -> Result<Response<v1::WhoAmIReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         Ok(Response::new(v1::WhoAmIReply {
             slug: caller.actor.slug.to_string(),
             role: role_name(caller.actor.role).into(),

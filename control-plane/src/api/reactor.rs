@@ -38,7 +38,7 @@ impl ReactorApi {
         request: &Request<T>,
         command: &'static str,
     ) -> Result<Caller, Status> {
-        let caller = self.app.authenticate(request)?;
+        let caller = self.app.authenticate(request).await?;
         self.app
             .require_role(&caller, &[Role::Reactor], command, "reactor")
             .await?;

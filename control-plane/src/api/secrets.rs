@@ -183,7 +183,7 @@ impl Secrets for SecretsApi {
         &self,
         request: Request<v1::RequestUploadKeyRequest>,
     ) -> Result<Response<v1::RequestUploadKeyReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         let r = request.into_inner();
         let envelope = envelope_of(r.options.as_ref(), "RequestUploadKey")?;
         let purpose = Purpose::from_proto(r.purpose, r.adopt)
@@ -215,7 +215,7 @@ impl Secrets for SecretsApi {
         &self,
         request: Request<v1::WatchUploadRequest>,
     ) -> Result<Response<Self::WatchUploadStream>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         let request_id = parse_uuid(&request.into_inner().request_id, "request_id")?;
         let (requester, _) = self
             .app
@@ -329,7 +329,7 @@ impl Secrets for SecretsApi {
         &self,
         request: Request<v1::ListSecretsRequest>,
     ) -> Result<Response<v1::ListSecretsReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         if caller.actor.role == Role::Reactor {
             return Err(self
                 .app
@@ -372,7 +372,7 @@ impl Secrets for SecretsApi {
         &self,
         request: Request<v1::GetSecretRequest>,
     ) -> Result<Response<v1::GetSecretReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         let r = request.into_inner();
         let uri = self.resolve(&r.uri)?;
         if let Some(o) = &r.options {
@@ -394,7 +394,7 @@ impl Secrets for SecretsApi {
         &self,
         request: Request<v1::GetSecretRequest>,
     ) -> Result<Response<v1::SecretHistoryReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         let r = request.into_inner();
         let uri = self.resolve(&r.uri)?;
         self.require_reader(&caller, &uri, "SecretHistory").await?;
@@ -438,7 +438,7 @@ impl Secrets for SecretsApi {
         &self,
         request: Request<v1::DeleteSecretRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         let r = request.into_inner();
         let envelope = envelope_of(r.options.as_ref(), "DeleteSecret")?;
         let uri = self.resolve(&r.uri)?;
@@ -459,7 +459,7 @@ impl Secrets for SecretsApi {
         &self,
         request: Request<v1::ChangeAccessRequest>,
     ) -> Result<Response<v1::CommandReply>, Status> {
-        let caller = self.app.authenticate(&request)?;
+        let caller = self.app.authenticate(&request).await?;
         let r = request.into_inner();
         let envelope = envelope_of(r.options.as_ref(), "ChangeAccess")?;
         let uri = self.resolve(&r.uri)?;

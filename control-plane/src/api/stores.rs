@@ -112,7 +112,7 @@ impl Stores for StoresApi {
         &self,
         request: Request<v1::GetDeploymentRequest>,
     ) -> Result<Response<v1::Deployment>, Status> {
-        self.app.authenticate(&request)?;
+        self.app.authenticate(&request).await?;
         Ok(Response::new(v1::Deployment {
             deployment_id: self.app.deployment_id()?.to_string(),
         }))
@@ -158,7 +158,7 @@ impl Stores for StoresApi {
         &self,
         request: Request<v1::ListStoresRequest>,
     ) -> Result<Response<v1::ListStoresReply>, Status> {
-        self.app.authenticate(&request)?;
+        self.app.authenticate(&request).await?;
         let r = request.into_inner();
         let (stores, read) = self.app.query(r.options.as_ref(), stores_of).await?;
         Ok(Response::new(v1::ListStoresReply {
@@ -171,7 +171,7 @@ impl Stores for StoresApi {
         &self,
         request: Request<v1::GetStoreRequest>,
     ) -> Result<Response<v1::GetStoreReply>, Status> {
-        self.app.authenticate(&request)?;
+        self.app.authenticate(&request).await?;
         let r = request.into_inner();
         let name = StoreName::parse(r.name).map_err(invalid)?;
         let (store, read) = self

@@ -362,15 +362,24 @@ impl Checkpointer {
         }
     }
 
-    /// Signs checkpoints on schedule until `shutdown` completes or the log
-    /// is found broken (the server then fails closed).
-    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+    /// Signs checkpoints on schedule, on the ticks `may_sign` allows (the
+    /// server's: while it holds the lease on once-only work, ADR 0020),
+    /// until `shutdown` completes or the log is found broken (the server
+    /// then fails closed).
+    pub async fn run(
+        self: Arc<Self>,
+        may_sign: impl Fn() -> bool,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         let mut tick = tokio::time::interval(self.schedule.tick());
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = &mut shutdown => return,
+            }
+            if !may_sign() {
+                continue;
             }
             match self.cycle().await {
                 Ok(_) => {}

@@ -150,9 +150,23 @@ pub async fn request_upload_key(
             ),
         ));
     }
-    // Verifications take turns: each counts the ones recorded before it.
+    // Verifications take turns, in every control plane sharing the store:
+    // each counts every one recorded before it (50 at once must not all
+    // see the old count), those of other control planes included.
     let _turn = match purpose {
-        Purpose::Verify => Some(app.guards.verifications.lock().await),
+        Purpose::Verify => {
+            let turn = app
+                .handler
+                .store()
+                .exclusive("verifications")
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot take the verifications' turn");
+                    UseCaseError::Unavailable
+                })?;
+            app.see_writes_of_others().await?;
+            Some(turn)
+        }
         Purpose::Put { .. } => None,
     };
     let (may_write, may_read) = match purpose {
