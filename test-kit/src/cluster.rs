@@ -121,10 +121,20 @@ impl Cluster {
 
     /// Runs `sealctl` as `user` with `args` (and `stdin`, if any).
     pub fn sealctl_with_stdin(&self, user: &User, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        self.sealctl_to(&self.addr, user, args, stdin)
+    }
+
+    /// Runs `sealctl` as `user` with `args` against the control plane at
+    /// `addr` (a replica sharing the cluster's event store).
+    pub fn sealctl_at(&self, addr: &str, user: &User, args: &[&str]) -> Run {
+        self.sealctl_to(addr, user, args, None)
+    }
+
+    fn sealctl_to(&self, addr: &str, user: &User, args: &[&str], stdin: Option<&[u8]>) -> Run {
         let mut command = Command::new(bin("sealctl"));
         command
             .args(args)
-            .env("SEALPLANE_ADDR", &self.addr)
+            .env("SEALPLANE_ADDR", addr)
             .env("SEALPLANE_TOKEN", &user.token)
             .env("SEALPLANE_CONFIG_DIR", &user.config_dir)
             .env_remove("SEALPLANE_CA_FILE")
@@ -369,6 +379,12 @@ impl Cluster {
             }
         }
         self.control_plane.stop();
+    }
+
+    /// Kills the control plane with SIGKILL (reactors keep running, with
+    /// no control plane to reach).
+    pub fn kill_control_plane(&mut self) {
+        self.control_plane.kill();
     }
 
     /// Starts the control plane again after [`Cluster::stop`] (on a new

@@ -91,6 +91,8 @@ pub struct ControlPlane {
     /// `<deployment id>=<anchor>`, as `init` or `dev` printed it.
     trust: Option<String>,
     process: Option<Process>,
+    /// The log file's name when not the default (replicas).
+    log_name: Option<String>,
 }
 
 impl ControlPlane {
@@ -188,6 +190,7 @@ impl ControlPlane {
             admin_token: None,
             trust: None,
             process: None,
+            log_name: None,
         }
     }
 
@@ -267,6 +270,30 @@ impl ControlPlane {
         self.process = Some(process);
     }
 
+    /// Starts another `sealplane serve` with this one's configuration: its
+    /// own loopback port, the same event store (a database several control
+    /// planes share), log key and admin token. It logs to
+    /// `sealplane-NAME.log` in the same directory, which it does not own.
+    pub fn replica(&self, name: &str) -> ControlPlane {
+        let mut replica = ControlPlane::at(
+            Dir::At(self.dir().to_owned()),
+            self.settings.clone(),
+            Mode::Serve,
+        );
+        replica.admin_token = self.admin_token.clone();
+        replica.trust = self.trust.clone();
+        replica.log_name = Some(format!("sealplane-{name}.log"));
+        replica.start();
+        replica
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
     /// Stops it with SIGTERM and checks it exits cleanly.
     pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
@@ -300,7 +327,9 @@ impl ControlPlane {
     /// its stdout log).
     pub fn log_path(&self) -> PathBuf {
         match self.mode {
-            Mode::Serve => self.dir().join("sealplane.log"),
+            Mode::Serve => self
+                .dir()
+                .join(self.log_name.as_deref().unwrap_or("sealplane.log")),
             Mode::Dev => self.dir().join("sealplane-dev.stdout.log"),
         }
     }
