@@ -131,6 +131,48 @@ impl ReadModel {
         }
     }
 
+    /// Uploads whose outcome was recorded (`SecretUploaded`) in `window`
+    /// before `ended_before` while their secret has no version of them,
+    /// each with the command that records it.
+    pub fn unrecorded_versions(
+        &self,
+        ended_before: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Vec<(Uuid, SecretUri, crate::domain::secret::SecretCommand)> {
+        self.finished
+            .iter()
+            .rev()
+            .skip_while(|(ended, _)| *ended >= ended_before)
+            .take_while(|(ended, _)| *ended >= ended_before - window)
+            .filter_map(|(ended, id)| {
+                let request = self.uploads.get(id)?;
+                let Some(UploadEvent::SecretUploaded {
+                    version,
+                    hash,
+                    key_hashes,
+                    ..
+                }) = request.outcome()
+                else {
+                    return None;
+                };
+                let (uri, by) = (request.uri()?, request.requester()?);
+                let secret = self.secrets.get(uri)?;
+                if secret.versions().iter().any(|v| v.request_id == *id) {
+                    return None;
+                }
+                let record = crate::domain::secret::SecretCommand::RecordVersion {
+                    request_id: *id,
+                    version: *version,
+                    hash: hash.clone(),
+                    key_hashes: key_hashes.clone(),
+                    by: by.clone(),
+                    at: *ended,
+                };
+                Some((*id, uri.clone(), record))
+            })
+            .collect()
+    }
+
     /// The store upload request `id` targets, also after its state is gone.
     pub fn upload_store(&self, id: &Uuid) -> Option<&StoreName> {
         self.upload_stores.get(id)

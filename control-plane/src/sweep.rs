@@ -8,6 +8,10 @@
 //! first), as the admin-authority actor `control-plane`. A reactor that
 //! comes back later sees the request ended and does nothing.
 //!
+//! It also records the version of an upload whose outcome was recorded
+//! but whose version was not (a control plane that died between the two
+//! appends of a report).
+//!
 //! With several control planes on one store, only the holder of the lease
 //! on once-only work sweeps (ADR 0020).
 
@@ -16,6 +20,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::api::app::App;
+use crate::application::upload;
 use crate::command::CommandEnvelope;
 use crate::domain::names::Slug;
 use crate::domain::upload::{SWEEP_GRACE, UploadCommand, UploadRequest, UploadStatus};
@@ -25,6 +30,10 @@ use crate::streams;
 /// How often the read model is scanned for unanswered requests.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// Every how many sweeps it also looks for uploads whose version was not
+/// recorded ([`upload::record_unrecorded_versions`]).
+const HEAL_EVERY_SWEEPS: u64 = 10;
+
 /// Sweeps until the server shuts down.
 pub async fn run(app: App) {
     let actor = Actor {
@@ -33,6 +42,7 @@ pub async fn run(app: App) {
         groups: vec![],
         stores: vec![],
     };
+    let mut sweeps = 0u64;
     loop {
         tokio::select! {
             () = tokio::time::sleep(SWEEP_EVERY) => {}
@@ -43,6 +53,10 @@ pub async fn run(app: App) {
             continue;
         }
         let now = Utc::now();
+        sweeps += 1;
+        if sweeps.is_multiple_of(HEAL_EVERY_SWEEPS) {
+            upload::record_unrecorded_versions(&app, &actor, now).await;
+        }
         let (due, _) = app.model.read(|m| {
             m.uploads
                 .iter()

@@ -233,7 +233,13 @@ async fn revoking_a_token_ends_its_feed_and_its_watches_within_seconds() {
         .unwrap()
         .into_inner();
     let mut feed = ReactorApi::new(api.app.clone())
-        .subscribe(req(v1::FeedRequest { from_position: 0 }, &issued.token))
+        .subscribe(req(
+            v1::FeedRequest {
+                from_position: 0,
+                ..Default::default()
+            },
+            &issued.token,
+        ))
         .await
         .unwrap()
         .into_inner();

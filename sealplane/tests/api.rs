@@ -249,7 +249,13 @@ async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
     assert_eq!(status, Code::PermissionDenied);
     let (status, _) = code(
         c.reactor
-            .subscribe(req(v1::FeedRequest { from_position: 0 }, &alice))
+            .subscribe(req(
+                v1::FeedRequest {
+                    from_position: 0,
+                    ..Default::default()
+                },
+                &alice,
+            ))
             .await,
     );
     assert_eq!(status, Code::PermissionDenied);
@@ -287,7 +293,13 @@ async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
     // A reactor follows the feed and reads no secrets.
     let mut feed = c
         .reactor
-        .subscribe(req(v1::FeedRequest { from_position: 0 }, &r1))
+        .subscribe(req(
+            v1::FeedRequest {
+                from_position: 0,
+                ..Default::default()
+            },
+            &r1,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -308,6 +320,7 @@ async fn each_role_gets_what_it_may_and_refusals_are_recorded() {
             .subscribe(req(
                 v1::FeedRequest {
                     from_position: 1_000_000,
+                    ..Default::default()
                 },
                 &r1,
             ))
@@ -692,7 +705,13 @@ async fn the_upload_protocol_through_the_api_with_its_bad_cases() {
         let mut reactor = c.reactor.clone();
         async move {
             let mut feed = reactor
-                .subscribe(req(v1::FeedRequest { from_position: 0 }, &token))
+                .subscribe(req(
+                    v1::FeedRequest {
+                        from_position: 0,
+                        ..Default::default()
+                    },
+                    &token,
+                ))
                 .await
                 .unwrap()
                 .into_inner();

@@ -40,11 +40,13 @@ struct ReactorSlot {
     token: String,
     process: Option<Process>,
     public_key: String,
+    /// The file its stdout and stderr go to.
+    log: PathBuf,
 }
 
 impl ReactorSlot {
     fn log(&self) -> PathBuf {
-        self.config.with_file_name("reactor.log")
+        self.log.clone()
     }
 }
 
@@ -300,12 +302,40 @@ impl Cluster {
         )
         .unwrap();
         self.reactors.push(ReactorSlot {
+            log: config.with_file_name("reactor.log"),
             config,
             token: user.token,
             process: None,
             public_key,
         });
         index
+    }
+
+    /// Starts a second process of reactor `index` — the same configuration,
+    /// identity, token and stores, as an active/standby pair runs — and
+    /// waits until it says it is a standby; returns its index. It logs to
+    /// `reactor-twin.log` beside the first one's.
+    pub fn add_twin(&mut self, index: usize) -> usize {
+        let first = &self.reactors[index];
+        let twin = ReactorSlot {
+            config: first.config.clone(),
+            token: first.token.clone(),
+            process: None,
+            public_key: first.public_key.clone(),
+            log: first.config.with_file_name("reactor-twin.log"),
+        };
+        let mut command = self.reactor_command();
+        command
+            .args(["run", "--config"])
+            .arg(&twin.config)
+            .env("SEALPLANE_REACTOR_TOKEN", &twin.token);
+        let mut process = Process::spawn(command, twin.log());
+        process.wait_for_line("standby:");
+        self.reactors.push(ReactorSlot {
+            process: Some(process),
+            ..twin
+        });
+        self.reactors.len() - 1
     }
 
     fn generate_key(&self, path: &Path) {

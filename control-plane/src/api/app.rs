@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::api::status::{envelope_of, reply_of};
 pub use crate::application::App;
+use crate::application::lease::FeedLease;
 use crate::application::{READ_YOUR_WRITES_WAIT, StreamGuard};
 use crate::auth::token::BearerToken;
 use crate::domain::names::Slug;
@@ -179,10 +180,15 @@ impl App {
     /// may no longer hold it ([`App::recheck`] every [`STREAM_RECHECK`]:
     /// a revoked or expired token, a changed role, a lost store). An
     /// error from `source` is sent and ends the stream.
+    ///
+    /// With a `lease` (a reactor's feed, ADR 0021), the stream also renews
+    /// it every [`STREAM_RECHECK`] and ends once it is lost; it is
+    /// released when the stream ends.
     pub fn guarded<T: Send + 'static>(
         &self,
         caller: Caller,
         guard: StreamGuard,
+        lease: Option<FeedLease>,
         source: impl Stream<Item = Result<T, Status>> + Send + 'static,
     ) -> Streamed<T> {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -198,7 +204,12 @@ impl App {
                         None => return,
                     },
                     _ = recheck.tick() => match app.recheck(&caller) {
-                        Ok(()) => continue,
+                        Ok(()) => match &lease {
+                            Some(lease) if !lease.renew().await => Err(Status::aborted(
+                                "this reactor instance lost its feed lease to another instance; it resubscribes as a standby",
+                            )),
+                            _ => continue,
+                        },
                         Err(refused) => Err(refused),
                     },
                     () = tx.closed() => return,

@@ -149,7 +149,9 @@ impl Audit for AuditApi {
                 .map(entry_to_proto)
                 .map_err(|end| Status::unavailable(end.to_string()))
         });
-        Ok(Response::new(self.app.guarded(caller, guard, entries)))
+        Ok(Response::new(
+            self.app.guarded(caller, guard, None, entries),
+        ))
     }
 
     type EventsStream = Streamed<v1::AuditEventsPage>;

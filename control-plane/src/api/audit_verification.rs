@@ -95,5 +95,5 @@ pub async fn events(
         })
         .map_err(|end| Status::unavailable(end.to_string()))
     });
-    Ok(Response::new(app.guarded(caller, guard, pages)))
+    Ok(Response::new(app.guarded(caller, guard, None, pages)))
 }

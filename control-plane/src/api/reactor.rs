@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::api::app::{App, Caller, Streamed};
 use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of};
+use crate::application::lease::{FEED_LEASE_TTL, FeedLease};
 use crate::application::reactor_feed;
 use crate::application::upload::{self, Uploaded};
 use crate::domain::Role;
@@ -64,6 +65,20 @@ impl ReactorApi {
     }
 }
 
+/// The reactor instance named in a feed request, or a fresh id.
+fn instance_of(given: &str) -> Result<String, Status> {
+    if given.is_empty() {
+        return Ok(Uuid::new_v4().to_string());
+    }
+    let fine = given.len() <= 64 && given.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !fine {
+        return Err(Status::invalid_argument(
+            "instance_id must be at most 64 letters, digits or `-`",
+        ));
+    }
+    Ok(given.to_owned())
+}
+
 fn parse_time(text: &str, field: &str) -> Result<DateTime<Utc>, Status> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -81,7 +96,9 @@ impl Reactor for ReactorApi {
         request: Request<v1::FeedRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.reactor(&request, "Subscribe").await?;
-        let from = Position(request.into_inner().from_position.max(1));
+        let request = request.into_inner();
+        let from = Position(request.from_position.max(1));
+        let instance = instance_of(&request.instance_id)?;
         // A feed resumes at most just past the head: a position beyond it
         // (a checkpoint kept from before a restore, or from another log)
         // would silently skip the events that later take those positions.
@@ -96,6 +113,20 @@ impl Reactor for ReactorApi {
             )));
         }
         let guard = self.app.open_stream(&caller.actor)?;
+        // One instance of a reactor holds its feed; another is a standby.
+        let slug = caller.actor.slug.to_string();
+        let lease = FeedLease::take(self.app.handler.store().clone(), &slug, &instance)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot take a reactor's feed lease");
+                Status::unavailable("the event store is unavailable; try again")
+            })?
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "standby: another instance of reactor `{slug}` holds its feed; this one takes over when that one stops (within {} s of it dying)",
+                    FEED_LEASE_TTL.as_secs()
+                ))
+            })?;
         let connected = self.app.guards.reactors.connect(
             caller.actor.slug.clone(),
             caller.actor.stores.clone(),
@@ -108,7 +139,12 @@ impl Reactor for ReactorApi {
                 .inspect(|m| connected.sent(m.position))
                 .map_err(|end| Status::unavailable(end.to_string()))
         });
-        Ok(Response::new(self.app.guarded(caller, guard, feed)))
+        Ok(Response::new(self.app.guarded(
+            caller,
+            guard,
+            Some(lease),
+            feed,
+        )))
     }
 
     async fn provide_key(

@@ -1,4 +1,7 @@
-//! The lease on once-only work (ADR 0020). Several control planes may
+//! Leases held in the store: the one on once-only work (ADR 0020) and
+//! each reactor's feed lease ([`FeedLease`], ADR 0021).
+//!
+//! The lease on once-only work. Several control planes may
 //! share one event store; the work none of them may do twice at once —
 //! ending unanswered upload requests, signing log checkpoints — is done
 //! by whichever holds the lease `once-only-work` in the store. It is
@@ -105,10 +108,112 @@ impl OnceOnly {
     }
 }
 
+/// How long a reactor instance's hold on its feed lasts unless renewed
+/// (the feed renews it every second while it streams).
+pub const FEED_LEASE_TTL: Duration = Duration::from_secs(5);
+
+/// One reactor instance's hold on its principal's feed (ADR 0021): with
+/// two processes of one reactor (same identity, token and stores), one
+/// holds the feed and the other waits as a standby. Released when dropped
+/// (its feed ended: the reactor stopped, crashed or disconnected).
+pub struct FeedLease {
+    store: Arc<dyn EventStore>,
+    name: String,
+    holder: String,
+}
+
+impl FeedLease {
+    /// Takes the feed of reactor principal `reactor` for `instance`;
+    /// `None` while another instance holds it.
+    pub async fn take(
+        store: Arc<dyn EventStore>,
+        reactor: &str,
+        instance: &str,
+    ) -> Result<Option<FeedLease>, sealplane_event_store::StoreError> {
+        let lease = FeedLease {
+            name: format!("reactor-feed/{reactor}"),
+            holder: instance.to_owned(),
+            store,
+        };
+        let held = lease
+            .store
+            .acquire_lease(&lease.name, &lease.holder, FEED_LEASE_TTL)
+            .await?;
+        Ok(held.then_some(lease))
+    }
+
+    /// Renews it; whether this instance still holds it.
+    pub async fn renew(&self) -> bool {
+        match self
+            .store
+            .acquire_lease(&self.name, &self.holder, FEED_LEASE_TTL)
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(lease = %self.name, error = %e, "cannot renew a reactor's feed lease");
+                false
+            }
+        }
+    }
+}
+
+impl Drop for FeedLease {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // it expires by itself
+        };
+        let (store, name, holder) = (
+            self.store.clone(),
+            std::mem::take(&mut self.name),
+            std::mem::take(&mut self.holder),
+        );
+        runtime.spawn(async move {
+            if let Err(e) = store.release_lease(&name, &holder).await {
+                tracing::warn!(lease = %name, error = %e, "cannot release a reactor's feed lease; it expires by itself");
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use sealplane_event_store::MemoryStore;
+
+    #[tokio::test]
+    async fn one_reactor_instance_holds_the_feed_and_a_standby_takes_it_once_dropped() {
+        // Given two instances of reactor `r` on one store
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        // When the first takes the feed, the second is a standby
+        let active = FeedLease::take(store.clone(), "r", "one").await.unwrap();
+        let active = active.expect("the first instance takes the feed");
+        assert!(
+            FeedLease::take(store.clone(), "r", "two")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(active.renew().await, "the holder renews");
+        // Another reactor principal has a feed of its own
+        assert!(
+            FeedLease::take(store.clone(), "other", "two")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // When the active one's feed ends, the standby takes over
+        drop(active);
+        let mut taken = None;
+        for _ in 0..50 {
+            taken = FeedLease::take(store.clone(), "r", "two").await.unwrap();
+            if taken.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(taken.is_some(), "the standby took the feed");
+    }
 
     #[tokio::test]
     async fn one_of_two_holds_the_lease_and_the_other_takes_it_when_released() {

@@ -215,9 +215,84 @@ pub async fn request_upload_key(
 
 /// Step 5 of SPEC §3: the reactor stored the value. The request records
 /// the outcome, then the secret records the version. Both steps run on
-/// every (re)report, so a crash between the two appends is healed by the
-/// reactor's retry (recording a version is idempotent per request).
+/// every (re)report (recording a version is idempotent per request).
+///
+/// They run to the end in a task of their own even when the reporter goes
+/// away between them (a reactor killed mid-report drops its call): the
+/// outcome is never left recorded without the version. A control plane
+/// that dies between the two appends leaves that state behind; the sweep
+/// of the next one heals it ([`record_unrecorded_versions`]).
 pub async fn report_uploaded(
+    app: &App,
+    actor: &Actor,
+    request_id: Uuid,
+    report: Uploaded,
+    envelope: &CommandEnvelope,
+) -> Result<Executed, UseCaseError> {
+    let (app, actor, envelope) = (app.clone(), actor.clone(), envelope.clone());
+    tokio::spawn(async move { record_upload(&app, &actor, request_id, report, &envelope).await })
+        .await
+        .map_err(|e| {
+            tracing::error!(%request_id, error = %e, "recording an upload failed");
+            UseCaseError::Internal
+        })?
+}
+
+/// How long after an upload's outcome was recorded the sweep takes its
+/// version as lost, not still on its way from the report.
+pub const UNRECORDED_VERSION_GRACE: TimeDelta = TimeDelta::seconds(5);
+
+/// How far back the sweep looks for such uploads: a control plane down
+/// longer than this between the two appends leaves the version to the
+/// user's next put (`sealctl` said to check).
+pub const UNRECORDED_VERSION_WINDOW: TimeDelta = TimeDelta::minutes(10);
+
+/// Records the version of every upload whose outcome (`SecretUploaded`)
+/// was recorded between [`UNRECORDED_VERSION_WINDOW`] and
+/// [`UNRECORDED_VERSION_GRACE`] before `now` but whose secret has no
+/// version of it (its control plane died between the two appends), as
+/// `healer`, given the store. Returns the requests healed.
+pub async fn record_unrecorded_versions(
+    app: &App,
+    healer: &Actor,
+    now: DateTime<Utc>,
+) -> Vec<Uuid> {
+    let (lost, _) = app
+        .model
+        .read(|m| m.unrecorded_versions(now - UNRECORDED_VERSION_GRACE, UNRECORDED_VERSION_WINDOW));
+    let mut healed = vec![];
+    for (request_id, uri, record) in lost {
+        // Recording a version is the store's reactor's step: the healer
+        // takes it with that store, as the reactor's report already said.
+        let actor = Actor {
+            role: Role::Reactor,
+            stores: vec![uri.store.clone()],
+            ..healer.clone()
+        };
+        let ctx = Context { actor, now };
+        let done = app
+            .execute::<Secret>(
+                &streams::secret(&uri),
+                &record,
+                &ctx,
+                &CommandEnvelope::new("RecordVersion"),
+            )
+            .await;
+        match done {
+            Ok(done) if done.events > 0 => {
+                tracing::warn!(%request_id, %uri, "recorded the version of an upload whose report was cut short");
+                healed.push(request_id);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(%request_id, %uri, error = %e, "cannot record the version of an upload")
+            }
+        }
+    }
+    healed
+}
+
+async fn record_upload(
     app: &App,
     actor: &Actor,
     request_id: Uuid,

@@ -29,6 +29,9 @@ pub struct FeedState {
     pub caught_up: bool,
     /// The reactor is stopping.
     pub stopping: bool,
+    /// Another instance of this reactor holds the feed; this one waits to
+    /// take over (ADR 0021).
+    pub standby: bool,
 }
 
 /// The readiness of a reactor whose feed is at `feed` and whose stores'
@@ -37,6 +40,11 @@ pub struct FeedState {
 pub fn judge(feed: &FeedState, stores: &BTreeMap<String, Result<(), String>>) -> Readiness {
     if feed.stopping {
         return Readiness::NotReady("stopping".into());
+    }
+    if feed.standby {
+        return Readiness::NotReady(
+            "standby: another instance of this reactor holds the feed".into(),
+        );
     }
     if !feed.connected {
         return Readiness::NotReady("not connected to the control plane's feed".into());
@@ -115,6 +123,7 @@ mod tests {
         connected: true,
         caught_up: true,
         stopping: false,
+        standby: false,
     };
 
     fn stores(results: &[(&str, Result<(), &str>)]) -> BTreeMap<String, Result<(), String>> {
@@ -146,6 +155,18 @@ mod tests {
             ..LIVE
         };
         assert!(reason(judge(&connecting, &up)).contains("catching up"));
+    }
+
+    #[test]
+    fn a_standby_says_so() {
+        let up = stores(&[("local", Ok(()))]);
+        let standby = FeedState {
+            connected: false,
+            caught_up: false,
+            standby: true,
+            ..LIVE
+        };
+        assert!(reason(judge(&standby, &up)).starts_with("standby"));
     }
 
     #[test]

@@ -66,6 +66,15 @@ const CONTROL_PLANE_RETRY: RetryPolicy = RetryPolicy {
     max_delay: Duration::from_secs(5),
 };
 
+/// How often a standby asks for the feed again.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether the control plane refused the feed because another instance of
+/// this reactor holds it.
+fn is_standby(status: &tonic::Status) -> bool {
+    status.code() == Code::FailedPrecondition && status.message().starts_with("standby")
+}
+
 /// The reactor.
 pub struct Reactor {
     work: Arc<Work>,
@@ -158,11 +167,14 @@ impl Reactor {
             position,
             "serving {stores} from position {position}"
         );
+        // This process's id: one instance of a reactor holds its feed.
+        let instance = uuid::Uuid::new_v4().to_string();
         tokio::pin!(shutdown);
         'feed: loop {
             ledger.resubscribed();
             let request = v1::FeedRequest {
                 from_position: ledger.resume_from(),
+                instance_id: instance.clone(),
             };
             let mut client = self.work.client.clone();
             let stream = tokio::select! {
@@ -171,6 +183,10 @@ impl Reactor {
             };
             match stream {
                 Ok(response) => {
+                    if feed_state.borrow().standby {
+                        tracing::info!(%instance, "took over the feed from another instance of this reactor");
+                        feed_state.send_modify(|f| f.standby = false);
+                    }
                     set_feed(true, false);
                     let mut stream = response.into_inner();
                     loop {
@@ -212,6 +228,20 @@ impl Reactor {
                             }
                         }
                     }
+                }
+                Err(status) if is_standby(&status) => {
+                    // Another instance of this reactor holds the feed:
+                    // ask again every second, to take over soon after it
+                    // stops (ADR 0021).
+                    if !feed_state.borrow().standby {
+                        tracing::info!(%instance, "standby: {}", status.message());
+                        feed_state.send_modify(|f| f.standby = true);
+                    }
+                    tokio::select! {
+                        () = &mut shutdown => break 'feed,
+                        () = tokio::time::sleep(STANDBY_RETRY) => {}
+                    }
+                    continue 'feed;
                 }
                 Err(status) => {
                     let hint = match status.code() {
