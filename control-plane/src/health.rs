@@ -62,7 +62,7 @@ pub fn judge(seen: &Observation) -> Readiness {
     };
     if !seen.following {
         return not(
-            "the read model stopped following the event log (failed closed); restart the server"
+            "the read model stopped following the event log (failed closed until the event store answers again)"
                 .into(),
         );
     }

@@ -8,6 +8,7 @@
 //! (read-your-writes). [`as_of`] computes a projection as it was at any
 //! earlier position (the audit replay builds on it).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -45,38 +46,44 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
 }
 
+/// After a backend failure, the first pause before subscribing again; it
+/// doubles up to [`MAX_RESUBSCRIBE_DELAY`].
+const FIRST_RESUBSCRIBE_DELAY: Duration = Duration::from_millis(200);
+/// The longest pause between two attempts during an outage.
+const MAX_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(5);
+
 /// A running projection: its read model and its progress.
 pub struct Projector<P> {
     model: Arc<RwLock<P>>,
     progress: watch::Receiver<Progress>,
+    /// Set while the store fails under it (an outage of the database):
+    /// the model is not following the log then, and says so.
+    interrupted: Arc<AtomicBool>,
     task: JoinHandle<Result<(), StoreError>>,
 }
 
 impl<P: Projection> Projector<P> {
     /// Starts folding the whole log of `store` into `model`, then follows it.
-    pub fn start(store: &dyn EventStore, model: P) -> Self {
+    ///
+    /// When the store fails to deliver (its backend is down: a database
+    /// restarting, a network cut), the projector is not following until
+    /// it has subscribed again from the position after the last event it
+    /// applied — every 200 ms at first, then up to every 5 s, for as long
+    /// as the outage lasts. It stops for good only when the store closes
+    /// or reports data it cannot trust (a hole, a corrupt event).
+    pub fn start(store: Arc<dyn EventStore>, model: P) -> Self {
         let model = Arc::new(RwLock::new(model));
         let (tx, progress) = watch::channel(Progress {
             position: Position(0),
             caught_up: false,
         });
-        let mut events = store.subscribe_all(Position::START);
+        let interrupted = Arc::new(AtomicBool::new(false));
         let target = model.clone();
-        let task = tokio::spawn(async move {
-            while let Some(message) = events.next().await {
-                match message? {
-                    SubscriptionMessage::Event(event) => {
-                        write(&target).apply(&event);
-                        tx.send_modify(|p| p.position = event.position);
-                    }
-                    SubscriptionMessage::CaughtUp(_) => tx.send_modify(|p| p.caught_up = true),
-                }
-            }
-            Ok(())
-        });
+        let task = tokio::spawn(follow(store, target, tx, interrupted.clone()));
         Projector {
             model,
             progress,
+            interrupted,
             task,
         }
     }
@@ -96,10 +103,11 @@ impl<P: Projection> Projector<P> {
         self.progress.clone()
     }
 
-    /// Whether it still follows the log (its task has not ended: the store
-    /// did not close or fail under it).
+    /// Whether it follows the log now: its task has not ended (the store
+    /// did not close or fail for good under it) and the store is not
+    /// failing to deliver.
     pub fn is_following(&self) -> bool {
-        !self.task.is_finished()
+        !self.task.is_finished() && !self.interrupted.load(Ordering::SeqCst)
     }
 
     /// The current progress.
@@ -137,6 +145,50 @@ impl<P: Projection> Projector<P> {
                 reached: self.progress().position,
             }),
         }
+    }
+}
+
+/// Folds the log into `model` from the start and follows it, subscribing
+/// again after a backend failure (see [`Projector::start`]).
+async fn follow<P: Projection>(
+    store: Arc<dyn EventStore>,
+    model: Arc<RwLock<P>>,
+    tx: watch::Sender<Progress>,
+    interrupted: Arc<AtomicBool>,
+) -> Result<(), StoreError> {
+    let mut next = Position::START;
+    let mut delay = FIRST_RESUBSCRIBE_DELAY;
+    loop {
+        let mut events = store.subscribe_all(next);
+        let failure = loop {
+            let Some(message) = events.next().await else {
+                return Ok(()); // the store closed
+            };
+            match message {
+                Ok(SubscriptionMessage::Event(event)) => {
+                    write(&model).apply(&event);
+                    next = Position(event.position.0 + 1);
+                    tx.send_modify(|p| p.position = event.position);
+                }
+                Ok(SubscriptionMessage::CaughtUp(_)) => {
+                    tx.send_modify(|p| p.caught_up = true);
+                    if interrupted.swap(false, Ordering::SeqCst) {
+                        tracing::info!(
+                            position = next.0 - 1,
+                            "the read model follows the event log again"
+                        );
+                    }
+                    delay = FIRST_RESUBSCRIBE_DELAY;
+                }
+                Err(e @ StoreError::Backend(_)) => break e,
+                Err(e) => return Err(e),
+            }
+        };
+        if !interrupted.swap(true, Ordering::SeqCst) {
+            tracing::error!(error = %failure, "the event store failed under the read model; refusing calls until it answers again");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RESUBSCRIBE_DELAY);
     }
 }
 
@@ -228,7 +280,7 @@ mod tests {
         append(&store, "a", 3).await;
         append(&store, "b", 2).await;
 
-        let projector = Projector::start(&store, PerStream::default());
+        let projector = Projector::start(Arc::new(store.clone()), PerStream::default());
         let p = projector
             .wait_caught_up(Duration::from_secs(10))
             .await
@@ -256,7 +308,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path().join("e.db")).unwrap();
         append(&store, "a", 1).await;
-        let projector = Projector::start(&store, PerStream::default());
+        let projector = Projector::start(Arc::new(store.clone()), PerStream::default());
         let err = projector
             .wait_for(Position(50), Duration::from_millis(200))
             .await
@@ -289,14 +341,14 @@ mod tests {
         append(&store, "a", 2).await;
         let middle = append(&store, "b", 3).await;
         append(&store, "a", 5).await;
-        let first = Projector::start(&store, PerStream::default());
+        let first = Projector::start(Arc::new(store.clone()), PerStream::default());
         first.wait_caught_up(Duration::from_secs(10)).await.unwrap();
         let (before, _) = first.read(|m| (m.counts.clone(), m.order.clone()));
         drop(first);
         store.close().await;
 
         let store = EmbeddedStore::open(&path).unwrap();
-        let second = Projector::start(&store, PerStream::default());
+        let second = Projector::start(Arc::new(store.clone()), PerStream::default());
         second
             .wait_caught_up(Duration::from_secs(10))
             .await
@@ -315,6 +367,133 @@ mod tests {
             .unwrap();
         assert_eq!(empty, PerStream::default());
         store.close().await;
+    }
+
+    /// A store whose first subscription fails after `fail_after` messages
+    /// and whose next `down_for` subscriptions fail at once, as a store
+    /// does whose database goes away for a while; then it answers again.
+    struct Outage {
+        inner: EmbeddedStore,
+        fail_after: usize,
+        down_for: usize,
+        subscriptions: std::sync::atomic::AtomicUsize,
+    }
+
+    fn down() -> StoreError {
+        StoreError::backend(std::io::Error::other("connection refused"))
+    }
+
+    #[async_trait::async_trait]
+    impl EventStore for Outage {
+        async fn append(
+            &self,
+            stream: &StreamId,
+            expected: ExpectedVersion,
+            events: Vec<NewEvent>,
+        ) -> Result<sealplane_event_store::Appended, sealplane_event_store::AppendError> {
+            self.inner.append(stream, expected, events).await
+        }
+        async fn read_stream(
+            &self,
+            stream: &StreamId,
+            from: sealplane_event_store::StreamVersion,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.inner.read_stream(stream, from, limit).await
+        }
+        async fn read_all(
+            &self,
+            from: Position,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.inner.read_all(from, limit).await
+        }
+        async fn head(&self) -> Result<Position, StoreError> {
+            self.inner.head().await
+        }
+        fn subscribe_all(&self, from: Position) -> sealplane_event_store::Subscription {
+            use futures_util::stream;
+            let n = self.subscriptions.fetch_add(1, Ordering::SeqCst);
+            if n == 0 {
+                let first = self.inner.subscribe_all(from).take(self.fail_after);
+                Box::pin(first.chain(stream::once(async { Err(down()) })))
+            } else if n <= self.down_for {
+                Box::pin(stream::once(async { Err(down()) }))
+            } else {
+                self.inner.subscribe_all(from)
+            }
+        }
+        async fn close(&self) {
+            self.inner.close().await
+        }
+        async fn acquire_lease(
+            &self,
+            name: &str,
+            holder: &str,
+            ttl: Duration,
+        ) -> Result<bool, StoreError> {
+            self.inner.acquire_lease(name, holder, ttl).await
+        }
+        async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+            self.inner.release_lease(name, holder).await
+        }
+        async fn exclusive(
+            &self,
+            name: &str,
+        ) -> Result<sealplane_event_store::Exclusive, StoreError> {
+            self.inner.exclusive(name).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_of_the_store_interrupts_the_projection_which_then_resumes_without_gap_or_repeat()
+     {
+        // Given a log of 5 events and a store that fails after delivering 3
+        // of them, and twice more when subscribed to again
+        let dir = tempfile::tempdir().unwrap();
+        let inner = EmbeddedStore::open(dir.path().join("e.db")).unwrap();
+        append(&inner, "a", 3).await;
+        append(&inner, "b", 2).await;
+        let store = Arc::new(Outage {
+            inner: inner.clone(),
+            fail_after: 3,
+            down_for: 2,
+            subscriptions: Default::default(),
+        });
+        // When a projection follows it
+        let projector = Projector::start(store.clone(), PerStream::default());
+        // Then it says it is not following during the outage
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while projector.is_following() {
+            assert!(tokio::time::Instant::now() < deadline, "never interrupted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(projector.progress().position, Position(3));
+        // And once the store answers, it resumes where it stopped
+        let p = projector
+            .wait_caught_up(Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(p.position, Position(5));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !projector.is_following() {
+            assert!(tokio::time::Instant::now() < deadline, "never resumed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (order, _) = projector.read(|m| m.order.clone());
+        assert_eq!(
+            order,
+            (1..=5).collect::<Vec<_>>(),
+            "no event lost or applied twice"
+        );
+        assert_eq!(store.subscriptions.load(Ordering::SeqCst), 4);
+        // And it follows new events live
+        let written = append(&inner, "a", 1).await;
+        projector
+            .wait_for(written, Duration::from_secs(10))
+            .await
+            .unwrap();
+        inner.close().await;
     }
 
     impl<P> Projector<P> {

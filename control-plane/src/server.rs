@@ -116,7 +116,7 @@ pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled
 pub fn app_rebuilding(store: Arc<dyn EventStore>, limits: Limits) -> Assembled {
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let store: Arc<dyn EventStore> = Arc::new(crate::metrics::Metered::new(store, metrics.clone()));
-    let model = Arc::new(Projector::start(&*store, ReadModel::default()));
+    let model = Arc::new(Projector::start(store.clone(), ReadModel::default()));
     let (shutdown, down) = watch::channel(false);
     Assembled {
         app: App {

@@ -78,9 +78,8 @@ impl App {
         // Fail closed: a model that stopped following the log would
         // authenticate with tokens revoked since.
         if !self.model.is_following() {
-            tracing::error!("the read model stopped following the event log; refusing every call");
             return Err(Status::unavailable(
-                "the server's read model stopped following the event log; an admin must restart it",
+                "the server's read model stopped following the event log (the event store failed under it); calls are refused until it follows again — an admin should check the event store",
             ));
         }
         // Fail closed: the stored log changed under the server (ADR 0016).
