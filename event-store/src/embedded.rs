@@ -28,7 +28,7 @@ use crate::store::{
     AppendError, Appended, EventStore, MAX_BATCH_BYTES, StoreError, Subscription, check_batch,
     check_expected,
 };
-use crate::subscription::{Head, catch_up_then_live};
+use crate::subscription::{Head, Recent, catch_up_then_live};
 
 /// The on-disk schema this version writes (SQLite `user_version`): 1 is
 /// the table below, 2 adds `log_hash` (ADR 0014).
@@ -82,6 +82,8 @@ struct Inner {
     /// Leases and sections: the lock file admits one process, so they
     /// are this process's.
     coordination: LocalCoordination,
+    /// What was just committed, for live subscribers.
+    recent: Arc<Recent>,
 }
 
 /// One append waiting for the writer.
@@ -120,10 +122,12 @@ impl EmbeddedStore {
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer_head = head.clone();
+        let recent = Arc::new(Recent::default());
+        let writer_recent = recent.clone();
         let thread = std::thread::Builder::new()
             .name("event-store-writer".into())
             .spawn(move || {
-                run_writer(conn, rx, writer_head);
+                run_writer(conn, rx, writer_head, &writer_recent);
                 // The lock is released only once every append is durable.
                 drop(lock);
             })
@@ -136,6 +140,7 @@ impl EmbeddedStore {
                 readers: Mutex::new(Vec::new()),
                 head,
                 coordination: LocalCoordination::default(),
+                recent,
             }),
         })
     }
@@ -288,7 +293,12 @@ fn add_log_hashes(tx: &Transaction<'_>) -> Result<(), StoreError> {
     }
 }
 
-fn run_writer(mut conn: Connection, mut queue: mpsc::Receiver<Append>, head: watch::Sender<Head>) {
+fn run_writer(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Append>,
+    head: watch::Sender<Head>,
+    recent: &Recent,
+) {
     let mut group = Vec::with_capacity(GROUP_MAX_APPENDS);
     while let Some(first) = queue.blocking_recv() {
         let mut bytes = batch_bytes(&first);
@@ -302,8 +312,10 @@ fn run_writer(mut conn: Connection, mut queue: mpsc::Receiver<Append>, head: wat
                 Err(_) => break,
             }
         }
-        let (outcomes, last) = commit_group(&mut conn, &mut group);
+        let (outcomes, last, committed) = commit_group(&mut conn, &mut group);
         if let Some(position) = last {
+            // Kept before the head moves: a subscriber woken by it finds them.
+            recent.committed(committed);
             head.send_replace(Head {
                 position,
                 closed: false,
@@ -319,12 +331,16 @@ fn batch_bytes(append: &Append) -> usize {
     append.events.iter().map(NewEvent::size).sum()
 }
 
-/// Commits the group in one transaction; returns one outcome per append and
-/// the new head when anything was written.
-fn commit_group(
-    conn: &mut Connection,
-    group: &mut [Append],
-) -> (Vec<Result<Appended, AppendError>>, Option<Position>) {
+/// What committing a group produced: one outcome per append, the new head
+/// when anything was written, and the events written.
+type Committed = (
+    Vec<Result<Appended, AppendError>>,
+    Option<Position>,
+    Vec<RecordedEvent>,
+);
+
+/// Commits the group in one transaction.
+fn commit_group(conn: &mut Connection, group: &mut [Append]) -> Committed {
     let fail_all = |e: rusqlite::Error, n: usize| {
         let msg = e.to_string();
         let outcomes = (0..n)
@@ -335,7 +351,7 @@ fn commit_group(
                 )
             })
             .collect();
-        (outcomes, None)
+        (outcomes, None, vec![])
     };
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -358,11 +374,12 @@ fn commit_group(
                     .into())
                 })
                 .collect();
-            return (outcomes, None);
+            return (outcomes, None, vec![]);
         }
         Err(e) => return fail_all(e, group.len()),
     };
     let head_before = last.position;
+    let mut committed = vec![];
     let alone = group.len() == 1;
     let mut outcomes = Vec::with_capacity(group.len());
     for append in group.iter_mut() {
@@ -384,18 +401,19 @@ fn commit_group(
                 Err(e) => Err(StoreError::backend(e).into()),
             }
         };
-        let outcome = outcome.map(|(done, head)| {
+        let outcome = outcome.map(|(done, head, recorded)| {
             last = head;
+            committed.extend(recorded);
             done
         });
         outcomes.push(outcome);
     }
     if last.position == head_before {
         drop(tx); // nothing to commit: every append was refused
-        return (outcomes, None);
+        return (outcomes, None, vec![]);
     }
     match tx.commit() {
-        Ok(()) => (outcomes, Some(last.position)),
+        Ok(()) => (outcomes, Some(last.position), committed),
         Err(e) => fail_all(e, group.len()),
     }
 }
@@ -430,7 +448,7 @@ fn append_one(
     stream: &StreamId,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
-) -> Result<(Appended, LogCheckpoint), AppendError> {
+) -> Result<(Appended, LogCheckpoint, Vec<RecordedEvent>), AppendError> {
     let db = StoreError::backend;
     let tail: Option<(i64, Vec<u8>)> = conn
         .prepare_cached(
@@ -481,14 +499,13 @@ fn append_one(
         (Some(f), Some(l)) => (f, l),
         _ => return Err(AppendError::EmptyBatch),
     };
-    Ok((
-        Appended {
-            first_position: first.position,
-            last_position: last.position,
-            version: last.version,
-        },
-        LogCheckpoint::of(last),
-    ))
+    let appended = Appended {
+        first_position: first.position,
+        last_position: last.position,
+        version: last.version,
+    };
+    let head = LogCheckpoint::of(last);
+    Ok((appended, head, recorded))
 }
 
 fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> {
@@ -636,7 +653,12 @@ impl EventStore for EmbeddedStore {
     }
 
     fn subscribe_all(&self, from: Position) -> Subscription {
-        catch_up_then_live(self.clone(), self.inner.head.subscribe(), from)
+        catch_up_then_live(
+            self.clone(),
+            self.inner.head.subscribe(),
+            self.inner.recent.clone(),
+            from,
+        )
     }
 
     async fn close(&self) {

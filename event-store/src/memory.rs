@@ -167,7 +167,12 @@ impl EventStore for MemoryStore {
     }
 
     fn subscribe_all(&self, from: Position) -> Subscription {
-        catch_up_then_live(self.clone(), self.inner.head.subscribe(), from)
+        catch_up_then_live(
+            self.clone(),
+            self.inner.head.subscribe(),
+            Arc::default(),
+            from,
+        )
     }
 
     async fn close(&self) {

@@ -809,7 +809,12 @@ impl EventStore for PostgresStore {
     }
 
     fn subscribe_all(&self, from: Position) -> Subscription {
-        catch_up_then_live(self.clone(), self.inner.head.subscribe(), from)
+        catch_up_then_live(
+            self.clone(),
+            self.inner.head.subscribe(),
+            Arc::default(),
+            from,
+        )
     }
 
     fn backend(&self) -> &'static str {

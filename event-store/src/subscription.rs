@@ -4,13 +4,15 @@
 //! channel after every commit. A subscriber's reader task reads the log page
 //! by page from its position until it reaches the head, says
 //! [`SubscriptionMessage::CaughtUp`] once, then waits for the head to move
-//! and reads again. Events are always read back from the store, never pushed
-//! from memory, so a subscriber that falls behind cannot miss any, and
-//! positions are checked to be contiguous so a hole is reported rather than
-//! skipped.
+//! and reads again. What this process has just committed it takes from
+//! [`Recent`] instead of reading it back; anything else (a subscriber that
+//! fell behind, events another process wrote) is read back from the store,
+//! so a subscriber cannot miss any, and positions are checked to be
+//! contiguous so a hole is reported rather than skipped.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
@@ -21,6 +23,76 @@ use crate::store::{EventStore, StoreError, Subscription, SubscriptionMessage};
 
 /// Events read per page.
 const PAGE: usize = 512;
+/// Most events [`Recent`] keeps.
+const RECENT_EVENTS: usize = 4096;
+/// Most bytes (data and metadata) [`Recent`] keeps.
+const RECENT_BYTES: usize = 8 << 20;
+
+/// The events this process committed last, a contiguous run of positions
+/// (bounded by [`RECENT_EVENTS`] and [`RECENT_BYTES`]), so that live
+/// subscribers take what was just written from memory instead of reading
+/// it back from storage. A backend records a commit here *before* it
+/// publishes the new head; a subscriber that finds its next position
+/// missing (fallen behind, or written by another process) reads storage as
+/// before, so nothing is ever skipped.
+#[derive(Default)]
+pub(crate) struct Recent {
+    held: std::sync::Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    events: VecDeque<RecordedEvent>,
+    bytes: usize,
+}
+
+fn size_of(e: &RecordedEvent) -> usize {
+    e.data.as_str().len() + e.metadata.as_str().len()
+}
+
+impl Recent {
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `events`, just committed, in position order.
+    pub(crate) fn committed(&self, events: impl IntoIterator<Item = RecordedEvent>) {
+        let mut held = self.held();
+        for event in events {
+            // Positions written by others in between: start a new run.
+            if held
+                .events
+                .back()
+                .is_some_and(|last| last.position.0 + 1 != event.position.0)
+            {
+                held.events.clear();
+                held.bytes = 0;
+            }
+            held.bytes += size_of(&event);
+            held.events.push_back(event);
+            while held.events.len() > RECENT_EVENTS || held.bytes > RECENT_BYTES {
+                match held.events.pop_front() {
+                    Some(old) => held.bytes -= size_of(&old),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// The events from `from` on, up to `to` and at most `limit`, when it
+    /// holds every one of them.
+    fn range(&self, from: Position, to: Position, limit: usize) -> Option<Vec<RecordedEvent>> {
+        let held = self.held();
+        let first = held.events.front()?.position.0;
+        let last = held.events.back()?.position.0;
+        if from.0 < first || to.0 > last || from > to {
+            return None;
+        }
+        let start = (from.0 - first) as usize;
+        let end = ((to.0 - first) as usize + 1).min(start + limit);
+        Some(held.events.range(start..end).cloned().collect())
+    }
+}
 /// Pages buffered per subscriber before the reader task waits for it.
 const BUFFER: usize = 4;
 
@@ -47,10 +119,17 @@ enum Batch {
 pub(crate) fn catch_up_then_live<S: EventStore + Clone>(
     store: S,
     head: watch::Receiver<Head>,
+    recent: Arc<Recent>,
     from: Position,
 ) -> Subscription {
     let (tx, rx) = mpsc::channel(BUFFER);
-    tokio::spawn(read_pages(store, head, from.max(Position::START), tx));
+    tokio::spawn(read_pages(
+        store,
+        head,
+        recent,
+        from.max(Position::START),
+        tx,
+    ));
     Box::pin(Pages {
         rx,
         ready: VecDeque::new(),
@@ -60,6 +139,7 @@ pub(crate) fn catch_up_then_live<S: EventStore + Clone>(
 async fn read_pages<S: EventStore>(
     store: S,
     mut head: watch::Receiver<Head>,
+    recent: Arc<Recent>,
     mut next: Position,
     tx: mpsc::Sender<Batch>,
 ) {
@@ -70,12 +150,16 @@ async fn read_pages<S: EventStore>(
             return;
         }
         if next <= known.position {
-            let mut page = match store.read_all(next, PAGE).await {
-                Ok(page) => page,
-                Err(e) => {
-                    let _ = tx.send(Batch::Failed(e)).await;
-                    return;
-                }
+            let held = recent.range(next, known.position, PAGE);
+            let mut page = match held {
+                Some(page) => page,
+                None => match store.read_all(next, PAGE).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = tx.send(Batch::Failed(e)).await;
+                        return;
+                    }
+                },
             };
             // Everything up to the head is committed, so the page must
             // start at `next` and run without a hole.
@@ -152,5 +236,64 @@ impl Stream for Pages {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventMetadata, EventType, NewEvent, StreamId};
+
+    fn recorded(positions: std::ops::RangeInclusive<u64>) -> Vec<RecordedEvent> {
+        let stream = StreamId::parse("s").unwrap();
+        let events = positions
+            .clone()
+            .map(|_| {
+                NewEvent::from_json_text(
+                    EventType::parse("E").unwrap(),
+                    1,
+                    "{}",
+                    &EventMetadata::new("t"),
+                )
+                .unwrap()
+            })
+            .collect();
+        let before = crate::chain::LogCheckpoint {
+            position: Position(positions.start() - 1),
+            ..crate::chain::LogCheckpoint::EMPTY
+        };
+        crate::chain::link(&stream, None, before, events)
+    }
+
+    #[test]
+    fn recent_events_serve_a_contiguous_range_or_nothing() {
+        let recent = Recent::default();
+        recent.committed(recorded(1..=3));
+        let got = |from, to, limit| {
+            recent
+                .range(Position(from), Position(to), limit)
+                .map(|page| page.iter().map(|e| e.position.0).collect::<Vec<_>>())
+        };
+        assert_eq!(got(2, 3, 10), Some(vec![2, 3]));
+        assert_eq!(got(1, 3, 2), Some(vec![1, 2]), "at most the limit");
+        assert_eq!(got(2, 4, 10), None, "position 4 is not held");
+        // Another process wrote 4..=6: a commit at 7 starts a new run.
+        recent.committed(recorded(7..=8));
+        assert_eq!(got(3, 8, 10), None, "3 is no longer held");
+        assert_eq!(got(7, 8, 10), Some(vec![7, 8]));
+    }
+
+    #[test]
+    fn recent_events_are_bounded() {
+        let recent = Recent::default();
+        recent.committed(recorded(1..=(RECENT_EVENTS as u64 + 10)));
+        assert_eq!(recent.range(Position(1), Position(2), 10), None);
+        let last = RECENT_EVENTS as u64 + 10;
+        assert_eq!(
+            recent
+                .range(Position(11), Position(last), usize::MAX)
+                .map(|p| p.len()),
+            Some(RECENT_EVENTS)
+        );
     }
 }
