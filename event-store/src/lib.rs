@@ -24,6 +24,7 @@ pub mod chain;
 mod embedded;
 mod event;
 mod memory;
+pub mod migrate;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod redacted_url;
@@ -40,9 +41,12 @@ pub use event::{
     StreamVersion,
 };
 pub use memory::MemoryStore;
+#[cfg(feature = "embedded")]
+pub use migrate::EmbeddedImport;
+pub use migrate::{LogImport, MigrateError, Migrated, copy_log};
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    APPEND_LOCK, ConnectError, NOTIFY_CHANNEL, PostgresOptions, PostgresStore,
+    APPEND_LOCK, ConnectError, NOTIFY_CHANNEL, PostgresImport, PostgresOptions, PostgresStore,
     SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
 };
 pub use redacted_url::RedactedUrl;
