@@ -29,6 +29,7 @@ mod backup;
 mod dev;
 mod is_secure;
 mod key_file;
+mod migrate;
 mod status;
 
 #[derive(Parser)]
@@ -125,6 +126,21 @@ enum Command {
         #[arg(long = "checkpoint")]
         checkpoints: Vec<String>,
     },
+    /// Copy the whole event log to another backend (an empty one) as it was
+    /// recorded: positions, stream versions and both hash chains, so held
+    /// and signed checkpoints stay valid. Verifies the copy before it is
+    /// kept and says so. Stop the control planes using the source first.
+    #[command(
+        after_help = "Stores: embedded:PATH, postgres:URL, postgres-url-file:PATH, postgres-url-env:NAME, config:PATH (a sealplane.toml's [event_store]).\nExample: sealplane migrate-store --from embedded:/var/lib/sealplane/events.db --to postgres-url-env:SEALPLANE_POSTGRES_URL"
+    )]
+    MigrateStore {
+        /// The store to copy from (kept unchanged).
+        #[arg(long)]
+        from: String,
+        /// The empty store to copy into; refused when it holds events.
+        #[arg(long)]
+        to: String,
+    },
     /// Run everything in one process on this machine, for development:
     /// the API on loopback, the embedded event store, an admin token.
     Dev {
@@ -177,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
             verify,
             checkpoints,
         } => backup::restore(&from, to, verify, &checkpoints).await,
+        Command::MigrateStore { from, to } => migrate::run(&from, &to).await,
     }
 }
 
