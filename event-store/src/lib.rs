@@ -23,6 +23,8 @@ pub mod chain;
 #[cfg(feature = "embedded")]
 mod embedded;
 mod event;
+#[cfg(feature = "kurrentdb")]
+mod kurrent;
 mod memory;
 pub mod migrate;
 #[cfg(feature = "postgres")]
@@ -39,6 +41,10 @@ pub use event::{
     EventMetadata, EventType, ExpectedVersion, InvalidInput, JsonObject, MAX_EVENT_BYTES,
     MAX_EVENT_TYPE_BYTES, MAX_STREAM_ID_BYTES, NewEvent, Position, RecordedEvent, StreamId,
     StreamVersion,
+};
+#[cfg(feature = "kurrentdb")]
+pub use kurrent::{
+    KurrentConnectError, KurrentOptions, KurrentStore, LOG_STREAM as KURRENTDB_LOG_STREAM,
 };
 pub use memory::MemoryStore;
 #[cfg(feature = "embedded")]
