@@ -131,7 +131,7 @@ enum Command {
     /// and signed checkpoints stay valid. Verifies the copy before it is
     /// kept and says so. Stop the control planes using the source first.
     #[command(
-        after_help = "Stores: embedded:PATH, postgres:URL, postgres-url-file:PATH, postgres-url-env:NAME, config:PATH (a sealplane.toml's [event_store]).\nExample: sealplane migrate-store --from embedded:/var/lib/sealplane/events.db --to postgres-url-env:SEALPLANE_POSTGRES_URL"
+        after_help = "Stores: embedded:PATH, postgres:URL, postgres-url-file:PATH, postgres-url-env:NAME, kurrentdb:URL, kurrentdb-url-file:PATH, kurrentdb-url-env:NAME (as a source), config:PATH (a sealplane.toml's [event_store]).\nExample: sealplane migrate-store --from embedded:/var/lib/sealplane/events.db --to postgres-url-env:SEALPLANE_POSTGRES_URL"
     )]
     MigrateStore {
         /// The store to copy from (kept unchanged).
@@ -161,6 +161,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The kurrentdb client links aws-lc beside the tree's ring: with two
+    // providers rustls needs the process default named.
+    #[cfg(feature = "kurrentdb")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     logging::init(cli.log_format)?;
     match cli.command {
         Command::Serve { config } => serve(&config).await,
@@ -272,6 +276,16 @@ fn describe(config: &EventStoreConfig) -> String {
             (_, Some(file), _) => format!("PostgreSQL (url from {})", file.display()),
             (_, _, Some(name)) => format!("PostgreSQL (url from ${name})"),
             _ => "PostgreSQL".to_owned(),
+        },
+        EventStoreConfig::Kurrentdb {
+            url,
+            url_file,
+            url_env,
+        } => match (url, url_file, url_env) {
+            (Some(url), _, _) => RedactedUrl::new(url.expose()).to_string(),
+            (_, Some(file), _) => format!("KurrentDB (url from {})", file.display()),
+            (_, _, Some(name)) => format!("KurrentDB (url from ${name})"),
+            _ => "KurrentDB".to_owned(),
         },
     }
 }

@@ -12,6 +12,7 @@
 //! | `postgres:URL` | the PostgreSQL database at URL |
 //! | `postgres-url-file:PATH` | ... whose url is in the file PATH |
 //! | `postgres-url-env:NAME` | ... whose url is in the environment variable NAME |
+//! | `kurrentdb:URL`, `kurrentdb-url-file:PATH`, `kurrentdb-url-env:NAME` | a KurrentDB log stream (a source only; needs the `kurrentdb` feature) |
 //! | `config:PATH` | the `[event_store]` of the configuration file PATH |
 
 use std::path::{Path, PathBuf};
@@ -27,8 +28,7 @@ use sealplane_event_store::{
 };
 
 /// The SPEC forms, for errors and `--help`.
-pub const SPEC_FORMS: &str =
-    "embedded:PATH, postgres:URL, postgres-url-file:PATH, postgres-url-env:NAME or config:PATH";
+pub const SPEC_FORMS: &str = "embedded:PATH, postgres:URL, postgres-url-file:PATH, postgres-url-env:NAME, kurrentdb:URL, kurrentdb-url-file:PATH, kurrentdb-url-env:NAME or config:PATH";
 
 /// Parses a store SPEC into the configuration it stands for.
 pub fn parse_spec(spec: &str) -> anyhow::Result<EventStoreConfig> {
@@ -61,6 +61,25 @@ pub fn parse_spec(spec: &str) -> anyhow::Result<EventStoreConfig> {
         }
         "postgres-url-file" => postgres(None, Some(PathBuf::from(rest)), None),
         "postgres-url-env" => postgres(None, None, Some(rest.to_owned())),
+        "kurrentdb" | "esdb" => EventStoreConfig::Kurrentdb {
+            url: Some(DatabaseUrl::new(if rest.starts_with("//") {
+                format!("{kind}:{rest}")
+            } else {
+                rest.to_owned()
+            })),
+            url_file: None,
+            url_env: None,
+        },
+        "kurrentdb-url-file" => EventStoreConfig::Kurrentdb {
+            url: None,
+            url_file: Some(PathBuf::from(rest)),
+            url_env: None,
+        },
+        "kurrentdb-url-env" => EventStoreConfig::Kurrentdb {
+            url: None,
+            url_file: None,
+            url_env: Some(rest.to_owned()),
+        },
         "config" => Config::load(Path::new(rest))?.event_store,
         _ => bail!("`{kind}:` is not a kind of store: name one as {SPEC_FORMS}"),
     })
@@ -83,6 +102,10 @@ fn describe(config: &EventStoreConfig) -> anyhow::Result<String> {
         EventStoreConfig::Postgres { .. } => match config.postgres_url()? {
             Some(url) => RedactedUrl::new(url.expose()).to_string(),
             None => "PostgreSQL".to_owned(),
+        },
+        EventStoreConfig::Kurrentdb { .. } => match config.kurrentdb_url()? {
+            Some(url) => RedactedUrl::new(url.expose()).to_string(),
+            None => "KurrentDB".to_owned(),
         },
     })
 }
@@ -120,6 +143,9 @@ async fn open_target(config: &EventStoreConfig) -> anyhow::Result<Box<dyn LogImp
                 }
             }
         }
+        EventStoreConfig::Kurrentdb { .. } => bail!(
+            "migrating into KurrentDB is not supported: its events cannot be removed again, so a copy refused half-way would leave a half log (ADR 0021); KurrentDB can be a source"
+        ),
     })
 }
 
@@ -220,6 +246,16 @@ mod tests {
                 url_env: Some("PG_URL".into())
             }
         );
+        let EventStoreConfig::Kurrentdb { url: Some(url), .. } =
+            parse_spec("kurrentdb://admin:pw@kdb:2113?tls=true").unwrap()
+        else {
+            panic!("a kurrentdb url");
+        };
+        assert_eq!(url.expose(), "kurrentdb://admin:pw@kdb:2113?tls=true");
+        assert!(matches!(
+            parse_spec("kurrentdb-url-env:KDB").unwrap(),
+            EventStoreConfig::Kurrentdb { url_env: Some(n), .. } if n == "KDB"
+        ));
         assert_eq!(
             parse_spec("postgres-url-file:/run/secrets/pg").unwrap(),
             EventStoreConfig::Postgres {
