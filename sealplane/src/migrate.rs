@@ -55,21 +55,28 @@ pub fn parse_spec(spec: &str) -> anyhow::Result<EventStoreConfig> {
                 format!("{kind}:{rest}")
             };
             if !url.contains("://") {
-                bail!("`{}` is not a postgres:// url", shown(spec));
+                // Not echoed: whatever follows may hold a password.
+                bail!("`{kind}:` must be followed by a postgres:// url");
             }
             postgres(Some(DatabaseUrl::new(url)), None, None)
         }
         "postgres-url-file" => postgres(None, Some(PathBuf::from(rest)), None),
         "postgres-url-env" => postgres(None, None, Some(rest.to_owned())),
-        "kurrentdb" | "esdb" => EventStoreConfig::Kurrentdb {
-            url: Some(DatabaseUrl::new(if rest.starts_with("//") {
+        "kurrentdb" | "esdb" => {
+            let url = if rest.starts_with("//") {
                 format!("{kind}:{rest}")
             } else {
                 rest.to_owned()
-            })),
-            url_file: None,
-            url_env: None,
-        },
+            };
+            if !url.contains("://") {
+                bail!("`{kind}:` must be followed by a kurrentdb:// url");
+            }
+            EventStoreConfig::Kurrentdb {
+                url: Some(DatabaseUrl::new(url)),
+                url_file: None,
+                url_env: None,
+            }
+        }
         "kurrentdb-url-file" => EventStoreConfig::Kurrentdb {
             url: None,
             url_file: Some(PathBuf::from(rest)),
@@ -273,6 +280,14 @@ mod tests {
             ("sqlite:/x.db", "is not a kind of store"),
             ("embedded:", "names no store"),
             ("mysql://u:hunter2@db/x", "is not a kind of store"),
+            (
+                "postgres:sp:hunter2@db",
+                "must be followed by a postgres:// url",
+            ),
+            (
+                "kurrentdb:admin:hunter2@kdb",
+                "must be followed by a kurrentdb:// url",
+            ),
         ] {
             let err = parse_spec(spec).unwrap_err().to_string();
             assert!(err.contains(says), "{spec}: {err}");
