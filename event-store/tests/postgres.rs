@@ -432,6 +432,15 @@ mod migrate {
         copy_log(&target, "pg", Box::new(import), |_, _| {})
             .await
             .unwrap();
+        let left: Vec<_> = std::fs::read_dir(back.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            ["events.db"],
+            "one self-contained file, nothing beside it"
+        );
         let reopened = EmbeddedStore::open(&back).unwrap();
         assert_eq!(read_everything(&reopened).await, original);
         reopened.close().await;

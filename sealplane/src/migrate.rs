@@ -8,7 +8,7 @@
 //!
 //! | SPEC | store |
 //! |---|---|
-//! | `embedded:PATH` | the SQLite file PATH |
+//! | `embedded:PATH` | the SQLite file PATH (`PATH/events.db` for a data directory) |
 //! | `postgres:URL` | the PostgreSQL database at URL |
 //! | `postgres-url-file:PATH` | ... whose url is in the file PATH |
 //! | `postgres-url-env:NAME` | ... whose url is in the environment variable NAME |
@@ -92,6 +92,17 @@ pub fn parse_spec(spec: &str) -> anyhow::Result<EventStoreConfig> {
     })
 }
 
+/// An embedded store named by its data directory means the `events.db` in
+/// it, as `sealplane restore` reads a target (`restore_target`).
+fn data_file(config: EventStoreConfig) -> EventStoreConfig {
+    match config {
+        EventStoreConfig::Embedded { path } => EventStoreConfig::Embedded {
+            path: sealplane_event_store::backup::restore_target(&path),
+        },
+        other => other,
+    }
+}
+
 /// A SPEC as it may be printed: a url's password hidden.
 fn shown(spec: &str) -> String {
     if spec.contains("://") {
@@ -159,7 +170,7 @@ async fn open_target(config: &EventStoreConfig) -> anyhow::Result<Box<dyn LogImp
 /// Copies the log of `from` into the empty `to`, verifies the copy and
 /// says so.
 pub async fn run(from: &str, to: &str) -> anyhow::Result<()> {
-    let (from, to) = (parse_spec(from)?, parse_spec(to)?);
+    let (from, to) = (data_file(parse_spec(from)?), data_file(parse_spec(to)?));
     let (from_name, to_name) = (describe(&from)?, describe(&to)?);
     let source = open_source(&from).await?;
     let result = migrate(&*source, &from_name, &to, &to_name).await;

@@ -124,9 +124,10 @@ async fn embedded_to_postgres_and_back_keeps_the_log_and_serve_shows_the_same_se
     assert!(!said.contains(&password), "{said}");
     assert_eq!(postgres_events(&db.url).await, on_pg);
 
-    // And back to a new embedded file: the original, event for event.
-    let back = c.dir().join("back").join("events.db");
+    // And back into a new data directory: the original, event for event.
+    let back = c.dir().join("back");
     let (ok, said) = migrate(&to_pg, &format!("embedded:{}", back.display()), &url);
+    let back = back.join("events.db");
     assert!(ok, "{said}");
     assert!(said.contains("Migrated and verified:"), "{said}");
     assert_eq!(embedded_events(&back).await, events);
