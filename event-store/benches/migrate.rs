@@ -9,6 +9,9 @@
 //! `copy_log` into an empty PostgreSQL database (checking every link on the
 //! way in, reading the whole copy back and verifying it inside the
 //! transaction, committing) and from there into a new embedded file.
+//!
+//! `-- --events N --keep-log FILE` only builds the log, into FILE, and
+//! stops: the input for timing the `sealplane migrate-store` command itself.
 
 use std::time::Instant;
 
@@ -47,8 +50,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let keep: Option<std::path::PathBuf> = std::env::args()
+        .skip_while(|a| a != "--keep-log")
+        .nth(1)
+        .map(Into::into);
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("events.db");
+    let db = keep.clone().unwrap_or_else(|| dir.path().join("events.db"));
     let filler = "A".repeat(400);
     let started = Instant::now();
     rt.block_on(async {
@@ -83,6 +90,9 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    if keep.is_some() {
+        return;
+    }
     let name = format!("sealplane_bench_migrate_{}", std::process::id());
     rt.block_on(async {
         let mut conn = PgConnection::connect(&admin).await.unwrap();
