@@ -42,6 +42,21 @@ pub enum ConfigError {
     },
     #[error("event_store: the environment variable {0} holding the PostgreSQL url is not set")]
     PostgresUrlEnv(String),
+    #[error(
+        "event_store: the kurrentdb backend takes exactly one of `url`, `url_file` and `url_env` (url_file or url_env keep a password out of this file)"
+    )]
+    KurrentUrlSources,
+    #[error(
+        "event_store: the kurrentdb backend needs [audit] log_key_file, since there is no data directory beside the store to keep the log-signing key in"
+    )]
+    KurrentLogKey,
+    #[error("event_store: cannot read the KurrentDB url from {path}: {source}")]
+    KurrentUrlFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("event_store: the environment variable {0} holding the KurrentDB url is not set")]
+    KurrentUrlEnv(String),
     #[error("{name} is {value}; at most {max} is supported")]
     TooLarge {
         name: &'static str,
@@ -110,8 +125,10 @@ impl Config {
             EventStoreConfig::Embedded { path } => {
                 path.parent().unwrap_or(Path::new(".")).join(LOG_KEY_FILE)
             }
-            // `check` requires log_key_file for PostgreSQL.
-            EventStoreConfig::Postgres { .. } => PathBuf::from(LOG_KEY_FILE),
+            // `check` requires log_key_file for the server backends.
+            EventStoreConfig::Postgres { .. } | EventStoreConfig::Kurrentdb { .. } => {
+                PathBuf::from(LOG_KEY_FILE)
+            }
         }
     }
 }
@@ -158,6 +175,20 @@ pub enum EventStoreConfig {
     /// its url from exactly one of the three sources.
     Postgres {
         /// `postgres://user:password@host:port/database?sslmode=…`.
+        #[serde(default)]
+        url: Option<DatabaseUrl>,
+        /// A file holding the url (e.g. a mounted secret), read at start.
+        #[serde(default)]
+        url_file: Option<PathBuf>,
+        /// An environment variable holding the url, read at start.
+        #[serde(default)]
+        url_env: Option<String>,
+    },
+    /// A KurrentDB (EventStoreDB) server (ADR 0023); its connection string
+    /// from exactly one of the three sources. Needs a `sealplane` built with
+    /// the `kurrentdb` feature.
+    Kurrentdb {
+        /// `kurrentdb://user:password@host:2113?tls=true` (or `esdb://…`).
         #[serde(default)]
         url: Option<DatabaseUrl>,
         /// A file holding the url (e.g. a mounted secret), read at start.
@@ -216,6 +247,32 @@ impl EventStoreConfig {
                 .map(|text| Some(DatabaseUrl::new(text.trim())))
                 .map_err(|_| ConfigError::PostgresUrlEnv(name.clone())),
             _ => Err(ConfigError::PostgresUrlSources),
+        }
+    }
+
+    /// The KurrentDB url from its configured source; `None` for another
+    /// backend. Errors name the source, never the url.
+    pub fn kurrentdb_url(&self) -> Result<Option<DatabaseUrl>, ConfigError> {
+        let EventStoreConfig::Kurrentdb {
+            url,
+            url_file,
+            url_env,
+        } = self
+        else {
+            return Ok(None);
+        };
+        match (url, url_file, url_env) {
+            (Some(url), None, None) => Ok(Some(url.clone())),
+            (None, Some(path), None) => std::fs::read_to_string(path)
+                .map(|text| Some(DatabaseUrl::new(text.trim())))
+                .map_err(|source| ConfigError::KurrentUrlFile {
+                    path: path.display().to_string(),
+                    source,
+                }),
+            (None, None, Some(name)) => std::env::var(name)
+                .map(|text| Some(DatabaseUrl::new(text.trim())))
+                .map_err(|_| ConfigError::KurrentUrlEnv(name.clone())),
+            _ => Err(ConfigError::KurrentUrlSources),
         }
     }
 }
@@ -315,6 +372,20 @@ impl Config {
             }
             if self.audit.log_key_file.is_none() {
                 return Err(ConfigError::PostgresLogKey);
+            }
+        }
+        if let EventStoreConfig::Kurrentdb {
+            url,
+            url_file,
+            url_env,
+        } = &self.event_store
+        {
+            let sources = [url.is_some(), url_file.is_some(), url_env.is_some()];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return Err(ConfigError::KurrentUrlSources);
+            }
+            if self.audit.log_key_file.is_none() {
+                return Err(ConfigError::KurrentLogKey);
             }
         }
         let l = &self.limits;
@@ -504,6 +575,39 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_kurrentdb_store_takes_its_url_from_one_source_and_a_log_key_file() {
+        let kurrent = |source: &str| {
+            format!(
+                "listen = \"127.0.0.1:7443\"\n[event_store]\nbackend = \"kurrentdb\"\n{source}\n[audit]\nlog_key_file = \"/k\"\n"
+            )
+        };
+        let c = Config::parse(
+            &kurrent("url = \"kurrentdb://admin:hunter2@kdb:2113?tls=true\""),
+            "test",
+        )
+        .unwrap();
+        let url = c.event_store.kurrentdb_url().unwrap().unwrap();
+        assert_eq!(url.expose(), "kurrentdb://admin:hunter2@kdb:2113?tls=true");
+        assert_eq!(c.event_store.postgres_url().unwrap(), None);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let c = Config::parse(&kurrent("url_env = \"SEALPLANE_TEST_UNSET_KDB\""), "test").unwrap();
+        let err = c.event_store.kurrentdb_url().unwrap_err().to_string();
+        assert!(
+            err.contains("SEALPLANE_TEST_UNSET_KDB holding the KurrentDB url"),
+            "{err}"
+        );
+        for store in ["", "url = \"kurrentdb://k\"\nurl_file = \"/f\""] {
+            let err = Config::parse(&kurrent(store), "test").unwrap_err();
+            assert!(matches!(err, ConfigError::KurrentUrlSources), "{err}");
+        }
+        let text =
+            kurrent("url = \"kurrentdb://k\"").replace("[audit]\nlog_key_file = \"/k\"\n", "");
+        let err = Config::parse(&text, "test").unwrap_err();
+        assert!(matches!(err, ConfigError::KurrentLogKey), "{err}");
     }
 
     #[test]

@@ -82,7 +82,31 @@ pub async fn open_store(config: &EventStoreConfig) -> Result<Arc<dyn EventStore>
                 .ok_or_else(|| StoreError::backend(ConfigError::PostgresUrlSources))?;
             Ok(Arc::new(PostgresStore::connect(url.expose()).await?))
         }
+        EventStoreConfig::Kurrentdb { .. } => {
+            let url = config
+                .kurrentdb_url()
+                .map_err(StoreError::backend)?
+                .ok_or_else(|| StoreError::backend(ConfigError::KurrentUrlSources))?;
+            open_kurrentdb(url.expose()).await
+        }
     }
+}
+
+#[cfg(feature = "kurrentdb")]
+async fn open_kurrentdb(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    Ok(Arc::new(
+        sealplane_event_store::KurrentStore::connect(url).await?,
+    ))
+}
+
+/// Without the feature the backend is named in the configuration but not
+/// linked: say how to get it (ADR 0023).
+#[cfg(not(feature = "kurrentdb"))]
+async fn open_kurrentdb(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    Err(StoreError::backend(std::io::Error::other(format!(
+        "the KurrentDB event store at {} is configured, but this sealplane was built without KurrentDB support: build it with `cargo build --release -p sealplane --features kurrentdb` (README, KurrentDB)",
+        sealplane_event_store::RedactedUrl::new(url)
+    ))))
 }
 
 /// The shared state and the switch that tells its streams to end.
@@ -310,4 +334,26 @@ fn no_delay(
 /// The TLS settings of `config`, if it has any.
 pub fn tls_of(config: &Config) -> Result<Option<ServerTlsConfig>, ServerError> {
     Ok(config.tls.as_ref().map(server_tls).transpose()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseUrl;
+
+    /// The default build names the backend but does not link it: opening
+    /// it says how to get it, without the password.
+    #[cfg(not(feature = "kurrentdb"))]
+    #[tokio::test]
+    async fn a_kurrentdb_store_without_the_feature_is_refused_with_how_to_get_it() {
+        let config = EventStoreConfig::Kurrentdb {
+            url: Some(DatabaseUrl::new("kurrentdb://admin:hunter2@kdb:2113")),
+            url_file: None,
+            url_env: None,
+        };
+        let err = open_store(&config).await.err().unwrap().to_string();
+        assert!(err.contains("--features kurrentdb"), "{err}");
+        assert!(err.contains("kurrentdb://admin:***@kdb:2113"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }

@@ -251,13 +251,13 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// A new empty 0600 file beside a destination, removed (with any SQLite
 /// files beside it) unless linked into place.
-struct Temp {
-    path: PathBuf,
+pub(crate) struct Temp {
+    pub(crate) path: PathBuf,
     linked: bool,
 }
 
 impl Temp {
-    fn beside(destination: &Path) -> Result<Temp, BackupError> {
+    pub(crate) fn beside(destination: &Path) -> Result<Temp, BackupError> {
         let dir = match destination.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
@@ -294,7 +294,7 @@ impl Temp {
 
     /// Links the file to `destination` (never replacing one) and syncs the
     /// directory.
-    fn link_to(mut self, destination: &Path) -> Result<(), BackupError> {
+    pub(crate) fn link_to(mut self, destination: &Path) -> Result<(), BackupError> {
         fs::hard_link(&self.path, destination).map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 BackupError::DestinationExists(destination.display().to_string())

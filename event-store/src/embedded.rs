@@ -218,7 +218,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 
 /// Brings the file to [`SCHEMA_VERSION`] in one transaction, so a crash
 /// mid-way leaves the old schema whole; refuses a newer file.
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let db = StoreError::backend;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)

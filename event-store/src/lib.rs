@@ -24,7 +24,10 @@ mod coordination;
 #[cfg(feature = "embedded")]
 mod embedded;
 mod event;
+#[cfg(feature = "kurrentdb")]
+mod kurrent;
 mod memory;
+pub mod migrate;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod redacted_url;
@@ -41,10 +44,17 @@ pub use event::{
     MAX_EVENT_TYPE_BYTES, MAX_STREAM_ID_BYTES, NewEvent, Position, RecordedEvent, StreamId,
     StreamVersion,
 };
+#[cfg(feature = "kurrentdb")]
+pub use kurrent::{
+    KurrentConnectError, KurrentOptions, KurrentStore, LOG_STREAM as KURRENTDB_LOG_STREAM,
+};
 pub use memory::MemoryStore;
+#[cfg(feature = "embedded")]
+pub use migrate::EmbeddedImport;
+pub use migrate::{LogImport, MigrateError, Migrated, copy_log};
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    APPEND_LOCK, ConnectError, NOTIFY_CHANNEL, PostgresOptions, PostgresStore,
+    APPEND_LOCK, ConnectError, NOTIFY_CHANNEL, PostgresImport, PostgresOptions, PostgresStore,
     SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
 };
 pub use redacted_url::RedactedUrl;

@@ -896,3 +896,92 @@ impl EventStore for PostgresStore {
         self.inner.pool.close().await;
     }
 }
+
+/// A copied log going into an empty PostgreSQL store (`migrate-store`): one
+/// transaction holding [`APPEND_LOCK`] from the emptiness check to the
+/// commit, so no control plane appends meanwhile and a failure anywhere
+/// rolls everything back.
+pub struct PostgresImport {
+    store: PostgresStore,
+    tx: Option<Tx>,
+    check: crate::migrate::ImportCheck,
+}
+
+impl PostgresStore {
+    /// Starts a copy into this store, which must hold no event.
+    pub async fn begin_import(&self) -> Result<PostgresImport, crate::migrate::MigrateError> {
+        use crate::migrate::MigrateError;
+        self.ensure_open()?;
+        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sealplane_events)")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if any {
+            return Err(MigrateError::TargetNotEmpty(self.inner.url.to_string()));
+        }
+        Ok(PostgresImport {
+            store: self.clone(),
+            tx: Some(tx),
+            check: Default::default(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::migrate::LogImport for PostgresImport {
+    fn target(&self) -> String {
+        self.store.inner.url.to_string()
+    }
+
+    async fn write(
+        &mut self,
+        events: &[RecordedEvent],
+    ) -> Result<(), crate::migrate::MigrateError> {
+        self.check.check(events)?;
+        let tx = self.tx.as_mut().ok_or(StoreError::Closed)?;
+        insert(tx, events).await?;
+        Ok(())
+    }
+
+    async fn commit(
+        mut self: Box<Self>,
+        source_head: LogCheckpoint,
+    ) -> Result<crate::VerifiedLog, crate::migrate::MigrateError> {
+        const SQL: &str = concat!(
+            select_event!(),
+            " WHERE position >= $1 ORDER BY position LIMIT $2"
+        );
+        let mut tx = self.tx.take().ok_or(StoreError::Closed)?;
+        // Read back inside the transaction: what the table now holds.
+        let mut read_back = crate::migrate::ReadBack::new(source_head, self.target());
+        let mut next = Position::START;
+        loop {
+            let rows = sqlx::query(SQL)
+                .bind(clamp(next.0))
+                .bind(crate::migrate::IMPORT_BATCH as i64)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+            let page = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+            let Some(last) = page.last() else { break };
+            next = last.position.next();
+            read_back.check(&page)?;
+        }
+        let verified = read_back.finish()?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(verified.head.position.0.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        self.store.advance(verified.head.position);
+        Ok(verified)
+    }
+}

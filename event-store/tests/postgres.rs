@@ -412,3 +412,169 @@ async fn two_stores_on_one_database_share_leases_and_sections() {
     a.close().await;
     b.close().await;
 }
+
+// ------------------------------------------------------- migrate-store
+
+mod migrate {
+    use super::*;
+    use sealplane_event_store::{
+        BreakKind, EmbeddedImport, EmbeddedStore, LogCheckpoint, MigrateError, copy_log,
+    };
+
+    /// An embedded log of `n` events over three streams, appended in
+    /// batches of up to 1,000 (several import pages for n > 5,000).
+    async fn embedded_log(path: &std::path::Path, n: usize) -> EmbeddedStore {
+        let store = EmbeddedStore::open(path).unwrap();
+        let mut left = n;
+        let mut i = 0;
+        while left > 0 {
+            let k = left.min(1000 - (i % 7) * 100);
+            store
+                .append(
+                    &stream(&format!("s-{}", i % 3)),
+                    ExpectedVersion::Any,
+                    events(k, &format!("b{i}")),
+                )
+                .await
+                .unwrap();
+            left -= k;
+            i += 1;
+        }
+        store
+    }
+
+    fn head_of(events: &[RecordedEvent]) -> LogCheckpoint {
+        LogCheckpoint::of(events.last().unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_to_postgres_to_embedded_keeps_every_event_and_hash() {
+        // Given an embedded log spanning several import pages
+        let dir = tempfile::tempdir().unwrap();
+        let source = embedded_log(&dir.path().join("events.db"), 12_345).await;
+        let original = read_everything(&source).await;
+
+        // When it is migrated to an empty PostgreSQL database
+        let pg = <Postgres as Backend>::fresh().await;
+        let target = pg.open().await;
+        let import = target.begin_import().await.unwrap();
+        let migrated = copy_log(&source, "source", Box::new(import), |_, _| {})
+            .await
+            .unwrap();
+        source.close().await;
+
+        // Then the copy verified up to the source's head, and holds every
+        // event field for field: positions, versions, data, all hashes
+        assert_eq!(migrated.verified.events, 12_345);
+        assert_eq!(migrated.verified.streams, 3);
+        assert_eq!(migrated.verified.head, head_of(&original));
+        assert_eq!(read_everything(&target).await, original);
+        assert_eq!(target.head().await.unwrap(), Position(12_345));
+
+        // And back to a new embedded file, still identical
+        let back = dir.path().join("back").join("events.db");
+        let import = EmbeddedImport::create(&back).unwrap();
+        copy_log(&target, "pg", Box::new(import), |_, _| {})
+            .await
+            .unwrap();
+        let left: Vec<_> = std::fs::read_dir(back.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            ["events.db"],
+            "one self-contained file, nothing beside it"
+        );
+        let reopened = EmbeddedStore::open(&back).unwrap();
+        assert_eq!(read_everything(&reopened).await, original);
+        reopened.close().await;
+
+        // And the PostgreSQL copy takes appends after it, chains linked
+        let appended = target
+            .append(&stream("s-1"), ExpectedVersion::Any, events(2, "after"))
+            .await
+            .unwrap();
+        assert_eq!(appended.first_position, Position(12_346));
+        assert_eq!(verify_log(&target).await.unwrap(), 12_347);
+        target.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_target_holding_events_is_refused_and_left_unchanged() {
+        // Given a PostgreSQL store and an embedded file that hold a log
+        let pg = <Postgres as Backend>::fresh().await;
+        let target = pg.open().await;
+        target
+            .append(&stream("x"), ExpectedVersion::NoStream, events(3, "kept"))
+            .await
+            .unwrap();
+        let before = read_everything(&target).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.db");
+        embedded_log(&file, 5).await.close().await;
+        let bytes = std::fs::read(&file).unwrap();
+
+        // When an import into either starts, then it is refused by name
+        let err = target.begin_import().await.err().unwrap();
+        assert!(matches!(err, MigrateError::TargetNotEmpty(_)), "{err}");
+        assert!(
+            err.to_string().contains("already holds an event log"),
+            "{err}"
+        );
+        let err = EmbeddedImport::create(&file).err().unwrap();
+        assert!(matches!(err, MigrateError::TargetNotEmpty(_)), "{err}");
+
+        // And neither changed
+        assert_eq!(read_everything(&target).await, before);
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
+        target.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tampered_source_is_refused_and_the_target_keeps_nothing() {
+        // Given an embedded log with one event edited in its second page
+        // (the first page is written before the edit is reached)
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        embedded_log(&path, 8_000).await.close().await;
+        let edited = rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE events SET data = '{\"tag\":\"forged\",\"i\":0}' WHERE position = 6500",
+                [],
+            )
+            .unwrap();
+        assert_eq!(edited, 1);
+        let source = EmbeddedStore::open(&path).unwrap();
+
+        // When it is migrated to PostgreSQL, then the edit is named
+        let pg = <Postgres as Backend>::fresh().await;
+        let target = pg.open().await;
+        let import = target.begin_import().await.unwrap();
+        let err = copy_log(&source, "source", Box::new(import), |_, _| {})
+            .await
+            .unwrap_err();
+        let MigrateError::SourceBroken(brk) = &err else {
+            panic!("expected a broken source, got {err}");
+        };
+        assert_eq!(brk.position, Position(6500));
+        assert!(matches!(brk.kind, BreakKind::ContentEdited { .. }), "{brk}");
+        assert!(err.to_string().contains("nothing was copied"), "{err}");
+        // And the database holds nothing, and can still be migrated into
+        assert_eq!(target.head().await.unwrap(), Position(0));
+        assert!(read_everything(&target).await.is_empty());
+        assert!(target.begin_import().await.is_ok());
+        target.close().await;
+
+        // And into a new embedded file: refused, nothing left behind
+        let out = dir.path().join("copy");
+        let import = EmbeddedImport::create(&out.join("events.db")).unwrap();
+        let err = copy_log(&source, "source", Box::new(import), |_, _| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MigrateError::SourceBroken(_)), "{err}");
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+        source.close().await;
+    }
+}

@@ -15,7 +15,7 @@ pub async fn backup(config_path: &Path, to: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let EventStoreConfig::Embedded { path } = &config.event_store else {
         bail!(
-            "`sealplane backup` copies the embedded event store; back up a PostgreSQL event store with pg_dump (README, Backup and restore)"
+            "`sealplane backup` copies the embedded event store; back up a PostgreSQL event store with pg_dump, a KurrentDB one with its own backup tools, or copy either to a file with `sealplane migrate-store --to embedded:FILE` (README, Backup and restore)"
         );
     };
     let (db, dest) = (path.clone(), to.to_owned());

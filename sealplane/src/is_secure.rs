@@ -29,17 +29,22 @@ pub fn run(
         }
         match &c.event_store {
             EventStoreConfig::Embedded { path } => found.extend(exposed(path, "event store")),
-            EventStoreConfig::Postgres { url, url_file, .. } => {
+            EventStoreConfig::Postgres { url, url_file, .. }
+            | EventStoreConfig::Kurrentdb { url, url_file, .. } => {
+                let server = match &c.event_store {
+                    EventStoreConfig::Postgres { .. } => "PostgreSQL",
+                    _ => "KurrentDB",
+                };
                 if url.as_ref().is_some_and(|u| {
                     sealplane_event_store::RedactedUrl::new(u.expose()).to_string() != u.expose()
                 }) {
                     found.push(format!(
-                        "{}: [event_store] url holds the PostgreSQL password: move it to url_file or url_env",
+                        "{}: [event_store] url holds the {server} password: move it to url_file or url_env",
                         path.display()
                     ));
                 }
                 if let Some(file) = url_file {
-                    found.extend(exposed(file, "PostgreSQL url file"));
+                    found.extend(exposed(file, &format!("{server} url file")));
                 }
             }
         }

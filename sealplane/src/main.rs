@@ -29,6 +29,7 @@ mod backup;
 mod dev;
 mod is_secure;
 mod key_file;
+mod migrate;
 mod status;
 
 #[derive(Parser)]
@@ -125,6 +126,21 @@ enum Command {
         #[arg(long = "checkpoint")]
         checkpoints: Vec<String>,
     },
+    /// Copy the whole event log to another backend (an empty one) as it was
+    /// recorded: positions, stream versions and both hash chains, so held
+    /// and signed checkpoints stay valid. Verifies the copy before it is
+    /// kept and says so. Stop the control planes using the source first.
+    #[command(
+        after_help = "Stores: embedded:PATH, postgres:URL, postgres-url-file:PATH, postgres-url-env:NAME, kurrentdb:URL, kurrentdb-url-file:PATH, kurrentdb-url-env:NAME (as a source), config:PATH (a sealplane.toml's [event_store]).\nExample: sealplane migrate-store --from embedded:/var/lib/sealplane/events.db --to postgres-url-env:SEALPLANE_POSTGRES_URL"
+    )]
+    MigrateStore {
+        /// The store to copy from (kept unchanged).
+        #[arg(long)]
+        from: String,
+        /// The empty store to copy into; refused when it holds events.
+        #[arg(long)]
+        to: String,
+    },
     /// Run everything in one process on this machine, for development:
     /// the API on loopback, the embedded event store, an admin token.
     Dev {
@@ -145,6 +161,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The kurrentdb client links aws-lc beside the tree's ring: with two
+    // providers rustls needs the process default named.
+    #[cfg(feature = "kurrentdb")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     logging::init(cli.log_format)?;
     match cli.command {
         Command::Serve { config } => serve(&config).await,
@@ -177,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
             verify,
             checkpoints,
         } => backup::restore(&from, to, verify, &checkpoints).await,
+        Command::MigrateStore { from, to } => migrate::run(&from, &to).await,
     }
 }
 
@@ -255,6 +276,16 @@ fn describe(config: &EventStoreConfig) -> String {
             (_, Some(file), _) => format!("PostgreSQL (url from {})", file.display()),
             (_, _, Some(name)) => format!("PostgreSQL (url from ${name})"),
             _ => "PostgreSQL".to_owned(),
+        },
+        EventStoreConfig::Kurrentdb {
+            url,
+            url_file,
+            url_env,
+        } => match (url, url_file, url_env) {
+            (Some(url), _, _) => RedactedUrl::new(url.expose()).to_string(),
+            (_, Some(file), _) => format!("KurrentDB (url from {})", file.display()),
+            (_, _, Some(name)) => format!("KurrentDB (url from ${name})"),
+            _ => "KurrentDB".to_owned(),
         },
     }
 }
