@@ -19,6 +19,7 @@ use sealplane_event_store::{
     StoreError, StreamId, StreamVersion, Subscription,
 };
 
+use crate::api::app::TokenRefusal;
 use crate::application::UseCaseError;
 use crate::domain::RefusalKind;
 
@@ -45,7 +46,21 @@ pub struct Metrics {
     pub log_head: Gauge,
     /// Events the read model is behind the head.
     pub projection_lag: Gauge,
+    /// Token checks by outcome, resolved once: `ok` first, then each
+    /// refusal in [`AUTH_OUTCOMES`] order.
+    authentications: [Counter; AUTH_OUTCOMES.len()],
 }
+
+/// The `outcome` label values of `sealplane_token_authentications_total`:
+/// `ok`, then the refusals ([`TokenRefusal::label`]).
+pub const AUTH_OUTCOMES: [&str; 6] = [
+    "ok",
+    "missing",
+    "malformed",
+    "unknown",
+    "revoked",
+    "expired",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -96,8 +111,17 @@ impl Default for Metrics {
             "Events the read model is behind the log's head",
             projection_lag.clone(),
         );
+        let auth = Family::<Labels, Counter>::default();
+        registry.register(
+            "token_authentications",
+            "Bearer tokens checked, by outcome (ok, or why refused)",
+            auth.clone(),
+        );
+        let authentications =
+            AUTH_OUTCOMES.map(|o| auth.get_or_create(&vec![("outcome", o.to_owned())]).clone());
         Metrics {
             registry,
+            authentications,
             commands,
             refusals,
             puts,
@@ -144,6 +168,19 @@ impl Metrics {
                 ])
                 .inc(),
         };
+    }
+
+    /// Counts a token check: `None` when the token was accepted, else why not.
+    pub fn token_authentication(&self, refused: Option<TokenRefusal>) {
+        let at = match refused {
+            None => 0,
+            Some(TokenRefusal::Missing) => 1,
+            Some(TokenRefusal::Malformed) => 2,
+            Some(TokenRefusal::Unknown) => 3,
+            Some(TokenRefusal::Revoked) => 4,
+            Some(TokenRefusal::Expired(_)) => 5,
+        };
+        self.authentications[at].inc();
     }
 
     /// Counts a put to `store` that took `took`.
@@ -238,7 +275,15 @@ mod tests {
             Some(&UseCaseError::refused(RefusalKind::Denied, "secret reason")),
         );
         m.put("local", Duration::from_millis(20));
+        m.token_authentication(None);
+        m.token_authentication(Some(TokenRefusal::Unknown));
+        m.token_authentication(Some(TokenRefusal::Unknown));
         let text = m.render();
+        for (outcome, n) in [("ok", 1), ("unknown", 2), ("expired", 0)] {
+            let line =
+                format!("sealplane_token_authentications_total{{outcome=\"{outcome}\"}} {n}");
+            assert!(text.contains(&line), "no `{line}` in:\n{text}");
+        }
         assert!(
             text.contains("sealplane_commands_total{command=\"CreateStore\"} 1"),
             "{text}"
@@ -256,5 +301,14 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("secret reason"), "a reason is never a label");
+        let refusals = [
+            TokenRefusal::Missing,
+            TokenRefusal::Malformed,
+            TokenRefusal::Unknown,
+            TokenRefusal::Revoked,
+            TokenRefusal::Expired(chrono::Utc::now()),
+        ];
+        let labels: Vec<&str> = refusals.iter().map(|r| r.label()).collect();
+        assert_eq!(labels, AUTH_OUTCOMES[1..], "the handles follow the labels");
     }
 }
