@@ -6,6 +6,7 @@
 //! uri, request id, principal, token, value or ciphertext.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
@@ -46,6 +47,8 @@ pub struct Metrics {
     pub log_head: Gauge,
     /// Events the read model is behind the head.
     pub projection_lag: Gauge,
+    /// How long the read model has been behind the head (0 when it is not).
+    pub projection_lag_seconds: Gauge<f64, AtomicU64>,
     /// Token checks by outcome, resolved once: `ok` first, then each
     /// refusal in [`AUTH_OUTCOMES`] order.
     authentications: [Counter; AUTH_OUTCOMES.len()],
@@ -111,6 +114,12 @@ impl Default for Metrics {
             "Events the read model is behind the log's head",
             projection_lag.clone(),
         );
+        let projection_lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "projection_lag_seconds",
+            "How long the read model has been behind the log's head; 0 when it is not",
+            projection_lag_seconds.clone(),
+        );
         let auth = Family::<Labels, Counter>::default();
         registry.register(
             "token_authentications",
@@ -131,6 +140,7 @@ impl Default for Metrics {
             open_uploads,
             log_head,
             projection_lag,
+            projection_lag_seconds,
         }
     }
 }
