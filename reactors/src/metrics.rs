@@ -113,7 +113,8 @@ pub struct ReactorMetrics {
     uploads_failed: Family<Labels, Counter>,
     /// Events between the last feed message and the control plane's head.
     pub feed_lag_events: Gauge,
-    /// How old the last event received was when it arrived (0 once caught up).
+    /// How old the last event received was when it arrived, while the
+    /// feed is behind the head (0 at the head).
     pub feed_lag_seconds: Gauge<f64, AtomicU64>,
     /// 1 while subscribed to the control plane's feed.
     pub feed_connected: Gauge,
@@ -163,7 +164,7 @@ impl Default for ReactorMetrics {
         let feed_lag_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "feed_lag_seconds",
-            "Age of the last event received when it arrived; 0 once caught up",
+            "Age of the last event received when it arrived, while behind the head; 0 at the head",
             feed_lag_seconds.clone(),
         );
         let feed_connected = Gauge::default();
@@ -275,12 +276,12 @@ impl ReactorMetrics {
         let behind = head.saturating_sub(position);
         self.feed_lag_events
             .set(i64::try_from(behind).unwrap_or(i64::MAX));
-        if recorded_at_ms > 0 {
+        if behind == 0 {
+            self.feed_lag_seconds.set(0.0);
+        } else if recorded_at_ms > 0 {
             let now = chrono::Utc::now().timestamp_millis();
             let age = now.saturating_sub(recorded_at_ms).max(0);
             self.feed_lag_seconds.set(age as f64 / 1000.0);
-        } else if behind == 0 {
-            self.feed_lag_seconds.set(0.0);
         }
     }
 
