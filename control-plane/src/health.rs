@@ -141,14 +141,24 @@ pub async fn publish(reporter: &HealthReporter, ready: &watch::Sender<Readiness>
 pub async fn monitor(app: App, reporter: HealthReporter, ready: watch::Sender<Readiness>) {
     let mut down = app.shutdown.clone();
     let mut progress = app.model.watch();
+    // Since when the model has been behind the head, for the lag in seconds.
+    let mut behind_since: Option<std::time::Instant> = None;
     loop {
+        let checked_at = std::time::Instant::now();
         let seen = observe(&app).await;
         let draining = seen.draining;
         if let Ok(head) = seen.head {
+            let lag = head.0.saturating_sub(seen.progress.position.0);
             app.metrics.log_head.set(head.0 as i64);
+            app.metrics.projection_lag.set(lag as i64);
+            if lag == 0 {
+                behind_since = None;
+            } else {
+                behind_since.get_or_insert(checked_at);
+            }
             app.metrics
-                .projection_lag
-                .set(head.0.saturating_sub(seen.progress.position.0) as i64);
+                .projection_lag_seconds
+                .set(behind_since.map_or(0.0, |s| s.elapsed().as_secs_f64()));
         }
         let (open, _) = app.model.read(|m| m.open_uploads_total());
         app.metrics.open_uploads.set(open as i64);

@@ -6,6 +6,7 @@
 //! uri, request id, principal, token, value or ciphertext.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
@@ -19,6 +20,7 @@ use sealplane_event_store::{
     StoreError, StreamId, StreamVersion, Subscription,
 };
 
+use crate::api::app::TokenRefusal;
 use crate::application::UseCaseError;
 use crate::domain::RefusalKind;
 
@@ -45,7 +47,23 @@ pub struct Metrics {
     pub log_head: Gauge,
     /// Events the read model is behind the head.
     pub projection_lag: Gauge,
+    /// How long the read model has been behind the head (0 when it is not).
+    pub projection_lag_seconds: Gauge<f64, AtomicU64>,
+    /// Token checks by outcome, resolved once: `ok` first, then each
+    /// refusal in [`AUTH_OUTCOMES`] order.
+    authentications: [Counter; AUTH_OUTCOMES.len()],
 }
+
+/// The `outcome` label values of `sealplane_token_authentications_total`:
+/// `ok`, then the refusals ([`TokenRefusal::label`]).
+pub const AUTH_OUTCOMES: [&str; 6] = [
+    "ok",
+    "missing",
+    "malformed",
+    "unknown",
+    "revoked",
+    "expired",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -96,8 +114,23 @@ impl Default for Metrics {
             "Events the read model is behind the log's head",
             projection_lag.clone(),
         );
+        let projection_lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "projection_lag_seconds",
+            "How long the read model has been behind the log's head; 0 when it is not",
+            projection_lag_seconds.clone(),
+        );
+        let auth = Family::<Labels, Counter>::default();
+        registry.register(
+            "token_authentications",
+            "Bearer tokens checked, by outcome (ok, or why refused)",
+            auth.clone(),
+        );
+        let authentications =
+            AUTH_OUTCOMES.map(|o| auth.get_or_create(&vec![("outcome", o.to_owned())]).clone());
         Metrics {
             registry,
+            authentications,
             commands,
             refusals,
             puts,
@@ -107,6 +140,7 @@ impl Default for Metrics {
             open_uploads,
             log_head,
             projection_lag,
+            projection_lag_seconds,
         }
     }
 }
@@ -144,6 +178,19 @@ impl Metrics {
                 ])
                 .inc(),
         };
+    }
+
+    /// Counts a token check: `None` when the token was accepted, else why not.
+    pub fn token_authentication(&self, refused: Option<TokenRefusal>) {
+        let at = match refused {
+            None => 0,
+            Some(TokenRefusal::Missing) => 1,
+            Some(TokenRefusal::Malformed) => 2,
+            Some(TokenRefusal::Unknown) => 3,
+            Some(TokenRefusal::Revoked) => 4,
+            Some(TokenRefusal::Expired(_)) => 5,
+        };
+        self.authentications[at].inc();
     }
 
     /// Counts a put to `store` that took `took`.
@@ -255,7 +302,15 @@ mod tests {
             Some(&UseCaseError::refused(RefusalKind::Denied, "secret reason")),
         );
         m.put("local", Duration::from_millis(20));
+        m.token_authentication(None);
+        m.token_authentication(Some(TokenRefusal::Unknown));
+        m.token_authentication(Some(TokenRefusal::Unknown));
         let text = m.render();
+        for (outcome, n) in [("ok", 1), ("unknown", 2), ("expired", 0)] {
+            let line =
+                format!("sealplane_token_authentications_total{{outcome=\"{outcome}\"}} {n}");
+            assert!(text.contains(&line), "no `{line}` in:\n{text}");
+        }
         assert!(
             text.contains("sealplane_commands_total{command=\"CreateStore\"} 1"),
             "{text}"
@@ -273,5 +328,14 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("secret reason"), "a reason is never a label");
+        let refusals = [
+            TokenRefusal::Missing,
+            TokenRefusal::Malformed,
+            TokenRefusal::Unknown,
+            TokenRefusal::Revoked,
+            TokenRefusal::Expired(chrono::Utc::now()),
+        ];
+        let labels: Vec<&str> = refusals.iter().map(|r| r.label()).collect();
+        assert_eq!(labels, AUTH_OUTCOMES[1..], "the handles follow the labels");
     }
 }

@@ -133,6 +133,8 @@ impl From<FeedMessage> for v1::FeedMessage {
         v1::FeedMessage {
             position,
             message: Some(message),
+            // Set by the sender, who knows them (`head`, `recorded_at_ms`).
+            ..Default::default()
         }
     }
 }
@@ -305,6 +307,7 @@ mod tests {
                 adopt: false,
                 expires_at: "2026-12-01T08:00:00Z".into(),
             })),
+            ..Default::default()
         };
         let err = FeedMessage::try_from(wire).unwrap_err();
         assert_eq!(err.position, 7);
@@ -313,6 +316,7 @@ mod tests {
         let empty = v1::FeedMessage {
             position: 8,
             message: None,
+            ..Default::default()
         };
         assert!(FeedMessage::try_from(empty).is_err());
     }

@@ -107,7 +107,11 @@ proptest! {
             7 => Some(Message::CaughtUp(v1::FeedCaughtUp {})),
             _ => None,
         };
-        match FeedMessage::try_from(v1::FeedMessage { position, message }) {
+        match FeedMessage::try_from(v1::FeedMessage {
+            position,
+            message,
+            ..Default::default()
+        }) {
             Ok(FeedMessage::Event { position: p, .. })
             | Ok(FeedMessage::Checkpoint { position: p })
             | Ok(FeedMessage::CaughtUp { position: p }) => prop_assert_eq!(p, position),

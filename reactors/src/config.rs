@@ -102,7 +102,7 @@ pub struct ReactorConfig {
     pub limits: ReactorLimits,
     /// The stores this reactor serves, by store name.
     pub stores: BTreeMap<String, StoreConfig>,
-    /// The admin listener (`/healthz`, `/readyz`); off without the section.
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`); off without the section.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
 }

@@ -22,6 +22,7 @@ pub mod fingerprint;
 pub mod identity;
 pub mod ledger;
 pub mod master_key;
+pub mod metrics;
 pub mod one_time_key;
 pub mod reactor;
 pub mod security;

@@ -103,7 +103,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         if let Some(admin) = &config.admin {
             let listener = sealplane_host::admin::bind(admin.listen).await?;
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, "admin listener on http://{addr} (/healthz, /readyz)");
+            tracing::info!(%addr, "admin listener on http://{addr} (/healthz, /readyz, /metrics)");
             reactor = reactor.with_admin(listener);
         }
         let public_key = reactor.public_key();

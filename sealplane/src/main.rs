@@ -260,7 +260,7 @@ async fn with_admin(
     };
     let listener = sealplane_host::admin::bind(addr).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "admin listener on http://{addr} (/healthz, /readyz)");
+    tracing::info!(%addr, "admin listener on http://{addr} (/healthz, /readyz, /metrics)");
     Ok(assembled.with_admin(listener))
 }
 

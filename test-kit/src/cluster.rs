@@ -288,6 +288,11 @@ impl Cluster {
         let slug = format!("reactor-{index}");
         let user = self.add_user(&slug, "reactor", &[store]);
         let config = rdir.join("reactor.toml");
+        let admin = if self.control_plane.settings().admin {
+            "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        } else {
+            ""
+        };
         fs::write(
             &config,
             format!(
@@ -295,6 +300,7 @@ impl Cluster {
                  checkpoint_file = \"checkpoint\"\n\
                  [control_plane]\naddress = \"{}\"\n\
                  [fingerprint]\nkey_id = \"e2e\"\nkey_file = \"{}\"\n\
+                 {admin}\
                  [stores.{store}]\nkind = \"{kind}\"\n{table}\n",
                 self.addr,
                 fingerprint.display()
@@ -386,6 +392,12 @@ impl Cluster {
     /// The log of reactor `index` so far (every run of it).
     pub fn reactor_log(&self, index: usize) -> String {
         fs::read_to_string(self.reactors[index].log()).unwrap_or_default()
+    }
+
+    /// The admin listener address (`host:port`) of reactor `index`'s last
+    /// run; the cluster's [`Settings::admin`] gives every reactor one.
+    pub fn reactor_admin_addr(&self, index: usize) -> String {
+        crate::control_plane::admin_addr_in(&self.reactor_log(index))
     }
 
     /// The running process of reactor `index` (panics when it is not running).

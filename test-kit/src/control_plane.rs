@@ -32,7 +32,8 @@ pub struct Settings {
     /// Extra sections for the end of `sealplane.toml`, e.g. `[audit]`.
     pub sections: String,
     /// An `[admin]` listener on a free loopback port (see
-    /// [`ControlPlane::admin_addr`]).
+    /// [`ControlPlane::admin_addr`]), and in a [`crate::Cluster`] one for
+    /// each reactor too ([`crate::Cluster::reactor_admin_addr`]).
     pub admin: bool,
     /// An `[event_store]` section replacing the embedded store in
     /// `events.db` (e.g. `backend = "postgres"`); empty for the default.
@@ -337,14 +338,7 @@ impl ControlPlane {
     /// `HOST:PORT` of the admin listener, as the running process logged it
     /// (panics without [`Settings::admin`]).
     pub fn admin_addr(&self) -> String {
-        const LINE: &str = "admin listener on http://";
-        let log = self.process().output();
-        let line = log
-            .lines()
-            .find(|l| l.contains(LINE))
-            .unwrap_or_else(|| panic!("no admin listener in:\n{log}"));
-        let rest = &line[line.find(LINE).unwrap() + LINE.len()..];
-        rest.split_whitespace().next().unwrap().to_owned()
+        admin_addr_in(&self.process().output())
     }
 
     /// The admin's bearer token (panics before `init`).
@@ -415,6 +409,17 @@ fn address_after(line: &str, marker: &str) -> String {
         "no address after `{marker}` in {line}"
     );
     addr
+}
+
+/// The admin address a process printed in `log` (its last run's).
+pub(crate) fn admin_addr_in(log: &str) -> String {
+    const LINE: &str = "admin listener on http://";
+    let line = log
+        .lines()
+        .rfind(|l| l.contains(LINE))
+        .unwrap_or_else(|| panic!("no admin listener in:\n{log}"));
+    let rest = &line[line.find(LINE).unwrap() + LINE.len()..];
+    rest.split_whitespace().next().unwrap().to_owned()
 }
 
 #[cfg(test)]

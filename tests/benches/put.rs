@@ -8,8 +8,17 @@
 //!
 //! Run: `cargo build --release --workspace --bins && cargo bench -p
 //! sealplane-tests --bench put` (`PUT_BENCH_PUTS=N` scales the run).
+//!
+//! `PUT_BENCH_MODE=metrics` runs instead the cost of metrics: the same put
+//! workload (16 clients) against two deployments in one run, one with no
+//! admin listener on either process and one with both listeners on and
+//! both `/metrics` scraped every second while it runs, as Prometheus
+//! would; rounds alternate ABBA so the machine's drift falls on both
+//! alike, and the ratio of the two put rates is printed.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crypto_box::SecretKey;
 use rand_core::OsRng;
@@ -22,7 +31,7 @@ use sealplane_reactors::file_store::FileStore;
 use sealplane_reactors::fingerprint::FingerprintKey;
 use sealplane_reactors::master_key::MasterKey;
 use sealplane_reactors::upstream::{UpstreamStore, WriteMeta};
-use sealplane_test_kit::{Cluster, marker};
+use sealplane_test_kit::{Cluster, Settings, marker};
 use uuid::Uuid;
 
 const PUT: Purpose = Purpose::Put { adopt: false };
@@ -37,6 +46,9 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1280);
+    if std::env::var("PUT_BENCH_MODE").as_deref() == Ok("metrics") {
+        return metrics_on_versus_off(total).await;
+    }
     let mut cluster = Cluster::start();
     cluster.add_file_store("local");
     let user = cluster.add_user("bench", "user", &[]);
@@ -152,4 +164,213 @@ async fn main() {
         start.elapsed().as_secs_f64() * 1e3 / runs as f64
     );
     cluster.stop();
+}
+
+/// A deployment ready for sealed puts: a file store, a pinned user.
+struct Deployment {
+    cluster: Cluster,
+    conn: Connection,
+    pins_path: std::path::PathBuf,
+    /// The admin listeners to scrape (none when off).
+    scrape: Vec<String>,
+    /// The control plane's and the reactor's process ids.
+    pids: [u32; 2],
+}
+
+impl Deployment {
+    /// User plus system CPU the two server processes used so far, in
+    /// clock ticks (`/proc/PID/stat`).
+    fn cpu_ticks(&self) -> u64 {
+        self.pids
+            .iter()
+            .map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+                // After the command name in parentheses: state is field 3,
+                // utime and stime fields 14 and 15.
+                let rest = &stat[stat.rfind(')').unwrap() + 2..];
+                let f: Vec<&str> = rest.split(' ').collect();
+                f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+            })
+            .sum()
+    }
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+async fn deployment(metrics: bool) -> Deployment {
+    let mut cluster = Cluster::start_with(Settings {
+        admin: metrics,
+        ..Settings::default()
+    });
+    let reactor = cluster.add_file_store("local");
+    let user = cluster.add_user("bench", "user", &[]);
+    cluster
+        .sealctl(&user, &["put", "secret", "local://bench/warm", "k=v"])
+        .ok();
+    let scrape = if metrics {
+        vec![
+            cluster.control_plane().admin_addr(),
+            cluster.reactor_admin_addr(reactor),
+        ]
+    } else {
+        vec![]
+    };
+    let conn = Connection::open(&ConnectionSettings {
+        addr: cluster.addr.clone(),
+        token: Some(user.token.clone()),
+        ca_file: None,
+    })
+    .await
+    .unwrap();
+    let pids = [
+        cluster.control_plane().process().id(),
+        cluster.reactor_process(reactor).id(),
+    ];
+    Deployment {
+        pids,
+        pins_path: KnownReactors::path_in(&user.config_dir),
+        cluster,
+        conn,
+        scrape,
+    }
+}
+
+/// One `GET /metrics`; the body's length.
+fn scrape(addr: &str) -> usize {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.len()
+}
+
+async fn metrics_on_versus_off(total: usize) {
+    const CLIENTS: usize = 16;
+    // Quads of rounds, each A B B A (off, on, on, off).
+    const QUADS: usize = 8;
+    let per_client = (total / (QUADS * 4) / CLIENTS).max(1);
+    let off = deployment(false).await;
+    let on = deployment(true).await;
+    // Scrapes both of `on`'s listeners every second while its rounds run.
+    let scraping = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let scrapes = Arc::new(AtomicUsize::new(0));
+    let scraper = {
+        let (addrs, scraping, stop, scrapes) = (
+            on.scrape.clone(),
+            scraping.clone(),
+            stop.clone(),
+            scrapes.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if scraping.load(Ordering::Relaxed) {
+                    for addr in &addrs {
+                        scrape(addr);
+                    }
+                    scrapes.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    // (metrics on, figures, server CPU ms per put)
+    let mut rounds: Vec<(bool, common::Figures, f64)> = Vec::new();
+    println!("| round | metrics | puts | put/s | p50 ms | p99 ms | server CPU ms/put |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    // A B B A: a drift that is steady over a quad adds as much to each side.
+    let order = [false, true, true, false].repeat(QUADS);
+    for (round, &metrics) in order.iter().enumerate() {
+        let d = if metrics { &on } else { &off };
+        scraping.store(metrics, Ordering::Relaxed);
+        let (conn, pins) = (d.conn.clone(), d.pins_path.clone());
+        let tag = Uuid::new_v4().simple().to_string();
+        let ticks = d.cpu_ticks();
+        let f = drive(CLIENTS, per_client, move |c, i| {
+            let (conn, pins, tag) = (conn.clone(), pins.clone(), tag.clone());
+            async move {
+                sealed_put(&conn, &pins, format!("local://bench/{tag}/c{c}/s{i}"), i).await;
+            }
+        })
+        .await;
+        let cpu = (d.cpu_ticks() - ticks) as f64 / TICKS_PER_SECOND * 1e3 / f.puts as f64;
+        scraping.store(false, Ordering::Relaxed);
+        println!(
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.3} |",
+            round + 1,
+            if metrics { "on, scraped" } else { "off" },
+            f.puts,
+            f.rate(),
+            f.pct(0.50),
+            f.pct(0.99),
+            cpu
+        );
+        rounds.push((metrics, f, cpu));
+    }
+    stop.store(true, Ordering::Relaxed);
+    scraper.join().unwrap();
+    // Per quad: the on rounds' mean over the off rounds'.
+    let per_quad = |of: &dyn Fn(&common::Figures, f64) -> f64| -> Vec<f64> {
+        rounds
+            .chunks(4)
+            .map(|quad| {
+                let mean = |on: bool| {
+                    let r: Vec<f64> = quad
+                        .iter()
+                        .filter(|(m, _, _)| *m == on)
+                        .map(|(_, f, cpu)| of(f, *cpu))
+                        .collect();
+                    r.iter().sum::<f64>() / r.len() as f64
+                };
+                mean(true) / mean(false)
+            })
+            .collect()
+    };
+    let summary = |mut ratios: Vec<f64>| {
+        let geomean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+        ratios.sort_by(f64::total_cmp);
+        let median = (ratios[(ratios.len() - 1) / 2] + ratios[ratios.len() / 2]) / 2.0;
+        let sorted: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        (geomean, median, sorted.join(", "))
+    };
+    let mean = |on: bool, of: &dyn Fn(&common::Figures, f64) -> f64| {
+        let r: Vec<f64> = rounds
+            .iter()
+            .filter(|(m, _, _)| *m == on)
+            .map(|(_, f, cpu)| of(f, *cpu))
+            .collect();
+        r.iter().sum::<f64>() / r.len() as f64
+    };
+    let rate = |f: &common::Figures, _: f64| f.rate();
+    let cpu = |_: &common::Figures, cpu: f64| cpu;
+    println!();
+    println!(
+        "metrics off: {:.0} put/s, {:.3} ms server CPU per put; on and scraped: {:.0} put/s, {:.3} ms ({} scrapes of both listeners); means of {} rounds each",
+        mean(false, &rate),
+        mean(false, &cpu),
+        mean(true, &rate),
+        mean(true, &cpu),
+        scrapes.load(Ordering::Relaxed),
+        QUADS * 2
+    );
+    let (geomean, median, sorted) = summary(per_quad(&rate));
+    println!(
+        "put/s on / off per ABBA quad: geometric mean {geomean:.3} (cost {:+.1}%), median {median:.3}; quads: {sorted}",
+        (1.0 - geomean) * 100.0
+    );
+    let (geomean, median, sorted) = summary(per_quad(&cpu));
+    println!(
+        "server CPU per put on / off per ABBA quad: geometric mean {geomean:.3} (cost {:+.1}%), median {median:.3}; quads: {sorted}",
+        (geomean - 1.0) * 100.0
+    );
+    let (mut off, mut on) = (off, on);
+    off.cluster.stop();
+    on.cluster.stop();
 }

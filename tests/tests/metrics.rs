@@ -1,9 +1,10 @@
-//! Metrics (issue 16), with the real binaries: `/metrics` on the control
-//! plane's admin listener, scraped while puts run, parses with a real
-//! Prometheus text-format parser (`prometheus_client.parser` in the test
-//! venv, `SEALPLANE_TEST_PYTHON`, set by `scripts/test`); the put counter
-//! and histogram move by exactly the puts made, and no line holds a value
-//! put.
+//! Metrics (issue 16), with the real binaries: `/metrics` on the admin
+//! listeners of the control plane and of the reactor, scraped while puts
+//! run, parses with a real Prometheus text-format parser
+//! (`prometheus_client.parser` in the test venv, `SEALPLANE_TEST_PYTHON`,
+//! set by `scripts/test`); the put counters and histograms of both move by
+//! exactly the puts made, no line holds a value put, and a refused token
+//! moves the authentication failure counter by exactly one.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -88,10 +89,12 @@ fn metrics_scraped_during_puts_parse_and_move_by_exactly_the_puts_made() {
         admin: true,
         ..Settings::default()
     });
-    c.add_file_store("local");
+    let reactor = c.add_file_store("local");
     let alice = c.add_user("alice", "user", &[]);
     let admin = c.control_plane().admin_addr();
+    let reactor_admin = c.reactor_admin_addr(reactor);
     let before = parse(&scrape(&admin));
+    let reactor_before = parse(&scrape(&reactor_admin));
 
     let values = Mutex::new(Vec::new());
     let scrapes = Mutex::new(Vec::new());
@@ -100,6 +103,7 @@ fn metrics_scraped_during_puts_parse_and_move_by_exactly_the_puts_made() {
         s.spawn(|| {
             while !done.load(Ordering::Relaxed) {
                 scrapes.lock().unwrap().push(scrape(&admin));
+                scrapes.lock().unwrap().push(scrape(&reactor_admin));
                 std::thread::sleep(Duration::from_millis(30));
             }
         });
@@ -121,6 +125,8 @@ fn metrics_scraped_during_puts_parse_and_move_by_exactly_the_puts_made() {
     });
     let last = scrape(&admin);
     let after = parse(&last);
+    let reactor_last = scrape(&reactor_admin);
+    let reactor_after = parse(&reactor_last);
 
     let moved =
         |name: &str, labels: &str| value(&after, name, labels) - value(&before, name, labels);
@@ -135,10 +141,83 @@ fn metrics_scraped_during_puts_parse_and_move_by_exactly_the_puts_made() {
     );
     assert!(moved("sealplane_event_store_append_duration_seconds_count", "") >= PUTS as f64);
     assert_eq!(value(&after, "sealplane_open_upload_requests", ""), 0.0);
+    for gauge in [
+        "sealplane_projection_lag_events",
+        "sealplane_projection_lag_seconds",
+    ] {
+        let at = after.iter().find(|(n, _, _)| n == gauge);
+        assert_eq!(at.map(|s| s.2), Some(0.0), "{gauge} once quiet:\n{last}");
+    }
+    assert!(
+        moved("sealplane_token_authentications_total", "outcome=ok") >= PUTS as f64,
+        "every put authenticates"
+    );
+
+    // The reactor: one upstream write per put, each timed, none failed.
+    let moved = |name: &str, labels: &str| {
+        value(&reactor_after, name, labels) - value(&reactor_before, name, labels)
+    };
+    let write = "kind=write,store=local";
+    assert_eq!(
+        moved(
+            "sealplane_reactor_upstream_call_duration_seconds_count",
+            write
+        ),
+        PUTS as f64
+    );
+    assert!(
+        moved(
+            "sealplane_reactor_upstream_call_duration_seconds_sum",
+            write
+        ) > 0.0
+    );
+    assert_eq!(
+        moved(
+            "sealplane_reactor_upstream_call_duration_seconds_bucket",
+            "kind=write,le=+Inf,store=local"
+        ),
+        PUTS as f64
+    );
+    assert_eq!(
+        moved("sealplane_reactor_uploads_opened_total", "store=local"),
+        PUTS as f64
+    );
+    assert_eq!(
+        moved("sealplane_reactor_uploads_completed_total", "store=local"),
+        PUTS as f64
+    );
+    assert!(
+        reactor_after
+            .iter()
+            .all(|(n, _, _)| n != "sealplane_reactor_upstream_errors_total"
+                && n != "sealplane_reactor_uploads_failed_total"),
+        "nothing failed:\n{reactor_last}"
+    );
+    assert_eq!(
+        value(&reactor_after, "sealplane_reactor_feed_connected", ""),
+        1.0
+    );
+    // Once the log is quiet the feed's checkpoint (after 1 s) reaches the head.
+    let quiet = std::time::Instant::now();
+    loop {
+        let text = scrape(&reactor_admin);
+        let now = parse(&text);
+        let lag = |g| value(&now, g, "");
+        if lag("sealplane_reactor_feed_lag_events") == 0.0
+            && lag("sealplane_reactor_feed_lag_seconds") == 0.0
+        {
+            break;
+        }
+        assert!(
+            quiet.elapsed() < Duration::from_secs(10),
+            "the reactor's feed lag stays above 0 on a quiet log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let scrapes = scrapes.into_inner().unwrap();
     assert!(!scrapes.is_empty());
-    for text in scrapes.iter().chain([&last]) {
+    for text in scrapes.iter().chain([&last, &reactor_last]) {
         parse(text);
         for value in values.lock().unwrap().iter() {
             assert!(!text.contains(value.as_str()), "a value put is in /metrics");
@@ -148,4 +227,37 @@ fn metrics_scraped_during_puts_parse_and_move_by_exactly_the_puts_made() {
             "no principal or uri as a label:\n{text}"
         );
     }
+}
+
+#[test]
+fn a_refused_token_moves_the_failure_counter_by_exactly_one() {
+    let c = Cluster::start_with(Settings {
+        admin: true,
+        ..Settings::default()
+    });
+    let alice = c.add_user("alice", "user", &[]);
+    let admin = c.control_plane().admin_addr();
+    let before = parse(&scrape(&admin));
+
+    // Alice's token with one character changed: well formed, unknown.
+    let mut forged = alice.clone();
+    let mut chars: Vec<char> = alice.token.chars().collect();
+    chars[4] = if chars[4] == 'A' { 'B' } else { 'A' };
+    forged.token = chars.into_iter().collect();
+    let run = c.sealctl(&forged, &["get", "secrets"]);
+    assert_ne!(run.code, 0, "a forged token is refused");
+    assert!(run.stderr.contains("unknown token"), "{}", run.stderr);
+
+    let text = scrape(&admin);
+    let after = parse(&text);
+    let moved = |labels: &str| {
+        value(&after, "sealplane_token_authentications_total", labels)
+            - value(&before, "sealplane_token_authentications_total", labels)
+    };
+    assert_eq!(moved("outcome=unknown"), 1.0, "{text}");
+    for other in ["missing", "malformed", "revoked", "expired"] {
+        assert_eq!(moved(&format!("outcome={other}")), 0.0, "{other}");
+    }
+    assert!(!text.contains(&alice.token) && !text.contains(&forged.token));
+    assert!(!text.contains("alice"), "no principal as a label");
 }

@@ -95,23 +95,25 @@ impl App {
                 "the server is rebuilding its read model from the event log; try again shortly",
             ));
         }
+        let outcome = self.check_bearer(request);
+        self.metrics
+            .token_authentication(outcome.as_ref().err().copied());
+        Ok(outcome?)
+    }
+
+    /// The caller the request's bearer token stands for, or why it is refused.
+    fn check_bearer<T>(&self, request: &Request<T>) -> Result<Caller, TokenRefusal> {
         let header = request
             .metadata()
             .get("authorization")
-            .ok_or_else(|| {
-                Status::unauthenticated("no bearer token: set SEALPLANE_TOKEN or pass --token")
-            })?
+            .ok_or(TokenRefusal::Missing)?
             .to_str()
-            .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
+            .map_err(|_| TokenRefusal::Malformed)?;
         let token = header
             .strip_prefix("Bearer ")
             .map(BearerToken::presented)
             .filter(BearerToken::is_well_formed)
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "the authorization header must be `Bearer spt_...` with a Sealplane token",
-                )
-            })?;
+            .ok_or(TokenRefusal::Malformed)?;
         let now = self.now();
         let (caller, _) = self.model.read(|m| m.authenticate(&token.digest(), now));
         caller
@@ -287,15 +289,66 @@ impl App {
     }
 }
 
+/// Why a token was refused; [`TokenRefusal::label`] is the `outcome`
+/// label of `sealplane_token_authentications_total` (never the token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// No `authorization` header.
+    Missing,
+    /// A header that is not `Bearer spt_...` with a well-formed token.
+    Malformed,
+    /// No such token, or its principal is gone or has no role.
+    Unknown,
+    /// The token was revoked.
+    Revoked,
+    /// The token expired at this time.
+    Expired(DateTime<Utc>),
+}
+
+impl TokenRefusal {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            TokenRefusal::Missing => "missing",
+            TokenRefusal::Malformed => "malformed",
+            TokenRefusal::Unknown => "unknown",
+            TokenRefusal::Revoked => "revoked",
+            TokenRefusal::Expired(_) => "expired",
+        }
+    }
+}
+
+impl From<TokenRefusal> for Status {
+    fn from(refusal: TokenRefusal) -> Status {
+        match refusal {
+            TokenRefusal::Missing => {
+                Status::unauthenticated("no bearer token: set SEALPLANE_TOKEN or pass --token")
+            }
+            TokenRefusal::Malformed => Status::unauthenticated(
+                "the authorization header must be `Bearer spt_...` with a Sealplane token",
+            ),
+            TokenRefusal::Unknown => {
+                Status::unauthenticated("unknown token; ask an admin for a new one")
+            }
+            TokenRefusal::Revoked => {
+                Status::unauthenticated("this token was revoked; ask an admin for a new one")
+            }
+            TokenRefusal::Expired(at) => Status::unauthenticated(format!(
+                "this token expired at {}; ask an admin for a new one",
+                at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            )),
+        }
+    }
+}
+
 impl ReadModel {
     /// The caller a token digest stands for, or why it is refused.
     pub fn authenticate(
         &self,
         digest: &crate::auth::token::TokenDigest,
         now: DateTime<Utc>,
-    ) -> Result<Caller, Status> {
-        let unknown = || Status::unauthenticated("unknown token; ask an admin for a new one");
-        let (slug, token_id) = self.tokens.get(digest).ok_or_else(unknown)?;
+    ) -> Result<Caller, TokenRefusal> {
+        let (slug, token_id) = self.tokens.get(digest).ok_or(TokenRefusal::Unknown)?;
         self.caller_of(slug, token_id, now)
     }
 
@@ -306,22 +359,16 @@ impl ReadModel {
         slug: &Slug,
         token_id: &Uuid,
         now: DateTime<Utc>,
-    ) -> Result<Caller, Status> {
-        let unknown = || Status::unauthenticated("unknown token; ask an admin for a new one");
-        let principal = self.principals.get(slug).ok_or_else(unknown)?;
-        let token = principal.token(token_id).ok_or_else(unknown)?;
+    ) -> Result<Caller, TokenRefusal> {
+        let principal = self.principals.get(slug).ok_or(TokenRefusal::Unknown)?;
+        let token = principal.token(token_id).ok_or(TokenRefusal::Unknown)?;
         if token.revoked {
-            return Err(Status::unauthenticated(
-                "this token was revoked; ask an admin for a new one",
-            ));
+            return Err(TokenRefusal::Revoked);
         }
         if token.expires_at <= now {
-            return Err(Status::unauthenticated(format!(
-                "this token expired at {}; ask an admin for a new one",
-                token.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true)
-            )));
+            return Err(TokenRefusal::Expired(token.expires_at));
         }
-        let role = principal.role().ok_or_else(unknown)?;
+        let role = principal.role().ok_or(TokenRefusal::Unknown)?;
         let stores = principal.stores().to_vec();
         Ok(Caller {
             actor: Actor {

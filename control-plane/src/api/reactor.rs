@@ -133,9 +133,16 @@ impl Reactor for ReactorApi {
             self.app.now(),
         );
         let feed = reactor_feed::follow(self.app.clone(), caller.actor.stores.clone(), from);
+        let model = self.app.model.clone();
         let feed = ReceiverStream::new(feed).map(move |message| {
             message
-                .map(v1::FeedMessage::from)
+                .map(|sent| v1::FeedMessage {
+                    // At least the message's position: the feed waits for
+                    // the read model to reach an event before sending it.
+                    head: model.progress().position.0,
+                    recorded_at_ms: sent.recorded_at_ms,
+                    ..v1::FeedMessage::from(sent.message)
+                })
                 .inspect(|m| connected.sent(m.position))
                 .map_err(|end| Status::unavailable(end.to_string()))
         });

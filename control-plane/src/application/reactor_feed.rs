@@ -144,13 +144,32 @@ pub fn feed_event(
     }
 }
 
+/// A feed message and, for an event, when it was recorded (Unix
+/// milliseconds; 0 otherwise), which the reactor's lag metric needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The message.
+    pub message: FeedMessage,
+    /// Its event's metadata timestamp in Unix milliseconds, or 0.
+    pub recorded_at_ms: i64,
+}
+
+impl From<FeedMessage> for Sent {
+    fn from(message: FeedMessage) -> Self {
+        Sent {
+            message,
+            recorded_at_ms: 0,
+        }
+    }
+}
+
 /// Follows the log from `from` for a reactor serving `stores`, until the
 /// receiver is dropped, the server shuts down or the store fails.
 pub fn follow(
     app: App,
     stores: Vec<StoreName>,
     from: Position,
-) -> mpsc::Receiver<Result<FeedMessage, FeedEnd>> {
+) -> mpsc::Receiver<Result<Sent, FeedEnd>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut events = app.handler.store().subscribe_all(from);
@@ -166,7 +185,7 @@ pub fn follow(
                 },
                 () = sleep_until(idle) => {
                     if let Some((position, _, _)) = skipped.take()
-                        && tx.send(Ok(FeedMessage::Checkpoint { position })).await.is_err()
+                        && tx.send(Ok(FeedMessage::Checkpoint { position }.into())).await.is_err()
                     {
                         return;
                     }
@@ -177,6 +196,7 @@ pub fn follow(
                     return;
                 }
             };
+            let mut recorded_at_ms = 0;
             let out = match message {
                 Ok(SubscriptionMessage::Event(event)) => {
                     // Filter by the read model, once it has seen this event.
@@ -194,10 +214,15 @@ pub fn follow(
                     })
                     .filter(|(store, _)| stores.contains(store));
                     match mine {
-                        Some((_, feed_event)) => FeedMessage::Event {
-                            position: event.position.0,
-                            event: feed_event,
-                        },
+                        Some((_, feed_event)) => {
+                            recorded_at_ms = event
+                                .metadata()
+                                .map_or(0, |m| m.timestamp.timestamp_millis());
+                            FeedMessage::Event {
+                                position: event.position.0,
+                                event: feed_event,
+                            }
+                        }
                         None => {
                             let position = event.position.0;
                             match &mut skipped {
@@ -230,7 +255,11 @@ pub fn follow(
             if matches!(out, FeedMessage::Event { .. }) {
                 skipped = None;
             }
-            if tx.send(Ok(out)).await.is_err() {
+            let sent = Sent {
+                message: out,
+                recorded_at_ms,
+            };
+            if tx.send(Ok(sent)).await.is_err() {
                 return;
             }
         }

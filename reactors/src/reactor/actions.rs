@@ -69,10 +69,14 @@ impl Work {
 
     async fn provide_key(&self, request: &RequestInfo) {
         if Utc::now() >= request.expires_at {
+            self.metrics.keys_expired.inc();
             self.report_expired(request.request_id).await;
             return;
         }
         let public_key = self.keys.issue(request.request_id, request.expires_at);
+        if let Some(metrics) = self.store_metrics(request.uri.store.as_str()) {
+            metrics.opened();
+        }
         let offer = KeyOffer {
             request_id: request.request_id,
             store: request.uri.store.to_string(),
@@ -206,6 +210,7 @@ impl Work {
                 _ = tick.tick() => {}
             }
             for id in self.keys.expire(Utc::now()) {
+                self.metrics.keys_expired.inc();
                 tracing::info!(
                     request_id = %id,
                     "request {id}: its one-time key expired unused and was destroyed"

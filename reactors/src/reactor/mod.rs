@@ -41,6 +41,7 @@ pub use self::parts::{ReactorParts, StartError};
 use crate::fingerprint::FingerprintKey;
 use crate::identity::ReactorIdentity;
 use crate::ledger::Ledger;
+use crate::metrics::{ReactorMetrics, StoreMetrics};
 use crate::one_time_key::OneTimeKeys;
 use crate::upstream::{RetryPolicy, UpstreamStore};
 
@@ -91,9 +92,19 @@ struct Work {
     identity: ReactorIdentity,
     keys: OneTimeKeys,
     fingerprint: FingerprintKey,
+    /// Each timed into `metrics` (`crate::metrics`).
     stores: BTreeMap<String, Arc<dyn UpstreamStore>>,
+    metrics: Arc<ReactorMetrics>,
+    store_metrics: BTreeMap<String, StoreMetrics>,
     slots: Arc<Semaphore>,
     capacity: u32,
+}
+
+impl Work {
+    /// The metrics of store `name`, when this reactor serves it.
+    fn store_metrics(&self, name: &str) -> Option<&StoreMetrics> {
+        self.store_metrics.get(name)
+    }
 }
 
 impl Reactor {
@@ -101,13 +112,17 @@ impl Reactor {
     pub fn new(parts: ReactorParts) -> Result<Self, StartError> {
         let client = client::connect(&parts.address, parts.ca_pem.as_deref(), &parts.token)?;
         let capacity = u32::try_from(parts.concurrency.clamp(1, 4096)).unwrap_or(4096);
+        let metrics = Arc::new(ReactorMetrics::default());
+        let (stores, store_metrics) = metrics.meter(parts.stores);
         Ok(Reactor {
             work: Arc::new(Work {
                 client,
                 identity: parts.identity,
                 keys: OneTimeKeys::new(),
                 fingerprint: parts.fingerprint,
-                stores: parts.stores,
+                stores,
+                metrics,
+                store_metrics,
                 slots: Arc::new(Semaphore::new(capacity as usize)),
                 capacity,
             }),
@@ -119,7 +134,7 @@ impl Reactor {
         })
     }
 
-    /// Also answers `/healthz` and `/readyz` on `listener` while running.
+    /// Also answers `/healthz`, `/readyz` and `/metrics` on `listener` while running.
     pub fn with_admin(mut self, listener: tokio::net::TcpListener) -> Self {
         self.admin = Some(listener);
         self
@@ -141,17 +156,21 @@ impl Reactor {
             ));
             let stores = self.work.stores.clone();
             tokio::spawn(health::monitor(stores, self.feed.subscribe(), ready));
+            let metrics = Arc::clone(&self.work.metrics);
+            let render: sealplane_host::admin::Render = Arc::new(move || metrics.render());
             tokio::spawn(sealplane_host::admin::serve(
                 listener,
                 readiness,
-                None,
+                Some(render),
                 async {
                     let _ = admin_stopped.await;
                 },
             ))
         });
         let feed_state = &self.feed;
+        let metrics = &self.work.metrics;
         let set_feed = |connected: bool, caught_up: bool| {
+            metrics.feed_connected.set(i64::from(connected));
             feed_state.send_modify(|f| {
                 f.connected = connected;
                 f.caught_up = caught_up;
@@ -197,6 +216,11 @@ impl Reactor {
                         match message {
                             Ok(Some(message)) => {
                                 delay.reset();
+                                metrics.feed_message(
+                                    message.position,
+                                    message.head,
+                                    message.recorded_at_ms,
+                                );
                                 if matches!(
                                     message.message,
                                     Some(v1::feed_message::Message::CaughtUp(_))

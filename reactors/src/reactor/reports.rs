@@ -15,6 +15,7 @@ use super::client::Client;
 use super::failure::ActionError;
 use super::{CONTROL_PLANE_RETRY, Work};
 use crate::ledger::RequestInfo;
+use crate::metrics::failure_label;
 
 impl Work {
     /// Reports what carrying out an upload produced.
@@ -24,6 +25,11 @@ impl Work {
         outcome: Result<Outcome, ActionError>,
     ) {
         let id = request.request_id;
+        if outcome.is_ok()
+            && let Some(metrics) = self.store_metrics(request.uri.store.as_str())
+        {
+            metrics.completed();
+        }
         match outcome {
             Ok(Outcome::Uploaded {
                 version,
@@ -78,6 +84,9 @@ impl Work {
     /// what the control plane accepts.
     pub(super) async fn report_failed(&self, request: &RequestInfo, error: &ActionError) {
         let id = request.request_id;
+        if let Some(metrics) = self.store_metrics(request.uri.store.as_str()) {
+            metrics.failed(failure_label(error.kind()));
+        }
         let reason = truncate_to(error.to_string(), MAX_REASON_BYTES);
         if error.is_key_lost() {
             // Expected after a restart, and it heals by itself.

@@ -148,12 +148,13 @@ async fn append_deletion(store: &Arc<dyn EventStore>, text: &str) {
         .unwrap();
 }
 
-async fn next(feed: &mut mpsc::Receiver<Result<FeedMessage, FeedEnd>>) -> FeedMessage {
+async fn next(feed: &mut mpsc::Receiver<Result<Sent, FeedEnd>>) -> FeedMessage {
     tokio::time::timeout(Duration::from_secs(10), feed.recv())
         .await
         .expect("the feed stalled")
         .expect("the feed ended")
         .expect("the feed failed")
+        .message
 }
 
 #[tokio::test]
