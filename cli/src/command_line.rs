@@ -384,6 +384,9 @@ pub enum GetNoun {
         /// Only this store's secrets.
         #[arg(long)]
         store: Option<String>,
+        /// Secrets fetched per request (all are listed; at most 5000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=5000))]
+        page_size: u32,
     },
     /// List the stores.
     #[command(alias = "store")]

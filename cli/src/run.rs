@@ -350,7 +350,9 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
             )
         }
         Verb::Get { noun } => match noun {
-            GetNoun::Secrets { store } => print(format, &secrets::list(conn, store).await?),
+            GetNoun::Secrets { store, page_size } => {
+                print(format, &secrets::list(conn, store, page_size).await?)
+            }
             GetNoun::Stores => print(format, &admin::list_stores(conn).await?),
             GetNoun::Principals => print(format, &admin::list_principals(conn).await?),
             GetNoun::Status => print(format, &admin::status(conn).await?),

@@ -232,20 +232,38 @@ impl Tabular for SecretDetail {
     }
 }
 
-/// `get secrets [--store S]`.
-pub async fn list(conn: &Connection, store: Option<String>) -> Result<SecretList, ClientError> {
-    let reply = conn
-        .secrets()
-        .list_secrets(v1::ListSecretsRequest {
-            options: None,
-            store: store.unwrap_or_default(),
-        })
-        .await
-        .map_err(|s| conn.error(s))?
-        .into_inner();
+/// `get secrets [--store S] [--page-size N]`: every page, each read at
+/// least as new as the first.
+pub async fn list(
+    conn: &Connection,
+    store: Option<String>,
+    page_size: u32,
+) -> Result<SecretList, ClientError> {
+    let mut all = vec![];
+    let (mut token, mut first_read) = (String::new(), None::<u64>);
+    loop {
+        let reply = conn
+            .secrets()
+            .list_secrets(v1::ListSecretsRequest {
+                options: first_read.map(|position| v1::QueryOptions {
+                    min_position: position,
+                }),
+                store: store.clone().unwrap_or_default(),
+                page_size,
+                page_token: token,
+            })
+            .await
+            .map_err(|s| conn.error(s))?
+            .into_inner();
+        first_read = first_read.or(reply.read.map(|r| r.position));
+        all.extend(reply.secrets);
+        if reply.next_page_token.is_empty() {
+            break;
+        }
+        token = reply.next_page_token;
+    }
     Ok(SecretList {
-        secrets: reply
-            .secrets
+        secrets: all
             .into_iter()
             .map(|s| SecretRow {
                 uri: s.uri,

@@ -644,3 +644,106 @@ async fn refusals_decided_by_an_aggregate_cannot_fill_the_log_either() {
         .count();
     assert_eq!(bobs, 3);
 }
+
+/// Gives `uri` (created by a key request) a first version, as its reactor
+/// would.
+async fn with_a_version(api: &Api, uri: &str) {
+    use sealplane_control_plane::command::CommandEnvelope;
+    use sealplane_control_plane::domain::names::{SecretUri, StoreName};
+    use sealplane_control_plane::domain::secret::{Secret, SecretCommand};
+    use sealplane_control_plane::domain::{Actor, Context, Role};
+    let uri = SecretUri::parse(uri).unwrap();
+    let reactor = Actor {
+        slug: Slug::parse("reactor-0").unwrap(),
+        role: Role::Reactor,
+        groups: vec![],
+        stores: vec![StoreName::parse("local").unwrap()],
+    };
+    let hash = |b: &str| format!("hmac-sha256-v2:e2e:{}", b.repeat(32));
+    let record = SecretCommand::RecordVersion {
+        request_id: uuid::Uuid::new_v4(),
+        version: 1,
+        hash: hash("ab"),
+        key_hashes: [("k".to_owned(), hash("cd"))].into(),
+        by: Slug::parse("alice").unwrap(),
+        at: chrono::Utc::now(),
+    };
+    let ctx = Context {
+        actor: reactor,
+        now: chrono::Utc::now(),
+    };
+    api.app
+        .execute::<Secret>(
+            &sealplane_control_plane::streams::secret(&uri),
+            &record,
+            &ctx,
+            &CommandEnvelope::new("RecordVersion"),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn listing_secrets_comes_in_pages_that_together_hold_each_once_in_uri_order() {
+    let api = Api::new().await;
+    let alice = alice_with_a_secret(&api).await;
+    with_a_version(&api, "local://alice/db").await;
+    for name in ["e", "b", "d", "a"] {
+        let uri = format!("local://alice/{name}");
+        key_request(&api, &alice, &uri, v1::Purpose::Put)
+            .await
+            .unwrap();
+        with_a_version(&api, &uri).await;
+    }
+    // One secret without a version is not listed (nor counted in a page).
+    key_request(&api, &alice, "local://alice/c", v1::Purpose::Put)
+        .await
+        .unwrap();
+    let secrets = SecretsApi::new(api.app.clone());
+    let page = |token: String, size: u32| {
+        let secrets = &secrets;
+        let alice = alice.clone();
+        async move {
+            secrets
+                .list_secrets(req(
+                    v1::ListSecretsRequest {
+                        options: None,
+                        store: String::new(),
+                        page_size: size,
+                        page_token: token,
+                    },
+                    &alice,
+                ))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let (mut seen, mut token, mut pages) = (vec![], String::new(), 0);
+    loop {
+        let reply = page(token, 2).await.unwrap();
+        assert!(reply.secrets.len() <= 2);
+        pages += 1;
+        seen.extend(reply.secrets.into_iter().map(|s| s.uri));
+        if reply.next_page_token.is_empty() {
+            break;
+        }
+        token = reply.next_page_token;
+    }
+    assert_eq!(
+        seen,
+        ["a", "b", "d", "db", "e"].map(|n| format!("local://alice/{n}")),
+        "each secret once, in uri order"
+    );
+    assert_eq!(pages, 3);
+    // Without a size, one page of up to 1000 holds them all.
+    let all = page(String::new(), 0).await.unwrap();
+    assert_eq!(all.secrets.len(), 5);
+    assert!(all.next_page_token.is_empty());
+    // Bad input gets a sentence.
+    let too_big = page(String::new(), 5001).await.unwrap_err();
+    assert_eq!(too_big.code(), Code::InvalidArgument);
+    assert!(too_big.message().contains("5000"), "{too_big:?}");
+    let forged = page("not a uri".into(), 2).await.unwrap_err();
+    assert_eq!(forged.code(), Code::InvalidArgument);
+    assert!(forged.message().contains("page_token"), "{forged:?}");
+}

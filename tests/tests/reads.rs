@@ -43,4 +43,16 @@ async fn a_put_is_read_back_by_the_next_process_every_time() {
         }
     }
     assert!(misses.is_empty(), "{misses:#?}");
+    // Fetched in pages of one, the listing is the same, each secret once.
+    let whole = c.sealctl(&alice, &["get", "secrets", "-o", "json"]).json();
+    let paged = c
+        .sealctl(
+            &alice,
+            &["get", "secrets", "--page-size", "1", "-o", "json"],
+        )
+        .json();
+    assert_eq!(paged, whole);
+    assert_eq!(paged["secrets"].as_array().unwrap().len(), 4, "{paged}");
+    let refused = c.sealctl(&alice, &["get", "secrets", "--page-size", "0"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
 }

@@ -2,6 +2,7 @@
 //! side (lists, versions, hashes, access lists, history). The control plane
 //! only ever handles ciphertext sealed to a reactor's one-time key.
 
+use std::ops::Bound;
 use std::pin::Pin;
 
 use base64::Engine;
@@ -134,6 +135,23 @@ fn summary(uri: &SecretUri, secret: &Secret) -> v1::SecretSummary {
             .map(|v| v.at.to_rfc3339_opts(SecondsFormat::Millis, true))
             .unwrap_or_default(),
         deleted: secret.is_deleted(),
+    }
+}
+
+/// Secrets per `ListSecrets` page when the caller names no size.
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
+/// The most secrets one `ListSecrets` page holds (well under the 4 MiB
+/// message limit: a summary is at most about 700 bytes).
+pub const MAX_PAGE_SIZE: usize = 5000;
+
+/// The page size asked for, or why it is refused.
+fn page_size_of(asked: u32) -> Result<usize, Status> {
+    match asked as usize {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n <= MAX_PAGE_SIZE => Ok(n),
+        n => Err(Status::invalid_argument(format!(
+            "page_size {n} is over the limit of {MAX_PAGE_SIZE}"
+        ))),
     }
 }
 
@@ -348,23 +366,47 @@ impl Secrets for SecretsApi {
             s => Some(crate::domain::names::StoreName::parse(s).map_err(invalid)?),
         };
         let sees_all = matches!(caller.actor.role, Role::Admin | Role::Auditor);
-        let (secrets, read) = self
+        let page_size = page_size_of(r.page_size)?;
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token => Some(SecretUri::parse(token).map_err(|_| {
+                Status::invalid_argument(
+                    "page_token is not one this server handed out; pass next_page_token from the previous reply, or none for the first page",
+                )
+            })?),
+        };
+        let ((secrets, more), read) = self
             .app
             .query(r.options.as_ref(), |m| {
-                m.secrets
-                    .iter()
+                let from = match &after {
+                    Some(uri) => Bound::Excluded(uri),
+                    None => Bound::Unbounded,
+                };
+                let mut listed = m
+                    .secrets
+                    .range::<SecretUri, _>((from, Bound::Unbounded))
                     .filter(|(uri, s)| {
                         is_listed(s)
                             && store.as_ref().is_none_or(|st| &uri.store == st)
                             && (sees_all || s.may(&caller.actor, AccessList::Readers))
-                    })
+                    });
+                let page: Vec<_> = listed
+                    .by_ref()
+                    .take(page_size)
                     .map(|(uri, s)| summary(uri, s))
-                    .collect()
+                    .collect();
+                let more = listed.next().is_some();
+                (page, more)
             })
             .await?;
+        let next_page_token = match (more, secrets.last()) {
+            (true, Some(last)) => last.uri.clone(),
+            _ => String::new(),
+        };
         Ok(Response::new(v1::ListSecretsReply {
             secrets,
             read: Some(read),
+            next_page_token,
         }))
     }
 
