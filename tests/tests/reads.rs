@@ -56,3 +56,75 @@ async fn a_put_is_read_back_by_the_next_process_every_time() {
     let refused = c.sealctl(&alice, &["get", "secrets", "--page-size", "0"]);
     assert_eq!(refused.code, 2, "{refused:?}");
 }
+
+/// Secrets `get secrets` must list, each with a row of about 180 bytes:
+/// one reply of them all is well over gRPC's 4 MiB message limit, which
+/// `ListSecrets` hit before it answered in pages.
+const MANY: usize = 30_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_thousand_secrets_are_listed_whole() {
+    use sealplane_event_store::{
+        EmbeddedStore, EventMetadata, EventStore, EventType, ExpectedVersion, NewEvent, StreamId,
+    };
+    let mut c = Cluster::start();
+    c.stop();
+    // The events of MANY puts, written into the log while the control
+    // plane is down, as the control plane itself records them (the
+    // secret's stream is `secret-<uri>`).
+    let store = EmbeddedStore::open(c.control_plane().events_db()).unwrap();
+    let hash = |b: &str| format!("hmac-sha256-v2:e2e:{}", b.repeat(32));
+    let write = |i: usize| {
+        let store = store.clone();
+        let uri = format!("local://alice/team-{i:05}/service-database-password");
+        let created = serde_json::json!({
+            "type": "SecretCreated", "uri": uri, "creator": "alice", "acl": {}
+        });
+        let version = serde_json::json!({
+            "type": "SecretVersionAdded", "uri": uri,
+            "request_id": uuid::Uuid::new_v4(), "version": 1,
+            "hash": hash("ab"), "key_hashes": { "password": hash("cd") },
+            "by": "alice", "at": "2026-12-01T00:00:00Z"
+        });
+        async move {
+            let events = [("SecretCreated", created), ("SecretVersionAdded", version)]
+                .map(|(ty, data)| {
+                    NewEvent::from_json_text(
+                        EventType::parse(ty).unwrap(),
+                        1,
+                        &data.to_string(),
+                        &EventMetadata::new("alice"),
+                    )
+                    .unwrap()
+                })
+                .to_vec();
+            let stream = StreamId::parse(format!("secret-{uri}")).unwrap();
+            store
+                .append(&stream, ExpectedVersion::NoStream, events)
+                .await
+                .unwrap();
+        }
+    };
+    // 256 at a time, so the store commits them in groups.
+    for start in (0..MANY).step_by(256) {
+        let mut batch = tokio::task::JoinSet::new();
+        for i in start..(start + 256).min(MANY) {
+            batch.spawn(write(i));
+        }
+        while let Some(done) = batch.join_next().await {
+            done.unwrap();
+        }
+    }
+    store.close().await;
+    c.restart_control_plane();
+
+    let listed = c.sealctl(&c.admin, &["get", "secrets", "-o", "json"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.len() > 4 << 20,
+        "the listing is over 4 MiB ({} bytes)",
+        listed.stdout.len()
+    );
+    let secrets = listed.json()["secrets"].as_array().unwrap().len();
+    assert_eq!(secrets, MANY);
+}
