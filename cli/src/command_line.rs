@@ -36,6 +36,10 @@ Examples:
   # several keys; `-` prompts for that key with echo off
   sealctl put secret vault-prod://payments/db user=app password=-
 
+  # `-` reads standard input when it is not a terminal (one key at most;
+  # one trailing newline is dropped)
+  vault-read-password | sealctl put secret vault-prod://payments/db user=app password=-
+
   # from files and env files (KEY=VALUE lines, # comments, quotes, `export `)
   sealctl put secret vault-prod://tls/api --from-file tls.crt=./cert.pem --from-file tls.key=./key.pem
   sealctl put secret payments/env --from-env-file .env

@@ -91,6 +91,21 @@ pub enum InputError {
     /// The prompt was answered with nothing.
     #[error("no value was entered for `{0}`; nothing was sent")]
     EmptyPrompt(String),
+    /// `key=-` read an empty standard input.
+    #[error(
+        "standard input held no value for `{0}` (`{0}=-` reads it when it is not a terminal); nothing was sent"
+    )]
+    EmptyStdin(String),
+    /// Two keys asked to read standard input.
+    #[error(
+        "`{first}=-` and `{second}=-` both ask to read standard input, which holds one value; read the other with --from-file {second}=PATH"
+    )]
+    StdinTwice {
+        /// The key that read it.
+        first: String,
+        /// The key that asked again.
+        second: String,
+    },
 }
 
 /// What the user asked to read, before anything is read.
@@ -108,14 +123,37 @@ pub struct ValueSources {
 pub trait Prompt {
     /// Reads the value for `key` with echo off.
     fn hidden(&mut self, key: &str) -> std::io::Result<Zeroizing<String>>;
+
+    /// Standard input, when it is not a terminal (a pipe, a file): read
+    /// whole, at most `limit` + 1 bytes; `None` when it is a terminal.
+    fn piped(&mut self, limit: usize) -> Option<std::io::Result<Zeroizing<Vec<u8>>>>;
 }
 
-/// The terminal prompt (`rpassword`: reads `/dev/tty` with echo off).
+/// The terminal prompt (`rpassword`: reads `/dev/tty` with echo off), and
+/// the process's standard input.
 pub struct TerminalPrompt;
 
 impl Prompt for TerminalPrompt {
     fn hidden(&mut self, key: &str) -> std::io::Result<Zeroizing<String>> {
         rpassword::prompt_password(format!("{key} (input hidden): ")).map(Zeroizing::new)
+    }
+
+    fn piped(&mut self, limit: usize) -> Option<std::io::Result<Zeroizing<Vec<u8>>>> {
+        use std::io::IsTerminal as _;
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            return None;
+        }
+        // Reserved up front so the buffer never reallocates and leaves an
+        // unzeroized copy behind.
+        let mut buf = Zeroizing::new(Vec::with_capacity(limit + 1));
+        Some(
+            stdin
+                .lock()
+                .take(limit as u64 + 1)
+                .read_to_end(&mut buf)
+                .map(|_| buf),
+        )
     }
 }
 
@@ -127,6 +165,8 @@ pub fn read_value(
     max_bytes: usize,
 ) -> Result<SecretValue, InputError> {
     let mut value = SecretValue::new();
+    // The key that read standard input, if one did: it can be read once.
+    let mut stdin_key: Option<&str> = None;
     let add = |value: &mut SecretValue, key: &str, bytes: Zeroizing<Vec<u8>>| {
         let total = value.total_bytes() + bytes.len();
         value.insert(key, bytes)?;
@@ -140,7 +180,19 @@ pub fn read_value(
         // only after the user typed a password.
         check_key(&value, key, || format!("data argument {}", i + 1))?;
         let bytes = if text == "-" {
-            prompted(prompt, key)?
+            match prompt.piped(max_bytes) {
+                None => prompted(prompt, key)?,
+                Some(read) => {
+                    if let Some(first) = stdin_key {
+                        return Err(InputError::StdinTwice {
+                            first: first.to_owned(),
+                            second: key.to_owned(),
+                        });
+                    }
+                    stdin_key = Some(key);
+                    from_stdin(key, read, max_bytes)?
+                }
+            }
         } else {
             Zeroizing::new(text.as_bytes().to_vec())
         };
@@ -205,6 +257,30 @@ fn prompted(prompt: &mut dyn Prompt, key: &str) -> Result<Zeroizing<Vec<u8>>, In
     }
     // Moved, not copied: the String's buffer becomes the Vec's.
     Ok(Zeroizing::new(std::mem::take(&mut *text).into_bytes()))
+}
+
+/// The value piped in for `key=-`: standard input whole, less one
+/// trailing newline (`\n` or `\r\n`, as `echo` and `$(...)` leave it).
+fn from_stdin(
+    key: &str,
+    read: std::io::Result<Zeroizing<Vec<u8>>>,
+    limit: usize,
+) -> Result<Zeroizing<Vec<u8>>, InputError> {
+    let mut bytes = read.map_err(|reason| InputError::Read {
+        path: PathBuf::from("standard input"),
+        reason,
+    })?;
+    check_size(bytes.len(), limit)?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    if bytes.is_empty() {
+        return Err(InputError::EmptyStdin(key.to_owned()));
+    }
+    Ok(bytes)
 }
 
 /// Reads a whole file into a zeroizing buffer, refusing one over `limit`
@@ -345,6 +421,8 @@ mod tests {
     struct Scripted {
         answers: Vec<&'static str>,
         asked: Vec<String>,
+        /// What standard input holds when it is not a terminal.
+        stdin: Option<&'static [u8]>,
     }
 
     impl Prompt for Scripted {
@@ -355,6 +433,55 @@ mod tests {
             }
             Ok(Zeroizing::new(self.answers.remove(0).to_owned()))
         }
+
+        fn piped(&mut self, limit: usize) -> Option<std::io::Result<Zeroizing<Vec<u8>>>> {
+            self.stdin
+                .map(|bytes| Ok(Zeroizing::new(bytes[..bytes.len().min(limit + 1)].to_vec())))
+        }
+    }
+
+    #[test]
+    fn a_dash_reads_piped_standard_input_once_less_one_trailing_newline() {
+        // Given a value piped in, when `password=-` is read, then it is
+        // the input without its last newline, and nothing is prompted
+        for (piped, want) in [
+            (&b"s3cret\n"[..], &b"s3cret"[..]),
+            (b"s3cret\r\n", b"s3cret"),
+            (b"two\nlines\n\n", b"two\nlines\n"),
+            (b"exact", b"exact"),
+        ] {
+            let mut p = Scripted {
+                stdin: Some(piped),
+                ..Default::default()
+            };
+            let v = read_value(&pairs(&["user=app", "password=-"]), &mut p, 1024).unwrap();
+            assert_eq!(v.get("password"), Some(want));
+            assert!(p.asked.is_empty());
+        }
+        // Standard input holds one value: a second `key=-` is refused
+        let mut p = Scripted {
+            stdin: Some(b"x"),
+            ..Default::default()
+        };
+        let e = read_value(&pairs(&["a=-", "b=-"]), &mut p, 1024).unwrap_err();
+        assert!(e.to_string().contains("--from-file b=PATH"), "{e}");
+        // An empty one is refused, naming the key; an oversized one too
+        let mut p = Scripted {
+            stdin: Some(b"\n"),
+            ..Default::default()
+        };
+        let e = read_value(&pairs(&["password=-"]), &mut p, 1024).unwrap_err();
+        assert!(
+            matches!(e, InputError::EmptyStdin(ref k) if k == "password"),
+            "{e:?}"
+        );
+        let mut p = Scripted {
+            stdin: Some(&[b'a'; 40]),
+            ..Default::default()
+        };
+        let e = read_value(&pairs(&["password=-"]), &mut p, 32).unwrap_err();
+        assert!(matches!(e, InputError::TooLarge { .. }), "{e:?}");
+        assert!(!e.to_string().contains("aaaa"), "no value in the error");
     }
 
     fn pairs(p: &[&str]) -> ValueSources {

@@ -377,9 +377,10 @@ fn bad_input_is_refused_before_or_by_the_server() {
         2,
         "the secret is 262145 bytes, over the limit of 262144 bytes (256 KiB)",
     );
-    // No terminal to prompt on (stdin is not one, and tests have no tty).
+    // Standard input is not a terminal, so `password=-` reads it; here it
+    // is empty.
     s.sealctl(&["put", "secret", "shut://admin/a", "password=-"])
-        .fails(2, "cannot prompt for `password`");
+        .fails(2, "standard input held no value for `password`");
     assert!(
         !s.event_types()
             .iter()

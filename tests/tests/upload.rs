@@ -246,3 +246,44 @@ async fn put_get_describe_verify_new_version_and_delete(settings: Settings) {
         c.assert_nowhere(p.as_bytes());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_piped_to_key_dash_is_stored_as_given_less_its_newline() {
+    let mut c = Cluster::start();
+    let reactor = c.add_file_store("local");
+    let alice = c.add_user("alice", "user", &[]);
+    let value = marker("piped");
+    let piped = format!("{value}\n");
+    c.sealctl_with_stdin(
+        &alice,
+        &[
+            "put",
+            "secret",
+            "local://alice/piped",
+            "user=app",
+            "password=-",
+        ],
+        Some(piped.as_bytes()),
+    )
+    .ok();
+    // What reached the store is the piped value without its newline.
+    let stored = upstream(&c, reactor, "alice/piped").await.unwrap();
+    assert_eq!(
+        stored,
+        pairs(&[("password", value.as_str()), ("user", "app")])
+    );
+    // And verifying it the same way matches.
+    c.sealctl_with_stdin(
+        &alice,
+        &[
+            "verify",
+            "secret",
+            "local://alice/piped",
+            "user=app",
+            "password=-",
+        ],
+        Some(piped.as_bytes()),
+    )
+    .ok();
+    c.assert_nowhere(value.as_bytes());
+}
