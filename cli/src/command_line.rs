@@ -172,6 +172,12 @@ pub enum Verb {
     },
     /// Show who the token belongs to.
     Whoami,
+    /// Print a shell completion script: `source <(sealctl completion bash)`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Manage the trust anchors whose store certificates you accept.
     Trust {
         #[command(subcommand)]

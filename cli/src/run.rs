@@ -154,6 +154,11 @@ pub async fn run(cli: Cli) -> Result<u8, CommandError> {
             trust_command(&global, noun)?;
             Ok(EXIT_OK)
         }
+        Verb::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "sealctl", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
         Verb::Audit {
             noun: AuditNoun::Verify(a),
         } => {
@@ -331,6 +336,7 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
         Verb::Put { .. }
         | Verb::Verify { .. }
         | Verb::Trust { .. }
+        | Verb::Completion { .. }
         | Verb::Audit {
             noun: AuditNoun::Verify(_),
         } => {

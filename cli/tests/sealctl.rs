@@ -687,3 +687,30 @@ fn an_admin_generates_an_anchor_and_certifies_stores_with_it() {
         anchor
     );
 }
+
+#[test]
+fn completion_scripts_cover_every_verb_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _sealctl"),
+        ("zsh", "#compdef sealctl"),
+        ("fish", "complete -c sealctl"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = Command::new(SEALCTL)
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: no `{marker}`");
+        for verb in ["put", "verify", "audit", "describe", "completion"] {
+            assert!(script.contains(verb), "{shell}: `{verb}` not completed");
+        }
+    }
+    let out = Command::new(SEALCTL)
+        .args(["completion", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
+}

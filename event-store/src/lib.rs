@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "embedded")]
 pub mod backup;
 pub mod chain;
 mod coordination;

@@ -9,7 +9,7 @@
 //! valid on the copy. That is what a [`LogImport`] does, and nothing else:
 //! it is opened only on an **empty** target, checks that every incoming
 //! event links to the one before it (both hash chains, positions and
-//! versions, through one [`ChainVerifier`] walk from the empty log), so a
+//! versions, through one [`ChainVerifier`](crate::ChainVerifier) walk from the empty log), so a
 //! corrupted or tampered source is refused rather than copied, and makes
 //! nothing visible until [`LogImport::commit`] has read the written log
 //! back, verified it and found its head to be the source's. Any failure
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::chain::LogCheckpoint;
 use crate::event::{Position, RecordedEvent};
 use crate::store::{EventStore, StoreError};
-use crate::verify::{ChainBreak, ChainVerifier, VerifiedLog};
+use crate::verify::{ChainBreak, VerifiedLog};
 
 /// Events read from the source, and written to the target, at a time.
 pub const IMPORT_BATCH: usize = 5_000;
@@ -88,11 +88,13 @@ pub trait LogImport: Send {
 /// The link check every import runs on incoming events: one walk from the
 /// empty log, so each event must be the next position, the next version of
 /// its stream, hash to its recorded hash, and extend both chains.
+#[cfg(any(feature = "embedded", feature = "postgres"))]
 #[derive(Debug, Default)]
 pub(crate) struct ImportCheck {
-    verifier: ChainVerifier,
+    verifier: crate::verify::ChainVerifier,
 }
 
+#[cfg(any(feature = "embedded", feature = "postgres"))]
 impl ImportCheck {
     pub(crate) fn check(&mut self, events: &[RecordedEvent]) -> Result<(), MigrateError> {
         for e in events {
@@ -104,16 +106,18 @@ impl ImportCheck {
 
 /// Checks a log read back from a target: both chains from the empty log,
 /// ending exactly at `source_head`.
+#[cfg(any(feature = "embedded", feature = "postgres"))]
 pub(crate) struct ReadBack {
-    verifier: ChainVerifier,
+    verifier: crate::verify::ChainVerifier,
     source_head: LogCheckpoint,
     target: String,
 }
 
+#[cfg(any(feature = "embedded", feature = "postgres"))]
 impl ReadBack {
     pub(crate) fn new(source_head: LogCheckpoint, target: String) -> ReadBack {
         ReadBack {
-            verifier: ChainVerifier::with_checkpoints([source_head]),
+            verifier: crate::verify::ChainVerifier::with_checkpoints([source_head]),
             source_head,
             target,
         }

@@ -24,8 +24,10 @@ use crate::store::{EventStore, StoreError, Subscription, SubscriptionMessage};
 /// Events read per page.
 const PAGE: usize = 512;
 /// Most events [`Recent`] keeps.
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 const RECENT_EVENTS: usize = 4096;
 /// Most bytes (data and metadata) [`Recent`] keeps.
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 const RECENT_BYTES: usize = 8 << 20;
 
 /// The events this process committed last, a contiguous run of positions
@@ -41,11 +43,13 @@ pub(crate) struct Recent {
 }
 
 #[derive(Default)]
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 struct Held {
     events: VecDeque<RecordedEvent>,
     bytes: usize,
 }
 
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 fn size_of(e: &RecordedEvent) -> usize {
     e.data.as_str().len() + e.metadata.as_str().len()
 }
@@ -56,6 +60,7 @@ impl Recent {
     }
 
     /// Keeps `events`, just committed, in position order.
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub(crate) fn committed(&self, events: impl IntoIterator<Item = RecordedEvent>) {
         let mut held = self.held();
         for event in events {
