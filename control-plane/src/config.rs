@@ -235,19 +235,13 @@ impl EventStoreConfig {
         else {
             return Ok(None);
         };
-        match (url, url_file, url_env) {
-            (Some(url), None, None) => Ok(Some(url.clone())),
-            (None, Some(path), None) => std::fs::read_to_string(path)
-                .map(|text| Some(DatabaseUrl::new(text.trim())))
-                .map_err(|source| ConfigError::PostgresUrlFile {
-                    path: path.display().to_string(),
-                    source,
-                }),
-            (None, None, Some(name)) => std::env::var(name)
-                .map(|text| Some(DatabaseUrl::new(text.trim())))
-                .map_err(|_| ConfigError::PostgresUrlEnv(name.clone())),
-            _ => Err(ConfigError::PostgresUrlSources),
-        }
+        url_from(
+            (url, url_file, url_env),
+            |path, source| ConfigError::PostgresUrlFile { path, source },
+            ConfigError::PostgresUrlEnv,
+            ConfigError::PostgresUrlSources,
+        )
+        .map(Some)
     }
 
     /// The KurrentDB url from its configured source; `None` for another
@@ -261,19 +255,38 @@ impl EventStoreConfig {
         else {
             return Ok(None);
         };
-        match (url, url_file, url_env) {
-            (Some(url), None, None) => Ok(Some(url.clone())),
-            (None, Some(path), None) => std::fs::read_to_string(path)
-                .map(|text| Some(DatabaseUrl::new(text.trim())))
-                .map_err(|source| ConfigError::KurrentUrlFile {
-                    path: path.display().to_string(),
-                    source,
-                }),
-            (None, None, Some(name)) => std::env::var(name)
-                .map(|text| Some(DatabaseUrl::new(text.trim())))
-                .map_err(|_| ConfigError::KurrentUrlEnv(name.clone())),
-            _ => Err(ConfigError::KurrentUrlSources),
-        }
+        url_from(
+            (url, url_file, url_env),
+            |path, source| ConfigError::KurrentUrlFile { path, source },
+            ConfigError::KurrentUrlEnv,
+            ConfigError::KurrentUrlSources,
+        )
+        .map(Some)
+    }
+}
+
+/// A database url from exactly one of its sources (inline, a file, an
+/// environment variable), trimmed; each error names the source, never
+/// the url.
+fn url_from(
+    (url, url_file, url_env): (
+        &Option<DatabaseUrl>,
+        &Option<PathBuf>,
+        &Option<String>,
+    ),
+    file_error: impl FnOnce(String, std::io::Error) -> ConfigError,
+    env_error: impl FnOnce(String) -> ConfigError,
+    not_one: ConfigError,
+) -> Result<DatabaseUrl, ConfigError> {
+    match (url, url_file, url_env) {
+        (Some(url), None, None) => Ok(url.clone()),
+        (None, Some(path), None) => std::fs::read_to_string(path)
+            .map(|text| DatabaseUrl::new(text.trim()))
+            .map_err(|source| file_error(path.display().to_string(), source)),
+        (None, None, Some(name)) => std::env::var(name)
+            .map(|text| DatabaseUrl::new(text.trim()))
+            .map_err(|_| env_error(name.clone())),
+        _ => Err(not_one),
     }
 }
 
