@@ -269,11 +269,7 @@ impl EventStoreConfig {
 /// environment variable), trimmed; each error names the source, never
 /// the url.
 fn url_from(
-    (url, url_file, url_env): (
-        &Option<DatabaseUrl>,
-        &Option<PathBuf>,
-        &Option<String>,
-    ),
+    (url, url_file, url_env): (&Option<DatabaseUrl>, &Option<PathBuf>, &Option<String>),
     file_error: impl FnOnce(String, std::io::Error) -> ConfigError,
     env_error: impl FnOnce(String) -> ConfigError,
     not_one: ConfigError,

@@ -58,7 +58,7 @@ use crate::redacted_url::RedactedUrl;
 use crate::store::{
     AppendError, Appended, EventStore, StoreError, Subscription, check_batch, check_expected,
 };
-use crate::subscription::{Head, catch_up_then_live};
+use crate::subscription::{Head, advance, catch_up_then_live, ensure_open};
 
 /// The log stream's default name.
 pub const LOG_STREAM: &str = "sealplane-log";
@@ -323,11 +323,7 @@ impl KurrentStore {
     }
 
     fn ensure_open(&self) -> Result<(), StoreError> {
-        if self.inner.head.borrow().closed {
-            Err(StoreError::Closed)
-        } else {
-            Ok(())
-        }
+        ensure_open(&self.inner.head)
     }
 
     fn advance(&self, position: Position) {
@@ -356,17 +352,6 @@ impl KurrentStore {
             }
         }
     }
-}
-
-fn advance(head: &watch::Sender<Head>, position: Position) {
-    head.send_if_modified(|h| {
-        if position > h.position && !h.closed {
-            h.position = position;
-            true
-        } else {
-            false
-        }
-    });
 }
 
 async fn read_log(

@@ -42,7 +42,7 @@ use crate::store::{
     AppendError, Appended, EventStore, MAX_BATCH_BYTES, StoreError, Subscription, check_batch,
     check_expected,
 };
-use crate::subscription::{Head, catch_up_then_live};
+use crate::subscription::{Head, advance, catch_up_then_live, ensure_open};
 
 /// The schema this version writes (the one row of `sealplane_schema_version`).
 pub const SCHEMA_VERSION: i64 = 2;
@@ -237,11 +237,7 @@ impl PostgresStore {
     }
 
     fn ensure_open(&self) -> Result<(), StoreError> {
-        if self.inner.head.borrow().closed {
-            Err(StoreError::Closed)
-        } else {
-            Ok(())
-        }
+        ensure_open(&self.inner.head)
     }
 
     /// Publishes `position` as durable, never moving the head back.
@@ -317,17 +313,6 @@ impl Columns {
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn advance(head: &watch::Sender<Head>, position: Position) {
-    head.send_if_modified(|h| {
-        if position > h.position && !h.closed {
-            h.position = position;
-            true
-        } else {
-            false
-        }
-    });
 }
 
 /// A database error as a sentence; sqlx errors never carry the password.

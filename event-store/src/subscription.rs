@@ -108,6 +108,36 @@ pub(crate) struct Head {
     pub closed: bool,
 }
 
+/// Publishes `position` as durable, never moving the head back (nor a
+/// closed one): for backends whose head other processes also move.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "kurrentdb")),
+    allow(dead_code)
+)]
+pub(crate) fn advance(head: &watch::Sender<Head>, position: Position) {
+    head.send_if_modified(|h| {
+        if position > h.position && !h.closed {
+            h.position = position;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// `Closed` once the store behind `head` has closed.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "kurrentdb")),
+    allow(dead_code)
+)]
+pub(crate) fn ensure_open(head: &watch::Sender<Head>) -> Result<(), StoreError> {
+    if head.borrow().closed {
+        Err(StoreError::Closed)
+    } else {
+        Ok(())
+    }
+}
+
 /// What the reader task hands over: whole pages, so the channel costs one
 /// synchronisation per page rather than one per event.
 enum Batch {
