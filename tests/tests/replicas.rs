@@ -167,6 +167,7 @@ async fn three_control_planes_on_one_database_agree_and_hand_over_once_only_work
         "no replica took the lease after its holder was killed"
     );
     let took_over = killed.elapsed();
+    println!("the once-only lease moved {took_over:?} after SIGKILL of its holder");
     assert!(
         took_over < Duration::from_secs(10),
         "the lease moved after {took_over:?}"
