@@ -258,7 +258,7 @@ impl Reactor {
                     // ask again every second, to take over soon after it
                     // stops (ADR 0021).
                     if !feed_state.borrow().standby {
-                        tracing::info!(%instance, "standby: {}", status.message());
+                        tracing::info!(%instance, "{}", status.message());
                         feed_state.send_modify(|f| f.standby = true);
                     }
                     tokio::select! {
