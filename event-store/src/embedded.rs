@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::chain::{self, EventHash, LogCheckpoint, LogHash};
 use crate::coordination::LocalCoordination;
@@ -24,19 +24,13 @@ use crate::event::{
     EventType, ExpectedVersion, JsonObject, NewEvent, Position, RecordedEvent, StreamId,
     StreamVersion,
 };
-use crate::store::{
-    AppendError, Appended, EventStore, MAX_BATCH_BYTES, StoreError, Subscription, check_batch,
-    check_expected,
-};
+use crate::store::{AppendError, Appended, EventStore, StoreError, Subscription, check_expected};
 use crate::subscription::{Head, Recent, catch_up_then_live};
+use crate::writer::{Append, GROUP_MAX_APPENDS, QUEUE, Queue, clamp, gather, reply, submit};
 
 /// The on-disk schema this version writes (SQLite `user_version`): 1 is
 /// the table below, 2 adds `log_hash` (ADR 0014).
 const SCHEMA_VERSION: i64 = 2;
-/// Appends waiting in the writer's queue before appenders wait.
-const QUEUE: usize = 1024;
-/// Most appends committed together.
-const GROUP_MAX_APPENDS: usize = 256;
 /// Reader connections kept open between reads.
 const IDLE_READERS: usize = 4;
 
@@ -75,7 +69,7 @@ pub struct EmbeddedStore {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Option<mpsc::Sender<Append>>>,
+    writer: Queue,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     head: watch::Sender<Head>,
@@ -84,14 +78,6 @@ struct Inner {
     coordination: LocalCoordination,
     /// What was just committed, for live subscribers.
     recent: Arc<Recent>,
-}
-
-/// One append waiting for the writer.
-struct Append {
-    stream: StreamId,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Appended, AppendError>>,
 }
 
 impl EmbeddedStore {
@@ -301,17 +287,7 @@ fn run_writer(
 ) {
     let mut group = Vec::with_capacity(GROUP_MAX_APPENDS);
     while let Some(first) = queue.blocking_recv() {
-        let mut bytes = batch_bytes(&first);
-        group.push(first);
-        while group.len() < GROUP_MAX_APPENDS && bytes < MAX_BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(next) => {
-                    bytes += batch_bytes(&next);
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+        gather(first, &mut queue, &mut group);
         let (outcomes, last, committed) = commit_group(&mut conn, &mut group);
         if let Some(position) = last {
             // Kept before the head moves: a subscriber woken by it finds them.
@@ -321,14 +297,8 @@ fn run_writer(
                 closed: false,
             });
         }
-        for (append, outcome) in group.drain(..).zip(outcomes) {
-            let _ = append.reply.send(outcome);
-        }
+        reply(&mut group, outcomes);
     }
-}
-
-fn batch_bytes(append: &Append) -> usize {
-    append.events.iter().map(NewEvent::size).sum()
 }
 
 /// What committing a group produced: one outcome per append, the new head
@@ -553,10 +523,6 @@ fn query_events(
     rows.map(|r| r.map_err(StoreError::backend)?).collect()
 }
 
-fn clamp(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 #[async_trait::async_trait]
 impl EventStore for EmbeddedStore {
     async fn append(
@@ -565,19 +531,7 @@ impl EventStore for EmbeddedStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, AppendError> {
-        check_batch(&events)?;
-        let writer = lock(&self.inner.writer).clone().ok_or(StoreError::Closed)?;
-        let (reply, outcome) = oneshot::channel();
-        writer
-            .send(Append {
-                stream: stream.clone(),
-                expected,
-                events,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        outcome.await.map_err(|_| StoreError::Closed)?
+        submit(&self.inner.writer, stream, expected, events).await
     }
 
     async fn read_stream(

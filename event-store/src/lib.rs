@@ -35,6 +35,8 @@ mod redacted_url;
 mod store;
 mod subscription;
 mod verify;
+#[cfg(any(feature = "embedded", feature = "postgres"))]
+mod writer;
 
 pub use chain::{EventHash, LogCheckpoint, LogHash};
 pub use coordination::{Exclusive, LocalCoordination};

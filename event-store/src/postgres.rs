@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::chain::{self, EventHash, LogCheckpoint, LogHash};
@@ -38,11 +38,9 @@ use crate::event::{
     StreamVersion,
 };
 use crate::redacted_url::RedactedUrl;
-use crate::store::{
-    AppendError, Appended, EventStore, MAX_BATCH_BYTES, StoreError, Subscription, check_batch,
-    check_expected,
-};
+use crate::store::{AppendError, Appended, EventStore, StoreError, Subscription, check_expected};
 use crate::subscription::{Head, advance, catch_up_then_live, ensure_open};
+use crate::writer::{Append, GROUP_MAX_APPENDS, QUEUE, Queue, clamp, gather, reply, submit};
 
 /// The schema this version writes (the one row of `sealplane_schema_version`).
 pub const SCHEMA_VERSION: i64 = 2;
@@ -132,7 +130,7 @@ struct Inner {
     pool: PgPool,
     head: watch::Sender<Head>,
     /// The writer's queue; `None` once closed.
-    writer: std::sync::Mutex<Option<mpsc::Sender<Append>>>,
+    writer: Queue,
     writer_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     listener: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -453,19 +451,6 @@ async fn follow_head(pool: PgPool, head: watch::Sender<Head>, poll_interval: Dur
     }
 }
 
-/// Most appends committed in one transaction.
-const GROUP_MAX_APPENDS: usize = 256;
-/// Appends waiting for the writer before appenders wait.
-const QUEUE: usize = 1024;
-
-/// One append waiting for the writer.
-struct Append {
-    stream: StreamId,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Appended, AppendError>>,
-}
-
 /// This process's appends, committed in groups: one transaction (one lock
 /// hand-off, one commit flush, one notification) for every append waiting
 /// when the previous group committed. Ends, after the last group, when the
@@ -473,17 +458,7 @@ struct Append {
 async fn run_writer(pool: PgPool, head: watch::Sender<Head>, mut queue: mpsc::Receiver<Append>) {
     let mut group = Vec::with_capacity(GROUP_MAX_APPENDS);
     while let Some(first) = queue.recv().await {
-        let mut bytes = batch_bytes(&first);
-        group.push(first);
-        while group.len() < GROUP_MAX_APPENDS && bytes < MAX_BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(next) => {
-                    bytes += batch_bytes(&next);
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+        gather(first, &mut queue, &mut group);
         let outcomes = match commit_group(&pool, &mut group).await {
             Ok((outcomes, last)) => {
                 if let Some(last) = last {
@@ -493,14 +468,8 @@ async fn run_writer(pool: PgPool, head: watch::Sender<Head>, mut queue: mpsc::Re
             }
             Err(e) => group.iter().map(|_| Err(duplicate(&e).into())).collect(),
         };
-        for (append, outcome) in group.drain(..).zip(outcomes) {
-            let _ = append.reply.send(outcome);
-        }
+        reply(&mut group, outcomes);
     }
-}
-
-fn batch_bytes(append: &Append) -> usize {
-    append.events.iter().map(NewEvent::size).sum()
 }
 
 /// The failure of a group's transaction, once for each of its appends.
@@ -726,10 +695,6 @@ impl Drop for Section {
     }
 }
 
-fn clamp(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 #[async_trait::async_trait]
 impl EventStore for PostgresStore {
     async fn append(
@@ -738,19 +703,7 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, AppendError> {
-        check_batch(&events)?;
-        let writer = lock(&self.inner.writer).clone().ok_or(StoreError::Closed)?;
-        let (reply, outcome) = oneshot::channel();
-        writer
-            .send(Append {
-                stream: stream.clone(),
-                expected,
-                events,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        outcome.await.map_err(|_| StoreError::Closed)?
+        submit(&self.inner.writer, stream, expected, events).await
     }
 
     async fn read_stream(
