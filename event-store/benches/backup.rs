@@ -6,12 +6,12 @@
 //! small sealed value), then times `backup::backup` (VACUUM INTO) and
 //! `backup::restore` (copy, open, verify the whole hash chain, link).
 
+mod common;
+
 use std::time::Instant;
 
 use sealplane_event_store::backup;
-use sealplane_event_store::{
-    EmbeddedStore, EventMetadata, EventStore, EventType, ExpectedVersion, NewEvent, StreamId,
-};
+use sealplane_event_store::{EmbeddedStore, EventStore};
 
 const BATCH: usize = 10_000;
 
@@ -28,33 +28,8 @@ fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("events.db");
-    let filler = "A".repeat(400);
     let started = Instant::now();
-    rt.block_on(async {
-        let store = EmbeddedStore::open(&db).unwrap();
-        let kind = EventType::parse("SecretUploadRequested").unwrap();
-        let meta = EventMetadata::new("bench");
-        for b in 0..events.div_ceil(BATCH) {
-            let n = BATCH.min(events - b * BATCH);
-            let batch = (0..n)
-                .map(|i| {
-                    NewEvent::from_json_text(
-                        kind.clone(),
-                        1,
-                        &format!(r#"{{"i":{},"ciphertext":"{filler}"}}"#, b * BATCH + i),
-                        &meta,
-                    )
-                    .unwrap()
-                })
-                .collect();
-            let stream = StreamId::parse(format!("upload-{}", b % 100)).unwrap();
-            store
-                .append(&stream, ExpectedVersion::Any, batch)
-                .await
-                .unwrap();
-        }
-        store.close().await;
-    });
+    rt.block_on(common::write_log(&db, events, BATCH, 100));
     let built = started.elapsed();
     let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len() as f64 / (1 << 20) as f64;
     println!(

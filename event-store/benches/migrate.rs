@@ -13,12 +13,11 @@
 //! `-- --events N --keep-log FILE` only builds the log, into FILE, and
 //! stops: the input for timing the `sealplane migrate-store` command itself.
 
+mod common;
+
 use std::time::Instant;
 
-use sealplane_event_store::{
-    EmbeddedImport, EmbeddedStore, EventMetadata, EventStore, EventType, ExpectedVersion, NewEvent,
-    PostgresStore, StreamId, copy_log,
-};
+use sealplane_event_store::{EmbeddedImport, EmbeddedStore, EventStore, PostgresStore, copy_log};
 use sqlx::{Connection, PgConnection};
 
 const BATCH: usize = 100;
@@ -56,33 +55,8 @@ fn main() {
         .map(Into::into);
     let dir = tempfile::tempdir().unwrap();
     let db = keep.clone().unwrap_or_else(|| dir.path().join("events.db"));
-    let filler = "A".repeat(400);
     let started = Instant::now();
-    rt.block_on(async {
-        let store = EmbeddedStore::open(&db).unwrap();
-        let kind = EventType::parse("SecretUploadRequested").unwrap();
-        let meta = EventMetadata::new("bench");
-        for b in 0..events.div_ceil(BATCH) {
-            let n = BATCH.min(events - b * BATCH);
-            let batch = (0..n)
-                .map(|i| {
-                    NewEvent::from_json_text(
-                        kind.clone(),
-                        1,
-                        &format!(r#"{{"i":{},"ciphertext":"{filler}"}}"#, b * BATCH + i),
-                        &meta,
-                    )
-                    .unwrap()
-                })
-                .collect();
-            let stream = StreamId::parse(format!("upload-{}", b % STREAMS)).unwrap();
-            store
-                .append(&stream, ExpectedVersion::Any, batch)
-                .await
-                .unwrap();
-        }
-        store.close().await;
-    });
+    rt.block_on(common::write_log(&db, events, BATCH, STREAMS));
     println!(
         "log: {events} events in {} streams, {:.0} MiB, built in {:.1} s",
         STREAMS.min(events.div_ceil(BATCH)),
