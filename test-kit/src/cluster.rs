@@ -330,18 +330,23 @@ impl Cluster {
             public_key: first.public_key.clone(),
             log: first.config.with_file_name("reactor-twin.log"),
         };
+        self.reactors.push(twin);
+        let twin = self.reactors.len() - 1;
+        self.run_reactor(twin, "standby:");
+        twin
+    }
+
+    /// Runs reactor `index` and waits until its log has `ready`.
+    fn run_reactor(&mut self, index: usize, ready: &str) {
         let mut command = self.reactor_command();
+        let slot = &self.reactors[index];
         command
             .args(["run", "--config"])
-            .arg(&twin.config)
-            .env("SEALPLANE_REACTOR_TOKEN", &twin.token);
-        let mut process = Process::spawn(command, twin.log());
-        process.wait_for_line("standby:");
-        self.reactors.push(ReactorSlot {
-            process: Some(process),
-            ..twin
-        });
-        self.reactors.len() - 1
+            .arg(&slot.config)
+            .env("SEALPLANE_REACTOR_TOKEN", &slot.token);
+        let mut process = Process::spawn(command, slot.log());
+        process.wait_for_line(ready);
+        self.reactors[index].process = Some(process);
     }
 
     fn generate_key(&self, path: &Path) {
@@ -371,15 +376,7 @@ impl Cluster {
 
     /// Starts reactor `index` and waits until it has caught up.
     pub fn start_reactor(&mut self, index: usize) {
-        let mut command = self.reactor_command();
-        let slot = &self.reactors[index];
-        command
-            .args(["run", "--config"])
-            .arg(&slot.config)
-            .env("SEALPLANE_REACTOR_TOKEN", &slot.token);
-        let mut process = Process::spawn(command, slot.log());
-        process.wait_for_line(CAUGHT_UP);
-        self.reactors[index].process = Some(process);
+        self.run_reactor(index, CAUGHT_UP);
     }
 
     /// Kills reactor `index` with SIGKILL (a crash: keys in memory are gone).
