@@ -50,6 +50,19 @@ impl ReactorSlot {
     }
 }
 
+/// `message` as a gRPC request carrying `user`'s bearer token, for a test
+/// playing a client by hand.
+pub fn authorized<T>(message: T, user: &User) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", user.token)
+            .parse()
+            .expect("a token is ASCII"),
+    );
+    request
+}
+
 /// One control plane, its reactors and users, in a temporary directory.
 /// Every process writes its stdout and stderr to a log file inside it,
 /// and every `sealctl` run is recorded in `sealctl.log` there.

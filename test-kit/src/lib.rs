@@ -36,7 +36,7 @@ pub mod scan;
 pub mod sealctl;
 pub mod tls;
 
-pub use cluster::{Cluster, User};
+pub use cluster::{Cluster, User, authorized};
 pub use control_plane::{ControlPlane, Settings};
 pub use process::{BIN_DIR_ENV, Process, bin};
 pub use scan::{input_file, marker};

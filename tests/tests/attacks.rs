@@ -17,19 +17,10 @@ use sealplane_proto::sealed::{Payload, SecretValue, seal};
 use sealplane_proto::upload::Purpose;
 use sealplane_proto::v1;
 use sealplane_proto::v1::secrets_client::SecretsClient;
-use sealplane_test_kit::{Cluster, Settings, User, input_file, marker};
+use sealplane_test_kit::{Cluster, Settings, User, authorized as req, input_file, marker};
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use uuid::Uuid;
-
-fn req<T>(message: T, user: &User) -> Request<T> {
-    let mut r = Request::new(message);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", user.token).parse().unwrap(),
-    );
-    r
-}
 
 fn opts() -> Option<v1::CommandOptions> {
     Some(v1::CommandOptions {

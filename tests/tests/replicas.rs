@@ -14,8 +14,7 @@ use sealplane_proto::upload::Purpose;
 use sealplane_proto::v1;
 use sealplane_proto::v1::secrets_client::SecretsClient;
 use sealplane_test_kit::postgres::Database;
-use sealplane_test_kit::{Cluster, ControlPlane, Settings, User, marker};
-use tonic::Request;
+use sealplane_test_kit::{Cluster, ControlPlane, Settings, User, authorized, marker};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -200,15 +199,6 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     done()
-}
-
-fn authorized<T>(message: T, user: &User) -> Request<T> {
-    let mut r = Request::new(message);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", user.token).parse().unwrap(),
-    );
-    r
 }
 
 async fn client(addr: &str) -> SecretsClient<Channel> {
