@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use sealplane_event_store::{EventStore, Position, PostgresStore};
 use sealplane_proto::upload::Purpose;
 use sealplane_proto::v1;
 use sealplane_proto::v1::secrets_client::SecretsClient;
@@ -82,6 +83,7 @@ async fn three_control_planes_on_one_database_agree_and_hand_over_once_only_work
     // Read your writes across replicas: a put through one, then at once a
     // describe and a list through the next, in new processes; no misses.
     let uri = "local://alice/db";
+    let mut values = vec![];
     for round in 0..9usize {
         let (writer, reader) = (&replicas[round % 3], &replicas[(round + 1) % 3]);
         let value = marker("pw-replicas");
@@ -99,6 +101,7 @@ async fn three_control_planes_on_one_database_agree_and_hand_over_once_only_work
                 ],
             )
             .json();
+        values.push(value);
         let version = put["version"].as_u64().unwrap();
         assert_eq!(version, round as u64 + 1, "{put}");
         assert_eq!(
@@ -188,6 +191,23 @@ async fn three_control_planes_on_one_database_agree_and_hand_over_once_only_work
         .sum::<usize>();
     assert_eq!(swept, 1, "the request was swept exactly once");
     b.stop();
+    // No value reached the shared log, a replica's log, sealctl's output or
+    // the files.
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let events = store.read_all(Position::START, 100_000).await.unwrap();
+    store.close().await;
+    assert!(events.len() > 50, "{} events", events.len());
+    for value in &values {
+        for e in &events {
+            assert!(
+                !e.data.as_str().contains(value.as_str()),
+                "plaintext at {}",
+                e.position
+            );
+            assert!(!e.metadata.as_str().contains(value.as_str()));
+        }
+        assert_eq!(c.scan_for(value.as_bytes()), Vec::<String>::new());
+    }
 }
 
 fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
