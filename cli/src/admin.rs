@@ -113,6 +113,10 @@ impl Tabular for StoreRow {
             ),
         ])
     }
+
+    fn names(&self) -> Option<Vec<String>> {
+        Some(vec![self.name.clone()])
+    }
 }
 
 /// `get stores`.
@@ -135,6 +139,10 @@ impl Tabular for StoreList {
             ]);
         }
         t
+    }
+
+    fn names(&self) -> Option<Vec<String>> {
+        Some(self.stores.iter().map(|s| s.name.clone()).collect())
     }
 }
 
@@ -186,6 +194,10 @@ impl Tabular for PrincipalList {
         }
         t
     }
+
+    fn names(&self) -> Option<Vec<String>> {
+        Some(self.principals.iter().map(|p| p.slug.clone()).collect())
+    }
 }
 
 /// `whoami`.
@@ -215,6 +227,10 @@ impl Tabular for Identity {
             ("token id", self.token_id.clone()),
             ("token expires at", self.token_expires_at.clone()),
         ])
+    }
+
+    fn names(&self) -> Option<Vec<String>> {
+        Some(vec![self.slug.clone()])
     }
 }
 

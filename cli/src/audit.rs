@@ -20,7 +20,8 @@ pub enum AuditError {
     /// A call failed, or the stream ended with an error.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// `-o yaml` asks for one document, which cannot stream.
+    /// `-o yaml` asks for one document, which cannot stream; events have
+    /// no name for `-o name`.
     #[error("`audit log` streams; use -o table, -o json (one object per line) or -o csv")]
     Format,
     /// Writing to stdout failed.
@@ -176,7 +177,7 @@ pub struct LineWriter<W: Write> {
 impl<W: Write> LineWriter<W> {
     /// A writer refusing formats that cannot stream.
     pub fn new(out: W, format: OutputFormat) -> Result<Self, AuditError> {
-        if format == OutputFormat::Yaml {
+        if matches!(format, OutputFormat::Yaml | OutputFormat::Name) {
             return Err(AuditError::Format);
         }
         Ok(LineWriter {
@@ -194,7 +195,7 @@ impl<W: Write> LineWriter<W> {
         match self.format {
             OutputFormat::Table => writeln!(self.out, "{}", table_header().trim_end()),
             OutputFormat::Csv => writeln!(self.out, "{CSV_HEADER}"),
-            OutputFormat::Json | OutputFormat::Yaml => Ok(()),
+            OutputFormat::Json | OutputFormat::Yaml | OutputFormat::Name => Ok(()),
         }
     }
 
@@ -204,7 +205,7 @@ impl<W: Write> LineWriter<W> {
         match self.format {
             OutputFormat::Table => writeln!(self.out, "{}", table_line(line).trim_end()),
             OutputFormat::Csv => write!(self.out, "{}\r\n", csv_record(line)),
-            OutputFormat::Json | OutputFormat::Yaml => {
+            OutputFormat::Json | OutputFormat::Yaml | OutputFormat::Name => {
                 serde_json::to_writer(&mut self.out, line)?;
                 writeln!(self.out)
             }

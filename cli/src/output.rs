@@ -1,5 +1,6 @@
 //! How results are printed: `table` for people (aligned columns, like
-//! kubectl), `json` and `yaml` for scripts (the same fields, stable names);
+//! kubectl), `json` and `yaml` for scripts (the same fields, stable names),
+//! `name` for shell loops (one name a line, like `kubectl get -o name`);
 //! `csv` for `audit log` only, which streams (`audit`).
 
 use comfy_table::presets::NOTHING;
@@ -18,6 +19,8 @@ pub enum OutputFormat {
     Yaml,
     /// Comma-separated values with a header (`audit log` only).
     Csv,
+    /// One name a line: secret uris, store names, slugs, context names.
+    Name,
 }
 
 /// Why a result could not be rendered.
@@ -34,12 +37,24 @@ pub enum OutputError {
     /// `-o csv` for a command other than `audit log`.
     #[error("-o csv is only for `sealctl audit log`; use -o table, json or yaml here")]
     CsvOnlyForAudit,
+    /// `-o name` for a result that names nothing.
+    #[error(
+        "-o name is for commands that print secrets, stores, principals or contexts (get, describe, put, whoami, config); use -o table, json or yaml here"
+    )]
+    NoName,
 }
 
 /// A result that has a table form for people.
 pub trait Tabular {
     /// The table form: columns with a header, or `field  value` lines.
     fn table(&self) -> Table;
+
+    /// The `-o name` form: the names listed (uris, store names, slugs,
+    /// context names), or the one object's; `None` when the result names
+    /// nothing.
+    fn names(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// Renders `view` in `format`, ending with a newline.
@@ -63,6 +78,10 @@ pub fn render<T: Serialize + Tabular>(
                 reason: e.to_string(),
             }),
         OutputFormat::Csv => Err(OutputError::CsvOnlyForAudit),
+        OutputFormat::Name => {
+            let names = view.names().ok_or(OutputError::NoName)?;
+            Ok(names.iter().map(|n| format!("{n}\n")).collect())
+        }
         OutputFormat::Yaml => serde_norway::to_string(view).map_err(|e| OutputError::Serialize {
             format: "yaml",
             reason: e.to_string(),
@@ -153,6 +172,10 @@ mod tests {
             }
             t
         }
+
+        fn names(&self) -> Option<Vec<String>> {
+            Some(self.stores.iter().map(|r| r.name.clone()).collect())
+        }
     }
 
     fn sample() -> Rows {
@@ -190,6 +213,24 @@ mod tests {
             yaml,
             "stores:\n- name: vault-prod\n  enabled: true\n- name: local\n  enabled: false\n"
         );
+    }
+
+    #[test]
+    fn name_output_is_one_name_a_line_and_refused_where_nothing_is_named() {
+        assert_eq!(
+            render(OutputFormat::Name, &sample()).unwrap(),
+            "vault-prod\nlocal\n"
+        );
+        assert_eq!(
+            render(OutputFormat::Name, &Rows { stores: vec![] }).unwrap(),
+            ""
+        );
+        let m = Message {
+            message: "done".into(),
+        };
+        let e = render(OutputFormat::Name, &m).unwrap_err();
+        assert!(matches!(e, OutputError::NoName), "{e}");
+        assert!(e.to_string().contains("use -o table, json or yaml"), "{e}");
     }
 
     #[test]

@@ -213,6 +213,10 @@ impl Tabular for Uploaded {
         rows.extend(keys.iter().map(|(k, h)| (k.as_str(), (*h).clone())));
         fields(rows)
     }
+
+    fn names(&self) -> Option<Vec<String>> {
+        Some(vec![self.uri.clone()])
+    }
 }
 
 /// A comparison (the outcome of a verify).
@@ -231,6 +235,10 @@ pub struct Verified {
 impl Tabular for Verified {
     fn table(&self) -> Table {
         line(self.result)
+    }
+
+    fn names(&self) -> Option<Vec<String>> {
+        Some(vec![self.uri.clone()])
     }
 }
 

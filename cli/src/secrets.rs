@@ -86,6 +86,10 @@ impl Tabular for SecretList {
         }
         t
     }
+
+    fn names(&self) -> Option<Vec<String>> {
+        Some(self.secrets.iter().map(|s| s.uri.clone()).collect())
+    }
 }
 
 /// A hash for a table: a version 1 hash says so, since its text does not
@@ -229,6 +233,10 @@ impl Tabular for SecretDetail {
         }
         rows.extend(history.iter().map(|(k, v)| (k.as_str(), v.clone())));
         fields(rows)
+    }
+
+    fn names(&self) -> Option<Vec<String>> {
+        Some(vec![self.uri.clone()])
     }
 }
 
