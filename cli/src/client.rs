@@ -17,7 +17,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
-/// The address used when neither `--addr` nor `SEALPLANE_ADDR` is set.
+/// The address used when neither `--addr`, `SEALPLANE_ADDR` nor a context gives one.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7700";
 
 /// How long connecting may take before the control plane counts as unreachable.
@@ -94,8 +94,8 @@ impl ClientError {
     }
 }
 
-/// Where and how to connect.
-#[derive(Debug, Clone)]
+/// Where and how to connect (its `Debug` hides the token).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConnectionSettings {
     /// `https://host:port`, or `http://` to a loopback address.
     pub addr: String,
@@ -103,6 +103,16 @@ pub struct ConnectionSettings {
     pub token: Option<String>,
     /// A PEM CA bundle to trust for https.
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ConnectionSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSettings")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// Adds `authorization: Bearer <token>` to every call.
@@ -258,7 +268,7 @@ pub fn error_of(addr: &str, status: Status) -> ClientError {
                 ClientError::Unauthenticated(message.to_owned())
             } else {
                 ClientError::Unauthenticated(format!(
-                    "{message} (the token comes from SEALPLANE_TOKEN or --token)"
+                    "{message} (the token comes from --token, SEALPLANE_TOKEN or the context's token file)"
                 ))
             }
         }
@@ -313,6 +323,18 @@ mod tests {
             e.to_string(),
             "no bearer token: set SEALPLANE_TOKEN or pass --token"
         );
+    }
+
+    #[test]
+    fn settings_hide_the_token_in_debug() {
+        let settings = ConnectionSettings {
+            addr: "http://127.0.0.1:1".into(),
+            token: Some("spt_secret".into()),
+            ca_file: None,
+        };
+        let text = format!("{settings:?}");
+        assert!(!text.contains("spt_secret"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
     }
 
     #[test]

@@ -7,7 +7,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use sealplane_proto::names::StoreKind;
 
-use crate::client::DEFAULT_ADDR;
 use crate::output::OutputFormat;
 
 const ABOUT: &str =
@@ -72,22 +71,35 @@ pub struct Cli {
 }
 
 /// Flags every command takes.
-#[derive(Debug, Args)]
+///
+/// `--addr`, `--token`, `--ca-file` and `--context` fall back to their
+/// environment variables and the contexts file in
+/// [`crate::connection_settings`], not here: a flag given must be told
+/// apart from a value found elsewhere (precedence, and `config
+/// set-context --addr` takes only the flag).
+#[derive(Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// The control plane (`https://` uses TLS).
-    #[arg(long, env = "SEALPLANE_ADDR", default_value = DEFAULT_ADDR, global = true)]
-    pub addr: String,
-    /// Bearer token (`sealplane dev` and `sealctl issue token` print one).
-    #[arg(long, env = "SEALPLANE_TOKEN", hide_env_values = true, global = true)]
+    /// The control plane (`https://` uses TLS) [env: SEALPLANE_ADDR]
+    /// [default: the context's, else http://127.0.0.1:7700].
+    #[arg(long, global = true, value_name = "URL")]
+    pub addr: Option<String>,
+    /// Bearer token (`sealplane dev` and `sealctl issue token` print one)
+    /// [env: SEALPLANE_TOKEN] [default: the context's token file].
+    #[arg(long, global = true)]
     pub token: Option<String>,
-    /// PEM CA bundle to trust for an https control plane.
-    #[arg(long, env = "SEALPLANE_CA_FILE", global = true)]
+    /// PEM CA bundle to trust for an https control plane [env:
+    /// SEALPLANE_CA_FILE] [default: the context's].
+    #[arg(long, global = true, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Where sealctl keeps its known_reactors file [default: <config dir>/sealplane].
+    /// The context (`sealctl config get-contexts`) for this command [env:
+    /// SEALPLANE_CONTEXT] [default: the current context].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Where sealctl keeps its known_reactors and contexts files [default: <config dir>/sealplane].
     #[arg(long, env = "SEALPLANE_CONFIG_DIR", global = true)]
     pub config_dir: Option<PathBuf>,
-    /// Output format.
+    /// Output format (`name`: one uri, store, slug or context a line).
     #[arg(short, long, value_enum, default_value_t, global = true)]
     pub output: OutputFormat,
     /// An admin's trust anchor key file: `create store` and `certify store`
@@ -95,6 +107,20 @@ pub struct GlobalArgs {
     /// dir>/anchor.key if it exists].
     #[arg(long, env = "SEALPLANE_ANCHOR_KEY_FILE", global = true)]
     pub anchor_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for GlobalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalArgs")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("context", &self.context)
+            .field("config_dir", &self.config_dir)
+            .field("output", &self.output)
+            .field("anchor_key_file", &self.anchor_key_file)
+            .finish()
+    }
 }
 
 /// The verbs.
@@ -193,6 +219,67 @@ pub enum Verb {
     Certify {
         #[command(subcommand)]
         noun: CertifyNoun,
+    },
+    /// Named contexts: which control plane, token file and CA file to use.
+    #[command(after_help = CONFIG_AFTER_HELP)]
+    Config {
+        #[command(subcommand)]
+        noun: ConfigNoun,
+    },
+}
+
+const CONFIG_AFTER_HELP: &str = "\
+Contexts live in <config dir>/contexts.yaml (0600; refused if group or
+others may read or write it, or another user owns it). A context names a
+token file, never a token; the file is read at each use and refused if
+group or others may read it.
+
+For each of address, token and CA file the first found wins: the flag,
+its variable (SEALPLANE_ADDR, SEALPLANE_TOKEN, SEALPLANE_CA_FILE), the
+context selected with --context or SEALPLANE_CONTEXT, the current
+context, the default (http://127.0.0.1:7700, no token, system roots).
+The current context is not used when an address is given, and a
+context's token file is only sent to the context's own address.
+
+Examples:
+  sealctl config set-context prod --addr https://sealplane.internal:7443 \\
+      --token-file ~/.config/sealplane/prod.token --ca-file ./prod-ca.pem
+  sealctl config use-context prod
+  sealctl config get-contexts
+  sealctl --context dev get secrets
+  SEALPLANE_CONTEXT=dev sealctl get secrets";
+
+/// `config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigNoun {
+    /// Make a context, or change the fields given: the address is the
+    /// global --addr flag, the CA file the global --ca-file flag (not
+    /// their variables).
+    #[command(
+        after_help = "Example:\n  sealctl config set-context prod --addr https://sealplane.internal:7443 --token-file ~/.config/sealplane/prod.token"
+    )]
+    SetContext {
+        /// The context's name (letters, digits, `.`, `_`, `-`).
+        name: String,
+        /// A file holding the bearer token (mode 0600); the token itself
+        /// is never written to the contexts file.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+    },
+    /// Make a context the current one.
+    UseContext {
+        /// The context.
+        name: String,
+    },
+    /// List the contexts; the current one is marked `*`.
+    #[command(alias = "get-context")]
+    GetContexts,
+    /// Print the current context's name.
+    CurrentContext,
+    /// Delete a context (and unset it if it is the current one).
+    DeleteContext {
+        /// The context.
+        name: String,
     },
 }
 
@@ -738,6 +825,57 @@ mod tests {
         assert_eq!(args.data.pairs, ["user=app", "password=-"]);
         assert_eq!(args.data.from_file, ["c=./c.pem"]);
         assert!(args.adopt);
+    }
+
+    #[test]
+    fn connection_flags_not_given_are_none_so_contexts_and_defaults_apply_later() {
+        let cli = Cli::try_parse_from(["sealctl", "get", "secrets"]).unwrap();
+        assert_eq!(cli.global.addr, None);
+        assert_eq!(cli.global.token, None);
+        assert_eq!(cli.global.ca_file, None);
+        assert_eq!(cli.global.context, None);
+        let cli = Cli::try_parse_from([
+            "sealctl",
+            "get",
+            "secrets",
+            "--context",
+            "dev",
+            "-o",
+            "name",
+            "--token",
+            "spt_x",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.context.as_deref(), Some("dev"));
+        assert_eq!(cli.global.output, OutputFormat::Name);
+        assert!(!format!("{cli:?}").contains("spt_x"));
+    }
+
+    #[test]
+    fn set_context_takes_the_global_addr_and_ca_file_flags() {
+        let cli = Cli::try_parse_from([
+            "sealctl",
+            "config",
+            "set-context",
+            "prod",
+            "--addr",
+            "https://p:7443",
+            "--token-file",
+            "t",
+            "--ca-file",
+            "ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.addr.as_deref(), Some("https://p:7443"));
+        assert_eq!(cli.global.ca_file, Some(PathBuf::from("ca.pem")));
+        let Verb::Config {
+            noun: ConfigNoun::SetContext { name, token_file },
+        } = cli.verb
+        else {
+            panic!("not set-context");
+        };
+        assert_eq!(name, "prod");
+        assert_eq!(token_file, Some(PathBuf::from("t")));
     }
 
     #[test]

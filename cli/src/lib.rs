@@ -5,7 +5,8 @@
 //! ([`known_reactors`]); seals values to one-time keys whose signature it
 //! has checked against that pin ([`sealed_upload`]); and reads secrets,
 //! stores and principals ([`secrets`], [`admin`]); streams the audit log
-//! ([`audit`]). The plaintext of a
+//! ([`audit`]); chooses the control plane from flags, environment and
+//! named contexts ([`connection_settings`], [`contexts`]). The plaintext of a
 //! value never leaves this process unsealed, and no error or output of
 //! this crate contains one.
 //!
@@ -19,6 +20,8 @@ pub mod audit;
 pub mod audit_verify;
 pub mod client;
 pub mod command_line;
+pub mod connection_settings;
+pub mod contexts;
 pub mod known_log_keys;
 pub mod known_reactors;
 pub mod output;

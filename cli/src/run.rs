@@ -13,9 +13,13 @@ use crate::audit::{self, AuditError};
 use crate::audit_verify::{self, VerifyError};
 use crate::client::{ClientError, Connection, ConnectionSettings};
 use crate::command_line::{
-    AccessNoun, AddNoun, AuditNoun, AuditReplayArgs, CertifyNoun, Cli, CreateNoun, DataArgs,
-    DeleteNoun, DescribeNoun, GetNoun, GlobalArgs, IssueNoun, PutNoun, RemoveNoun, RevokeNoun,
-    SetNoun, StoreNoun, TrustNoun, Verb, VerifyNoun,
+    AccessNoun, AddNoun, AuditNoun, AuditReplayArgs, CertifyNoun, Cli, ConfigNoun, CreateNoun,
+    DataArgs, DeleteNoun, DescribeNoun, GetNoun, GlobalArgs, IssueNoun, PutNoun, RemoveNoun,
+    RevokeNoun, SetNoun, StoreNoun, TrustNoun, Verb, VerifyNoun,
+};
+use crate::connection_settings::{self, Flags, SettingsError};
+use crate::contexts::{
+    ContextChange, ContextError, ContextList, ContextOutcome, Contexts, CurrentContext,
 };
 use crate::known_reactors::{KnownReactors, PinError};
 use crate::output::Message;
@@ -72,6 +76,17 @@ pub enum CommandError {
     /// The state could not be replayed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// The contexts file could not be used or changed.
+    #[error(transparent)]
+    Contexts(#[from] ContextError),
+    /// The control plane, token or CA file could not be decided.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// `config set-context` was given a token, which contexts never hold.
+    #[error(
+        "a context holds no token, only the name of a file holding one: write the token to a file (mode 0600) and pass --token-file FILE"
+    )]
+    TokenInContext,
     /// The result could not be printed.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -79,7 +94,9 @@ pub enum CommandError {
     #[error("cannot write the result: {0}")]
     Stdout(std::io::Error),
     /// No configuration directory.
-    #[error("cannot find a configuration directory for known_reactors; set SEALPLANE_CONFIG_DIR")]
+    #[error(
+        "cannot find a configuration directory for known_reactors and contexts; set SEALPLANE_CONFIG_DIR"
+    )]
     NoConfigDir,
 }
 
@@ -119,14 +136,50 @@ fn sources(data: DataArgs) -> ValueSources {
     }
 }
 
+/// The connection settings of a command that talks to the control plane:
+/// flags, then environment, then contexts ([`connection_settings`]).
+fn settings(global: &GlobalArgs) -> Result<ConnectionSettings, CommandError> {
+    let flags = Flags {
+        addr: global.addr.as_deref(),
+        token: global.token.as_deref(),
+        ca_file: global.ca_file.as_deref(),
+        context: global.context.as_deref(),
+    };
+    let dir = config_dir(global);
+    let contexts = || match &dir {
+        Ok(dir) => Contexts::load(&Contexts::path_in(dir)),
+        Err(_) => Err(ContextError::NoConfigDir),
+    };
+    Ok(connection_settings::resolve(
+        flags,
+        &|name| std::env::var(name).ok(),
+        &contexts,
+    )?)
+}
+
+/// Whether the command's result names something for `-o name`. Checked
+/// before anything is sent, so a command that changes state never runs
+/// only to fail at printing.
+fn names_something(verb: &Verb) -> bool {
+    matches!(
+        verb,
+        Verb::Put { .. }
+            | Verb::Verify { .. }
+            | Verb::Get {
+                noun: GetNoun::Secrets { .. } | GetNoun::Stores | GetNoun::Principals
+            }
+            | Verb::Describe { .. }
+            | Verb::Whoami
+            | Verb::Config { .. }
+    )
+}
+
 /// Runs `cli` and returns the exit status of a completed command.
 pub async fn run(cli: Cli) -> Result<u8, CommandError> {
     let global = cli.global;
-    let settings = ConnectionSettings {
-        addr: global.addr.clone(),
-        token: global.token.clone(),
-        ca_file: global.ca_file.clone(),
-    };
+    if global.output == OutputFormat::Name && !names_something(&cli.verb) {
+        return Err(OutputError::NoName.into());
+    }
     match cli.verb {
         Verb::Put {
             noun: PutNoun::Secret(args),
@@ -137,7 +190,7 @@ pub async fn run(cli: Cli) -> Result<u8, CommandError> {
                 adopt: args.adopt,
                 reactor_key: args.reactor_key,
             };
-            sealed(&global, &settings, target, sources(args.data)).await
+            sealed(&global, &settings(&global)?, target, sources(args.data)).await
         }
         Verb::Verify {
             noun: VerifyNoun::Secret(args),
@@ -148,10 +201,14 @@ pub async fn run(cli: Cli) -> Result<u8, CommandError> {
                 adopt: false,
                 reactor_key: args.reactor_key,
             };
-            sealed(&global, &settings, target, sources(args.data)).await
+            sealed(&global, &settings(&global)?, target, sources(args.data)).await
         }
         Verb::Trust { noun } => {
             trust_command(&global, noun)?;
+            Ok(EXIT_OK)
+        }
+        Verb::Config { noun } => {
+            config_command(&global, noun)?;
             Ok(EXIT_OK)
         }
         Verb::Completion { shell } => {
@@ -162,13 +219,74 @@ pub async fn run(cli: Cli) -> Result<u8, CommandError> {
         Verb::Audit {
             noun: AuditNoun::Verify(a),
         } => {
-            let conn = Connection::open(&settings).await?;
+            let conn = Connection::open(&settings(&global)?).await?;
             audit_verify_command(&global, &conn, a).await
         }
         verb => {
-            let conn = Connection::open(&settings).await?;
+            let conn = Connection::open(&settings(&global)?).await?;
             plain(&conn, &global, verb).await?;
             Ok(EXIT_OK)
+        }
+    }
+}
+
+/// `config ...`: the contexts file only, no control plane.
+fn config_command(global: &GlobalArgs, noun: ConfigNoun) -> Result<(), CommandError> {
+    let mut contexts = Contexts::load(&Contexts::path_in(&config_dir(global)?))?;
+    let format = global.output;
+    let outcome = |context: &str, message: String| ContextOutcome {
+        context: context.to_owned(),
+        message,
+    };
+    match noun {
+        ConfigNoun::SetContext { name, token_file } => {
+            if global.token.is_some() {
+                return Err(CommandError::TokenInContext);
+            }
+            let existed = contexts.get(&name).is_ok();
+            let context = contexts.set(
+                &name,
+                ContextChange {
+                    addr: global.addr.clone(),
+                    token_file,
+                    ca_file: global.ca_file.clone(),
+                },
+            )?;
+            let message = format!(
+                "context `{name}` {} ({}); `sealctl config use-context {name}` makes it current",
+                if existed { "changed" } else { "created" },
+                context.addr
+            );
+            print(format, &outcome(&name, message))
+        }
+        ConfigNoun::UseContext { name } => {
+            contexts.use_context(&name)?;
+            let addr = contexts.get(&name)?.addr.clone();
+            print(
+                format,
+                &outcome(&name, format!("switched to context `{name}` ({addr})")),
+            )
+        }
+        ConfigNoun::GetContexts => print(format, &ContextList::from(&contexts)),
+        ConfigNoun::CurrentContext => {
+            let name = contexts
+                .current()
+                .ok_or_else(|| ContextError::NoCurrent(contexts.path().to_owned()))?;
+            print(
+                format,
+                &CurrentContext {
+                    current_context: name.to_owned(),
+                },
+            )
+        }
+        ConfigNoun::DeleteContext { name } => {
+            let was_current = contexts.delete(&name)?;
+            let message = if was_current {
+                format!("context `{name}` deleted; it was the current one, so none is current now")
+            } else {
+                format!("context `{name}` deleted")
+            };
+            print(format, &outcome(&name, message))
         }
     }
 }
@@ -336,6 +454,7 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
         Verb::Put { .. }
         | Verb::Verify { .. }
         | Verb::Trust { .. }
+        | Verb::Config { .. }
         | Verb::Completion { .. }
         | Verb::Audit {
             noun: AuditNoun::Verify(_),
