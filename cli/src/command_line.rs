@@ -46,6 +46,9 @@ Examples:
   # first put after an admin replaced the store's reactor
   sealctl put secret vault-prod://payments/db password=- --reactor-key BASE64KEY
 
+  # check it all and print uri, keys and sizes; nothing is sealed or sent
+  sealctl put secret payments/env --from-env-file .env --dry-run
+
 Values given as key=value show in shell history and `ps`; prefer key=- or
 --from-file for real secrets. The total of all values is limited to 256 KiB.";
 
@@ -430,6 +433,11 @@ pub struct PutSecretArgs {
     /// one, and pin it once the one-time key verifies.
     #[arg(long, value_name = "KEY")]
     pub reactor_key: Option<String>,
+    /// Check everything and print what would be put (uri, keys, sizes;
+    /// never a value), but seal and send nothing; the store is checked
+    /// read-only with the control plane.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Where a value's data comes from.
@@ -876,6 +884,20 @@ mod tests {
         };
         assert_eq!(name, "prod");
         assert_eq!(token_file, Some(PathBuf::from("t")));
+    }
+
+    #[test]
+    fn put_takes_dry_run() {
+        let cli =
+            Cli::try_parse_from(["sealctl", "put", "secret", "local://a", "k=v", "--dry-run"])
+                .unwrap();
+        let Verb::Put {
+            noun: PutNoun::Secret(args),
+        } = cli.verb
+        else {
+            panic!("not put secret");
+        };
+        assert!(args.dry_run);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! has checked against that pin ([`sealed_upload`]); and reads secrets,
 //! stores and principals ([`secrets`], [`admin`]); streams the audit log
 //! ([`audit`]); chooses the control plane from flags, environment and
-//! named contexts ([`connection_settings`], [`contexts`]). The plaintext of a
+//! named contexts ([`connection_settings`], [`contexts`]); and checks a
+//! put without sending it ([`dry_run`]). The plaintext of a
 //! value never leaves this process unsealed, and no error or output of
 //! this crate contains one.
 //!
@@ -22,6 +23,7 @@ pub mod client;
 pub mod command_line;
 pub mod connection_settings;
 pub mod contexts;
+pub mod dry_run;
 pub mod known_log_keys;
 pub mod known_reactors;
 pub mod output;

@@ -14,13 +14,14 @@ use crate::audit_verify::{self, VerifyError};
 use crate::client::{ClientError, Connection, ConnectionSettings};
 use crate::command_line::{
     AccessNoun, AddNoun, AuditNoun, AuditReplayArgs, CertifyNoun, Cli, ConfigNoun, CreateNoun,
-    DataArgs, DeleteNoun, DescribeNoun, GetNoun, GlobalArgs, IssueNoun, PutNoun, RemoveNoun,
-    RevokeNoun, SetNoun, StoreNoun, TrustNoun, Verb, VerifyNoun,
+    DataArgs, DeleteNoun, DescribeNoun, GetNoun, GlobalArgs, IssueNoun, PutNoun, PutSecretArgs,
+    RemoveNoun, RevokeNoun, SetNoun, StoreNoun, TrustNoun, Verb, VerifyNoun,
 };
 use crate::connection_settings::{self, Flags, SettingsError};
 use crate::contexts::{
     ContextChange, ContextError, ContextList, ContextOutcome, Contexts, CurrentContext,
 };
+use crate::dry_run::{self, DryRunError, PutPlan};
 use crate::known_reactors::{KnownReactors, PinError};
 use crate::output::Message;
 use crate::output::{OutputError, OutputFormat, Tabular, render};
@@ -82,6 +83,9 @@ pub enum CommandError {
     /// The control plane, token or CA file could not be decided.
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    /// `put secret --dry-run` found that the put would fail.
+    #[error(transparent)]
+    DryRun(#[from] DryRunError),
     /// `config set-context` was given a token, which contexts never hold.
     #[error(
         "a context holds no token, only the name of a file holding one: write the token to a file (mode 0600) and pass --token-file FILE"
@@ -183,6 +187,9 @@ pub async fn run(cli: Cli) -> Result<u8, CommandError> {
     match cli.verb {
         Verb::Put {
             noun: PutNoun::Secret(args),
+        } if args.dry_run => dry_run(&global, args).await,
+        Verb::Put {
+            noun: PutNoun::Secret(args),
         } => {
             let target = UploadTarget {
                 uri: args.uri,
@@ -228,6 +235,27 @@ pub async fn run(cli: Cli) -> Result<u8, CommandError> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// `put secret --dry-run`: the checks of a put, the store read-only,
+/// nothing sealed or sent ([`dry_run`]).
+async fn dry_run(global: &GlobalArgs, args: PutSecretArgs) -> Result<u8, CommandError> {
+    let secret = dry_run::check_arguments(&args.uri, args.reactor_key.as_deref())?;
+    // The files a put would need must be usable too.
+    let dir = config_dir(global)?;
+    KnownReactors::load(&KnownReactors::path_in(&dir))?;
+    load_trust(&dir)?;
+    let conn = Connection::open(&settings(global)?).await?;
+    let store = dry_run::check_store(&conn, &secret).await?;
+    let value = read_value(
+        &sources(args.data),
+        &mut TerminalPrompt,
+        DEFAULT_MAX_SECRET_BYTES,
+    )?;
+    let plan = PutPlan::of(secret, &store, &value, DEFAULT_MAX_SECRET_BYTES, args.adopt);
+    drop(value);
+    print(global.output, &plan)?;
+    Ok(EXIT_OK)
 }
 
 /// `config ...`: the contexts file only, no control plane.
