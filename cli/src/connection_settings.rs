@@ -62,12 +62,13 @@ pub enum SettingsError {
     #[error(transparent)]
     Context(#[from] ContextError),
     /// The context's token file is missing, open to others or unreadable.
-    #[error("context `{context}`: {source}")]
+    #[error("context `{context}`: {reason}")]
     TokenFile {
         /// The context.
         context: String,
-        /// Why the file was not read.
-        source: PrivateFileError,
+        /// Why the file was not read (not a `source`: its text already
+        /// holds the I/O error, which `{:#}` would print again).
+        reason: PrivateFileError,
     },
     /// The context's token file holds no token.
     #[error("context `{context}`: the token file {} is empty", path.display())]
@@ -171,14 +172,14 @@ pub fn resolve(
 pub fn read_token_file(context: &str, path: &Path) -> Result<String, SettingsError> {
     let mut bytes = Zeroizing::new(Vec::new());
     private::read_private(path, "token file", MAX_TOKEN_FILE_BYTES, &mut bytes).map_err(
-        |source| SettingsError::TokenFile {
+        |reason| SettingsError::TokenFile {
             context: context.to_owned(),
-            source,
+            reason,
         },
     )?;
     let text = std::str::from_utf8(&bytes).map_err(|_| SettingsError::TokenFile {
         context: context.to_owned(),
-        source: PrivateFileError::NotText {
+        reason: PrivateFileError::NotText {
             what: "token file",
             path: path.to_owned(),
         },

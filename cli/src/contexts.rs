@@ -36,9 +36,11 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Why the contexts could not be read, changed or used.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    /// Another user owns the file, or its group or others may use it.
-    #[error(transparent)]
-    Unsafe(#[from] private::PrivateFileError),
+    /// Another user owns the file, or its group or others may use it, or
+    /// it cannot be read. Not a `source`: its text already holds the I/O
+    /// error, which `{:#}` would print again.
+    #[error("{0}")]
+    Unsafe(private::PrivateFileError),
     /// The file is not a contexts file.
     #[error("{path} is not a valid contexts file: {reason}; fix it or remove it")]
     Malformed {
@@ -89,6 +91,12 @@ pub enum ContextError {
     /// No current context is set.
     #[error("no current context is set in {0}; `sealctl config use-context NAME` sets one")]
     NoCurrent(PathBuf),
+}
+
+impl From<private::PrivateFileError> for ContextError {
+    fn from(e: private::PrivateFileError) -> Self {
+        ContextError::Unsafe(e)
+    }
 }
 
 /// One named control plane.
