@@ -25,7 +25,9 @@ Exit status: 0 success; 1 `verify secret` found no match; 2 error;
 3 refused to trust the control plane's answer (a changed or unsigned reactor
 identity; nothing was sent).
 
-Start with `sealplane dev` and paste the two `export` lines it prints.";
+Start with `sealplane dev` and paste the `export` lines it prints; for
+scripts and several deployments, name each once with `sealctl config
+set-context` (see `sealctl config --help`).";
 
 const PUT_AFTER_HELP: &str = "\
 Examples:
@@ -255,9 +257,11 @@ Examples:
 /// `config ...`
 #[derive(Debug, Subcommand)]
 pub enum ConfigNoun {
-    /// Make a context, or change the fields given: the address is the
-    /// global --addr flag, the CA file the global --ca-file flag (not
-    /// their variables).
+    /// Make a context, or change the fields given.
+    ///
+    /// Its address is the global --addr flag and its CA file the global
+    /// --ca-file flag (not SEALPLANE_ADDR or SEALPLANE_CA_FILE); --addr is
+    /// required for a new context.
     #[command(
         after_help = "Example:\n  sealctl config set-context prod --addr https://sealplane.internal:7443 --token-file ~/.config/sealplane/prod.token"
     )]

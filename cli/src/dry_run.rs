@@ -54,7 +54,7 @@ pub fn check_arguments(uri: &str, reactor_key: Option<&str>) -> Result<SecretRef
     {
         return Err(DryRunError::ReactorKey(key.trim().to_owned()));
     }
-    SecretRef::parse(uri.trim()).map_err(|reason| DryRunError::Uri {
+    SecretRef::parse(uri).map_err(|reason| DryRunError::Uri {
         uri: uri.to_owned(),
         reason,
     })
