@@ -231,6 +231,122 @@ pub enum Verb {
         #[command(subcommand)]
         noun: ConfigNoun,
     },
+    /// Seal a value to a store's sealing key, into a file for git (with
+    /// --cert, offline: no control plane is asked).
+    #[command(after_help = SEAL_AFTER_HELP)]
+    Seal(SealArgs),
+    /// Submit sealed files: each new value becomes a version, an unchanged
+    /// one changes nothing.
+    #[command(after_help = APPLY_AFTER_HELP)]
+    Apply(ApplyArgs),
+    /// Rewrite sealed files onto their store's newest sealing key, without
+    /// the value leaving the reactor.
+    Reseal(ResealArgs),
+    /// Ask a store's reactor for a new sealing key now (admins).
+    Rotate {
+        #[command(subcommand)]
+        noun: RotateNoun,
+    },
+    /// Retire an old sealing key: its reactor destroys it (admins).
+    Retire {
+        #[command(subcommand)]
+        noun: RetireNoun,
+    },
+}
+
+const SEAL_AFTER_HELP: &str = "\
+The output is a sealed file (YAML; -o json for JSON): uri, store, sealing
+key id, the sealed box (uri and key id bound inside) and its checksum. Only
+ciphertext is written. The key file is checked before sealing: a store
+certificate from a trust anchor you hold (or your pin) must vouch for the
+reactor identity that signed the key.
+
+Examples:
+  sealctl get sealing-key prod > prod.pub
+  sealctl seal prod://payments/db user=app password=- --cert prod.pub > db.sealed.yaml
+  vault-read | sealctl seal prod://payments/db password=- --cert prod.pub > db.sealed.yaml";
+
+const APPLY_AFTER_HELP: &str = "\
+Each file is checked first (format, checksum, uri, a sealing key its store
+knows and has not retired), then submitted; the reactor opens it, refuses a
+uri or key that differs from the one sealed inside, and writes upstream
+only if the value changed. One line per file and a summary; exit 0 only if
+every file applied (new version or unchanged). The same rules as `put`:
+you must be allowed to write each secret.
+
+Examples:
+  sealctl apply -f secrets/ --recursive
+  sealctl apply -f db.sealed.yaml --dry-run";
+
+/// `seal` arguments.
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// The secret: `store://path` (a bare path is in the key file's store).
+    pub uri: String,
+    /// The value's data.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The store's key file (`sealctl get sealing-key STORE > FILE`): seal
+    /// offline. Without it, the current key is fetched and checked.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+}
+
+/// `apply` arguments.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A sealed file or a folder of them (repeatable).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR",
+        required = true
+    )]
+    pub files: Vec<PathBuf>,
+    /// Also the files in subfolders.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Check every file and submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `reseal` arguments.
+#[derive(Debug, Args)]
+pub struct ResealArgs {
+    /// A sealed file or a folder of them.
+    #[arg(value_name = "FILE|DIR", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Also the files in subfolders.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+}
+
+/// `rotate ...`
+#[derive(Debug, Subcommand)]
+pub enum RotateNoun {
+    /// A store's sealing key.
+    SealingKey {
+        /// The store.
+        store: String,
+    },
+}
+
+/// `retire ...`
+#[derive(Debug, Subcommand)]
+pub enum RetireNoun {
+    /// A store's old sealing key; refused while applied files still use
+    /// it (the uris are named) unless --force.
+    SealingKey {
+        /// The store.
+        store: String,
+        /// The key (`sk-...`).
+        key_id: String,
+        /// Retire even though files are still sealed to it: they become
+        /// unreadable for good.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 const CONFIG_AFTER_HELP: &str = "\
@@ -503,6 +619,18 @@ pub enum GetNoun {
     /// List users and groups (admins, auditors).
     #[command(alias = "principal")]
     Principals,
+    /// A store's current sealing key as a key file for `sealctl seal
+    /// --cert` (`> prod.pub`), checked against your trust anchors.
+    SealingKey {
+        /// The store.
+        store: String,
+    },
+    /// Every sealing key of a store, newest first, and how many applied
+    /// files each still seals.
+    SealingKeys {
+        /// The store.
+        store: String,
+    },
     /// The control plane at a glance: version, event store, log head,
     /// read model, readiness, connected reactors and their lag (admins,
     /// auditors).

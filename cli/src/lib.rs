@@ -30,6 +30,7 @@ pub mod output;
 pub mod progress;
 pub mod replay;
 pub mod run;
+pub mod sealed_files;
 pub mod sealed_upload;
 pub mod secrets;
 pub mod trust;

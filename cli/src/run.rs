@@ -15,7 +15,8 @@ use crate::client::{ClientError, Connection, ConnectionSettings};
 use crate::command_line::{
     AccessNoun, AddNoun, AuditNoun, AuditReplayArgs, CertifyNoun, Cli, ConfigNoun, CreateNoun,
     DataArgs, DeleteNoun, DescribeNoun, GetNoun, GlobalArgs, IssueNoun, PutNoun, PutSecretArgs,
-    RemoveNoun, RevokeNoun, SetNoun, StoreNoun, TrustNoun, Verb, VerifyNoun,
+    RemoveNoun, RetireNoun, RevokeNoun, RotateNoun, SetNoun, StoreNoun, TrustNoun, Verb,
+    VerifyNoun,
 };
 use crate::connection_settings::{self, Flags, SettingsError};
 use crate::contexts::{
@@ -27,6 +28,7 @@ use crate::output::Message;
 use crate::output::{OutputError, OutputFormat, Tabular, render};
 use crate::progress::Progress;
 use crate::replay::{self, ReplayError};
+use crate::sealed_files::{self, SealedFileError};
 use crate::sealed_upload::{Outcome, Trusting, UploadError, UploadTarget, upload};
 use crate::secrets::{self, SecretsError};
 use crate::trust::{TRUST_ENV, Trust, TrustEntry, TrustError, generate_anchor, load_anchor};
@@ -77,6 +79,9 @@ pub enum CommandError {
     /// The state could not be replayed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// A sealed-file command failed.
+    #[error(transparent)]
+    Sealed(#[from] SealedFileError),
     /// The contexts file could not be used or changed.
     #[error(transparent)]
     Contexts(#[from] ContextError),
@@ -111,6 +116,7 @@ impl CommandError {
             CommandError::Upload(e) if e.is_trust_refusal() => EXIT_UNTRUSTED,
             CommandError::Pin(PinError::Changed { .. }) => EXIT_UNTRUSTED,
             CommandError::Verify(e) if e.is_trust_refusal() => EXIT_UNTRUSTED,
+            CommandError::Sealed(e) if e.is_trust_refusal() => EXIT_UNTRUSTED,
             _ => EXIT_ERROR,
         }
     }
@@ -218,6 +224,22 @@ pub async fn run(cli: Cli) -> Result<u8, CommandError> {
             config_command(&global, noun)?;
             Ok(EXIT_OK)
         }
+        Verb::Seal(args) => seal_command(&global, args).await,
+        Verb::Apply(args) => {
+            let conn = Connection::open(&settings(&global)?).await?;
+            let files = sealed_files::collect(&args.files, args.recursive)?;
+            let report = sealed_files::apply(&conn, &files, args.dry_run).await?;
+            finish_report(&global, &report)
+        }
+        Verb::Reseal(args) => {
+            let dir = config_dir(&global)?;
+            let pins = KnownReactors::load(&KnownReactors::path_in(&dir))?;
+            let trust = load_trust(&dir)?;
+            let conn = Connection::open(&settings(&global)?).await?;
+            let files = sealed_files::collect(&args.files, args.recursive)?;
+            let report = sealed_files::reseal(&conn, &files, &trust, &pins).await?;
+            finish_report(&global, &report)
+        }
         Verb::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "sealctl", &mut std::io::stdout());
@@ -317,6 +339,63 @@ fn config_command(global: &GlobalArgs, noun: ConfigNoun) -> Result<(), CommandEr
             print(format, &outcome(&name, message))
         }
     }
+}
+
+/// Prints an apply or reseal report; exit 0 only if no file failed.
+fn finish_report(global: &GlobalArgs, report: &sealed_files::Report) -> Result<u8, CommandError> {
+    print(global.output, report)?;
+    match report.failed() {
+        0 => Ok(EXIT_OK),
+        failed => Err(SealedFileError::SomeFailed {
+            failed,
+            total: report.files.len(),
+        }
+        .into()),
+    }
+}
+
+/// `seal URI ... [--cert FILE]`: the sealed file on stdout.
+async fn seal_command(
+    global: &GlobalArgs,
+    args: crate::command_line::SealArgs,
+) -> Result<u8, CommandError> {
+    let dir = config_dir(global)?;
+    let pins = KnownReactors::load(&KnownReactors::path_in(&dir))?;
+    let trust = load_trust(&dir)?;
+    let key = match &args.cert {
+        Some(path) => sealed_files::read_key_file(path)?,
+        None => {
+            let conn = Connection::open(&settings(global)?).await?;
+            let store = match args.uri.split_once("://") {
+                Some((store, _)) => store.to_owned(),
+                None => {
+                    return Err(SealedFileError::Uri(
+                        "a bare path needs --cert (its store is the key file's); otherwise give `store://path`".into(),
+                    )
+                    .into());
+                }
+            };
+            sealed_files::fetch_key_file(&conn, &store, &trust, &pins).await?
+        }
+    };
+    let public = sealed_files::check_key_file(&key, &trust, &pins, chrono::Utc::now())?;
+    let value = read_value(
+        &sources(args.data),
+        &mut TerminalPrompt,
+        DEFAULT_MAX_SECRET_BYTES,
+    )?;
+    let sealed = sealed_files::seal(&args.uri, &key, &public, &value);
+    drop(value);
+    let sealed = sealed?;
+    let format = match global.output {
+        OutputFormat::Json => sealed_files::FileFormat::Json,
+        _ => sealed_files::FileFormat::Yaml,
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(format.render(&sealed).as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CommandError::Stdout)?;
+    Ok(EXIT_OK)
 }
 
 /// `put secret` and `verify secret`.
@@ -484,6 +563,9 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
         | Verb::Trust { .. }
         | Verb::Config { .. }
         | Verb::Completion { .. }
+        | Verb::Seal(_)
+        | Verb::Apply(_)
+        | Verb::Reseal(_)
         | Verb::Audit {
             noun: AuditNoun::Verify(_),
         } => {
@@ -509,6 +591,21 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
             GetNoun::Stores => print(format, &admin::list_stores(conn).await?),
             GetNoun::Principals => print(format, &admin::list_principals(conn).await?),
             GetNoun::Status => print(format, &admin::status(conn).await?),
+            GetNoun::SealingKey { store } => {
+                let dir = config_dir(global)?;
+                let pins = KnownReactors::load(&KnownReactors::path_in(&dir))?;
+                let trust = load_trust(&dir)?;
+                let key = sealed_files::fetch_key_file(conn, &store, &trust, &pins).await?;
+                // A key file is a file: JSON unless YAML is asked for.
+                let format = match format {
+                    OutputFormat::Yaml => OutputFormat::Yaml,
+                    _ => OutputFormat::Json,
+                };
+                print(format, &key)
+            }
+            GetNoun::SealingKeys { store } => {
+                print(format, &sealed_files::list(conn, &store).await?)
+            }
         },
         Verb::Describe { noun } => match noun {
             DescribeNoun::Secret { uri, history } => {
@@ -592,6 +689,21 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
             &admin::issue_token(conn, &slug, ttl.as_deref()).await?,
         ),
         Verb::Whoami => print(format, &admin::whoami(conn).await?),
+        Verb::Rotate {
+            noun: RotateNoun::SealingKey { store },
+        } => print(format, &sealed_files::rotate(conn, &store).await?),
+        Verb::Retire {
+            noun:
+                RetireNoun::SealingKey {
+                    store,
+                    key_id,
+                    force,
+                },
+        } => print(
+            format,
+            &sealed_files::retire(conn, &store, &key_id, force).await?,
+        ),
+
         Verb::Audit {
             noun: AuditNoun::Log(a),
         } => {

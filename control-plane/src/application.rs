@@ -12,6 +12,7 @@ pub mod connected_reactors;
 pub mod lease;
 pub mod principals;
 pub mod reactor_feed;
+pub mod sealing;
 pub mod upload;
 
 use std::collections::HashMap;

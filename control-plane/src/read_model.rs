@@ -16,6 +16,7 @@ use crate::auth::token::TokenDigest;
 use crate::domain::Aggregate;
 use crate::domain::names::{SecretUri, Slug, StoreName};
 use crate::domain::principal::{Principal, PrincipalEvent};
+use crate::domain::sealing_keys::SealingKeys;
 use crate::domain::secret::{Secret, SecretEvent};
 use crate::domain::store_catalog::StoreCatalog;
 use crate::domain::upload::{Purpose, UploadEvent, UploadRequest};
@@ -58,6 +59,10 @@ pub struct ReadModel {
     /// When each principal last asked to verify each secret (the newest
     /// [`VERIFICATIONS_KEPT`]), for the verification rate limit.
     pub verifications: BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
+    /// Each store's sealing keys (SPEC §11).
+    pub sealing_keys: BTreeMap<StoreName, SealingKeys>,
+    /// The sealing key of each secret's last applied (or resealed) file.
+    pub sealed_key_of: BTreeMap<SecretUri, String>,
     /// Events this version could not read (logged, not applied).
     pub unreadable: u64,
     /// The deployment id (ADR 0010), once the log has a first event.
@@ -103,6 +108,10 @@ impl Projection for ReadModel {
                 let state = self.uploads.entry(id).or_default();
                 Self::fold::<UploadRequest>(state, event)
                     .map(|e: UploadEvent| self.index_upload(&e, event))
+            }
+            Some(StreamKind::SealingKeys(store)) => {
+                let state = self.sealing_keys.entry(store).or_default();
+                Self::fold(state, event).map(|_| ())
             }
             Some(StreamKind::AccessDenied | StreamKind::AuditRead | StreamKind::LogCheckpoint)
             | None => Some(()),
@@ -189,7 +198,38 @@ impl ReadModel {
                 self.upload_stores.insert(*request_id, store.clone());
                 *self.open_uploads.entry(requester.clone()).or_default() += 1;
             }
+            UploadEvent::SealedFileSubmitted {
+                request_id,
+                store,
+                requester,
+                ..
+            } => {
+                self.upload_stores.insert(*request_id, store.clone());
+                *self.open_uploads.entry(requester.clone()).or_default() += 1;
+            }
+            _ => {}
+        }
+        // Which key each secret's file is sealed to, once the reactor opened it.
+        match event {
+            UploadEvent::SecretUploaded {
+                request_id, uri, ..
+            }
+            | UploadEvent::SealedFileUnchanged {
+                request_id, uri, ..
+            } => {
+                if let Some(file) = self.uploads.get(request_id).and_then(|u| u.sealed()) {
+                    self.sealed_key_of.insert(uri.clone(), file.key_id.clone());
+                }
+            }
+            UploadEvent::SealedFileResealed { uri, key_id, .. } => {
+                self.sealed_key_of.insert(uri.clone(), key_id.clone());
+            }
+            _ => {}
+        }
+        match event {
             UploadEvent::SecretUploaded { request_id, .. }
+            | UploadEvent::SealedFileUnchanged { request_id, .. }
+            | UploadEvent::SealedFileResealed { request_id, .. }
             | UploadEvent::SecretVerified { request_id, .. }
             | UploadEvent::SecretUploadFailed { request_id, .. }
             | UploadEvent::SecretUploadKeyExpired { request_id } => {
@@ -226,6 +266,16 @@ impl ReadModel {
                 times.pop_front();
             }
         }
+    }
+
+    /// The secrets of `store` whose last applied file is sealed to `key_id`.
+    pub fn sealed_with(&self, store: &StoreName, key_id: &str) -> Vec<SecretUri> {
+        self.sealed_key_of
+            .iter()
+            .filter(|(uri, key)| uri.store == *store && key.as_str() == key_id)
+            .filter(|(uri, _)| self.secrets.get(*uri).is_some_and(|s| s.exists()))
+            .map(|(uri, _)| uri.clone())
+            .collect()
     }
 
     /// Upload requests not ended yet, all principals together.

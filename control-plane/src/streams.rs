@@ -4,13 +4,19 @@ use sealplane_event_store::StreamId;
 use uuid::Uuid;
 
 use crate::command::ACCESS_DENIED_STREAM;
-use crate::domain::names::{SecretUri, Slug};
+use crate::domain::names::{SecretUri, Slug, StoreName};
 
 /// The store catalog's single stream.
 pub const STORES: &str = "stores";
 const PRINCIPAL: &str = "principal-";
 const SECRET: &str = "secret-";
 const UPLOAD: &str = "upload-";
+const SEALING_KEYS: &str = "sealing-keys-";
+/// The stream of `store`'s sealing keys.
+pub fn sealing_keys(store: &StoreName) -> StreamId {
+    id(format!("{SEALING_KEYS}{store}"))
+}
+
 /// The stream recording reads of the audit log.
 pub const AUDIT_READS: &str = "audit-reads";
 /// The stream of signed log checkpoints (ADR 0016).
@@ -27,6 +33,8 @@ pub enum StreamKind {
     Secret(SecretUri),
     /// An upload request.
     Upload(Uuid),
+    /// A store's sealing keys.
+    SealingKeys(StoreName),
     /// Refused commands.
     AccessDenied,
     /// Reads of the audit log.
@@ -92,6 +100,9 @@ pub fn kind_of(stream: &StreamId) -> Option<StreamKind> {
     if let Some(uri) = s.strip_prefix(SECRET) {
         return SecretUri::parse(uri).ok().map(StreamKind::Secret);
     }
+    if let Some(store) = s.strip_prefix(SEALING_KEYS) {
+        return StoreName::parse(store).ok().map(StreamKind::SealingKeys);
+    }
     if let Some(id) = s.strip_prefix(UPLOAD) {
         return Uuid::parse_str(id).ok().map(StreamKind::Upload);
     }
@@ -114,6 +125,11 @@ mod tests {
         );
         assert_eq!(kind_of(&secret(&uri)), Some(StreamKind::Secret(uri)));
         assert_eq!(kind_of(&upload(req)), Some(StreamKind::Upload(req)));
+        let store = StoreName::parse("prod").unwrap();
+        assert_eq!(
+            kind_of(&sealing_keys(&store)),
+            Some(StreamKind::SealingKeys(store))
+        );
         assert_eq!(
             kind_of(&StreamId::parse(ACCESS_DENIED_STREAM).unwrap()),
             Some(StreamKind::AccessDenied)

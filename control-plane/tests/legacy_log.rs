@@ -139,9 +139,15 @@ async fn every_old_event_a_reactor_needs_becomes_a_typed_feed_message() {
                 UploadOutcome::Verified => "verified",
                 UploadOutcome::Failed => "failed",
                 UploadOutcome::Expired => "expired",
+                UploadOutcome::Unchanged => "unchanged",
+                UploadOutcome::Resealed => "resealed",
             },
             FeedEvent::DeletionRequested { .. } => "deletion requested",
             FeedEvent::Deleted { .. } => "deleted",
+            // Sealed files are newer than this log.
+            FeedEvent::SealedSubmitted(_) => "sealed file",
+            FeedEvent::RotationRequested { .. } => "rotation requested",
+            FeedEvent::KeyRetired { .. } => "key retired",
         };
         *kinds.entry(kind).or_default() += 1;
         if event_type == "SecretUploadFailed" {

@@ -23,6 +23,10 @@ pub enum UploadOutcome {
     Failed,
     /// The key expired unused.
     Expired,
+    /// A sealed file held the current value.
+    Unchanged,
+    /// A sealed file was resealed.
+    Resealed,
 }
 
 /// What the feed tells a reactor about one of its stores.
@@ -70,6 +74,39 @@ pub enum FeedEvent {
         /// The secret.
         uri: SecretUri,
     },
+    /// A sealed file to open with a sealing key (SPEC §11).
+    SealedSubmitted(SealedSubmission),
+    /// An admin asked for a new sealing key for `store`.
+    RotationRequested {
+        /// The store.
+        store: String,
+    },
+    /// An admin retired a sealing key.
+    KeyRetired {
+        /// The store.
+        store: String,
+        /// The key.
+        key_id: String,
+    },
+}
+
+/// A sealed file submitted for a store of the reactor's (SPEC §11).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedSubmission {
+    /// The request (its outcome is reported against it).
+    pub request_id: Uuid,
+    /// The target.
+    pub uri: SecretUri,
+    /// The sealing key the file names.
+    pub key_id: String,
+    /// The sealed box's bytes.
+    pub ciphertext: Vec<u8>,
+    /// Reseal to the newest sealing key rather than apply.
+    pub reseal: bool,
+    /// The secret's latest version and keyed hash when submitted.
+    pub current: Option<(u64, String)>,
+    /// When the control plane stops waiting for the outcome.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// One message of the feed.
@@ -115,6 +152,8 @@ impl From<UploadOutcome> for v1::UploadOutcome {
             UploadOutcome::Verified => v1::UploadOutcome::Verified,
             UploadOutcome::Failed => v1::UploadOutcome::Failed,
             UploadOutcome::Expired => v1::UploadOutcome::Expired,
+            UploadOutcome::Unchanged => v1::UploadOutcome::Unchanged,
+            UploadOutcome::Resealed => v1::UploadOutcome::Resealed,
         }
     }
 }
@@ -182,6 +221,25 @@ fn event_to_proto(event: FeedEvent) -> Message {
         FeedEvent::Deleted { uri } => Message::SecretDeleted(v1::SecretDeleted {
             uri: uri.to_string(),
         }),
+        FeedEvent::SealedSubmitted(s) => {
+            let (current_version, current_hash) = s.current.unwrap_or_default();
+            Message::SealedSubmitted(v1::SealedFileSubmitted {
+                request_id: s.request_id.to_string(),
+                uri: s.uri.to_string(),
+                key_id: s.key_id,
+                ciphertext: s.ciphertext,
+                reseal: s.reseal,
+                current_version,
+                current_hash,
+                expires_at: time_text(&s.expires_at),
+            })
+        }
+        FeedEvent::RotationRequested { store } => {
+            Message::RotationRequested(v1::SealingKeyRotationRequested { store })
+        }
+        FeedEvent::KeyRetired { store, key_id } => {
+            Message::KeyRetired(v1::SealingKeyRetired { store, key_id })
+        }
     }
 }
 
@@ -222,6 +280,8 @@ impl TryFrom<v1::FeedMessage> for FeedMessage {
                     Ok(v1::UploadOutcome::Verified) => UploadOutcome::Verified,
                     Ok(v1::UploadOutcome::Failed) => UploadOutcome::Failed,
                     Ok(v1::UploadOutcome::Expired) => UploadOutcome::Expired,
+                    Ok(v1::UploadOutcome::Unchanged) => UploadOutcome::Unchanged,
+                    Ok(v1::UploadOutcome::Resealed) => UploadOutcome::Resealed,
                     _ => return Err(bad(format!("outcome {} is unknown", e.outcome))),
                 },
             },
@@ -230,6 +290,22 @@ impl TryFrom<v1::FeedMessage> for FeedMessage {
                 destroy: d.destroy,
             },
             Some(Message::SecretDeleted(d)) => FeedEvent::Deleted { uri: uri(&d.uri)? },
+            Some(Message::SealedSubmitted(s)) => FeedEvent::SealedSubmitted(SealedSubmission {
+                request_id: id(&s.request_id)?,
+                uri: uri(&s.uri)?,
+                key_id: s.key_id,
+                ciphertext: s.ciphertext,
+                reseal: s.reseal,
+                current: (s.current_version > 0).then_some((s.current_version, s.current_hash)),
+                expires_at: DateTime::parse_from_rfc3339(&s.expires_at)
+                    .map_err(|_| bad(format!("expires_at `{}` is not RFC 3339", s.expires_at)))?
+                    .with_timezone(&Utc),
+            }),
+            Some(Message::RotationRequested(r)) => FeedEvent::RotationRequested { store: r.store },
+            Some(Message::KeyRetired(r)) => FeedEvent::KeyRetired {
+                store: r.store,
+                key_id: r.key_id,
+            },
         };
         Ok(FeedMessage::Event { position, event })
     }

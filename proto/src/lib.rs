@@ -32,6 +32,7 @@ pub mod names;
 pub mod offer;
 #[cfg(feature = "sealed")]
 pub mod sealed;
+pub mod sealing_key;
 pub mod status;
 pub mod transport;
 pub mod upload;

@@ -87,6 +87,17 @@ pub enum SealError {
         /// The uri named inside the payload.
         found: String,
     },
+    /// A sealed file names another sealing key than the one it was
+    /// submitted with.
+    #[error(
+        "the sealed file names sealing key {found:?}, not {expected:?}; it was refused: seal it again with `sealctl seal`"
+    )]
+    WrongSealingKey {
+        /// The key the file was submitted with.
+        expected: String,
+        /// The key named inside the payload.
+        found: String,
+    },
 }
 
 /// Whether `key` is a valid key name: `[A-Za-z0-9._-]{1,253}`.
@@ -361,6 +372,124 @@ pub fn open(
     Ok(payload.data)
 }
 
+/// What `sealctl seal` seals to a sealing key for a file in git (SPEC
+/// §11): the value plus the uri and the sealing key id it is meant for,
+/// so a file copied to another path, store or key is refused when opened.
+/// It names no request: applying the same file again is meant to work
+/// (and changes nothing when the value did not change).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePayload {
+    /// Always [`FILE_PAYLOAD_FORMAT`]: a file payload never parses as an
+    /// upload [`Payload`] or the other way round.
+    format: String,
+    uri: String,
+    key_id: String,
+    data: SecretValue,
+}
+
+/// The `format` of every [`FilePayload`].
+pub const FILE_PAYLOAD_FORMAT: &str = "sealplane-sealed-file-v1";
+
+impl FilePayload {
+    /// A payload for `uri` sealed to sealing key `key_id`; refuses a value with no key.
+    pub fn new(
+        uri: impl Into<String>,
+        key_id: impl Into<String>,
+        data: SecretValue,
+    ) -> Result<Self, SealError> {
+        if data.is_empty() {
+            return Err(SealError::EmptySecret);
+        }
+        Ok(Self {
+            format: FILE_PAYLOAD_FORMAT.to_owned(),
+            uri: uri.into(),
+            key_id: key_id.into(),
+            data,
+        })
+    }
+
+    /// The secret's data.
+    pub fn data(&self) -> &SecretValue {
+        &self.data
+    }
+
+    /// The same value for `key_id` (a reseal).
+    pub fn for_key(self, key_id: impl Into<String>) -> Self {
+        Self {
+            key_id: key_id.into(),
+            ..self
+        }
+    }
+
+    fn to_json(&self) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        // As for `Payload::to_json`: sized so the buffer never reallocates.
+        let capacity = 128
+            + 6 * (self.uri.len() + self.key_id.len())
+            + self
+                .data
+                .entries
+                .iter()
+                .map(|(k, v)| 8 + 6 * k.len() + 4 * v.len().div_ceil(3))
+                .sum::<usize>();
+        let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
+        serde_json::to_writer(&mut *buf, self).map_err(|_| SealError::SealFailed)?;
+        Ok(buf)
+    }
+}
+
+/// Seals a file payload to a sealing key's public half.
+pub fn seal_file(payload: &FilePayload, recipient: &PublicKey) -> Result<Vec<u8>, SealError> {
+    if payload.data.is_empty() {
+        return Err(SealError::EmptySecret);
+    }
+    let json = payload.to_json()?;
+    recipient
+        .seal(&mut OsRng, &json)
+        .map_err(|_| SealError::SealFailed)
+}
+
+/// Opens a sealed file with sealing key `expected_key_id`'s private half
+/// and returns its payload only if it names `expected_uri` and that key.
+pub fn open_file(
+    ciphertext: &[u8],
+    key: &SecretKey,
+    expected_uri: &str,
+    expected_key_id: &str,
+) -> Result<FilePayload, SealError> {
+    let json = Zeroizing::new(
+        key.unseal(ciphertext)
+            .map_err(|_| SealError::NotSealedForThisKey)?,
+    );
+    let payload: FilePayload = serde_json::from_slice(&json).map_err(|e| {
+        SealError::MalformedPayload(match e.classify() {
+            serde_json::error::Category::Data => {
+                "expected {format, uri, key_id, data} with valid key names and base64 values"
+            }
+            _ => "not valid JSON",
+        })
+    })?;
+    if payload.format != FILE_PAYLOAD_FORMAT {
+        return Err(SealError::MalformedPayload("not a sealed file payload"));
+    }
+    if payload.data.is_empty() {
+        return Err(SealError::MalformedPayload("the secret has no key"));
+    }
+    if payload.uri != expected_uri {
+        return Err(SealError::WrongUri {
+            expected: expected_uri.to_owned(),
+            found: payload.uri,
+        });
+    }
+    if payload.key_id != expected_key_id {
+        return Err(SealError::WrongSealingKey {
+            expected: expected_key_id.to_owned(),
+            found: payload.key_id,
+        });
+    }
+    Ok(payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,5 +730,45 @@ mod tests {
             Payload::new(Uuid::new_v4(), URI, PUT, SecretValue::new()).unwrap_err(),
             SealError::EmptySecret
         );
+    }
+
+    #[test]
+    fn given_a_sealed_file_when_opened_for_its_uri_and_key_then_the_value_comes_back() {
+        let (sk, pk) = keypair();
+        let ct = seal_file(&FilePayload::new(URI, "sk-1", value()).unwrap(), &pk).unwrap();
+        let opened = open_file(&ct, &sk, URI, "sk-1").unwrap();
+        assert_eq!(opened.data().get("password"), Some(MARKER.as_bytes()));
+    }
+
+    #[test]
+    fn given_a_sealed_file_when_opened_for_another_uri_or_key_then_it_is_refused() {
+        let (sk, pk) = keypair();
+        let ct = seal_file(&FilePayload::new(URI, "sk-1", value()).unwrap(), &pk).unwrap();
+        let moved = open_file(&ct, &sk, "vault-prod://payments/other", "sk-1").unwrap_err();
+        assert!(matches!(moved, SealError::WrongUri { .. }));
+        assert_no_marker(&moved);
+        let rekeyed = open_file(&ct, &sk, URI, "sk-2").unwrap_err();
+        assert!(matches!(rekeyed, SealError::WrongSealingKey { .. }));
+        let (other, _) = keypair();
+        assert_eq!(
+            open_file(&ct, &other, URI, "sk-1").unwrap_err(),
+            SealError::NotSealedForThisKey
+        );
+    }
+
+    #[test]
+    fn given_an_upload_payload_when_opened_as_a_file_then_it_is_refused_and_back() {
+        let (sk, pk) = keypair();
+        let id = Uuid::new_v4();
+        let upload = sealed(id, URI, &pk);
+        assert!(matches!(
+            open_file(&upload, &sk, URI, "sk-1").unwrap_err(),
+            SealError::MalformedPayload(_)
+        ));
+        let file = seal_file(&FilePayload::new(URI, "sk-1", value()).unwrap(), &pk).unwrap();
+        assert!(matches!(
+            open(&file, &sk, id, URI, PUT).unwrap_err(),
+            SealError::MalformedPayload(_)
+        ));
     }
 }

@@ -95,6 +95,15 @@ pub struct ReactorConfig {
     /// The position the event feed resumes from after a restart.
     #[serde(default = "default_checkpoint_file")]
     pub checkpoint_file: PathBuf,
+    /// Where the long-term sealing keys for sealed files live (SPEC §11):
+    /// one 0700 directory per store, one 0600 file per key, encrypted
+    /// under a key derived from the identity.
+    #[serde(default = "default_sealing_keys_dir")]
+    pub sealing_keys_dir: PathBuf,
+    /// Days after which a store gets a new sealing key (old ones keep
+    /// opening files until an admin retires them).
+    #[serde(default = "default_sealing_key_rotation_days")]
+    pub sealing_key_rotation_days: u32,
     /// The keyed-hash key (SPEC §4): the same on every reactor of a deployment.
     pub fingerprint: FingerprintConfig,
     /// Limits on the reactor's own work.
@@ -178,6 +187,14 @@ fn default_checkpoint_file() -> PathBuf {
     PathBuf::from("reactor.checkpoint")
 }
 
+fn default_sealing_keys_dir() -> PathBuf {
+    PathBuf::from("sealing-keys")
+}
+
+fn default_sealing_key_rotation_days() -> u32 {
+    30
+}
+
 impl ReactorConfig {
     /// Reads, parses and checks `path`; relative paths become relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -258,6 +275,7 @@ impl ReactorConfig {
         };
         at(&mut self.identity_file);
         at(&mut self.checkpoint_file);
+        at(&mut self.sealing_keys_dir);
         self.control_plane.ca_file.as_mut().map(at);
         self.control_plane.token_file.as_mut().map(at);
         self.fingerprint.key_file.as_mut().map(at);

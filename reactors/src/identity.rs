@@ -22,6 +22,7 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signer as _, SigningKey};
 use rand_core::OsRng;
 use sealplane_host::durable;
+use sealplane_proto::sealing_key::SealingKeyStatement;
 use zeroize::Zeroizing;
 
 pub use sealplane_proto::offer::{KEY_OFFER_TAG, KeyOffer, OfferError, verify_offer};
@@ -118,6 +119,25 @@ impl ReactorIdentity {
     /// Signs [`KeyOffer::signed_bytes`] of `offer`.
     pub fn sign(&self, offer: &KeyOffer) -> [u8; 64] {
         self.signing_key.sign(&offer.signed_bytes()).to_bytes()
+    }
+
+    /// Signs [`SealingKeyStatement::signed_bytes`] (SPEC §11); its tag
+    /// keeps it from being valid as a key offer, and the other way round.
+    pub fn sign_sealing_key(&self, statement: &SealingKeyStatement) -> [u8; 64] {
+        self.signing_key.sign(&statement.signed_bytes()).to_bytes()
+    }
+
+    /// A 32-byte key for `label`, derived from the identity's secret
+    /// (HMAC-SHA256 keyed by the seed): what encrypts the sealing keys at
+    /// rest, so they open only beside this identity.
+    pub fn derive_key(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{Hmac, Mac as _};
+        let seed = Zeroizing::new(self.signing_key.to_bytes());
+        // HMAC takes a key of any length: this never fails.
+        let mut mac = <Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&seed[..])
+            .expect("HMAC accepts any key length");
+        mac.update(label.as_bytes());
+        Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
     fn load(path: &Path, file: File) -> Result<Self, IdentityError> {

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use sealplane_proto::feed::FeedEvent;
+use sealplane_proto::feed::{FeedEvent, SealedSubmission};
 use sealplane_proto::names::SecretUri;
 pub use sealplane_proto::upload::Purpose;
 use uuid::Uuid;
@@ -59,6 +59,28 @@ pub enum Action {
     },
     /// Report the request failed: its key was issued by an earlier run.
     KeyLost(RequestInfo),
+    /// Open a sealed file with a sealing key and apply (or reseal) it.
+    OpenSealed {
+        /// The request.
+        request: RequestInfo,
+        /// The file.
+        file: SealedSubmission,
+    },
+    /// Make a new sealing key for `store`, unless one was made for the
+    /// admin's request at `position` already.
+    RotateSealingKey {
+        /// The store.
+        store: String,
+        /// The request's log position.
+        position: u64,
+    },
+    /// Destroy a retired sealing key.
+    RetireSealingKey {
+        /// The store.
+        store: String,
+        /// The key.
+        key_id: String,
+    },
     /// Delete (or destroy) the secret upstream and report it.
     Delete {
         /// The secret.
@@ -81,6 +103,8 @@ struct OpenRequest {
     info: RequestInfo,
     stage: Stage,
     ciphertext: Option<Vec<u8>>,
+    /// A sealed file (its key is long-term: any run can open it).
+    sealed: Option<SealedSubmission>,
     /// This process was asked to provide the key, so it holds it.
     key_issued_here: bool,
     /// The last stage an action was handed out for.
@@ -99,6 +123,8 @@ struct PendingDeletion {
 pub struct Ledger {
     requests: HashMap<Uuid, OpenRequest>,
     deletions: BTreeMap<SecretUri, PendingDeletion>,
+    /// Sealing-key work seen while catching up, handed out at caught_up.
+    key_work: Vec<Action>,
     /// The next position to ask the feed for.
     next: u64,
     live: bool,
@@ -110,6 +136,7 @@ impl Ledger {
         Ledger {
             requests: HashMap::new(),
             deletions: BTreeMap::new(),
+            key_work: Vec::new(),
             next: from.max(1),
             live: false,
         }
@@ -173,6 +200,7 @@ impl Ledger {
                     },
                     stage: Stage::Requested,
                     ciphertext: None,
+                    sealed: None,
                     key_issued_here: false,
                     acted: None,
                 });
@@ -221,7 +249,41 @@ impl Ledger {
                 self.deletions.remove(&uri);
                 None
             }
+            FeedEvent::SealedSubmitted(file) => {
+                let request = self.requests.entry(file.request_id).or_insert(OpenRequest {
+                    first_position: position,
+                    info: RequestInfo {
+                        request_id: file.request_id,
+                        uri: file.uri.clone(),
+                        purpose: Purpose::Put { adopt: false },
+                        expires_at: file.expires_at,
+                    },
+                    stage: Stage::Uploaded,
+                    ciphertext: None,
+                    sealed: Some(file),
+                    key_issued_here: true,
+                    acted: None,
+                });
+                live.then(|| due(request)).flatten()
+            }
+            // Both are idempotent where they are carried out (a rotation
+            // request makes one key, a retired key is gone), so they are
+            // acted on also when replayed.
+            FeedEvent::RotationRequested { store } => {
+                self.key_work(Action::RotateSealingKey { store, position }, live)
+            }
+            FeedEvent::KeyRetired { store, key_id } => {
+                self.key_work(Action::RetireSealingKey { store, key_id }, live)
+            }
         }
+    }
+
+    fn key_work(&mut self, action: Action, live: bool) -> Option<Action> {
+        if live {
+            return Some(action);
+        }
+        self.key_work.push(action);
+        None
     }
 
     /// The backlog is folded: go live and return every action still due.
@@ -229,7 +291,10 @@ impl Ledger {
         self.live = true;
         let mut open: Vec<&mut OpenRequest> = self.requests.values_mut().collect();
         open.sort_by_key(|r| r.first_position);
-        let mut actions: Vec<Action> = open.into_iter().filter_map(due).collect();
+        // Keys first: a retirement in the backlog must not leave a key to
+        // open a file submitted after it.
+        let mut actions: Vec<Action> = std::mem::take(&mut self.key_work);
+        actions.extend(open.into_iter().filter_map(due));
         for (uri, pending) in &mut self.deletions {
             if !pending.acted {
                 pending.acted = true;
@@ -253,6 +318,14 @@ impl Stage {
 fn due(request: &mut OpenRequest) -> Option<Action> {
     if request.acted == Some(request.stage) {
         return None;
+    }
+    if let (Stage::Uploaded, Some(file)) = (request.stage, &request.sealed) {
+        let action = Action::OpenSealed {
+            request: request.info.clone(),
+            file: file.clone(),
+        };
+        request.acted = Some(Stage::Uploaded);
+        return Some(action);
     }
     let action = match request.stage {
         Stage::Requested => {

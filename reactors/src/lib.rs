@@ -25,6 +25,7 @@ pub mod master_key;
 pub mod metrics;
 pub mod one_time_key;
 pub mod reactor;
+pub mod sealing_keys;
 pub mod security;
 pub mod stores;
 pub mod upstream;

@@ -62,6 +62,8 @@ pub fn reactor_config(dir: &Path, addr: SocketAddr) -> ReactorConfig {
         },
         identity_file: dir.join("reactor-identity"),
         checkpoint_file: dir.join("reactor.checkpoint"),
+        sealing_keys_dir: dir.join("sealing-keys"),
+        sealing_key_rotation_days: 30,
         fingerprint: FingerprintConfig {
             key_id: "dev".into(),
             key_file: Some(dir.join("fingerprint.key")),

@@ -152,6 +152,20 @@ impl Secrets for StandIn {
     ) -> Result<Response<v1::CommandReply>, Status> {
         Err(Status::unimplemented("stand-in"))
     }
+
+    async fn get_sealing_keys(
+        &self,
+        _: Request<v1::GetSealingKeysRequest>,
+    ) -> Result<Response<v1::SealingKeysReply>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
+
+    async fn apply_sealed(
+        &self,
+        _: Request<v1::ApplySealedRequest>,
+    ) -> Result<Response<v1::ApplySealedReply>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
 }
 
 use tokio_stream::StreamExt as _;

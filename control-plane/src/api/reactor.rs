@@ -18,7 +18,8 @@ use crate::application::lease::{FEED_LEASE_TTL, FeedLease};
 use crate::application::reactor_feed;
 use crate::application::upload::{self, Uploaded};
 use crate::domain::Role;
-use crate::domain::names::SecretUri;
+use crate::domain::names::{SecretUri, StoreName};
+use crate::domain::sealing_keys::{SealingKey, SealingKeyCommand, SealingKeys};
 use crate::domain::secret::{Secret, SecretCommand};
 use crate::domain::upload::{FailureKind, UploadCommand, UploadRequest};
 use crate::streams;
@@ -194,6 +195,88 @@ impl Reactor for ReactorApi {
         let done = upload::report_uploaded(&self.app, &caller.actor, request_id, report, &envelope)
             .await?;
         Ok(Response::new(reply_of(&done)))
+    }
+
+    async fn provide_sealing_key(
+        &self,
+        request: Request<v1::ProvideSealingKeyRequest>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.reactor(&request, "ProvideSealingKey").await?;
+        let r = request.into_inner();
+        let envelope = envelope_of(r.options.as_ref(), "ProvideSealingKey")?;
+        let store = StoreName::parse(r.store).map_err(invalid)?;
+        let (reactor_key, _) = self.app.model.read(|m| {
+            m.stores
+                .store(&store)
+                .filter(|s| !s.removed)
+                .map(|s| s.reactor_key)
+        });
+        let key = SealingKey {
+            key_id: r.key_id,
+            public_key: r.public_key,
+            signature: r.signature,
+            not_before: parse_time(&r.not_before, "not_before")?,
+            not_after: parse_time(&r.not_after, "not_after")?,
+        };
+        let command = SealingKeyCommand::Publish {
+            store: store.clone(),
+            key,
+            reactor_key,
+        };
+        let done = self
+            .app
+            .execute::<SealingKeys>(
+                &streams::sealing_keys(&store),
+                &command,
+                &self.app.context(&caller),
+                &envelope,
+            )
+            .await?;
+        Ok(Response::new(reply_of(&done)))
+    }
+
+    async fn report_unchanged(
+        &self,
+        request: Request<v1::ReportUnchangedRequest>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.reactor(&request, "ReportUnchanged").await?;
+        let r = request.into_inner();
+        let command = UploadCommand::ReportUnchanged { version: r.version };
+        let (_, reply) = self
+            .report(
+                &caller,
+                r.options.as_ref(),
+                "ReportUnchanged",
+                &r.request_id,
+                command,
+            )
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn report_resealed(
+        &self,
+        request: Request<v1::ReportResealedRequest>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.reactor(&request, "ReportResealed").await?;
+        let r = request.into_inner();
+        let command = UploadCommand::ReportResealed {
+            key_id: r.key_id,
+            ciphertext: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                &r.ciphertext,
+            ),
+        };
+        let (_, reply) = self
+            .report(
+                &caller,
+                r.options.as_ref(),
+                "ReportResealed",
+                &r.request_id,
+                command,
+            )
+            .await?;
+        Ok(Response::new(reply))
     }
 
     async fn report_verified(

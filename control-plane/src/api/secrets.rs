@@ -18,9 +18,9 @@ use tonic::{Request, Response, Status};
 
 use crate::api::app::{App, Caller, STREAM_RECHECK};
 use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of};
-use crate::application::{access, upload};
+use crate::application::{access, sealing, upload};
 use crate::domain::Role;
-use crate::domain::names::{SecretRef, SecretUri, Slug};
+use crate::domain::names::{SecretRef, SecretUri, Slug, StoreName};
 use crate::domain::secret::{AccessList, Secret, SecretCommand};
 use crate::domain::upload::{
     FailureKind, Purpose, UploadCommand, UploadEvent, UploadRequest, UploadStatus,
@@ -73,6 +73,8 @@ pub fn upload_status(request: &UploadRequest, position: u64) -> v1::UploadStatus
         UploadStatus::Verified => S::Verified,
         UploadStatus::Failed => S::Failed,
         UploadStatus::Expired => S::Expired,
+        UploadStatus::Unchanged => S::Unchanged,
+        UploadStatus::Resealed => S::Resealed,
     };
     let mut status = v1::UploadStatus {
         request_id: request
@@ -102,6 +104,13 @@ pub fn upload_status(request: &UploadRequest, position: u64) -> v1::UploadStatus
             status.key_hashes = key_hashes.clone().into_iter().collect();
         }
         Some(UploadEvent::SecretVerified { matches, .. }) => status.matches = *matches,
+        Some(UploadEvent::SealedFileUnchanged { version, .. }) => status.version = *version,
+        Some(UploadEvent::SealedFileResealed {
+            key_id, ciphertext, ..
+        }) => {
+            status.sealing_key_id = key_id.clone();
+            status.resealed_ciphertext = STANDARD.decode(ciphertext).unwrap_or_default();
+        }
         Some(failed @ UploadEvent::SecretUploadFailed { reason, .. }) => {
             status.reason = reason.clone();
             status.failure_kind = failed
@@ -121,6 +130,8 @@ fn is_terminal(status: UploadStatus) -> bool {
             | UploadStatus::Verified
             | UploadStatus::Failed
             | UploadStatus::Expired
+            | UploadStatus::Unchanged
+            | UploadStatus::Resealed
     )
 }
 
@@ -341,6 +352,89 @@ impl Secrets for SecretsApi {
                 Ok((r.options, streams::upload(request_id), command))
             })
             .await
+    }
+
+    async fn get_sealing_keys(
+        &self,
+        request: Request<v1::GetSealingKeysRequest>,
+    ) -> Result<Response<v1::SealingKeysReply>, Status> {
+        self.app.authenticate(&request).await?;
+        let r = request.into_inner();
+        let store = StoreName::parse(r.store).map_err(invalid)?;
+        let (reply, read) = self
+            .app
+            .query(r.options.as_ref(), |m| {
+                let state = m.stores.store(&store).filter(|s| !s.removed)?;
+                let keys = m.sealing_keys.get(&store);
+                let keys = keys
+                    .into_iter()
+                    .flat_map(|k| k.keys().rev())
+                    .map(|(key, retired)| v1::SealingKey {
+                        key_id: key.key_id.clone(),
+                        public_key: key.public_key.clone(),
+                        not_before: key.not_before.to_rfc3339_opts(SecondsFormat::Secs, true),
+                        not_after: key.not_after.to_rfc3339_opts(SecondsFormat::Secs, true),
+                        signature: key.signature.clone(),
+                        retired,
+                        in_use_by: m
+                            .sealed_with(&store, &key.key_id)
+                            .iter()
+                            .map(SecretUri::to_string)
+                            .collect(),
+                    })
+                    .collect();
+                Some(v1::SealingKeysReply {
+                    store: store.to_string(),
+                    keys,
+                    reactor_key: state.reactor_key.to_string(),
+                    certificate: state.certificate.as_ref().map(|c| c.to_proto()),
+                    deployment_id: m.deployment_id.map(|d| d.to_string()).unwrap_or_default(),
+                    read: None,
+                })
+            })
+            .await?;
+        let mut reply = reply.ok_or_else(|| {
+            Status::not_found(format!(
+                "there is no store `{store}`; `sealctl get stores` lists them"
+            ))
+        })?;
+        reply.read = Some(read);
+        Ok(Response::new(reply))
+    }
+
+    async fn apply_sealed(
+        &self,
+        request: Request<v1::ApplySealedRequest>,
+    ) -> Result<Response<v1::ApplySealedReply>, Status> {
+        let caller = self.app.authenticate(&request).await?;
+        let r = request.into_inner();
+        let envelope = envelope_of(r.options.as_ref(), "ApplySealed")?;
+        let max = self.app.limits.max_ciphertext_bytes();
+        if r.ciphertext.len() > max {
+            return Err(Status::invalid_argument(format!(
+                "the sealed payload is {} bytes; the limit is {max} (secrets up to {} bytes)",
+                r.ciphertext.len(),
+                self.app.limits.max_secret_bytes
+            )));
+        }
+        if !sealplane_proto::sealing_key::is_key_id(&r.key_id) {
+            return Err(Status::invalid_argument(
+                "key_id must be `sk-` and 16 lower-case hex digits, as `sealctl seal` writes it",
+            ));
+        }
+        let submission = sealing::SealedSubmission {
+            reference: SecretRef::parse(&r.uri).map_err(invalid)?,
+            key_id: r.key_id,
+            ciphertext: STANDARD.encode(&r.ciphertext),
+            reseal: r.reseal,
+        };
+        let submitted =
+            sealing::submit_sealed(&self.app, &caller.actor, submission, &envelope).await?;
+        Ok(Response::new(v1::ApplySealedReply {
+            reply: Some(reply_of(&submitted.done)),
+            request_id: submitted.request_id.to_string(),
+            uri: submitted.uri.to_string(),
+        }))
     }
 
     async fn list_secrets(

@@ -6,8 +6,10 @@ use sealplane_proto::v1::stores_server::Stores;
 use tonic::{Request, Response, Status};
 
 use crate::api::app::App;
-use crate::api::status::invalid;
+use crate::api::status::{envelope_of, invalid, reply_of};
+use crate::application::sealing;
 use crate::domain::names::StoreName;
+use crate::domain::sealing_keys::{SealingKeyCommand, SealingKeys};
 use crate::domain::store_catalog::{
     ReactorKey, StoreCatalog, StoreCertificate, StoreCommand, StoreKind, StoreState,
 };
@@ -106,6 +108,46 @@ impl Stores for StoresApi {
                 Ok((r.options, streams::stores(), command))
             })
             .await
+    }
+
+    async fn rotate_sealing_key(
+        &self,
+        request: Request<v1::StoreCommand>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let app = self.app.clone();
+        self.app
+            .command::<SealingKeys, _>(request, "RotateSealingKey", |r| {
+                let store = StoreName::parse(r.name).map_err(invalid)?;
+                let (store_live, _) = app
+                    .model
+                    .read(|m| m.stores.store(&store).is_some_and(|s| !s.removed));
+                let command = SealingKeyCommand::RequestRotation {
+                    store: store.clone(),
+                    store_live,
+                };
+                Ok((r.options, streams::sealing_keys(&store), command))
+            })
+            .await
+    }
+
+    async fn retire_sealing_key(
+        &self,
+        request: Request<v1::RetireSealingKeyRequest>,
+    ) -> Result<Response<v1::CommandReply>, Status> {
+        let caller = self.app.authenticate(&request).await?;
+        let r = request.into_inner();
+        let envelope = envelope_of(r.options.as_ref(), "RetireSealingKey")?;
+        let store = StoreName::parse(r.store).map_err(invalid)?;
+        let done = sealing::retire_sealing_key(
+            &self.app,
+            &caller.actor,
+            store,
+            r.key_id,
+            r.force,
+            &envelope,
+        )
+        .await?;
+        Ok(Response::new(reply_of(&done)))
     }
 
     async fn get_deployment(

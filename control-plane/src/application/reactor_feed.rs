@@ -14,13 +14,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
 use sealplane_event_store::{Position, RecordedEvent, SubscriptionMessage};
-use sealplane_proto::feed::{FeedEvent, FeedMessage, UploadOutcome};
+use sealplane_proto::feed::{FeedEvent, FeedMessage, SealedSubmission, UploadOutcome};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::App;
 use crate::command::decode;
 use crate::domain::names::StoreName;
+use crate::domain::sealing_keys::{SealingKeyEvent, SealingKeyRefusal};
 use crate::domain::secret::{SecretEvent, SecretRefusal};
 use crate::domain::upload::{UploadEvent, UploadRefusal};
 use crate::streams::{StreamKind, kind_of};
@@ -96,6 +97,36 @@ pub fn upload_feed_event(event: &UploadEvent) -> FeedEvent {
         UploadEvent::SecretUploadKeyExpired { request_id } => {
             ended(*request_id, UploadOutcome::Expired)
         }
+        UploadEvent::SealedFileSubmitted {
+            request_id,
+            uri,
+            key_id,
+            reseal,
+            ciphertext,
+            current_version,
+            current_hash,
+            expires_at,
+            store: _,
+            requester: _,
+        } => FeedEvent::SealedSubmitted(SealedSubmission {
+            request_id: *request_id,
+            uri: uri.clone(),
+            key_id: key_id.clone(),
+            // As for an upload: checked to be base64 when accepted.
+            ciphertext: STANDARD.decode(ciphertext).unwrap_or_else(|_| {
+                tracing::error!(%request_id, "a stored ciphertext is not base64");
+                Vec::new()
+            }),
+            reseal: *reseal,
+            current: current_version.zip(current_hash.clone()),
+            expires_at: *expires_at,
+        }),
+        UploadEvent::SealedFileUnchanged { request_id, .. } => {
+            ended(*request_id, UploadOutcome::Unchanged)
+        }
+        UploadEvent::SealedFileResealed { request_id, .. } => {
+            ended(*request_id, UploadOutcome::Resealed)
+        }
     }
 }
 
@@ -119,6 +150,23 @@ pub fn secret_feed_event(event: &SecretEvent) -> Option<FeedEvent> {
 /// The feed event of a recorded event and the store it concerns, if it
 /// concerns a reactor at all. `store_of_upload` names an upload request's
 /// store (its later events do not).
+/// What a reactor sees of its stores' sealing-key events: requests to
+/// rotate and retirements; its own publications it knows.
+pub fn sealing_key_feed_event(event: &SealingKeyEvent) -> Option<FeedEvent> {
+    match event {
+        SealingKeyEvent::SealingKeyRotationRequested { store, .. } => {
+            Some(FeedEvent::RotationRequested {
+                store: store.to_string(),
+            })
+        }
+        SealingKeyEvent::SealingKeyRetired { store, key_id, .. } => Some(FeedEvent::KeyRetired {
+            store: store.to_string(),
+            key_id: key_id.clone(),
+        }),
+        SealingKeyEvent::SealingKeyPublished { .. } => None,
+    }
+}
+
 pub fn feed_event(
     recorded: &RecordedEvent,
     store_of_upload: impl FnOnce(&uuid::Uuid) -> Option<StoreName>,
@@ -133,6 +181,13 @@ pub fn feed_event(
                 .map_err(|e| unreadable(&e))
                 .ok()?;
             Some((store_of_upload(&id)?, upload_feed_event(&event)))
+        }
+        StreamKind::SealingKeys(store) => {
+            let event: SealingKeyEvent =
+                decode::<_, SealingKeyRefusal>(&recorded.stream_id, recorded)
+                    .map_err(|e| unreadable(&e))
+                    .ok()?;
+            Some((store, sealing_key_feed_event(&event)?))
         }
         StreamKind::Secret(uri) => {
             let event: SecretEvent = decode::<_, SecretRefusal>(&recorded.stream_id, recorded)

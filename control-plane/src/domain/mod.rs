@@ -10,6 +10,7 @@
 /// Names that cross process boundaries are defined once, in the contract crate.
 pub use sealplane_proto::names;
 pub mod principal;
+pub mod sealing_keys;
 pub mod secret;
 pub mod store_catalog;
 #[cfg(test)]

@@ -38,6 +38,10 @@ pub enum UploadStatus {
     Failed,
     /// The key expired unused (terminal).
     Expired,
+    /// A sealed file held the current value: no new version (terminal).
+    Unchanged,
+    /// A sealed file was resealed to the newest sealing key (terminal).
+    Resealed,
 }
 
 impl fmt::Display for UploadStatus {
@@ -51,6 +55,8 @@ impl fmt::Display for UploadStatus {
             UploadStatus::Verified => "verified",
             UploadStatus::Failed => "failed",
             UploadStatus::Expired => "expired",
+            UploadStatus::Unchanged => "unchanged",
+            UploadStatus::Resealed => "resealed",
         })
     }
 }
@@ -63,6 +69,33 @@ struct Request {
     requester: Slug,
     purpose: Purpose,
     expires_at: DateTime<Utc>,
+    /// For a sealed file (SPEC §11): its sealing key, whether it is to be
+    /// resealed, and the secret's latest version and hash at submission.
+    sealed: Option<SealedFile>,
+}
+
+/// What a sealed-file request carries besides the ciphertext.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SealedFile {
+    /// The sealing key the file names.
+    pub key_id: String,
+    /// Reseal to the newest key rather than apply.
+    pub reseal: bool,
+    /// The latest version when submitted, if any.
+    pub current_version: Option<u64>,
+}
+
+/// Where a sealing key a file names stands, as the handler found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealingKeyStanding {
+    /// The store's newest key.
+    Newest,
+    /// An older key, not retired.
+    Older,
+    /// Retired: its private half is destroyed.
+    Retired,
+    /// The store never published it.
+    Unknown,
 }
 
 /// One upload request's state.
@@ -121,6 +154,27 @@ pub enum UploadCommand {
     ReportFailed { reason: String, kind: FailureKind },
     /// The key expired unused.
     ExpireKey,
+    /// SPEC §11: a user submits a sealed file for `uri`, sealed to
+    /// sealing key `key_id`, to apply (or to reseal); the handler gathers
+    /// the store's state, the user's write access, the key's standing and
+    /// the secret's latest version and hash.
+    SubmitSealed {
+        request_id: Uuid,
+        uri: SecretUri,
+        key_id: String,
+        ciphertext: String,
+        reseal: bool,
+        ttl: Duration,
+        max_ciphertext_bytes: usize,
+        store_accepts_uploads: bool,
+        may_write: bool,
+        key: SealingKeyStanding,
+        current: Option<(u64, String)>,
+    },
+    /// A sealed file held the value of `version`, the latest: nothing written.
+    ReportUnchanged { version: u64 },
+    /// A sealed file resealed to `key_id`: the new sealed box (base64).
+    ReportResealed { key_id: String, ciphertext: String },
     /// The control plane's own sweep (admins' authority): a request no
     /// reactor ended, [`SWEEP_GRACE`] past its expiry, before any upload.
     /// There is no key here to destroy: if a reactor holds one it destroys
@@ -156,6 +210,23 @@ impl CommandArguments for UploadCommand {
             } => json!(["ReportUploaded", version, hash, key_hashes, upstream_ref]),
             UploadCommand::ReportVerified { matches } => json!(["ReportVerified", matches]),
             UploadCommand::ReportFailed { reason, kind } => json!(["ReportFailed", reason, kind]),
+            UploadCommand::SubmitSealed {
+                uri,
+                key_id,
+                ciphertext,
+                reseal,
+                ..
+            } => {
+                use sha2::Digest as _;
+                let digest = hex::encode(sha2::Sha256::digest(ciphertext.as_bytes()));
+                json!(["SubmitSealed", uri, key_id, digest, reseal])
+            }
+            UploadCommand::ReportUnchanged { version } => json!(["ReportUnchanged", version]),
+            UploadCommand::ReportResealed { key_id, ciphertext } => {
+                use sha2::Digest as _;
+                let digest = hex::encode(sha2::Sha256::digest(ciphertext.as_bytes()));
+                json!(["ReportResealed", key_id, digest])
+            }
             UploadCommand::ExpireKey => json!(["ExpireKey"]),
             UploadCommand::ExpireUnanswered => json!(["ExpireUnanswered"]),
         }
@@ -220,6 +291,37 @@ pub enum UploadEvent {
     },
     /// The key expired unused.
     SecretUploadKeyExpired { request_id: Uuid },
+    /// A user submitted a sealed file (SPEC §11) sealed to `key_id`: to
+    /// apply, or with `reseal` to have it resealed to the newest key. The
+    /// secret's latest version and hash then let the reactor tell
+    /// "unchanged" without writing.
+    SealedFileSubmitted {
+        request_id: Uuid,
+        uri: SecretUri,
+        store: StoreName,
+        requester: Slug,
+        key_id: String,
+        reseal: bool,
+        ciphertext: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        current_version: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        current_hash: Option<String>,
+        expires_at: DateTime<Utc>,
+    },
+    /// The sealed file held the latest version's value: nothing written.
+    SealedFileUnchanged {
+        request_id: Uuid,
+        uri: SecretUri,
+        version: u64,
+    },
+    /// The sealed file, resealed to sealing key `key_id` (base64 box).
+    SealedFileResealed {
+        request_id: Uuid,
+        uri: SecretUri,
+        key_id: String,
+        ciphertext: String,
+    },
 }
 
 impl UploadEvent {
@@ -245,6 +347,9 @@ impl DomainEvent for UploadEvent {
             UploadEvent::SecretVerified { .. } => "SecretVerified",
             UploadEvent::SecretUploadFailed { .. } => "SecretUploadFailed",
             UploadEvent::SecretUploadKeyExpired { .. } => "SecretUploadKeyExpired",
+            UploadEvent::SealedFileSubmitted { .. } => "SealedFileSubmitted",
+            UploadEvent::SealedFileUnchanged { .. } => "SealedFileUnchanged",
+            UploadEvent::SealedFileResealed { .. } => "SealedFileResealed",
         }
     }
 }
@@ -346,6 +451,29 @@ pub enum UploadRefusal {
         "`{0}` is not a keyed hash: expected `hmac-sha256-v2:<key id>:<64 lower-case hex digits>` (or version 1, `hmac-sha256:<key id>:<hex>`, from an older reactor), one version for the whole value and every key"
     )]
     BadHash(String),
+    /// The sealed file names a key the store never published.
+    #[error(
+        "store `{store}` has no sealing key `{key_id}`: the file was sealed for another store or deployment; seal it again with `sealctl seal` (`sealctl get sealing-key {store}` shows the current key)"
+    )]
+    UnknownSealingKey { store: StoreName, key_id: String },
+    /// The sealed file's key was retired.
+    #[error(
+        "sealing key `{0}` is retired and its private half destroyed, so this file can no longer be opened: seal the value again with `sealctl seal`"
+    )]
+    RetiredSealingKey(String),
+    /// A reseal of a file sealed to the newest key already.
+    #[error(
+        "the file is sealed to `{0}`, the store's newest sealing key, already; nothing to reseal"
+    )]
+    AlreadyNewest(String),
+    /// A report that does not fit a sealed-file request, or the other way round.
+    #[error("this is not a {0}; report it as the request asks")]
+    NotThatKind(&'static str),
+    /// An "unchanged" report for another version than the latest.
+    #[error(
+        "version {reported} is not the latest version when the file was submitted ({latest:?})"
+    )]
+    NotLatest { reported: u64, latest: Option<u64> },
     /// The failure reason is empty.
     #[error("the failure reason is empty: say what went wrong (never the value)")]
     EmptyReason,
@@ -364,10 +492,20 @@ impl Refusal for UploadRefusal {
             AlreadyExists(_) => RefusalKind::AlreadyExists,
             NotFound => RefusalKind::NotFound,
             TooManyVerifications(_) => RefusalKind::Exhausted,
-            StoreNotAccepting(_) | KeyNotProvided | KeyAlreadyProvided | AlreadyUsed(_)
-            | Expired(_) | NotYetExpired(_) | NothingUploaded(_) | WrongPurpose(_) | Ended(_) => {
-                RefusalKind::FailedPrecondition
-            }
+            StoreNotAccepting(_)
+            | KeyNotProvided
+            | KeyAlreadyProvided
+            | AlreadyUsed(_)
+            | Expired(_)
+            | NotYetExpired(_)
+            | NothingUploaded(_)
+            | WrongPurpose(_)
+            | Ended(_)
+            | RetiredSealingKey(_)
+            | AlreadyNewest(_)
+            | NotThatKind(_)
+            | NotLatest { .. } => RefusalKind::FailedPrecondition,
+            UnknownSealingKey { .. } => RefusalKind::NotFound,
             TtlOutOfRange(_)
             | MalformedKey(..)
             | ExpiryMismatch { .. }
@@ -426,6 +564,8 @@ impl UploadRequest {
             (_, Some(UploadEvent::SecretUploaded { .. })) => UploadStatus::Uploaded,
             (_, Some(UploadEvent::SecretVerified { .. })) => UploadStatus::Verified,
             (_, Some(UploadEvent::SecretUploadFailed { .. })) => UploadStatus::Failed,
+            (_, Some(UploadEvent::SealedFileUnchanged { .. })) => UploadStatus::Unchanged,
+            (_, Some(UploadEvent::SealedFileResealed { .. })) => UploadStatus::Resealed,
             (_, Some(_)) => UploadStatus::Expired,
             _ if self.uploaded => UploadStatus::UploadRequested,
             _ if self.key.is_some() => UploadStatus::KeyProvided,
@@ -471,6 +611,11 @@ impl UploadRequest {
     /// The reactor's signature over the key, base64, once provided.
     pub fn signature(&self) -> Option<&str> {
         self.key.as_ref().map(|(_, s)| s.as_str())
+    }
+
+    /// For a sealed file: its key, whether it is a reseal, the version then.
+    pub fn sealed(&self) -> Option<&SealedFile> {
+        self.request.as_ref().and_then(|r| r.sealed.as_ref())
     }
 
     /// The event that ended the request (`SecretUploaded`,
@@ -581,6 +726,46 @@ impl UploadRequest {
         if !self.uploaded {
             return Err(UploadRefusal::NothingUploaded(self.status()));
         }
+        let reseal = request.sealed.as_ref().is_some_and(|s| s.reseal);
+        match (&event, &request.sealed) {
+            (UploadEvent::SecretUploaded { .. }, Some(_)) if reseal => {
+                return Err(UploadRefusal::WrongPurpose("ReportResealed"));
+            }
+            (UploadEvent::SealedFileUnchanged { version, .. }, Some(file)) if !reseal => {
+                if file.current_version != Some(*version) {
+                    return Err(UploadRefusal::NotLatest {
+                        reported: *version,
+                        latest: file.current_version,
+                    });
+                }
+                return Ok(vec![event]);
+            }
+            (
+                UploadEvent::SealedFileResealed {
+                    key_id, ciphertext, ..
+                },
+                Some(file),
+            ) if reseal => {
+                if *key_id == file.key_id || !sealplane_proto::sealing_key::is_key_id(key_id) {
+                    return Err(UploadRefusal::AlreadyNewest(key_id.clone()));
+                }
+                let bytes = STANDARD
+                    .decode(ciphertext)
+                    .map_err(|_| UploadRefusal::CiphertextNotBase64)?
+                    .len();
+                if bytes < SEALED_BOX_OVERHEAD {
+                    return Err(UploadRefusal::CiphertextTooShort(bytes));
+                }
+                return Ok(vec![event]);
+            }
+            (
+                UploadEvent::SealedFileUnchanged { .. } | UploadEvent::SealedFileResealed { .. },
+                _,
+            ) => {
+                return Err(UploadRefusal::NotThatKind("sealed file of that kind"));
+            }
+            _ => {}
+        }
         match (request.purpose, &event) {
             (
                 Purpose::Put { .. },
@@ -642,6 +827,88 @@ impl UploadRequest {
         Ok(vec![event])
     }
 
+    /// SPEC §11: a sealed file, checked as a put is (role, write access,
+    /// store), plus its key's standing and the ciphertext's size.
+    fn submit_sealed(
+        &self,
+        command: &UploadCommand,
+        ctx: &Context,
+    ) -> Result<Vec<UploadEvent>, UploadRefusal> {
+        let UploadCommand::SubmitSealed {
+            request_id,
+            uri,
+            key_id,
+            ciphertext,
+            reseal,
+            ttl,
+            max_ciphertext_bytes,
+            store_accepts_uploads,
+            may_write,
+            key,
+            current,
+        } = command
+        else {
+            return Err(UploadRefusal::NotThatKind("sealed file"));
+        };
+        if matches!(ctx.actor.role, Role::Auditor | Role::Reactor) {
+            return Err(UploadRefusal::RoleMayNotUpload);
+        }
+        if !may_write {
+            return Err(UploadRefusal::MayNotWrite(uri.clone()));
+        }
+        if self.request.is_some() {
+            return Err(UploadRefusal::AlreadyExists(*request_id));
+        }
+        if !store_accepts_uploads {
+            return Err(UploadRefusal::StoreNotAccepting(uri.store.clone()));
+        }
+        match key {
+            SealingKeyStanding::Unknown => {
+                return Err(UploadRefusal::UnknownSealingKey {
+                    store: uri.store.clone(),
+                    key_id: key_id.clone(),
+                });
+            }
+            SealingKeyStanding::Retired => {
+                return Err(UploadRefusal::RetiredSealingKey(key_id.clone()));
+            }
+            SealingKeyStanding::Newest if *reseal => {
+                return Err(UploadRefusal::AlreadyNewest(key_id.clone()));
+            }
+            SealingKeyStanding::Newest | SealingKeyStanding::Older => {}
+        }
+        let bytes = STANDARD
+            .decode(ciphertext)
+            .map_err(|_| UploadRefusal::CiphertextNotBase64)?
+            .len();
+        if bytes < SEALED_BOX_OVERHEAD {
+            return Err(UploadRefusal::CiphertextTooShort(bytes));
+        }
+        if bytes > *max_ciphertext_bytes {
+            return Err(UploadRefusal::CiphertextTooLarge {
+                bytes,
+                limit: *max_ciphertext_bytes,
+            });
+        }
+        let expires_at = Some(*ttl)
+            .filter(|ttl| *ttl > Duration::zero() && *ttl <= MAX_KEY_TTL)
+            .and_then(|ttl| ctx.now.checked_add_signed(ttl))
+            .map(|at| at.trunc_subsecs(0))
+            .ok_or(UploadRefusal::TtlOutOfRange(ttl.num_seconds()))?;
+        Ok(vec![UploadEvent::SealedFileSubmitted {
+            request_id: *request_id,
+            uri: uri.clone(),
+            store: uri.store.clone(),
+            requester: ctx.actor.slug.clone(),
+            key_id: key_id.clone(),
+            reseal: *reseal,
+            ciphertext: ciphertext.clone(),
+            current_version: current.as_ref().map(|(v, _)| *v),
+            current_hash: current.as_ref().map(|(_, h)| h.clone()),
+            expires_at,
+        }])
+    }
+
     /// Every command but `RequestKey`: they need the request.
     fn follow_up(
         &self,
@@ -700,7 +967,28 @@ impl UploadRequest {
                     },
                 )
             }
+            UploadCommand::ReportUnchanged { version } => self.report(
+                ctx,
+                UploadEvent::SealedFileUnchanged {
+                    request_id,
+                    uri,
+                    version: *version,
+                },
+            ),
+            UploadCommand::ReportResealed { key_id, ciphertext } => self.report(
+                ctx,
+                UploadEvent::SealedFileResealed {
+                    request_id,
+                    uri,
+                    key_id: key_id.clone(),
+                    ciphertext: ciphertext.clone(),
+                },
+            ),
+            UploadCommand::SubmitSealed { .. } => Err(UploadRefusal::AlreadyExists(request_id)),
             UploadCommand::ExpireKey => {
+                if request.sealed.is_some() {
+                    return Err(UploadRefusal::NotThatKind("one-time key request"));
+                }
                 self.end(ctx, UploadEvent::SecretUploadKeyExpired { request_id })
             }
             UploadCommand::ExpireUnanswered => self.expire_unanswered(ctx),
@@ -718,6 +1006,9 @@ impl Aggregate for UploadRequest {
         command: &UploadCommand,
         ctx: &Context,
     ) -> Result<Vec<UploadEvent>, UploadRefusal> {
+        if let UploadCommand::SubmitSealed { .. } = command {
+            return self.submit_sealed(command, ctx);
+        }
         let UploadCommand::RequestKey {
             request_id,
             uri,
@@ -784,7 +1075,34 @@ impl Aggregate for UploadRequest {
                     requester: requester.clone(),
                     purpose: *purpose,
                     expires_at: *expires_at,
+                    sealed: None,
                 });
+            }
+            UploadEvent::SealedFileSubmitted {
+                request_id,
+                uri,
+                store,
+                requester,
+                key_id,
+                reseal,
+                current_version,
+                expires_at,
+                ..
+            } => {
+                self.request = Some(Request {
+                    request_id: *request_id,
+                    uri: uri.clone(),
+                    store: store.clone(),
+                    requester: requester.clone(),
+                    purpose: Purpose::Put { adopt: false },
+                    expires_at: *expires_at,
+                    sealed: Some(SealedFile {
+                        key_id: key_id.clone(),
+                        reseal: *reseal,
+                        current_version: *current_version,
+                    }),
+                });
+                self.uploaded = true;
             }
             UploadEvent::SecretUploadKeyProvided {
                 public_key,

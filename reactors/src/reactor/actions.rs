@@ -35,6 +35,15 @@ pub(super) enum Outcome {
     Verified {
         matches: bool,
     },
+    /// A sealed file held the latest version's value.
+    Unchanged {
+        version: u64,
+    },
+    /// A sealed file resealed to sealing key `key_id`.
+    Resealed {
+        key_id: String,
+        ciphertext: Vec<u8>,
+    },
 }
 
 impl Work {
@@ -64,6 +73,14 @@ impl Work {
                     .await;
             }
             Action::Delete { uri, destroy } => self.delete(&uri, destroy).await,
+            Action::OpenSealed { request, file } => {
+                let outcome = self.open_sealed(&request, &file).await;
+                self.report_outcome(&request, outcome).await;
+            }
+            Action::RotateSealingKey { store, position } => {
+                self.rotate(&store, Some(position)).await;
+            }
+            Action::RetireSealingKey { store, key_id } => self.retire(&store, &key_id),
         }
     }
 

@@ -41,6 +41,24 @@ pub(crate) enum ActionError {
     #[error(transparent)]
     Payload(#[from] SealError),
 
+    /// A sealed file names a sealing key this reactor does not hold
+    /// (retired, or never this reactor's).
+    #[error(
+        "this reactor holds no sealing key `{key_id}` for the store (it was retired, or the file was sealed for another reactor); seal the value again with `sealctl seal`"
+    )]
+    UnknownSealingKey {
+        /// The key the file names.
+        key_id: String,
+    },
+    /// A reseal of a file sealed to the newest key already.
+    #[error(
+        "the file is sealed to `{key_id}`, this reactor's newest sealing key; nothing to reseal"
+    )]
+    NoNewerSealingKey {
+        /// The key the file names.
+        key_id: String,
+    },
+
     // The reactor is not set up for the request.
     /// The request names a store this reactor does not serve.
     #[error("this reactor is not configured for store `{store}`; nothing was written")]
@@ -67,7 +85,10 @@ impl ActionError {
     pub(crate) fn kind(&self) -> FailureKind {
         match self {
             ActionError::KeyIssuedBeforeRestart | ActionError::KeyLost => FailureKind::KeyLost,
-            ActionError::KeyUnusable(_) | ActionError::Payload(_) => FailureKind::PayloadRejected,
+            ActionError::KeyUnusable(_)
+            | ActionError::Payload(_)
+            | ActionError::UnknownSealingKey { .. }
+            | ActionError::NoNewerSealingKey { .. } => FailureKind::PayloadRejected,
             ActionError::NoStore { .. } => FailureKind::NotServed,
             ActionError::Upstream(_) => FailureKind::Upstream,
             ActionError::NothingToCompare { .. } => FailureKind::NoCurrentValue,

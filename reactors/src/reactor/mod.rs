@@ -25,6 +25,7 @@ mod feed;
 pub mod health;
 mod parts;
 mod reports;
+mod sealed_files;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -43,6 +44,7 @@ use crate::identity::ReactorIdentity;
 use crate::ledger::Ledger;
 use crate::metrics::{ReactorMetrics, StoreMetrics};
 use crate::one_time_key::OneTimeKeys;
+use crate::sealing_keys::SealingKeys;
 use crate::upstream::{RetryPolicy, UpstreamStore};
 
 /// The start of the reason reported for a request whose key an earlier run
@@ -91,6 +93,7 @@ struct Work {
     client: Client,
     identity: ReactorIdentity,
     keys: OneTimeKeys,
+    sealing: SealingKeys,
     fingerprint: FingerprintKey,
     /// Each timed into `metrics` (`crate::metrics`).
     stores: BTreeMap<String, Arc<dyn UpstreamStore>>,
@@ -119,6 +122,7 @@ impl Reactor {
                 client,
                 identity: parts.identity,
                 keys: OneTimeKeys::new(),
+                sealing: parts.sealing,
                 fingerprint: parts.fingerprint,
                 stores,
                 metrics,
@@ -149,6 +153,7 @@ impl Reactor {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop) = watch::channel(false);
         let expiry = tokio::spawn(Arc::clone(&self.work).expire_keys(stop.clone()));
+        let sealing = tokio::spawn(Arc::clone(&self.work).keep_sealing_keys(stop.clone()));
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin = self.admin.map(|listener| {
             let (ready, readiness) = watch::channel(sealplane_host::admin::Readiness::NotReady(
@@ -291,6 +296,7 @@ impl Reactor {
         self.feed.send_modify(|f| f.stopping = true);
         let _ = stop_tx.send(true);
         let _ = expiry.await;
+        let _ = sealing.await;
         // Let the actions in flight finish (each holds a slot), for a while.
         let all = self.work.slots.acquire_many(self.work.capacity);
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use crate::config::{ConfigError, ReactorConfig};
 use crate::fingerprint::FingerprintKey;
 use crate::identity::{IdentityError, ReactorIdentity};
+use crate::sealing_keys::SealingKeys;
 use crate::upstream::UpstreamStore;
 
 /// Why the reactor cannot start.
@@ -43,6 +44,9 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+    /// The sealing keys could not be loaded.
+    #[error("{0}")]
+    SealingKeys(String),
 }
 
 /// Everything a reactor runs with; built from `reactor.toml` by
@@ -62,6 +66,8 @@ pub struct ReactorParts {
     pub stores: BTreeMap<String, Arc<dyn UpstreamStore>>,
     /// Where the feed position is kept across restarts.
     pub checkpoint_file: PathBuf,
+    /// The long-term sealing keys of the stores (SPEC §11).
+    pub sealing: SealingKeys,
     /// Actions carried out at once.
     pub concurrency: usize,
 }
@@ -108,7 +114,16 @@ impl ReactorParts {
             })?),
             None => None,
         };
+        let rotation_days = config.sealing_key_rotation_days.clamp(1, 3650);
+        let sealing = SealingKeys::load(
+            &config.sealing_keys_dir,
+            &identity,
+            config.stores.keys().cloned(),
+            chrono::Duration::days(i64::from(rotation_days)),
+        )
+        .map_err(|e| StartError::SealingKeys(e.to_string()))?;
         Ok(ReactorParts {
+            sealing,
             address: config.control_plane.address.clone(),
             ca_pem,
             token,

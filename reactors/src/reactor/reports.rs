@@ -76,6 +76,43 @@ impl Work {
                 })
                 .await;
             }
+            Ok(Outcome::Unchanged { version }) => {
+                tracing::info!(
+                    request_id = %id,
+                    uri = %request.uri,
+                    version,
+                    "request {id}: the sealed file for {} holds version {version}'s value; nothing written",
+                    request.uri
+                );
+                let call = v1::ReportUnchangedRequest {
+                    options: Some(command_options()),
+                    request_id: id.to_string(),
+                    version,
+                };
+                self.call("ReportUnchanged", id, call, |mut c, r| async move {
+                    c.report_unchanged(r).await
+                })
+                .await;
+            }
+            Ok(Outcome::Resealed { key_id, ciphertext }) => {
+                tracing::info!(
+                    request_id = %id,
+                    uri = %request.uri,
+                    key_id,
+                    "request {id}: resealed the file for {} to sealing key {key_id}",
+                    request.uri
+                );
+                let call = v1::ReportResealedRequest {
+                    options: Some(command_options()),
+                    request_id: id.to_string(),
+                    key_id,
+                    ciphertext,
+                };
+                self.call("ReportResealed", id, call, |mut c, r| async move {
+                    c.report_resealed(r).await
+                })
+                .await;
+            }
             Err(e) => self.report_failed(request, &e).await,
         }
     }

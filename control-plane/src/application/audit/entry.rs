@@ -17,6 +17,7 @@ use crate::command::AccessDenied;
 use crate::domain::Role;
 use crate::domain::names::{SecretUri, Slug, StoreName};
 use crate::domain::principal::PrincipalEvent;
+use crate::domain::sealing_keys::SealingKeyEvent;
 use crate::domain::secret::SecretEvent;
 use crate::domain::store_catalog::StoreEvent;
 use crate::domain::upload::{Purpose, UploadEvent};
@@ -78,7 +79,8 @@ impl RequestTarget {
     /// The target an upload request's first event names, if it is one.
     pub fn of(event: &UploadEvent) -> Option<RequestTarget> {
         match event {
-            UploadEvent::SecretUploadKeyRequested { uri, requester, .. } => Some(RequestTarget {
+            UploadEvent::SecretUploadKeyRequested { uri, requester, .. }
+            | UploadEvent::SealedFileSubmitted { uri, requester, .. } => Some(RequestTarget {
                 uri: uri.clone(),
                 requester: requester.clone(),
             }),
@@ -163,6 +165,11 @@ pub fn describe(event: &RecordedEvent, request: Option<&RequestTarget>) -> Audit
             .deserialize()
             .ok()
             .map(|e| store_event(&mut entry, &e)),
+        Some(StreamKind::SealingKeys(_)) => event
+            .data
+            .deserialize()
+            .ok()
+            .map(|e| sealing_key_event(&mut entry, &e)),
         Some(StreamKind::Principal(_)) => event
             .data
             .deserialize()
@@ -215,6 +222,35 @@ pub fn describe(event: &RecordedEvent, request: Option<&RequestTarget>) -> Audit
         );
     }
     entry
+}
+
+fn sealing_key_event(entry: &mut AuditEntry, event: &SealingKeyEvent) -> String {
+    let actor = entry.actor.clone();
+    entry.about_store(event.store());
+    match event {
+        SealingKeyEvent::SealingKeyPublished { store, key } => format!(
+            "{actor} published sealing key {} for store {store} (valid for sealing {} to {})",
+            key.key_id,
+            key.not_before.to_rfc3339_opts(SecondsFormat::Secs, true),
+            key.not_after.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
+        SealingKeyEvent::SealingKeyRotationRequested { store, by } => {
+            format!("{by} asked for a new sealing key for store {store}")
+        }
+        SealingKeyEvent::SealingKeyRetired {
+            store,
+            key_id,
+            forced,
+            in_use,
+        } => {
+            let force = if *forced {
+                format!(", forced while {} secret(s) still used it", in_use.len())
+            } else {
+                String::new()
+            };
+            format!("{actor} retired sealing key {key_id} of store {store}{force}")
+        }
+    }
 }
 
 fn store_event(entry: &mut AuditEntry, event: &StoreEvent) -> String {
@@ -415,6 +451,30 @@ fn upload_event(
         }
         UploadEvent::SecretUploadKeyExpired { .. } => {
             format!("the one-time key{of} expired unused")
+        }
+        UploadEvent::SealedFileSubmitted {
+            uri,
+            requester,
+            key_id,
+            reseal,
+            ciphertext,
+            ..
+        } => {
+            let what = if *reseal { "to reseal" } else { "to apply" };
+            format!(
+                "{requester} submitted a sealed file of {} bytes {what} to {uri}, sealed to sealing key {key_id} (request {id})",
+                decoded_len(ciphertext)
+            )
+        }
+        UploadEvent::SealedFileUnchanged { uri, version, .. } => {
+            entry.about_secret(uri);
+            format!(
+                "{actor} found the sealed file for {uri} holds version {version}'s value: unchanged (request {id})"
+            )
+        }
+        UploadEvent::SealedFileResealed { uri, key_id, .. } => {
+            entry.about_secret(uri);
+            format!("{actor} resealed the file for {uri} to sealing key {key_id} (request {id})")
         }
     }
 }
