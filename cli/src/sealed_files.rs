@@ -80,6 +80,11 @@ pub enum SealedFileError {
         /// The key.
         key_id: String,
     },
+    /// The key file is of another kind or version.
+    #[error(
+        "not a sealing key file: apiVersion must be {API_VERSION} and kind {KEY_KIND} (`sealctl get sealing-key STORE > FILE` writes one)"
+    )]
+    NotAKeyFile,
     /// The store has no sealing key yet.
     #[error(
         "store `{0}` has no sealing key yet: its reactor makes one when it starts (an admin can ask with `sealctl rotate sealing-key {0}`)"
@@ -225,14 +230,8 @@ pub fn check_key_file(
     pins: &KnownReactors,
     now: DateTime<Utc>,
 ) -> Result<PublicKey, SealedFileError> {
-    let bad_file = |reason: &str| SealedFileError::File {
-        path: PathBuf::from("the sealing key"),
-        reason: reason.to_owned(),
-    };
     if file.api_version != API_VERSION || file.kind != KEY_KIND {
-        return Err(bad_file(
-            "not a Sealplane sealing key file (apiVersion/kind)",
-        ));
+        return Err(SealedFileError::NotAKeyFile);
     }
     let scope = Scope {
         deployment: file.deployment_id.clone(),
