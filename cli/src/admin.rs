@@ -581,19 +581,36 @@ pub async fn revoke_token(
 }
 
 /// `get principals`.
-pub async fn list_principals(conn: &Connection) -> Result<PrincipalList, ClientError> {
-    let reply = conn
-        .principals()
-        .list_principals(v1::ListPrincipalsRequest { options: None })
-        .await
-        .map_err(|s| conn.error(s))?
-        .into_inner();
+/// `get principals [--page-size N]`: every page, each read at least as
+/// new as the first.
+pub async fn list_principals(
+    conn: &Connection,
+    page_size: u32,
+) -> Result<PrincipalList, ClientError> {
+    let mut all = vec![];
+    let (mut token, mut first_read) = (String::new(), None::<u64>);
+    loop {
+        let reply = conn
+            .principals()
+            .list_principals(v1::ListPrincipalsRequest {
+                options: first_read.map(|position| v1::QueryOptions {
+                    min_position: position,
+                }),
+                page_size,
+                page_token: token,
+            })
+            .await
+            .map_err(|s| conn.error(s))?
+            .into_inner();
+        first_read = first_read.or(reply.read.map(|r| r.position));
+        all.extend(reply.principals);
+        if reply.next_page_token.is_empty() {
+            break;
+        }
+        token = reply.next_page_token;
+    }
     Ok(PrincipalList {
-        principals: reply
-            .principals
-            .into_iter()
-            .map(PrincipalRow::from)
-            .collect(),
+        principals: all.into_iter().map(PrincipalRow::from).collect(),
     })
 }
 

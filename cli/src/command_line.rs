@@ -618,7 +618,11 @@ pub enum GetNoun {
     Stores,
     /// List users and groups (admins, auditors).
     #[command(alias = "principal")]
-    Principals,
+    Principals {
+        /// Principals fetched per request (all are listed; at most 5000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=5000))]
+        page_size: u32,
+    },
     /// A store's current sealing key as a key file for `sealctl seal
     /// --cert` (`> prod.pub`), checked against your trust anchors.
     SealingKey {

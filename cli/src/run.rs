@@ -176,7 +176,7 @@ fn names_something(verb: &Verb) -> bool {
         Verb::Put { .. }
             | Verb::Verify { .. }
             | Verb::Get {
-                noun: GetNoun::Secrets { .. } | GetNoun::Stores | GetNoun::Principals
+                noun: GetNoun::Secrets { .. } | GetNoun::Stores | GetNoun::Principals { .. }
             }
             | Verb::Describe { .. }
             | Verb::Whoami
@@ -589,7 +589,9 @@ async fn plain(conn: &Connection, global: &GlobalArgs, verb: Verb) -> Result<(),
                 print(format, &secrets::list(conn, store, page_size).await?)
             }
             GetNoun::Stores => print(format, &admin::list_stores(conn).await?),
-            GetNoun::Principals => print(format, &admin::list_principals(conn).await?),
+            GetNoun::Principals { page_size } => {
+                print(format, &admin::list_principals(conn, page_size).await?)
+            }
             GetNoun::Status => print(format, &admin::status(conn).await?),
             GetNoun::SealingKey { store } => {
                 let dir = config_dir(global)?;

@@ -374,6 +374,7 @@ impl Server {
                 options: Some(v1::QueryOptions {
                     min_position: last.load(std::sync::atomic::Ordering::Relaxed),
                 }),
+                ..Default::default()
             },
         );
         let listed = client.list_principals(request).await.unwrap().into_inner();

@@ -442,6 +442,7 @@ async fn racing_commands_on_one_aggregate_resolve_cleanly() {
         .list_principals(req(
             v1::ListPrincipalsRequest {
                 options: Some(v1::QueryOptions { min_position: last }),
+                ..Default::default()
             },
             &admin,
         ))
@@ -454,6 +455,45 @@ async fn racing_commands_on_one_aggregate_resolve_cleanly() {
         16,
         "read your writes: all members visible"
     );
+    assert!(list.next_page_token.is_empty(), "one page holds them all");
+    // The same principals page by page, 3 at a time, in slug order.
+    let (mut paged, mut token) = (vec![], String::new());
+    loop {
+        let page = c
+            .principals
+            .list_principals(req(
+                v1::ListPrincipalsRequest {
+                    options: Some(v1::QueryOptions { min_position: last }),
+                    page_size: 3,
+                    page_token: token,
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.principals.len() <= 3);
+        paged.extend(page.principals.into_iter().map(|p| p.slug));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let all: Vec<String> = list.principals.iter().map(|p| p.slug.clone()).collect();
+    assert!(all.len() > 3, "{all:?}");
+    assert_eq!(paged, all);
+    let bad = c
+        .principals
+        .list_principals(req(
+            v1::ListPrincipalsRequest {
+                page_token: "../not a slug".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     drop(c); // an idle connection would hold the graceful shutdown
     server.stop();
 }

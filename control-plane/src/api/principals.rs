@@ -1,6 +1,8 @@
 //! The Principals service: users, groups and bearer tokens. Admins manage
 //! them; anyone may ask who they are and revoke their own tokens.
 
+use std::ops::Bound;
+
 use chrono::{Duration as TimeDelta, SecondsFormat};
 use sealplane_proto::v1;
 use sealplane_proto::v1::principals_server::Principals;
@@ -8,6 +10,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::app::App;
+use crate::api::secrets::page_size_of;
 use crate::api::status::{envelope_of, invalid, parse_uuid, reply_of};
 use crate::auth::token::BearerToken;
 use crate::domain::Role;
@@ -56,31 +59,34 @@ pub fn role_name(role: Role) -> &'static str {
 pub fn principals_of(m: &ReadModel) -> Vec<v1::Principal> {
     m.principals
         .iter()
-        .filter_map(|(slug, p)| {
-            let (kind, related) = if p.is_group() {
-                (
-                    "group",
-                    p.members()
-                        .map(|s| s.iter().map(Slug::to_string).collect())
-                        .unwrap_or_default(),
-                )
-            } else if p.is_user() {
-                (
-                    "user",
-                    m.groups_of(slug).iter().map(Slug::to_string).collect(),
-                )
-            } else {
-                return None;
-            };
-            Some(v1::Principal {
-                slug: slug.to_string(),
-                kind: kind.into(),
-                role: p.role().map(role_name).unwrap_or_default().into(),
-                stores: p.stores().iter().map(StoreName::to_string).collect(),
-                related,
-            })
-        })
+        .filter_map(|(slug, p)| principal_of(m, slug, p))
         .collect()
+}
+
+/// One user or group as listed; `None` for a slug that is neither (yet).
+fn principal_of(m: &ReadModel, slug: &Slug, p: &Principal) -> Option<v1::Principal> {
+    let (kind, related) = if p.is_group() {
+        (
+            "group",
+            p.members()
+                .map(|s| s.iter().map(Slug::to_string).collect())
+                .unwrap_or_default(),
+        )
+    } else if p.is_user() {
+        (
+            "user",
+            m.groups_of(slug).iter().map(Slug::to_string).collect(),
+        )
+    } else {
+        return None;
+    };
+    Some(v1::Principal {
+        slug: slug.to_string(),
+        kind: kind.into(),
+        role: p.role().map(role_name).unwrap_or_default().into(),
+        stores: p.stores().iter().map(StoreName::to_string).collect(),
+        related,
+    })
 }
 
 fn slug(text: String) -> Result<Slug, Status> {
@@ -249,10 +255,38 @@ impl Principals for PrincipalsApi {
             )
             .await?;
         let r = request.into_inner();
-        let (principals, read) = self.app.query(r.options.as_ref(), principals_of).await?;
+        let page_size = page_size_of(r.page_size)?;
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token => Some(Slug::parse(token).map_err(|_| {
+                Status::invalid_argument(
+                    "page_token is not one this server handed out; pass next_page_token from the previous reply, or none for the first page",
+                )
+            })?),
+        };
+        let ((principals, more), read) = self
+            .app
+            .query(r.options.as_ref(), |m| {
+                let from = match &after {
+                    Some(slug) => Bound::Excluded(slug),
+                    None => Bound::Unbounded,
+                };
+                let mut listed = m
+                    .principals
+                    .range::<Slug, _>((from, Bound::Unbounded))
+                    .filter_map(|(slug, p)| principal_of(m, slug, p));
+                let page: Vec<_> = listed.by_ref().take(page_size).collect();
+                (page, listed.next().is_some())
+            })
+            .await?;
+        let next_page_token = match (more, principals.last()) {
+            (true, Some(last)) => last.slug.clone(),
+            _ => String::new(),
+        };
         Ok(Response::new(v1::ListPrincipalsReply {
             principals,
             read: Some(read),
+            next_page_token,
         }))
     }
 

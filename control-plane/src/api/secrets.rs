@@ -149,14 +149,14 @@ fn summary(uri: &SecretUri, secret: &Secret) -> v1::SecretSummary {
     }
 }
 
-/// Secrets per `ListSecrets` page when the caller names no size.
+/// Secrets (or principals) per list page when the caller names no size.
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
-/// The most secrets one `ListSecrets` page holds (well under the 4 MiB
-/// message limit: a summary is at most about 700 bytes).
+/// The most secrets (or principals) one list page holds (well under the
+/// 4 MiB message limit: a summary is at most about 700 bytes).
 pub const MAX_PAGE_SIZE: usize = 5000;
 
 /// The page size asked for, or why it is refused.
-fn page_size_of(asked: u32) -> Result<usize, Status> {
+pub(crate) fn page_size_of(asked: u32) -> Result<usize, Status> {
     match asked as usize {
         0 => Ok(DEFAULT_PAGE_SIZE),
         n if n <= MAX_PAGE_SIZE => Ok(n),
