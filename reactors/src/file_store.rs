@@ -178,8 +178,33 @@ pub struct FileStore {
 struct Files {
     root: PathBuf,
     key: MasterKey,
-    /// Serialises writers in this process, so two puts never pick one version number.
-    write_lock: Mutex<()>,
+    /// Serialises the writers of one secret in this process, so two puts
+    /// never pick one version number; writes to different secrets run (and
+    /// fsync) at once.
+    locks: PathLocks,
+}
+
+/// Locks striped by secret path: one path always takes the same lock,
+/// different paths mostly different ones (a shared stripe only serialises).
+struct PathLocks([Mutex<()>; LOCK_STRIPES]);
+
+/// Stripes of [`PathLocks`]: far more than the writes a reactor runs at once.
+const LOCK_STRIPES: usize = 256;
+
+impl PathLocks {
+    fn new() -> Self {
+        PathLocks(std::array::from_fn(|_| Mutex::new(())))
+    }
+
+    fn lock(&self, path: &str) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        path.hash(&mut hasher);
+        let stripe = (hasher.finish() % LOCK_STRIPES as u64) as usize;
+        // Nothing the lock guards can be left half-done by a panic: the
+        // files on disk are the state, written atomically.
+        self.0[stripe].lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl fmt::Debug for FileStore {
@@ -243,7 +268,7 @@ impl Files {
         Ok(Self {
             root,
             key,
-            write_lock: Mutex::new(()),
+            locks: PathLocks::new(),
         })
     }
 
@@ -272,11 +297,25 @@ impl Files {
                         // The rest of the path is missing too.
                         return Ok((self.root.join(path), false));
                     }
-                    DirBuilder::new()
-                        .mode(0o700)
-                        .create(&dir)
-                        .map_err(io_err("create directory", &dir))?;
-                    sync_dir(&parent)?;
+                    match DirBuilder::new().mode(0o700).create(&dir) {
+                        Ok(()) => sync_dir(&parent)?,
+                        // Another secret's write made it meanwhile (writes
+                        // to different secrets run at once): check it as
+                        // an existing part.
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            let m = fs::symlink_metadata(&dir).map_err(io_err("inspect", &dir))?;
+                            if !m.is_dir() {
+                                return Err(UpstreamError::Io {
+                                    op: "use as secret directory",
+                                    target: dir.display().to_string(),
+                                    source: io::Error::other(
+                                        "not a plain directory (a file or a symlink)",
+                                    ),
+                                });
+                            }
+                        }
+                        Err(e) => return Err(io_err("create directory", &dir)(e)),
+                    }
                 }
                 Err(e) => return Err(io_err("inspect", &dir)(e)),
             }
@@ -518,10 +557,10 @@ impl Files {
         value: &SecretValue,
         meta: &WriteMeta,
     ) -> Result<Written, UpstreamError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.locks.lock(path);
         let (dir, exists) = self.secret_dir(path, Create::Parents)?;
-        if !exists {
-            return self.create_secret(path, &dir, value, meta);
+        if !exists && let Some(written) = self.create_secret(path, &dir, value, meta)? {
+            return Ok(written);
         }
         let state = self.scan(path, &dir)?;
         let managed = state.managed();
@@ -590,13 +629,15 @@ impl Files {
     /// The first version of a secret whose directory does not exist yet:
     /// the directory appears at once with its version and head, or not at
     /// all (a crash leaves a temporary directory beside it, nothing else).
+    /// `None` when the directory appeared meanwhile (a nested secret's
+    /// write made it as a parent): the caller writes into it instead.
     fn create_secret(
         &self,
         path: &str,
         dir: &Path,
         value: &SecretValue,
         meta: &WriteMeta,
-    ) -> Result<Written, UpstreamError> {
+    ) -> Result<Option<Written>, UpstreamError> {
         let version = 1;
         let file = self.version_file(path, version, value, meta, false, true)?;
         let head = head::encode(
@@ -608,13 +649,16 @@ impl Files {
             },
         );
         let name = version_file_name(version);
-        durable::create_dir_with(dir, 0o700, &[(&name, &file), (HEAD, &head)], 0o600)
-            .map_err(durable_err)?;
-        Ok(Written {
+        match durable::create_dir_with(dir, 0o700, &[(&name, &file), (HEAD, &head)], 0o600) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(durable_err(e)),
+        }
+        Ok(Some(Written {
             version,
             upstream_ref: upstream_ref(path, version),
             changed: true,
-        })
+        }))
     }
 
     fn get_sync(&self, path: &str) -> Result<Option<SecretValue>, UpstreamError> {
@@ -639,7 +683,7 @@ impl Files {
     }
 
     fn delete_sync(&self, path: &str, destroy: bool) -> Result<(), UpstreamError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.locks.lock(path);
         let not_found = || UpstreamError::NotFound {
             path: path.to_owned(),
         };

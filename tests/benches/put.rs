@@ -7,7 +7,8 @@
 //! in sealing, opening and hashing, and one `sealctl put` process.
 //!
 //! Run: `cargo build --release --workspace --bins && cargo bench -p
-//! sealplane-tests --bench put` (`PUT_BENCH_PUTS=N` scales the run).
+//! sealplane-tests --bench put` (`PUT_BENCH_PUTS=N` scales the run,
+//! `PUT_BENCH_CLIENTS=1,64` picks the client counts).
 //!
 //! `PUT_BENCH_MODE=metrics` runs instead the cost of metrics: the same put
 //! workload (16 clients) against two deployments in one run, one with no
@@ -72,7 +73,12 @@ async fn main() {
         "| clients | puts | sealplane put/s | p50 ms | p99 ms | direct file store writes/s | p50 ms | p99 ms | ratio |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for clients in [1usize, 16, 64] {
+    // `PUT_BENCH_CLIENTS=1,64` runs only those client counts.
+    let counts: Vec<usize> = std::env::var("PUT_BENCH_CLIENTS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 64]);
+    for clients in counts {
         let per_client = (total / clients / if clients == 1 { 4 } else { 1 }).max(5);
         let (conn2, pins2) = (conn.clone(), pins_path.clone());
         let round = Uuid::new_v4().simple().to_string();

@@ -672,3 +672,50 @@ fn a_secret_nested_under_another_gets_a_head_before_its_first_version() {
     fs::remove_file(s.root().join("a/+head")).unwrap();
     assert_rolled_back(get(&s, "a"), "a");
 }
+
+#[test]
+fn given_many_writers_when_they_put_different_secrets_at_once_then_every_one_lands() {
+    // Writes to different secrets run at once (one lock per path), also
+    // when they create the same parent directories, or one secret is the
+    // parent directory of another (`team/a` and `team/a/b`).
+    let (_dir, s) = store();
+    let paths: Vec<String> = (0..8)
+        .flat_map(|t| (0..6).flat_map(move |i| [format!("team/p{i}"), format!("team/p{i}/t{t}")]))
+        .collect();
+    std::thread::scope(|scope| {
+        for chunk in paths.chunks(6) {
+            let s = s.clone();
+            scope.spawn(move || {
+                for path in chunk {
+                    put(&s, path, &value(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+                }
+            });
+        }
+    });
+    for path in &paths {
+        let got = get(&s, path)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{path} is missing"));
+        assert_eq!(got.get("password"), Some(path.as_bytes()), "{path}");
+    }
+}
+
+#[test]
+fn given_many_writers_of_one_secret_when_they_put_at_once_then_versions_are_one_to_n() {
+    let (_dir, s) = store();
+    let written = std::sync::Mutex::new(vec![]);
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (s, written) = (s.clone(), &written);
+            scope.spawn(move || {
+                for i in 0..4 {
+                    let w = put(&s, "team/shared", &value(&format!("{t}-{i}"))).unwrap();
+                    written.lock().unwrap().push(w.version);
+                }
+            });
+        }
+    });
+    let mut versions = written.into_inner().unwrap();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=32).collect::<Vec<u64>>());
+}
