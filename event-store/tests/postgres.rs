@@ -398,8 +398,11 @@ async fn two_stores_on_one_database_share_leases_and_sections() {
     let held = b.exclusive("verify").await.unwrap();
     let ended = backend
         .execute(
+            // pg_locks is server-wide: only this test's database, or a
+            // parallel test's session holding a section of its own dies too.
             "SELECT pg_terminate_backend(pid) FROM pg_locks \
-             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 .to_owned(),
         )
         .await;
