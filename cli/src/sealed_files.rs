@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -639,8 +640,9 @@ pub async fn apply(
 ) -> Result<Report, SealedFileError> {
     let files = read_all(paths);
     let keys = KnownKeys::of(conn, &files).await;
+    let stalled = AtomicBool::new(false);
     let results = futures_util::stream::iter(files.into_iter().map(|file| {
-        let keys = &keys;
+        let (keys, stalled) = (&keys, &stalled);
         async move {
             let file = match file {
                 Ok(file) => file,
@@ -649,6 +651,9 @@ pub async fn apply(
             let uri = file.uri.to_string();
             if let Err(e) = keys.check(&file) {
                 return FileResult::failed(&file.path, &uri, e);
+            }
+            if stalled.load(Ordering::Relaxed) {
+                return FileResult::failed(&file.path, &uri, STALLED.into());
             }
             if dry_run {
                 return FileResult {
@@ -661,7 +666,11 @@ pub async fn apply(
             }
             match submit(conn, &file, false).await {
                 Ok(status) => applied(&file, &status),
-                Err(e) => FileResult::failed(&file.path, &uri, e),
+                Err(Submit::TimedOut(e)) => {
+                    stalled.store(true, Ordering::Relaxed);
+                    FileResult::failed(&file.path, &uri, e)
+                }
+                Err(Submit::Refused(e)) => FileResult::failed(&file.path, &uri, e),
             }
         }
     }))
@@ -691,12 +700,24 @@ fn applied(file: &Checked, status: &v1::UploadStatus) -> FileResult {
     }
 }
 
+/// Why a file's submission has no outcome.
+enum Submit {
+    /// The control plane refused it, or the watch broke.
+    Refused(String),
+    /// The reactor did not answer in [`OUTCOME_WAIT`].
+    TimedOut(String),
+}
+
+/// What the files after a timed-out one get, unsent: waiting the full
+/// time for each of a thousand files would take hours.
+const STALLED: &str = "not submitted: the store's reactor did not answer an earlier file in time; check that it runs and apply again";
+
 /// Submits one file and waits for its outcome.
 async fn submit(
     conn: &Connection,
     file: &Checked,
     reseal: bool,
-) -> Result<v1::UploadStatus, String> {
+) -> Result<v1::UploadStatus, Submit> {
     let mut secrets = conn.secrets();
     let reply = secrets
         .apply_sealed(v1::ApplySealedRequest {
@@ -707,7 +728,7 @@ async fn submit(
             reseal,
         })
         .await
-        .map_err(|s| conn.error(s).to_string())?
+        .map_err(|s| Submit::Refused(conn.error(s).to_string()))?
         .into_inner();
     let wait = async {
         let mut stream = secrets
@@ -726,15 +747,14 @@ async fn submit(
             }
         }
     };
-    tokio::time::timeout(OUTCOME_WAIT, wait)
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no outcome within {} s (request {}); is the store's reactor running?",
-                OUTCOME_WAIT.as_secs(),
-                reply.request_id
-            ))
-        })
+    match tokio::time::timeout(OUTCOME_WAIT, wait).await {
+        Ok(outcome) => outcome.map_err(Submit::Refused),
+        Err(_) => Err(Submit::TimedOut(format!(
+            "no outcome within {} s (request {}, which the reactor still carries out when it is back); is the store's reactor running?",
+            OUTCOME_WAIT.as_secs(),
+            reply.request_id
+        ))),
+    }
 }
 
 fn is_terminal(state: UploadState) -> bool {
@@ -770,8 +790,9 @@ pub async fn reseal(
             slot.insert(key.map(|k| k.key_id).map_err(|e| e.to_string()));
         }
     }
+    let stalled = AtomicBool::new(false);
     let results = futures_util::stream::iter(files.into_iter().map(|file| {
-        let (keys, newest) = (&keys, &newest);
+        let (keys, newest, stalled) = (&keys, &newest, &stalled);
         async move {
             let file = match file {
                 Ok(file) => file,
@@ -795,10 +816,17 @@ pub async fn reseal(
                     error: None,
                 };
             }
+            if stalled.load(Ordering::Relaxed) {
+                return FileResult::failed(&file.path, &uri, STALLED.into());
+            }
             let status = match submit(conn, &file, true).await {
                 Ok(status) if status.state() == UploadState::Resealed => status,
                 Ok(status) => return applied(&file, &status),
-                Err(e) => return FileResult::failed(&file.path, &uri, e),
+                Err(Submit::TimedOut(e)) => {
+                    stalled.store(true, Ordering::Relaxed);
+                    return FileResult::failed(&file.path, &uri, e);
+                }
+                Err(Submit::Refused(e)) => return FileResult::failed(&file.path, &uri, e),
             };
             if status.sealing_key_id != target {
                 return FileResult::failed(
@@ -817,7 +845,11 @@ pub async fn reseal(
                 ..file.file.clone()
             };
             let text = FileFormat::of(&file.path).render(&resealed);
-            match sealplane_host::durable::write_atomic(&file.path, text.as_bytes(), 0o644) {
+            // The file keeps its mode (it holds ciphertext only).
+            let mode = std::fs::metadata(&file.path)
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+                .unwrap_or(0o644);
+            match sealplane_host::durable::write_atomic(&file.path, text.as_bytes(), mode) {
                 Ok(()) => FileResult {
                     file: file.path.display().to_string(),
                     uri,
