@@ -82,14 +82,7 @@ impl StoreCertificate {
             reactor_key,
             &serial,
         ];
-        let mut out = Vec::new();
-        for field in fields {
-            // Every field is short (a store name is at most 63 bytes).
-            let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(field);
-        }
-        out
+        crate::encoding::length_prefixed(&fields)
     }
 
     /// The reactor identity's 32 bytes.

@@ -22,6 +22,7 @@ pub mod v1 {
 }
 
 pub mod certificate;
+pub mod encoding;
 pub mod feed;
 pub mod keyed_hash;
 pub mod limits;

@@ -142,14 +142,7 @@ impl SignedCheckpoint {
             &previous,
             key_id.as_bytes(),
         ];
-        let mut out = Vec::new();
-        for field in fields {
-            // Every field is short (a key id is 44 bytes).
-            let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(field);
-        }
-        out
+        crate::encoding::length_prefixed(&fields)
     }
 
     /// The time as RFC 3339, seconds, UTC.

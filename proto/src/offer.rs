@@ -82,15 +82,7 @@ impl KeyOffer {
             &self.public_key,
             expires.as_bytes(),
         ];
-        let mut out = Vec::with_capacity(fields.iter().map(|f| 4 + f.len()).sum());
-        for field in fields {
-            // A URI is at most 512 bytes (SPEC §3); saturating keeps this
-            // total even for absurd input, which then simply fails to verify.
-            let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(field);
-        }
-        out
+        crate::encoding::length_prefixed(&fields)
     }
 }
 

@@ -295,34 +295,70 @@ impl Payload {
 
     /// The payload's JSON, in a buffer zeroized on drop.
     pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>, SealError> {
-        // Sized up front so the Vec never reallocates: a reallocation would
-        // leave a copy of the JSON in freed memory that nothing zeroizes.
-        // Bound: JSON escaping is at most 6 bytes per input byte.
-        let capacity = 96
-            + 6 * self.uri.len()
-            + self
-                .data
-                .entries
-                .iter()
-                .map(|(k, v)| 8 + 6 * k.len() + 4 * v.len().div_ceil(3))
-                .sum::<usize>();
-        let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
-        serde_json::to_writer(&mut *buf, self).map_err(|_| SealError::SealFailed)?;
-        Ok(buf)
+        json_of(self, &self.data, self.uri.len())
     }
+}
+
+/// `payload`'s JSON in a zeroizing buffer sized up front so it never
+/// reallocates: a reallocation would leave a copy of the JSON in freed
+/// memory that nothing zeroizes. Bound: JSON escaping is at most 6 bytes
+/// per input byte; `text_len` is the payload's other strings' length.
+fn json_of<T: Serialize>(
+    payload: &T,
+    data: &SecretValue,
+    text_len: usize,
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    let capacity = 128
+        + 6 * text_len
+        + data
+            .entries
+            .iter()
+            .map(|(k, v)| 8 + 6 * k.len() + 4 * v.len().div_ceil(3))
+            .sum::<usize>();
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
+    serde_json::to_writer(&mut *buf, payload).map_err(|_| SealError::SealFailed)?;
+    Ok(buf)
+}
+
+/// Seals `json` of a payload holding `data` to `recipient` (libsodium
+/// sealed box); refuses a value with no key (a payload can also come from
+/// deserialization, so its constructor's check is made again).
+fn seal_json(
+    json: Result<Zeroizing<Vec<u8>>, SealError>,
+    data: &SecretValue,
+    recipient: &PublicKey,
+) -> Result<Vec<u8>, SealError> {
+    if data.is_empty() {
+        return Err(SealError::EmptySecret);
+    }
+    recipient
+        .seal(&mut OsRng, &json?)
+        .map_err(|_| SealError::SealFailed)
+}
+
+/// Opens a sealed box with `key` and parses its JSON as `T`. serde_json's
+/// error text can quote input ("invalid type: string ..."), so only its
+/// category survives, said as `expected` for a JSON of the wrong shape.
+fn unseal_json<T: serde::de::DeserializeOwned>(
+    ciphertext: &[u8],
+    key: &SecretKey,
+    expected: &'static str,
+) -> Result<T, SealError> {
+    let json = Zeroizing::new(
+        key.unseal(ciphertext)
+            .map_err(|_| SealError::NotSealedForThisKey)?,
+    );
+    serde_json::from_slice(&json).map_err(|e| {
+        SealError::MalformedPayload(match e.classify() {
+            serde_json::error::Category::Data => expected,
+            _ => "not valid JSON",
+        })
+    })
 }
 
 /// Seals `payload` to the one-time `recipient` key (libsodium sealed box).
 pub fn seal(payload: &Payload, recipient: &PublicKey) -> Result<Vec<u8>, SealError> {
-    // Payload::new already refuses this; re-checked because a payload can
-    // also come from deserialization.
-    if payload.data.is_empty() {
-        return Err(SealError::EmptySecret);
-    }
-    let json = payload.to_json()?;
-    recipient
-        .seal(&mut OsRng, &json)
-        .map_err(|_| SealError::SealFailed)
+    seal_json(payload.to_json(), &payload.data, recipient)
 }
 
 /// Opens a sealed payload and returns its value only if it names the
@@ -334,20 +370,11 @@ pub fn open(
     expected_uri: &str,
     expected_purpose: Purpose,
 ) -> Result<SecretValue, SealError> {
-    let json = Zeroizing::new(
-        key.unseal(ciphertext)
-            .map_err(|_| SealError::NotSealedForThisKey)?,
-    );
-    // serde_json's error text can quote input ("invalid type: string ..."),
-    // so only its category survives.
-    let payload: Payload = serde_json::from_slice(&json).map_err(|e| {
-        SealError::MalformedPayload(match e.classify() {
-            serde_json::error::Category::Data => {
-                "expected {request_id, uri, purpose, data} with valid key names and base64 values"
-            }
-            _ => "not valid JSON",
-        })
-    })?;
+    let payload: Payload = unseal_json(
+        ciphertext,
+        key,
+        "expected {request_id, uri, purpose, data} with valid key names and base64 values",
+    )?;
     if payload.data.is_empty() {
         return Err(SealError::MalformedPayload("the secret has no key"));
     }
@@ -423,30 +450,13 @@ impl FilePayload {
     }
 
     fn to_json(&self) -> Result<Zeroizing<Vec<u8>>, SealError> {
-        // As for `Payload::to_json`: sized so the buffer never reallocates.
-        let capacity = 128
-            + 6 * (self.uri.len() + self.key_id.len())
-            + self
-                .data
-                .entries
-                .iter()
-                .map(|(k, v)| 8 + 6 * k.len() + 4 * v.len().div_ceil(3))
-                .sum::<usize>();
-        let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
-        serde_json::to_writer(&mut *buf, self).map_err(|_| SealError::SealFailed)?;
-        Ok(buf)
+        json_of(self, &self.data, self.uri.len() + self.key_id.len())
     }
 }
 
 /// Seals a file payload to a sealing key's public half.
 pub fn seal_file(payload: &FilePayload, recipient: &PublicKey) -> Result<Vec<u8>, SealError> {
-    if payload.data.is_empty() {
-        return Err(SealError::EmptySecret);
-    }
-    let json = payload.to_json()?;
-    recipient
-        .seal(&mut OsRng, &json)
-        .map_err(|_| SealError::SealFailed)
+    seal_json(payload.to_json(), &payload.data, recipient)
 }
 
 /// Opens a sealed file with sealing key `expected_key_id`'s private half
@@ -457,18 +467,11 @@ pub fn open_file(
     expected_uri: &str,
     expected_key_id: &str,
 ) -> Result<FilePayload, SealError> {
-    let json = Zeroizing::new(
-        key.unseal(ciphertext)
-            .map_err(|_| SealError::NotSealedForThisKey)?,
-    );
-    let payload: FilePayload = serde_json::from_slice(&json).map_err(|e| {
-        SealError::MalformedPayload(match e.classify() {
-            serde_json::error::Category::Data => {
-                "expected {format, uri, key_id, data} with valid key names and base64 values"
-            }
-            _ => "not valid JSON",
-        })
-    })?;
+    let payload: FilePayload = unseal_json(
+        ciphertext,
+        key,
+        "expected {format, uri, key_id, data} with valid key names and base64 values",
+    )?;
     if payload.format != FILE_PAYLOAD_FORMAT {
         return Err(SealError::MalformedPayload("not a sealed file payload"));
     }

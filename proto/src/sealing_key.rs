@@ -81,13 +81,7 @@ impl SealingKeyStatement {
             from.as_bytes(),
             until.as_bytes(),
         ];
-        let mut out = Vec::new();
-        for field in fields {
-            let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(field);
-        }
-        out
+        crate::encoding::length_prefixed(&fields)
     }
 
     /// The statement of the wire fields, checking their form (not the signature).
