@@ -556,6 +556,33 @@ fn check_key(text: &str, field: &'static str, bytes: usize) -> Result<(), Upload
     }
 }
 
+/// When a key (or a sealed file's wait) asked for at `now` with `ttl`
+/// expires: in whole seconds, as the reactor signs it (`KeyOffer`), so the
+/// signed and the enforced expiry are one.
+fn expiry(now: DateTime<Utc>, ttl: Duration) -> Result<DateTime<Utc>, UploadRefusal> {
+    Some(ttl)
+        .filter(|ttl| *ttl > Duration::zero() && *ttl <= MAX_KEY_TTL)
+        .and_then(|ttl| now.checked_add_signed(ttl))
+        .map(|at| at.trunc_subsecs(0))
+        .ok_or(UploadRefusal::TtlOutOfRange(ttl.num_seconds()))
+}
+
+/// Refuses a ciphertext that is not base64 of a sealed box of at most
+/// `max` bytes.
+fn check_ciphertext(ciphertext: &str, max: usize) -> Result<(), UploadRefusal> {
+    let bytes = STANDARD
+        .decode(ciphertext)
+        .map_err(|_| UploadRefusal::CiphertextNotBase64)?
+        .len();
+    if bytes < SEALED_BOX_OVERHEAD {
+        return Err(UploadRefusal::CiphertextTooShort(bytes));
+    }
+    if bytes > max {
+        return Err(UploadRefusal::CiphertextTooLarge { bytes, limit: max });
+    }
+    Ok(())
+}
+
 impl UploadRequest {
     /// Where the request is in the protocol.
     pub fn status(&self) -> UploadStatus {
@@ -700,16 +727,7 @@ impl UploadRequest {
         if ctx.now >= request.expires_at {
             return Err(UploadRefusal::Expired(request.expires_at));
         }
-        let decoded = STANDARD.decode(ciphertext);
-        let bytes = decoded
-            .map_err(|_| UploadRefusal::CiphertextNotBase64)?
-            .len();
-        if bytes < SEALED_BOX_OVERHEAD {
-            return Err(UploadRefusal::CiphertextTooShort(bytes));
-        }
-        if bytes > max {
-            return Err(UploadRefusal::CiphertextTooLarge { bytes, limit: max });
-        }
+        check_ciphertext(ciphertext, max)?;
         Ok(vec![UploadEvent::SecretUploadRequested {
             request_id: request.request_id,
             ciphertext: ciphertext.to_owned(),
@@ -749,13 +767,8 @@ impl UploadRequest {
                 if *key_id == file.key_id || !sealplane_proto::sealing_key::is_key_id(key_id) {
                     return Err(UploadRefusal::AlreadyNewest(key_id.clone()));
                 }
-                let bytes = STANDARD
-                    .decode(ciphertext)
-                    .map_err(|_| UploadRefusal::CiphertextNotBase64)?
-                    .len();
-                if bytes < SEALED_BOX_OVERHEAD {
-                    return Err(UploadRefusal::CiphertextTooShort(bytes));
-                }
+                // The reactor's box: no user limit, but the form of one.
+                check_ciphertext(ciphertext, usize::MAX)?;
                 return Ok(vec![event]);
             }
             (
@@ -877,24 +890,8 @@ impl UploadRequest {
             }
             SealingKeyStanding::Newest | SealingKeyStanding::Older => {}
         }
-        let bytes = STANDARD
-            .decode(ciphertext)
-            .map_err(|_| UploadRefusal::CiphertextNotBase64)?
-            .len();
-        if bytes < SEALED_BOX_OVERHEAD {
-            return Err(UploadRefusal::CiphertextTooShort(bytes));
-        }
-        if bytes > *max_ciphertext_bytes {
-            return Err(UploadRefusal::CiphertextTooLarge {
-                bytes,
-                limit: *max_ciphertext_bytes,
-            });
-        }
-        let expires_at = Some(*ttl)
-            .filter(|ttl| *ttl > Duration::zero() && *ttl <= MAX_KEY_TTL)
-            .and_then(|ttl| ctx.now.checked_add_signed(ttl))
-            .map(|at| at.trunc_subsecs(0))
-            .ok_or(UploadRefusal::TtlOutOfRange(ttl.num_seconds()))?;
+        check_ciphertext(ciphertext, *max_ciphertext_bytes)?;
+        let expires_at = expiry(ctx.now, *ttl)?;
         Ok(vec![UploadEvent::SealedFileSubmitted {
             request_id: *request_id,
             uri: uri.clone(),
@@ -1041,13 +1038,7 @@ impl Aggregate for UploadRequest {
         if !store_accepts_uploads {
             return Err(UploadRefusal::StoreNotAccepting(uri.store.clone()));
         }
-        let expires_at = Some(*ttl)
-            .filter(|ttl| *ttl > Duration::zero() && *ttl <= MAX_KEY_TTL)
-            .and_then(|ttl| ctx.now.checked_add_signed(ttl))
-            // Whole seconds: the reactor signs the expiry at that precision
-            // (KeyOffer), so the signed and the enforced expiry are one.
-            .map(|at| at.trunc_subsecs(0))
-            .ok_or(UploadRefusal::TtlOutOfRange(ttl.num_seconds()))?;
+        let expires_at = expiry(ctx.now, *ttl)?;
         Ok(vec![UploadEvent::SecretUploadKeyRequested {
             request_id: *request_id,
             uri: uri.clone(),

@@ -858,3 +858,151 @@ fn a_key_requests_arguments_are_the_callers_not_the_facts_gathered() {
         "the ciphertext is digested"
     );
 }
+
+// Sealed files (SPEC §11, ADR 0025).
+
+const OLD_KEY: &str = "sk-0000000000000001";
+const NEW_KEY: &str = "sk-0000000000000002";
+
+fn submit(reseal: bool, key: SealingKeyStanding, may_write: bool) -> C {
+    C::SubmitSealed {
+        request_id: RID,
+        uri: uri(),
+        key_id: OLD_KEY.into(),
+        ciphertext: b64(100),
+        reseal,
+        ttl: Duration::minutes(5),
+        max_ciphertext_bytes: 1000,
+        store_accepts_uploads: true,
+        may_write,
+        key,
+        current: Some((3, hash("c"))),
+    }
+}
+
+fn submitted(reseal: bool) -> E {
+    E::SealedFileSubmitted {
+        request_id: RID,
+        uri: uri(),
+        store: uri().store,
+        requester: alice().slug,
+        key_id: OLD_KEY.into(),
+        reseal,
+        ciphertext: b64(100),
+        current_version: Some(3),
+        current_hash: Some(hash("c")),
+        expires_at: exp(),
+    }
+}
+
+#[test]
+fn given_no_request_when_a_writer_submits_a_file_sealed_to_a_known_key_then_it_waits_for_the_reactor()
+ {
+    let state = given::<UploadRequest>([])
+        .as_actor(alice())
+        .when(submit(false, SealingKeyStanding::Older, true))
+        .then_events(vec![submitted(false)]);
+    assert_eq!(state.status(), S::UploadRequested);
+    assert_eq!(state.sealed().map(|f| f.key_id.as_str()), Some(OLD_KEY));
+}
+
+#[test]
+fn given_a_file_whose_key_or_submitter_does_not_qualify_when_submitted_then_refused() {
+    let cases = [
+        (submit(false, SealingKeyStanding::Unknown, true), alice()),
+        (submit(false, SealingKeyStanding::Retired, true), alice()),
+        (submit(true, SealingKeyStanding::Newest, true), alice()),
+        (submit(false, SealingKeyStanding::Older, false), alice()),
+        (submit(false, SealingKeyStanding::Older, true), bot()),
+    ];
+    let expected = [
+        R::UnknownSealingKey {
+            store: uri().store,
+            key_id: OLD_KEY.into(),
+        },
+        R::RetiredSealingKey(OLD_KEY.into()),
+        R::AlreadyNewest(OLD_KEY.into()),
+        R::MayNotWrite(uri()),
+        R::RoleMayNotUpload,
+    ];
+    for ((command, who), refusal) in cases.into_iter().zip(expected) {
+        given::<UploadRequest>([])
+            .as_actor(who)
+            .when(command)
+            .then_refused(refusal);
+    }
+}
+
+#[test]
+fn given_an_applied_file_when_the_reactor_reports_the_latest_version_unchanged_then_it_ends_with_no_version()
+ {
+    let state = given::<UploadRequest>([submitted(false)])
+        .as_actor(bot())
+        .when(C::ReportUnchanged { version: 3 })
+        .then_events(vec![E::SealedFileUnchanged {
+            request_id: RID,
+            uri: uri(),
+            version: 3,
+        }]);
+    assert_eq!(state.status(), S::Unchanged);
+    given::<UploadRequest>([submitted(false)])
+        .as_actor(bot())
+        .when(C::ReportUnchanged { version: 2 })
+        .then_refused(R::NotLatest {
+            reported: 2,
+            latest: Some(3),
+        });
+}
+
+#[test]
+fn given_a_file_to_reseal_when_the_reactor_reports_then_only_a_new_box_for_another_key_ends_it() {
+    let state = given::<UploadRequest>([submitted(true)])
+        .as_actor(bot())
+        .when(C::ReportResealed {
+            key_id: NEW_KEY.into(),
+            ciphertext: b64(120),
+        })
+        .then_events(vec![E::SealedFileResealed {
+            request_id: RID,
+            uri: uri(),
+            key_id: NEW_KEY.into(),
+            ciphertext: b64(120),
+        }]);
+    assert_eq!(state.status(), S::Resealed);
+    given::<UploadRequest>([submitted(true)])
+        .as_actor(bot())
+        .when(C::ReportResealed {
+            key_id: OLD_KEY.into(),
+            ciphertext: b64(120),
+        })
+        .then_refused(R::AlreadyNewest(OLD_KEY.into()));
+    let stored = C::ReportUploaded {
+        version: 4,
+        hash: hash("d"),
+        key_hashes: key_hashes(),
+        upstream_ref: "ref".into(),
+    };
+    given::<UploadRequest>([submitted(true)])
+        .as_actor(bot())
+        .when(stored)
+        .then_refused(R::WrongPurpose("ReportResealed"));
+    given::<UploadRequest>([submitted(false)])
+        .as_actor(bot())
+        .when(C::ReportResealed {
+            key_id: NEW_KEY.into(),
+            ciphertext: b64(120),
+        })
+        .then_refused(R::NotThatKind("sealed file of that kind"));
+}
+
+#[test]
+fn given_a_sealed_file_when_a_one_time_key_expiry_or_another_stores_reactor_reports_then_refused() {
+    given::<UploadRequest>([submitted(false)])
+        .as_actor(bot())
+        .when(C::ExpireKey)
+        .then_refused(R::NotThatKind("one-time key request"));
+    given::<UploadRequest>([submitted(false)])
+        .as_actor(reactor("other", &["dev"]))
+        .when(C::ReportUnchanged { version: 3 })
+        .then_refused(R::NotServed(uri().store));
+}
