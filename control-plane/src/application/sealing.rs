@@ -6,14 +6,14 @@
 use chrono::Duration as TimeDelta;
 use uuid::Uuid;
 
-use super::upload::resolve;
+use super::upload::{require_upload_slot, resolve};
 use super::{App, UseCaseError};
 use crate::command::{CommandEnvelope, Executed};
+use crate::domain::Actor;
 use crate::domain::names::{SecretRef, SecretUri, StoreName};
 use crate::domain::sealing_keys::{SealingKeyCommand, SealingKeys};
 use crate::domain::secret::{Secret, SecretCommand};
 use crate::domain::upload::{SealingKeyStanding, UploadCommand, UploadRequest};
-use crate::domain::{Actor, RefusalKind};
 use crate::streams;
 
 /// A sealed file to submit, as the user's `sealctl apply` or `reseal` sent it.
@@ -56,16 +56,7 @@ pub async fn submit_sealed(
         .model
         .read(|m| m.stores.accepting_uploads(&uri.store).is_ok());
     let ctx = app.context_of(actor);
-    let (open, _) = app.model.read(|m| m.open_uploads_of(&actor.slug));
-    if open as u64 >= app.limits.max_open_uploads_per_principal {
-        return Err(UseCaseError::refused(
-            RefusalKind::Exhausted,
-            format!(
-                "`{}` already has {open} upload requests open (the limit is {}); let them finish and try again",
-                actor.slug, app.limits.max_open_uploads_per_principal
-            ),
-        ));
-    }
+    require_upload_slot(app, actor)?;
     if accepting {
         let prepare = SecretCommand::PrepareWrite { uri: uri.clone() };
         app.execute::<Secret>(&streams::secret(&uri), &prepare, &ctx, envelope)

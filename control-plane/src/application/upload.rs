@@ -112,6 +112,24 @@ pub fn not_found(uri: &SecretUri) -> UseCaseError {
     )
 }
 
+/// Refuses an actor who has `limits.max_open_uploads_per_principal`
+/// upload requests (one-time keys or sealed files) open already.
+pub fn require_upload_slot(app: &App, actor: &Actor) -> Result<(), UseCaseError> {
+    let (open, _) = app.model.read(|m| m.open_uploads_of(&actor.slug));
+    if open as u64 >= app.limits.max_open_uploads_per_principal {
+        return Err(UseCaseError::refused(
+            RefusalKind::Exhausted,
+            format!(
+                "`{}` already has {open} upload requests open (the limit is {}); let them finish or expire (at most {} s) and try again",
+                actor.slug,
+                app.limits.max_open_uploads_per_principal,
+                app.limits.upload_key_ttl_seconds
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Step 1 of SPEC §3: the store must accept uploads, the actor must be
 /// allowed (a put creates the secret on its first write or needs the
 /// writers list; a verify needs the readers list and a free slot in the
@@ -138,18 +156,7 @@ pub async fn request_upload_key(
     });
     let (reactor_key, certificate, deployment_id) = store?;
     let ctx = app.context_of(actor);
-    let (open, _) = app.model.read(|m| m.open_uploads_of(&actor.slug));
-    if open as u64 >= app.limits.max_open_uploads_per_principal {
-        return Err(UseCaseError::refused(
-            RefusalKind::Exhausted,
-            format!(
-                "`{}` already has {open} upload requests open (the limit is {}); let them finish or expire (at most {} s) and try again",
-                actor.slug,
-                app.limits.max_open_uploads_per_principal,
-                app.limits.upload_key_ttl_seconds
-            ),
-        ));
-    }
+    require_upload_slot(app, actor)?;
     // Verifications take turns, in every control plane sharing the store:
     // each counts every one recorded before it (50 at once must not all
     // see the old count), those of other control planes included.
