@@ -587,28 +587,20 @@ pub async fn list_principals(
     conn: &Connection,
     page_size: u32,
 ) -> Result<PrincipalList, ClientError> {
-    let mut all = vec![];
-    let (mut token, mut first_read) = (String::new(), None::<u64>);
-    loop {
+    let all = crate::client::all_pages(|page_token, options| async move {
         let reply = conn
             .principals()
             .list_principals(v1::ListPrincipalsRequest {
-                options: first_read.map(|position| v1::QueryOptions {
-                    min_position: position,
-                }),
+                options,
                 page_size,
-                page_token: token,
+                page_token,
             })
             .await
             .map_err(|s| conn.error(s))?
             .into_inner();
-        first_read = first_read.or(reply.read.map(|r| r.position));
-        all.extend(reply.principals);
-        if reply.next_page_token.is_empty() {
-            break;
-        }
-        token = reply.next_page_token;
-    }
+        Ok((reply.principals, reply.read, reply.next_page_token))
+    })
+    .await?;
     Ok(PrincipalList {
         principals: all.into_iter().map(PrincipalRow::from).collect(),
     })

@@ -284,6 +284,33 @@ pub fn error_of(addr: &str, status: Status) -> ClientError {
 }
 
 /// Fresh options for a command: a new command id each time.
+/// Every page of a paged list. `fetch(page_token, min_position)` asks
+/// for one page and returns its items, its read position and the next
+/// page token (empty after the last); every page after the first is read
+/// at least as new as the first, so no page shows an older state.
+pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, ClientError>
+where
+    F: FnMut(String, Option<v1::QueryOptions>) -> Fut,
+    Fut: std::future::Future<
+            Output = Result<(Vec<T>, Option<v1::ReadPosition>, String), ClientError>,
+        >,
+{
+    let mut all = vec![];
+    let (mut token, mut first_read) = (String::new(), None::<u64>);
+    loop {
+        let options = first_read.map(|position| v1::QueryOptions {
+            min_position: position,
+        });
+        let (items, read, next) = fetch(token, options).await?;
+        first_read = first_read.or(read.map(|r| r.position));
+        all.extend(items);
+        if next.is_empty() {
+            return Ok(all);
+        }
+        token = next;
+    }
+}
+
 pub fn command_options() -> Option<v1::CommandOptions> {
     Some(v1::CommandOptions {
         command_id: Uuid::new_v4().to_string(),

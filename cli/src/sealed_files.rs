@@ -624,6 +624,28 @@ impl KnownKeys {
     }
 }
 
+/// A file read and checked, with its uri; else its failed result:
+/// unreadable, or sealed to a key its store does not hold.
+fn ready(
+    file: Result<Checked, (PathBuf, String)>,
+    keys: &KnownKeys,
+) -> Result<(Checked, String), FileResult> {
+    let file = file.map_err(|(path, e)| FileResult::failed(&path, "", e))?;
+    let uri = file.uri.to_string();
+    if let Err(e) = keys.check(&file) {
+        return Err(FileResult::failed(&file.path, &uri, e));
+    }
+    Ok((file, uri))
+}
+
+/// The result of a file left unsent because the reactor stopped
+/// answering an earlier one, if it did.
+fn unsent(stalled: &AtomicBool, file: &Checked, uri: &str) -> Option<FileResult> {
+    stalled
+        .load(Ordering::Relaxed)
+        .then(|| FileResult::failed(&file.path, uri, STALLED.into()))
+}
+
 fn read_all(paths: &[PathBuf]) -> Vec<Result<Checked, (PathBuf, String)>> {
     paths
         .iter()
@@ -644,16 +666,12 @@ pub async fn apply(
     let results = futures_util::stream::iter(files.into_iter().map(|file| {
         let (keys, stalled) = (&keys, &stalled);
         async move {
-            let file = match file {
-                Ok(file) => file,
-                Err((path, e)) => return FileResult::failed(&path, "", e),
+            let (file, uri) = match ready(file, keys) {
+                Ok(ready) => ready,
+                Err(refused) => return refused,
             };
-            let uri = file.uri.to_string();
-            if let Err(e) = keys.check(&file) {
-                return FileResult::failed(&file.path, &uri, e);
-            }
-            if stalled.load(Ordering::Relaxed) {
-                return FileResult::failed(&file.path, &uri, STALLED.into());
+            if let Some(unsent) = unsent(stalled, &file, &uri) {
+                return unsent;
             }
             if dry_run {
                 return FileResult {
@@ -794,14 +812,10 @@ pub async fn reseal(
     let results = futures_util::stream::iter(files.into_iter().map(|file| {
         let (keys, newest, stalled) = (&keys, &newest, &stalled);
         async move {
-            let file = match file {
-                Ok(file) => file,
-                Err((path, e)) => return FileResult::failed(&path, "", e),
+            let (file, uri) = match ready(file, keys) {
+                Ok(ready) => ready,
+                Err(refused) => return refused,
             };
-            let uri = file.uri.to_string();
-            if let Err(e) = keys.check(&file) {
-                return FileResult::failed(&file.path, &uri, e);
-            }
             let target = match newest.get(&file.file.store) {
                 Some(Ok(key)) => key.clone(),
                 Some(Err(e)) => return FileResult::failed(&file.path, &uri, e.clone()),
@@ -816,8 +830,8 @@ pub async fn reseal(
                     error: None,
                 };
             }
-            if stalled.load(Ordering::Relaxed) {
-                return FileResult::failed(&file.path, &uri, STALLED.into());
+            if let Some(unsent) = unsent(stalled, &file, &uri) {
+                return unsent;
             }
             let status = match submit(conn, &file, true).await {
                 Ok(status) if status.state() == UploadState::Resealed => status,

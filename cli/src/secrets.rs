@@ -247,29 +247,25 @@ pub async fn list(
     store: Option<String>,
     page_size: u32,
 ) -> Result<SecretList, ClientError> {
-    let mut all = vec![];
-    let (mut token, mut first_read) = (String::new(), None::<u64>);
-    loop {
-        let reply = conn
-            .secrets()
-            .list_secrets(v1::ListSecretsRequest {
-                options: first_read.map(|position| v1::QueryOptions {
-                    min_position: position,
-                }),
-                store: store.clone().unwrap_or_default(),
-                page_size,
-                page_token: token,
-            })
-            .await
-            .map_err(|s| conn.error(s))?
-            .into_inner();
-        first_read = first_read.or(reply.read.map(|r| r.position));
-        all.extend(reply.secrets);
-        if reply.next_page_token.is_empty() {
-            break;
+    let store = store.unwrap_or_default();
+    let all = crate::client::all_pages(|page_token, options| {
+        let store = store.clone();
+        async move {
+            let reply = conn
+                .secrets()
+                .list_secrets(v1::ListSecretsRequest {
+                    options,
+                    store,
+                    page_size,
+                    page_token,
+                })
+                .await
+                .map_err(|s| conn.error(s))?
+                .into_inner();
+            Ok((reply.secrets, reply.read, reply.next_page_token))
         }
-        token = reply.next_page_token;
-    }
+    })
+    .await?;
     Ok(SecretList {
         secrets: all
             .into_iter()

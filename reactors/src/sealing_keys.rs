@@ -415,17 +415,26 @@ mod tests {
             .0
     }
 
+    /// A temporary directory with an identity and the keys of store `prod`.
+    fn fixture() -> (tempfile::TempDir, ReactorIdentity, PathBuf, SealingKeys) {
+        let dir = tempfile::tempdir().unwrap();
+        let id = identity(dir.path());
+        let keys_dir = dir.path().join("sealing-keys");
+        let keys = load(&keys_dir, &id, "prod").unwrap();
+        (dir, id, keys_dir, keys)
+    }
+
+    fn load(dir: &Path, id: &ReactorIdentity, store: &str) -> Result<SealingKeys, SealingKeyError> {
+        SealingKeys::load(dir, id, [store.to_owned()], Duration::days(30))
+    }
+
     fn t0() -> DateTime<Utc> {
         "2026-01-01T00:00:00Z".parse().unwrap()
     }
 
     #[test]
     fn given_no_key_when_rotation_is_checked_then_one_is_made_signed_and_reloads() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = identity(dir.path());
-        let keys_dir = dir.path().join("sealing-keys");
-        let keys =
-            SealingKeys::load(&keys_dir, &id, ["prod".to_owned()], Duration::days(30)).unwrap();
+        let (_dir, id, keys_dir, keys) = fixture();
         let made = keys
             .rotate_if_due(&id, "prod", t0(), None)
             .unwrap()
@@ -450,8 +459,7 @@ mod tests {
             "the secret is encrypted"
         );
 
-        let again =
-            SealingKeys::load(&keys_dir, &id, ["prod".to_owned()], Duration::days(30)).unwrap();
+        let again = load(&keys_dir, &id, "prod").unwrap();
         assert_eq!(again.published("prod"), vec![made.clone()]);
         assert_eq!(
             again
@@ -470,11 +478,7 @@ mod tests {
 
     #[test]
     fn given_a_key_file_when_loaded_under_another_identity_or_store_then_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = identity(dir.path());
-        let keys_dir = dir.path().join("sealing-keys");
-        let keys =
-            SealingKeys::load(&keys_dir, &id, ["prod".to_owned()], Duration::days(30)).unwrap();
+        let (dir, id, keys_dir, keys) = fixture();
         let made = keys
             .rotate_if_due(&id, "prod", t0(), None)
             .unwrap()
@@ -482,24 +486,19 @@ mod tests {
         let other = ReactorIdentity::load_or_generate(dir.path().join("other"))
             .unwrap()
             .0;
-        let err = SealingKeys::load(&keys_dir, &other, ["prod".to_owned()], Duration::days(30))
-            .unwrap_err();
+        let err = load(&keys_dir, &other, "prod").unwrap_err();
         assert!(err.to_string().contains("does not open"), "{err}");
         let moved = keys_dir.join("dev");
         fs::create_dir_all(&moved).unwrap();
         let name = format!("{}.key", made.statement.key_id);
         fs::copy(keys_dir.join("prod").join(&name), moved.join(&name)).unwrap();
         fs::set_permissions(moved.join(&name), fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(SealingKeys::load(&keys_dir, &id, ["dev".to_owned()], Duration::days(30)).is_err());
+        assert!(load(&keys_dir, &id, "dev").is_err());
     }
 
     #[test]
     fn given_a_group_readable_key_file_when_loaded_then_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = identity(dir.path());
-        let keys_dir = dir.path().join("sealing-keys");
-        let keys =
-            SealingKeys::load(&keys_dir, &id, ["prod".to_owned()], Duration::days(30)).unwrap();
+        let (_dir, id, keys_dir, keys) = fixture();
         let made = keys
             .rotate_if_due(&id, "prod", t0(), None)
             .unwrap()
@@ -508,18 +507,13 @@ mod tests {
             .join("prod")
             .join(format!("{}.key", made.statement.key_id));
         fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
-        let err =
-            SealingKeys::load(&keys_dir, &id, ["prod".to_owned()], Duration::days(30)).unwrap_err();
+        let err = load(&keys_dir, &id, "prod").unwrap_err();
         assert!(matches!(err, SealingKeyError::TooOpen { .. }), "{err}");
     }
 
     #[test]
     fn given_a_retired_key_when_retired_then_its_file_and_secret_are_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = identity(dir.path());
-        let keys_dir = dir.path().join("sealing-keys");
-        let keys =
-            SealingKeys::load(&keys_dir, &id, ["prod".to_owned()], Duration::days(30)).unwrap();
+        let (_dir, id, keys_dir, keys) = fixture();
         let old = keys
             .rotate_if_due(&id, "prod", t0(), None)
             .unwrap()
@@ -535,8 +529,7 @@ mod tests {
         );
         assert!(keys.retire("prod", &old.statement.key_id).unwrap());
         assert!(keys.secret("prod", &old.statement.key_id).is_none());
-        let again =
-            SealingKeys::load(&keys_dir, &id, ["prod".to_owned()], Duration::days(30)).unwrap();
+        let again = load(&keys_dir, &id, "prod").unwrap();
         assert_eq!(again.published("prod").len(), 1);
         assert!(
             !keys.retire("prod", &old.statement.key_id).unwrap(),
