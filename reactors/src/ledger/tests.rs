@@ -213,3 +213,90 @@ fn a_feed_checkpoint_moves_a_quiet_reactor_on_but_not_past_open_requests() {
     assert_eq!(l.resume_from(), 901);
     assert_eq!(l.checkpoint(), 501);
 }
+
+fn sealed(n: u128) -> SealedSubmission {
+    let i = info(n);
+    SealedSubmission {
+        request_id: i.request_id,
+        uri: i.uri,
+        key_id: "sk-0000000000000001".into(),
+        ciphertext: format!("ct{n}").into_bytes(),
+        reseal: false,
+        current: Some((1, "hmac-sha256-v2:k:00".into())),
+        expires_at: i.expires_at,
+    }
+}
+
+fn open_sealed(n: u128) -> Action {
+    Action::OpenSealed {
+        request: info(n),
+        file: sealed(n),
+    }
+}
+
+#[test]
+fn a_live_sealed_file_is_opened_once_and_its_report_ends_it() {
+    let mut l = given(vec![]);
+    assert_eq!(l.caught_up(), vec![]);
+    assert_eq!(
+        live(&mut l, FeedEvent::SealedSubmitted(sealed(1))),
+        Some(open_sealed(1))
+    );
+    assert_eq!(l.open_requests(), 1);
+    assert_eq!(live(&mut l, ended(UploadOutcome::Unchanged, rid(1))), None);
+    assert_eq!(l.open_requests(), 0);
+}
+
+#[test]
+fn a_sealed_file_left_open_by_an_earlier_run_is_opened_not_reported_lost() {
+    // Sealing keys outlive the process: unlike a one-time key, a restart
+    // does not lose what opens the file.
+    let mut l = given(vec![
+        FeedEvent::SealedSubmitted(sealed(1)),
+        FeedEvent::SealedSubmitted(sealed(2)),
+        ended(UploadOutcome::Uploaded, rid(2)),
+    ]);
+    assert_eq!(l.caught_up(), vec![open_sealed(1)]);
+    assert_eq!(l.checkpoint(), 1, "the open file holds the checkpoint");
+}
+
+#[test]
+fn sealing_key_work_in_the_backlog_comes_first_at_caught_up_and_live_at_once() {
+    let mut l = given(vec![
+        FeedEvent::SealedSubmitted(sealed(1)),
+        FeedEvent::KeyRetired {
+            store: "local".into(),
+            key_id: "sk-0000000000000009".into(),
+        },
+        FeedEvent::RotationRequested {
+            store: "local".into(),
+        },
+    ]);
+    assert_eq!(
+        l.caught_up(),
+        vec![
+            Action::RetireSealingKey {
+                store: "local".into(),
+                key_id: "sk-0000000000000009".into(),
+            },
+            Action::RotateSealingKey {
+                store: "local".into(),
+                position: 3,
+            },
+            open_sealed(1),
+        ]
+    );
+    assert_eq!(l.caught_up(), vec![], "handed out once");
+    assert_eq!(
+        live(
+            &mut l,
+            FeedEvent::RotationRequested {
+                store: "local".into()
+            }
+        ),
+        Some(Action::RotateSealingKey {
+            store: "local".into(),
+            position: 4,
+        })
+    );
+}
