@@ -34,8 +34,10 @@ pub const FINISHED_UPLOAD_RETENTION: chrono::Duration = chrono::Duration::hours(
 /// `limits.max_verifications_per_minute` allowed.
 pub const VERIFICATIONS_KEPT: usize = 1000;
 
-/// Everything queries and authentication read.
-#[derive(Default, Debug)]
+/// Everything queries and authentication read. It serializes whole (the
+/// start-up snapshot, `snapshot.rs`): every field is log-derived state, and
+/// one added here must be added to the snapshot's format version too.
+#[derive(Default, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReadModel {
     /// The store catalog.
     pub stores: StoreCatalog,
@@ -58,6 +60,7 @@ pub struct ReadModel {
     open_uploads: BTreeMap<Slug, usize>,
     /// When each principal last asked to verify each secret (the newest
     /// [`VERIFICATIONS_KEPT`]), for the verification rate limit.
+    #[serde(with = "pairs")]
     pub verifications: BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
     /// Each store's sealing keys (SPEC §11).
     pub sealing_keys: BTreeMap<StoreName, SealingKeys>,
@@ -67,6 +70,31 @@ pub struct ReadModel {
     pub unreadable: u64,
     /// The deployment id (ADR 0010), once the log has a first event.
     pub deployment_id: Option<Uuid>,
+}
+
+/// A map whose keys are not strings, as a JSON array of `[key, value]`.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// A deployment's id: the first 16 bytes of its log's first event hash,

@@ -1,5 +1,6 @@
 //! Assembling and running the control plane: open the event store, rebuild
-//! the read model from the whole log, mount the services (and the gRPC
+//! the read model from the log (from position 1, or after its snapshot:
+//! ADR 0026), mount the services (and the gRPC
 //! health service, and the admin listener when configured: `health`),
 //! serve until told to stop, then let in-flight calls finish and close the
 //! store so every acknowledged event is on disk.
@@ -9,7 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealplane_event_store::{EmbeddedStore, EventStore, PostgresStore, StoreError};
+use sealplane_event_store::{
+    EmbeddedStore, EventStore, LogCheckpoint, Position, PostgresStore, StoreError,
+};
 use sealplane_host::admin::Readiness;
 use sealplane_proto::v1::{
     audit_server::AuditServer, operations_server::OperationsServer,
@@ -33,6 +36,7 @@ use crate::command::CommandHandler;
 use crate::config::{Config, ConfigError, EventStoreConfig, Limits};
 use crate::projection::{ProjectionError, Projector};
 use crate::read_model::ReadModel;
+use crate::snapshot::SnapshotFile;
 use crate::tls::{TlsError, server_tls};
 use sealplane_proto::log_checkpoint::LogSigningKey;
 
@@ -116,12 +120,31 @@ pub struct Assembled {
     shutdown: watch::Sender<bool>,
     /// The admin listener (`/healthz`, `/readyz`), when one is configured.
     admin: Option<TcpListener>,
+    /// Where to keep the read-model snapshot, and every how many events.
+    snapshots: Option<(Arc<SnapshotFile>, u64)>,
+    /// The log key to walk the whole log against once ready, after an
+    /// incremental start-up verification.
+    background_verification: Option<[u8; 32]>,
 }
 
 impl Assembled {
     /// Also answers `/healthz` and `/readyz` on `listener` while serving.
     pub fn with_admin(mut self, listener: TcpListener) -> Self {
         self.admin = Some(listener);
+        self
+    }
+
+    /// Writes the read model's snapshot to `file` every `every_events`
+    /// events applied, and once more when it stops cleanly.
+    pub fn with_snapshots(mut self, file: Arc<SnapshotFile>, every_events: u64) -> Self {
+        self.snapshots = Some((file, every_events.max(1)));
+        self
+    }
+
+    /// Once ready, walks the whole log against the checkpoints signed by
+    /// `log_key` in the background, failing closed on a break.
+    pub fn with_background_verification(mut self, log_key: [u8; 32]) -> Self {
+        self.background_verification = Some(log_key);
         self
     }
 }
@@ -138,9 +161,20 @@ pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled
 /// replaying the log: it can be served at once, reporting `NOT_SERVING`
 /// and refusing calls (`UNAVAILABLE`) until [`rebuilt`] returns.
 pub fn app_rebuilding(store: Arc<dyn EventStore>, limits: Limits) -> Assembled {
+    app_resuming(store, limits, ReadModel::default(), LogCheckpoint::EMPTY)
+}
+
+/// As [`app_rebuilding`], with a `model` that has already applied the log
+/// up to `applied` (restored from its snapshot): it folds only what follows.
+pub fn app_resuming(
+    store: Arc<dyn EventStore>,
+    limits: Limits,
+    model: ReadModel,
+    applied: LogCheckpoint,
+) -> Assembled {
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let store: Arc<dyn EventStore> = Arc::new(crate::metrics::Metered::new(store, metrics.clone()));
-    let model = Arc::new(Projector::start(store.clone(), ReadModel::default()));
+    let model = Arc::new(Projector::start_after(store.clone(), model, applied));
     let (shutdown, down) = watch::channel(false);
     Assembled {
         app: App {
@@ -156,6 +190,8 @@ pub fn app_rebuilding(store: Arc<dyn EventStore>, limits: Limits) -> Assembled {
         },
         shutdown,
         admin: None,
+        snapshots: None,
+        background_verification: None,
     }
 }
 
@@ -204,8 +240,29 @@ pub async fn serve(
         app,
         shutdown: switch,
         admin,
+        snapshots,
+        background_verification,
     } = assembled;
     let store = app.handler.store().clone();
+    let snapshotter = snapshots.clone().map(|(file, every)| {
+        let app = app.clone();
+        tokio::spawn(async move { keep_snapshots(&app, file, every).await })
+    });
+    let verifier = background_verification.map(|key| {
+        let (app, store) = (app.clone(), store.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                rebuilt = app.model.wait_caught_up(REBUILD_TIMEOUT) => {
+                    if rebuilt.is_ok() {
+                        crate::startup::verify_in_background(
+                            store, key, app.integrity.clone(), app.shutting_down(),
+                        ).await;
+                    }
+                }
+                () = app.shutting_down() => {}
+            }
+        })
+    });
     let mut down = app.shutdown.clone();
     // The sweep decides on the read model: not before it has caught up.
     let sweeper = tokio::spawn({
@@ -281,7 +338,7 @@ pub async fn serve(
         )
         .add_service(AuditServer::new(AuditApi::new(app.clone())))
         .add_service(OperationsServer::new(OperationsApi::new(app.clone())))
-        .add_service(ReactorServer::new(ReactorApi::new(app)))
+        .add_service(ReactorServer::new(ReactorApi::new(app.clone())))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown);
     let drained = async move {
         let _ = down.wait_for(|d| *d).await;
@@ -305,6 +362,16 @@ pub async fn serve(
     // Released only now: no once-only step of this process is in flight.
     let _ = lease.await;
     monitor.abort();
+    if let Some(verifier) = verifier {
+        let _ = verifier.await;
+    }
+    if let Some(snapshotter) = snapshotter {
+        // The last snapshot: the next start folds only what follows it.
+        let last = snapshotter.await.unwrap_or(Position(0));
+        if let Some((file, _)) = snapshots {
+            let _ = take_snapshot(&app, file, last).await;
+        }
+    }
     // Drains appends already queued: every acknowledged event is on disk.
     store.close().await;
     // The admin listener answers "draining" until here.
@@ -313,6 +380,67 @@ pub async fn serve(
         let _ = admin.await;
     }
     Ok(result?)
+}
+
+/// Writes a snapshot of the model whenever it has applied `every` events
+/// since the last one, until shutdown; returns the last position written.
+async fn keep_snapshots(app: &App, file: Arc<SnapshotFile>, every: u64) -> Position {
+    let mut progress = app.model.watch();
+    let mut last = app.model.progress().position;
+    let mut down = app.shutdown.clone();
+    loop {
+        tokio::select! {
+            changed = progress.wait_for(|p| p.caught_up && p.position.0 >= last.0 + every) => {
+                if changed.is_err() {
+                    return last;
+                }
+            }
+            _ = down.wait_for(|d| *d) => return last,
+        }
+        last = take_snapshot(app, file.clone(), last).await.unwrap_or(last);
+    }
+}
+
+/// Writes a snapshot of the model now unless it is not ahead of `last`
+/// or the log is no longer trusted; returns the position written. The
+/// model is serialized under its read lock (appends to it wait meanwhile),
+/// sealed and written after.
+async fn take_snapshot(app: &App, file: Arc<SnapshotFile>, last: Position) -> Option<Position> {
+    if app.integrity.broken().is_some() {
+        return None;
+    }
+    let model = app.model.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let (encoded, progress) = model.read(crate::snapshot::Encoded::of);
+        if progress.position <= last {
+            return Ok(None);
+        }
+        let at = LogCheckpoint {
+            position: progress.position,
+            log_hash: progress.log_hash,
+        };
+        let bytes = file.write_encoded(encoded?, at)?;
+        tracing::info!(
+            position = at.position.0,
+            bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "wrote the read-model snapshot"
+        );
+        Ok::<_, crate::snapshot::SnapshotError>(Some(at.position))
+    })
+    .await;
+    match written {
+        Ok(Ok(position)) => position,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not write the read-model snapshot; the next start rebuilds more of the log");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the read-model snapshot task failed");
+            None
+        }
+    }
 }
 
 /// Accepted connections with Nagle's algorithm off: the API streams small
