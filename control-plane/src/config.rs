@@ -117,9 +117,9 @@ impl Default for ReadModelConfig {
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum VerifyOnStart {
-    /// From the newest point already vouched for (the read-model snapshot,
-    /// or the newest signed checkpoint in the log) to the head; the whole
-    /// log is then walked in the background, failing closed on a break.
+    /// What the read model folds: after a restored snapshot, the events
+    /// after it (the whole log is then walked in the background, failing
+    /// closed on a break); without one, the whole log.
     #[default]
     Incremental,
     /// The whole log before serving (start-up time follows the history).
@@ -546,6 +546,31 @@ mod tests {
             let text = text.replace("0.0.0.0:7443", ok);
             assert!(Config::parse(&text, "test").is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn the_snapshot_lives_beside_the_log_key_and_can_be_moved_or_turned_off() {
+        // Given no [read_model] section: every 50,000 events, beside the key
+        let c = Config::parse(FULL, "test").unwrap();
+        assert_eq!(c.read_model.snapshot_every_events, 50_000);
+        assert_eq!(
+            c.snapshot_path(),
+            Some(PathBuf::from("/var/lib/sealplane/read-model.snapshot"))
+        );
+        assert_eq!(c.audit.verify_on_start, VerifyOnStart::Incremental);
+        // Given a file of its own, and a full verification at start
+        let moved = format!(
+            "{FULL}\n[read_model]\nsnapshot_file = \"/cache/m.snap\"\n[audit]\nverify_on_start = \"full\"\n"
+        );
+        let c = Config::parse(&moved, "test").unwrap();
+        assert_eq!(c.snapshot_path(), Some(PathBuf::from("/cache/m.snap")));
+        assert_eq!(c.audit.verify_on_start, VerifyOnStart::Full);
+        // Given 0: no snapshot at all
+        let off = format!("{FULL}\n[read_model]\nsnapshot_every_events = 0\n");
+        assert_eq!(Config::parse(&off, "test").unwrap().snapshot_path(), None);
+        // And a misspelt value is an error
+        let bad = format!("{FULL}\n[audit]\nverify_on_start = \"fast\"\n");
+        assert!(Config::parse(&bad, "test").is_err());
     }
 
     #[test]

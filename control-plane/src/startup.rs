@@ -4,24 +4,23 @@
 //! - the read model comes from its snapshot when one is usable (its MAC,
 //!   format and build check, and the log still has the snapshot's log hash
 //!   at its position); otherwise it is rebuilt from position 1;
-//! - the hash chains are verified from the newest point already vouched
-//!   for — the snapshot's position or the newest checkpoint recorded in
-//!   the log, signed by this log key — to the head
-//!   ([`VerifyOnStart::Incremental`]), or over the whole log
-//!   ([`VerifyOnStart::Full`], as before);
-//! - after an incremental start the whole log is walked once in the
-//!   background ([`verify_in_background`]); a break found there turns the
-//!   server fail-closed (every call `UNAVAILABLE`), as the checkpointer's
-//!   re-verification does.
+//! - start-up verifies every event it folds into the model before serving:
+//!   after a restored snapshot, the events after its position (the event
+//!   at it must still carry the snapshot's log hash, which commits to
+//!   everything before); without one, the whole log against every recorded
+//!   checkpoint, as before ([`VerifyOnStart::Incremental`]). With
+//!   [`VerifyOnStart::Full`] it always walks the whole log;
+//! - after a start that verified only the tail, the whole log is walked
+//!   once in the background ([`verify_in_background`]); a break found there
+//!   turns the server fail-closed (every call `UNAVAILABLE`), as the
+//!   checkpointer's re-verification does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sealplane_event_store::{EventStore, LogCheckpoint, Position, VerifiedLog, verify_log_after};
 
-use crate::application::checkpoint::{
-    CheckpointFailure, LogIntegrity, latest_recorded, verify_with_recorded,
-};
+use crate::application::checkpoint::{CheckpointFailure, LogIntegrity, verify_with_recorded};
 use crate::config::VerifyOnStart;
 use crate::read_model::ReadModel;
 use crate::snapshot::{Snapshot, SnapshotFile};
@@ -61,17 +60,14 @@ pub async fn prepare(
     };
     let applied = restored.as_ref().map_or(LogCheckpoint::EMPTY, |s| s.at);
     let started = Instant::now();
-    let (verified, verified_after) = match verify {
-        VerifyOnStart::Full => (verify_with_recorded(store, log_key).await?, Position(0)),
-        VerifyOnStart::Incremental => {
-            let checkpoint = latest_recorded(store, log_key).await?;
-            let from = checkpoint
-                .into_iter()
-                .chain(restored.as_ref().map(|s| s.at))
-                .max_by_key(|c| c.position)
-                .unwrap_or(LogCheckpoint::EMPTY);
-            (verify_log_after(store, from).await?, from.position)
-        }
+    // What is folded is verified first: only the tail after a snapshot
+    // (its events before were folded, and verified, by an earlier run).
+    let (verified, verified_after) = match (verify, &restored) {
+        (VerifyOnStart::Incremental, Some(snapshot)) if snapshot.at.position != Position(0) => (
+            verify_log_after(store, snapshot.at).await?,
+            snapshot.at.position,
+        ),
+        _ => (verify_with_recorded(store, log_key).await?, Position(0)),
     };
     tracing::info!(
         events = verified.events,

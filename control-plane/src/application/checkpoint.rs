@@ -245,21 +245,10 @@ async fn newest_recorded(
         .transpose()
 }
 
-/// The newest checkpoint recorded in the log and signed by `key`, as a
-/// point to verify the log from (ADR 0026).
-pub async fn latest_recorded(
-    store: &dyn EventStore,
-    key: &[u8; 32],
-) -> Result<Option<LogCheckpoint>, CheckpointFailure> {
-    Ok(newest_recorded(store, key)
-        .await?
-        .map(|(signed, _, _)| held(&signed.point)))
-}
-
 /// Walks the whole log once and checks it against every recorded
 /// checkpoint: each signed by `key`, chained by `previous`, and matching
-/// the log hash at its position. For `verify_on_start = "full"` and the
-/// background verifier (ADR 0026).
+/// the log hash at its position. For start-up without a read-model
+/// snapshot, and the background verifier after one (ADR 0026).
 pub async fn verify_with_recorded(
     store: &dyn EventStore,
     key: &[u8; 32],

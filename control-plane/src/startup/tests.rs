@@ -146,8 +146,8 @@ async fn an_unusable_snapshot_file_means_a_rebuild_not_a_failure() {
 }
 
 #[tokio::test]
-async fn the_newest_signed_checkpoint_is_a_starting_point_and_full_walks_everything() {
-    // Given a log with signed checkpoints recorded in it
+async fn without_a_snapshot_or_with_full_the_whole_log_and_its_checkpoints_are_verified() {
+    // Given a log with signed checkpoints recorded in it, and a snapshot
     let store = Arc::new(MemoryStore::new());
     let key = LogSigningKey::generate();
     let schedule = Schedule {
@@ -165,24 +165,28 @@ async fn the_newest_signed_checkpoint_is_a_starting_point_and_full_walks_everyth
     append(&*store, 5).await;
     signer.cycle().await.unwrap().unwrap();
     append(&*store, 5).await;
-    let newest = signer.cycle().await.unwrap().unwrap();
+    signer.cycle().await.unwrap().unwrap();
     append(&*store, 3).await;
     let head = store.head().await.unwrap();
-    // When the control plane starts without a snapshot, incrementally
+    let dir = tempfile::tempdir().unwrap();
+    let file = snapshot_at(&*store, dir.path(), &key, Position(9)).await;
+    // When the control plane starts without the snapshot
     let start = prepare(&*store, &key.public_key(), None, VerifyOnStart::Incremental)
         .await
         .unwrap();
-    // Then it verifies from the newest checkpoint
-    assert_eq!(start.verified_after, Position(newest.point.position));
-    assert_eq!(start.verified.events, head.0 - newest.point.position);
-    // And a full start-up verification walks all of it, checkpoints included
-    let full = prepare(&*store, &key.public_key(), None, VerifyOnStart::Full)
+    // Then it verifies the whole log it folds, checkpoints included
+    assert_eq!(start.verified_after, Position(0));
+    assert_eq!(start.verified.events, head.0);
+    assert_eq!(start.verified.checkpoints, 2);
+    // And with verify_on_start = "full" it does so even with the snapshot
+    let full = prepare(&*store, &key.public_key(), Some(file), VerifyOnStart::Full)
         .await
         .unwrap();
+    assert!(full.restored);
     assert_eq!(full.verified_after, Position(0));
     assert_eq!(full.verified.events, head.0);
     assert_eq!(full.verified.checkpoints, 2);
-    // And a checkpoint signed by another key is refused at start
+    // And checkpoints signed by another key are refused at start
     let err = prepare(
         &*store,
         &LogSigningKey::generate().public_key(),
@@ -296,8 +300,8 @@ async fn an_edit_before_the_snapshot_passes_start_up_and_is_caught_by_the_backgr
     .await;
     let broken = integrity.broken().expect("the log is marked broken");
     assert!(broken.contains("position 3"), "{broken}");
-    // And a full start-up verification refuses to start at all
-    let err = prepare(&*store, &key.public_key(), None, VerifyOnStart::Full)
+    // And without the snapshot start-up refuses the log at once
+    let err = prepare(&*store, &key.public_key(), None, VerifyOnStart::Incremental)
         .await
         .unwrap_err();
     assert!(matches!(err, CheckpointFailure::Broken(_)), "{err}");
