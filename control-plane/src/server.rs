@@ -383,21 +383,27 @@ pub async fn serve(
 }
 
 /// Writes a snapshot of the model whenever it has applied `every` events
-/// since the last one, until shutdown; returns the last position written.
+/// since the last attempt, until shutdown; returns the last position
+/// written. A failed attempt (a full disk, a log found changed) waits for
+/// `every` more events like a successful one.
 async fn keep_snapshots(app: &App, file: Arc<SnapshotFile>, every: u64) -> Position {
     let mut progress = app.model.watch();
-    let mut last = app.model.progress().position;
+    let mut written = app.model.progress().position;
+    let mut attempted = written;
     let mut down = app.shutdown.clone();
     loop {
         tokio::select! {
-            changed = progress.wait_for(|p| p.caught_up && p.position.0 >= last.0 + every) => {
-                if changed.is_err() {
-                    return last;
+            changed = progress.wait_for(|p| p.caught_up && p.position.0 >= attempted.0 + every) => {
+                match changed {
+                    Ok(p) => attempted = p.position,
+                    Err(_) => return written,
                 }
             }
-            _ = down.wait_for(|d| *d) => return last,
+            _ = down.wait_for(|d| *d) => return written,
         }
-        last = take_snapshot(app, file.clone(), last).await.unwrap_or(last);
+        if let Some(at) = take_snapshot(app, file.clone(), written).await {
+            written = at;
+        }
     }
 }
 
@@ -468,6 +474,87 @@ pub fn tls_of(config: &Config) -> Result<Option<ServerTlsConfig>, ServerError> {
 mod tests {
     use super::*;
     use crate::config::DatabaseUrl;
+
+    #[tokio::test]
+    async fn a_snapshot_is_written_every_so_many_events_and_not_while_the_log_is_distrusted() {
+        use sealplane_event_store::{
+            EventMetadata, EventType, ExpectedVersion, MemoryStore, NewEvent, StreamId,
+        };
+        // Given a control plane keeping a snapshot every 5 events
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let assembled = app_rebuilding(store.clone(), Limits::default());
+        let dir = tempfile::tempdir().unwrap();
+        let key = LogSigningKey::generate();
+        let file = Arc::new(SnapshotFile::new(dir.path().join("s"), &key));
+        let keeper = tokio::spawn({
+            let (app, file) = (assembled.app.clone(), file.clone());
+            async move { keep_snapshots(&app, file, 5).await }
+        });
+        let append = |n: usize| {
+            let store = store.clone();
+            async move {
+                let events = (0..n)
+                    .map(|i| {
+                        NewEvent::from_json_text(
+                            EventType::parse("Happened").unwrap(),
+                            1,
+                            &format!(r#"{{"n":{i}}}"#),
+                            &EventMetadata::new("t"),
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                let stream = StreamId::parse("things").unwrap();
+                store
+                    .append(&stream, ExpectedVersion::Any, events)
+                    .await
+                    .unwrap()
+                    .last_position
+            }
+        };
+        // When 7 events are applied
+        let head = append(7).await;
+        assembled
+            .app
+            .model
+            .wait_for(head, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // Then a snapshot covers them
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let written = loop {
+            if let Ok(Some(s)) = file.load() {
+                break s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no snapshot written"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(written.at.position >= Position(5));
+        // And once the log is distrusted, no snapshot is written
+        std::fs::remove_file(file.path()).unwrap();
+        assembled
+            .app
+            .integrity
+            .fail_record(&CheckpointFailure::Empty);
+        let head = append(12).await;
+        assembled
+            .app
+            .model
+            .wait_for(head, Duration::from_secs(5))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(file.load().unwrap().is_none());
+        // And shutdown ends the keeper
+        assembled.shutdown.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), keeper)
+            .await
+            .unwrap()
+            .unwrap();
+    }
 
     /// The default build names the backend but does not link it: opening
     /// it says how to get it, without the password.
