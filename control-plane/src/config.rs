@@ -85,6 +85,45 @@ pub struct Config {
     /// The admin listener (`/healthz`, `/readyz`); off without the section.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The read model's snapshot, which restarts resume from (ADR 0026).
+    #[serde(default)]
+    pub read_model: ReadModelConfig,
+}
+
+/// The read model's snapshot: a cache beside the log key, never a source
+/// of truth (deleting it means one rebuild from the whole log).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadModelConfig {
+    /// The snapshot file (0600); by default `read-model.snapshot` beside
+    /// the log-signing key. Each replica on a shared database keeps its own.
+    pub snapshot_file: Option<PathBuf>,
+    /// Write a snapshot once the model has applied this many events since
+    /// the last one, and at a clean shutdown; 0 turns snapshots off (none
+    /// is written or read).
+    pub snapshot_every_events: u64,
+}
+
+impl Default for ReadModelConfig {
+    fn default() -> Self {
+        ReadModelConfig {
+            snapshot_file: None,
+            snapshot_every_events: 50_000,
+        }
+    }
+}
+
+/// How much of the hash chains start-up walks before serving (ADR 0026).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyOnStart {
+    /// What the read model folds: after a restored snapshot, the events
+    /// after it (the whole log is then walked in the background, failing
+    /// closed on a break); without one, the whole log.
+    #[default]
+    Incremental,
+    /// The whole log before serving (start-up time follows the history).
+    Full,
 }
 
 /// Signed checkpoints: the log key and how often it signs.
@@ -99,6 +138,8 @@ pub struct AuditConfig {
     pub checkpoint_every_events: u64,
     /// ...or once this many seconds passed with at least one new event.
     pub checkpoint_every_seconds: u64,
+    /// How much of the log start-up verifies before serving.
+    pub verify_on_start: VerifyOnStart,
 }
 
 impl Default for AuditConfig {
@@ -107,6 +148,7 @@ impl Default for AuditConfig {
             log_key_file: None,
             checkpoint_every_events: 1000,
             checkpoint_every_seconds: 60,
+            verify_on_start: VerifyOnStart::Incremental,
         }
     }
 }
@@ -115,6 +157,22 @@ impl Default for AuditConfig {
 pub const LOG_KEY_FILE: &str = "log-signing.key";
 
 impl Config {
+    /// Where the read-model snapshot is, unless snapshots are off: as
+    /// configured, else beside the log-signing key.
+    pub fn snapshot_path(&self) -> Option<PathBuf> {
+        if self.read_model.snapshot_every_events == 0 {
+            return None;
+        }
+        Some(match &self.read_model.snapshot_file {
+            Some(path) => path.clone(),
+            None => self
+                .log_key_path()
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(crate::snapshot::SNAPSHOT_FILE),
+        })
+    }
+
     /// Where the log-signing key is: as configured, else beside the
     /// event store's file.
     pub fn log_key_path(&self) -> PathBuf {
@@ -488,6 +546,31 @@ mod tests {
             let text = text.replace("0.0.0.0:7443", ok);
             assert!(Config::parse(&text, "test").is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn the_snapshot_lives_beside_the_log_key_and_can_be_moved_or_turned_off() {
+        // Given no [read_model] section: every 50,000 events, beside the key
+        let c = Config::parse(FULL, "test").unwrap();
+        assert_eq!(c.read_model.snapshot_every_events, 50_000);
+        assert_eq!(
+            c.snapshot_path(),
+            Some(PathBuf::from("/var/lib/sealplane/read-model.snapshot"))
+        );
+        assert_eq!(c.audit.verify_on_start, VerifyOnStart::Incremental);
+        // Given a file of its own, and a full verification at start
+        let moved = format!(
+            "{FULL}\n[read_model]\nsnapshot_file = \"/cache/m.snap\"\n[audit]\nverify_on_start = \"full\"\n"
+        );
+        let c = Config::parse(&moved, "test").unwrap();
+        assert_eq!(c.snapshot_path(), Some(PathBuf::from("/cache/m.snap")));
+        assert_eq!(c.audit.verify_on_start, VerifyOnStart::Full);
+        // Given 0: no snapshot at all
+        let off = format!("{FULL}\n[read_model]\nsnapshot_every_events = 0\n");
+        assert_eq!(Config::parse(&off, "test").unwrap().snapshot_path(), None);
+        // And a misspelt value is an error
+        let bad = format!("{FULL}\n[audit]\nverify_on_start = \"fast\"\n");
+        assert!(Config::parse(&bad, "test").is_err());
     }
 
     #[test]

@@ -187,6 +187,7 @@ mod tests {
             following: true,
             progress: Progress {
                 position: Position(at),
+                log_hash: sealplane_event_store::LogHash::GENESIS,
                 caught_up,
             },
         }

@@ -4,7 +4,9 @@
 //! state + event → state) for stores, upload requests, secrets and
 //! principals; the command handler (`command`: load, decide, append with
 //! the expected version, idempotency, `AccessDenied`); the projections
-//! rebuilt from the log (`projection`, `read_model`); the use cases that
+//! rebuilt from the log (`projection`, `read_model`), the read-model
+//! snapshot a restart resumes from and what start-up verifies (`snapshot`,
+//! `startup`, ADR 0026); the use cases that
 //! span aggregates, free of any transport (`application`); bearer-token
 //! auth (`auth`); and the gRPC API that only authenticates, converts and
 //! maps errors (`api`). `server` assembles them; the `sealplane` binary
@@ -31,6 +33,8 @@ pub mod projection;
 pub mod rate;
 pub mod read_model;
 pub mod server;
+pub mod snapshot;
+pub mod startup;
 pub mod streams;
 pub mod sweep;
 pub mod tls;

@@ -1,9 +1,9 @@
 //! Projections: read models built by following the log.
 //!
 //! A [`Projection`] folds recorded events into a read model. [`Projector`]
-//! runs one from position 0 on a catch-up-then-live subscription, so read
-//! models are always rebuilt from the log at start-up, and publishes how far
-//! it has applied the log: queries report that position, and a client that
+//! runs one on a catch-up-then-live subscription, from position 1 or from
+//! a point a snapshot of the model was taken at (ADR 0026), and publishes
+//! how far it has applied the log: queries report that position, and a client that
 //! just wrote at position P can wait until the projection reaches P
 //! (read-your-writes). [`as_of`] computes a projection as it was at any
 //! earlier position (the audit replay builds on it).
@@ -13,7 +13,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sealplane_event_store::{EventStore, Position, RecordedEvent, StoreError, SubscriptionMessage};
+use sealplane_event_store::{
+    EventStore, LogCheckpoint, LogHash, Position, RecordedEvent, StoreError, SubscriptionMessage,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -28,6 +30,8 @@ pub trait Projection: Send + Sync + 'static {
 pub struct Progress {
     /// The position of the last event applied (`Position(0)` before any).
     pub position: Position,
+    /// The log hash of that event (what a snapshot of the model records).
+    pub log_hash: LogHash,
     /// Whether it has caught up with the log as it was when it started.
     pub caught_up: bool,
 }
@@ -72,14 +76,28 @@ impl<P: Projection> Projector<P> {
     /// as the outage lasts. It stops for good only when the store closes
     /// or reports data it cannot trust (a hole, a corrupt event).
     pub fn start(store: Arc<dyn EventStore>, model: P) -> Self {
+        Self::start_after(store, model, LogCheckpoint::EMPTY)
+    }
+
+    /// As [`Projector::start`], for a `model` that has already applied
+    /// every event up to `applied` (restored from a snapshot): it folds
+    /// the events after it.
+    pub fn start_after(store: Arc<dyn EventStore>, model: P, applied: LogCheckpoint) -> Self {
         let model = Arc::new(RwLock::new(model));
         let (tx, progress) = watch::channel(Progress {
-            position: Position(0),
+            position: applied.position,
+            log_hash: applied.log_hash,
             caught_up: false,
         });
         let interrupted = Arc::new(AtomicBool::new(false));
         let target = model.clone();
-        let task = tokio::spawn(follow(store, target, tx, interrupted.clone()));
+        let task = tokio::spawn(follow(
+            store,
+            target,
+            tx,
+            interrupted.clone(),
+            applied.position.next(),
+        ));
         Projector {
             model,
             progress,
@@ -88,11 +106,12 @@ impl<P: Projection> Projector<P> {
         }
     }
 
-    /// Reads the model, with the progress it reflects.
+    /// Reads the model, with the progress it reflects exactly.
     pub fn read<R>(&self, query: impl FnOnce(&P) -> R) -> (R, Progress) {
         let model = read(&self.model);
-        // Progress is published after the model changes, so read under the
-        // lock it never claims more than the model holds.
+        // Progress is published under the model's write lock, so read
+        // under its read lock it is exactly what the model holds (a
+        // snapshot records it).
         let progress = *self.progress.borrow();
         (query(&model), progress)
     }
@@ -148,15 +167,15 @@ impl<P: Projection> Projector<P> {
     }
 }
 
-/// Folds the log into `model` from the start and follows it, subscribing
+/// Folds the log into `model` from `next` and follows it, subscribing
 /// again after a backend failure (see [`Projector::start`]).
 async fn follow<P: Projection>(
     store: Arc<dyn EventStore>,
     model: Arc<RwLock<P>>,
     tx: watch::Sender<Progress>,
     interrupted: Arc<AtomicBool>,
+    mut next: Position,
 ) -> Result<(), StoreError> {
-    let mut next = Position::START;
     let mut delay = FIRST_RESUBSCRIBE_DELAY;
     loop {
         let mut events = store.subscribe_all(next);
@@ -166,9 +185,14 @@ async fn follow<P: Projection>(
             };
             match message {
                 Ok(SubscriptionMessage::Event(event)) => {
-                    write(&model).apply(&event);
+                    let mut applied = write(&model);
+                    applied.apply(&event);
                     next = Position(event.position.0 + 1);
-                    tx.send_modify(|p| p.position = event.position);
+                    tx.send_modify(|p| {
+                        p.position = event.position;
+                        p.log_hash = event.log_hash;
+                    });
+                    drop(applied);
                 }
                 Ok(SubscriptionMessage::CaughtUp(_)) => {
                     tx.send_modify(|p| p.caught_up = true);

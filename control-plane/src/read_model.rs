@@ -34,8 +34,11 @@ pub const FINISHED_UPLOAD_RETENTION: chrono::Duration = chrono::Duration::hours(
 /// `limits.max_verifications_per_minute` allowed.
 pub const VERIFICATIONS_KEPT: usize = 1000;
 
-/// Everything queries and authentication read.
-#[derive(Default, Debug)]
+/// Everything queries and authentication read. Every field is log-derived
+/// state the start-up snapshot keeps (`snapshot.rs`, through [`Rest`] and
+/// the two large maps): one added here must be added there, and to the
+/// snapshot's format version.
+#[derive(Default, Debug, PartialEq)]
 pub struct ReadModel {
     /// The store catalog.
     pub stores: StoreCatalog,
@@ -67,6 +70,137 @@ pub struct ReadModel {
     pub unreadable: u64,
     /// The deployment id (ADR 0010), once the log has a first event.
     pub deployment_id: Option<Uuid>,
+}
+
+/// Everything in a [`ReadModel`] but `secrets` and `uploads`, which a
+/// snapshot writes and reads in chunks on several threads.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Rest {
+    stores: StoreCatalog,
+    principals: BTreeMap<Slug, Principal>,
+    #[serde(with = "pairs")]
+    tokens: BTreeMap<TokenDigest, (Slug, Uuid)>,
+    memberships: BTreeMap<Slug, BTreeSet<Slug>>,
+    finished: VecDeque<(DateTime<Utc>, Uuid)>,
+    upload_stores: BTreeMap<Uuid, StoreName>,
+    open_uploads: BTreeMap<Slug, usize>,
+    #[serde(with = "pairs")]
+    verifications: BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
+    sealing_keys: BTreeMap<StoreName, SealingKeys>,
+    sealed_key_of: BTreeMap<SecretUri, String>,
+    unreadable: u64,
+    deployment_id: Option<Uuid>,
+}
+
+impl ReadModel {
+    /// The model put back together from its parts.
+    pub(crate) fn from_parts(
+        rest: Rest,
+        secrets: BTreeMap<SecretUri, Secret>,
+        uploads: BTreeMap<Uuid, UploadRequest>,
+    ) -> ReadModel {
+        let Rest {
+            stores,
+            principals,
+            tokens,
+            memberships,
+            finished,
+            upload_stores,
+            open_uploads,
+            verifications,
+            sealing_keys,
+            sealed_key_of,
+            unreadable,
+            deployment_id,
+        } = rest;
+        ReadModel {
+            stores,
+            principals,
+            tokens,
+            memberships,
+            secrets,
+            uploads,
+            finished,
+            upload_stores,
+            open_uploads,
+            verifications,
+            sealing_keys,
+            sealed_key_of,
+            unreadable,
+            deployment_id,
+        }
+    }
+
+    /// Writes everything but `secrets` and `uploads` as JSON, as [`Rest`]
+    /// reads it back.
+    pub(crate) fn write_rest(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        #[derive(serde::Serialize)]
+        struct RestRef<'a> {
+            stores: &'a StoreCatalog,
+            principals: &'a BTreeMap<Slug, Principal>,
+            #[serde(serialize_with = "pairs::serialize_ref")]
+            tokens: &'a BTreeMap<TokenDigest, (Slug, Uuid)>,
+            memberships: &'a BTreeMap<Slug, BTreeSet<Slug>>,
+            finished: &'a VecDeque<(DateTime<Utc>, Uuid)>,
+            upload_stores: &'a BTreeMap<Uuid, StoreName>,
+            open_uploads: &'a BTreeMap<Slug, usize>,
+            #[serde(serialize_with = "pairs::serialize_ref")]
+            verifications: &'a BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
+            sealing_keys: &'a BTreeMap<StoreName, SealingKeys>,
+            sealed_key_of: &'a BTreeMap<SecretUri, String>,
+            unreadable: u64,
+            deployment_id: Option<Uuid>,
+        }
+        serde_json::to_writer(
+            out,
+            &RestRef {
+                stores: &self.stores,
+                principals: &self.principals,
+                tokens: &self.tokens,
+                memberships: &self.memberships,
+                finished: &self.finished,
+                upload_stores: &self.upload_stores,
+                open_uploads: &self.open_uploads,
+                verifications: &self.verifications,
+                sealing_keys: &self.sealing_keys,
+                sealed_key_of: &self.sealed_key_of,
+                unreadable: self.unreadable,
+                deployment_id: self.deployment_id,
+            },
+        )
+    }
+}
+
+/// A map whose keys are not strings, as a JSON array of `[key, value]`.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn serialize_ref<K: Serialize, V: Serialize, S: Serializer>(
+        map: &&BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serialize(map, serializer)
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// A deployment's id: the first 16 bytes of its log's first event hash,

@@ -1,5 +1,6 @@
 //! Assembling and running the control plane: open the event store, rebuild
-//! the read model from the whole log, mount the services (and the gRPC
+//! the read model from the log (from position 1, or after its snapshot:
+//! ADR 0026), mount the services (and the gRPC
 //! health service, and the admin listener when configured: `health`),
 //! serve until told to stop, then let in-flight calls finish and close the
 //! store so every acknowledged event is on disk.
@@ -9,7 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealplane_event_store::{EmbeddedStore, EventStore, PostgresStore, StoreError};
+use sealplane_event_store::{
+    EmbeddedStore, EventStore, LogCheckpoint, Position, PostgresStore, StoreError,
+};
 use sealplane_host::admin::Readiness;
 use sealplane_proto::v1::{
     audit_server::AuditServer, operations_server::OperationsServer,
@@ -33,6 +36,7 @@ use crate::command::CommandHandler;
 use crate::config::{Config, ConfigError, EventStoreConfig, Limits};
 use crate::projection::{ProjectionError, Projector};
 use crate::read_model::ReadModel;
+use crate::snapshot::SnapshotFile;
 use crate::tls::{TlsError, server_tls};
 use sealplane_proto::log_checkpoint::LogSigningKey;
 
@@ -116,12 +120,31 @@ pub struct Assembled {
     shutdown: watch::Sender<bool>,
     /// The admin listener (`/healthz`, `/readyz`), when one is configured.
     admin: Option<TcpListener>,
+    /// Where to keep the read-model snapshot, and every how many events.
+    snapshots: Option<(Arc<SnapshotFile>, u64)>,
+    /// The log key to walk the whole log against once ready, after an
+    /// incremental start-up verification.
+    background_verification: Option<[u8; 32]>,
 }
 
 impl Assembled {
     /// Also answers `/healthz` and `/readyz` on `listener` while serving.
     pub fn with_admin(mut self, listener: TcpListener) -> Self {
         self.admin = Some(listener);
+        self
+    }
+
+    /// Writes the read model's snapshot to `file` every `every_events`
+    /// events applied, and once more when it stops cleanly.
+    pub fn with_snapshots(mut self, file: Arc<SnapshotFile>, every_events: u64) -> Self {
+        self.snapshots = Some((file, every_events.max(1)));
+        self
+    }
+
+    /// Once ready, walks the whole log against the checkpoints signed by
+    /// `log_key` in the background, failing closed on a break.
+    pub fn with_background_verification(mut self, log_key: [u8; 32]) -> Self {
+        self.background_verification = Some(log_key);
         self
     }
 }
@@ -138,9 +161,20 @@ pub async fn app(store: Arc<dyn EventStore>, limits: Limits) -> Result<Assembled
 /// replaying the log: it can be served at once, reporting `NOT_SERVING`
 /// and refusing calls (`UNAVAILABLE`) until [`rebuilt`] returns.
 pub fn app_rebuilding(store: Arc<dyn EventStore>, limits: Limits) -> Assembled {
+    app_resuming(store, limits, ReadModel::default(), LogCheckpoint::EMPTY)
+}
+
+/// As [`app_rebuilding`], with a `model` that has already applied the log
+/// up to `applied` (restored from its snapshot): it folds only what follows.
+pub fn app_resuming(
+    store: Arc<dyn EventStore>,
+    limits: Limits,
+    model: ReadModel,
+    applied: LogCheckpoint,
+) -> Assembled {
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let store: Arc<dyn EventStore> = Arc::new(crate::metrics::Metered::new(store, metrics.clone()));
-    let model = Arc::new(Projector::start(store.clone(), ReadModel::default()));
+    let model = Arc::new(Projector::start_after(store.clone(), model, applied));
     let (shutdown, down) = watch::channel(false);
     Assembled {
         app: App {
@@ -156,6 +190,8 @@ pub fn app_rebuilding(store: Arc<dyn EventStore>, limits: Limits) -> Assembled {
         },
         shutdown,
         admin: None,
+        snapshots: None,
+        background_verification: None,
     }
 }
 
@@ -204,8 +240,29 @@ pub async fn serve(
         app,
         shutdown: switch,
         admin,
+        snapshots,
+        background_verification,
     } = assembled;
     let store = app.handler.store().clone();
+    let snapshotter = snapshots.clone().map(|(file, every)| {
+        let app = app.clone();
+        tokio::spawn(async move { keep_snapshots(&app, file, every).await })
+    });
+    let verifier = background_verification.map(|key| {
+        let (app, store) = (app.clone(), store.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                rebuilt = app.model.wait_caught_up(REBUILD_TIMEOUT) => {
+                    if rebuilt.is_ok() {
+                        crate::startup::verify_in_background(
+                            store, key, app.integrity.clone(), app.shutting_down(),
+                        ).await;
+                    }
+                }
+                () = app.shutting_down() => {}
+            }
+        })
+    });
     let mut down = app.shutdown.clone();
     // The sweep decides on the read model: not before it has caught up.
     let sweeper = tokio::spawn({
@@ -281,7 +338,7 @@ pub async fn serve(
         )
         .add_service(AuditServer::new(AuditApi::new(app.clone())))
         .add_service(OperationsServer::new(OperationsApi::new(app.clone())))
-        .add_service(ReactorServer::new(ReactorApi::new(app)))
+        .add_service(ReactorServer::new(ReactorApi::new(app.clone())))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown);
     let drained = async move {
         let _ = down.wait_for(|d| *d).await;
@@ -305,6 +362,16 @@ pub async fn serve(
     // Released only now: no once-only step of this process is in flight.
     let _ = lease.await;
     monitor.abort();
+    if let Some(verifier) = verifier {
+        let _ = verifier.await;
+    }
+    if let Some(snapshotter) = snapshotter {
+        // The last snapshot: the next start folds only what follows it.
+        let last = snapshotter.await.unwrap_or(Position(0));
+        if let Some((file, _)) = snapshots {
+            let _ = take_snapshot(&app, file, last).await;
+        }
+    }
     // Drains appends already queued: every acknowledged event is on disk.
     store.close().await;
     // The admin listener answers "draining" until here.
@@ -313,6 +380,73 @@ pub async fn serve(
         let _ = admin.await;
     }
     Ok(result?)
+}
+
+/// Writes a snapshot of the model whenever it has applied `every` events
+/// since the last attempt, until shutdown; returns the last position
+/// written. A failed attempt (a full disk, a log found changed) waits for
+/// `every` more events like a successful one.
+async fn keep_snapshots(app: &App, file: Arc<SnapshotFile>, every: u64) -> Position {
+    let mut progress = app.model.watch();
+    let mut written = app.model.progress().position;
+    let mut attempted = written;
+    let mut down = app.shutdown.clone();
+    loop {
+        tokio::select! {
+            changed = progress.wait_for(|p| p.caught_up && p.position.0 >= attempted.0 + every) => {
+                match changed {
+                    Ok(p) => attempted = p.position,
+                    Err(_) => return written,
+                }
+            }
+            _ = down.wait_for(|d| *d) => return written,
+        }
+        if let Some(at) = take_snapshot(app, file.clone(), written).await {
+            written = at;
+        }
+    }
+}
+
+/// Writes a snapshot of the model now unless it is not ahead of `last`
+/// or the log is no longer trusted; returns the position written. The
+/// model is serialized under its read lock (appends to it wait meanwhile),
+/// sealed and written after.
+async fn take_snapshot(app: &App, file: Arc<SnapshotFile>, last: Position) -> Option<Position> {
+    if app.integrity.broken().is_some() {
+        return None;
+    }
+    let model = app.model.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let (encoded, progress) = model.read(crate::snapshot::Encoded::of);
+        if progress.position <= last {
+            return Ok(None);
+        }
+        let at = LogCheckpoint {
+            position: progress.position,
+            log_hash: progress.log_hash,
+        };
+        let bytes = file.write_encoded(encoded?, at)?;
+        tracing::info!(
+            position = at.position.0,
+            bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "wrote the read-model snapshot"
+        );
+        Ok::<_, crate::snapshot::SnapshotError>(Some(at.position))
+    })
+    .await;
+    match written {
+        Ok(Ok(position)) => position,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not write the read-model snapshot; the next start rebuilds more of the log");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the read-model snapshot task failed");
+            None
+        }
+    }
 }
 
 /// Accepted connections with Nagle's algorithm off: the API streams small
@@ -340,6 +474,87 @@ pub fn tls_of(config: &Config) -> Result<Option<ServerTlsConfig>, ServerError> {
 mod tests {
     use super::*;
     use crate::config::DatabaseUrl;
+
+    #[tokio::test]
+    async fn a_snapshot_is_written_every_so_many_events_and_not_while_the_log_is_distrusted() {
+        use sealplane_event_store::{
+            EventMetadata, EventType, ExpectedVersion, MemoryStore, NewEvent, StreamId,
+        };
+        // Given a control plane keeping a snapshot every 5 events
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let assembled = app_rebuilding(store.clone(), Limits::default());
+        let dir = tempfile::tempdir().unwrap();
+        let key = LogSigningKey::generate();
+        let file = Arc::new(SnapshotFile::new(dir.path().join("s"), &key));
+        let keeper = tokio::spawn({
+            let (app, file) = (assembled.app.clone(), file.clone());
+            async move { keep_snapshots(&app, file, 5).await }
+        });
+        let append = |n: usize| {
+            let store = store.clone();
+            async move {
+                let events = (0..n)
+                    .map(|i| {
+                        NewEvent::from_json_text(
+                            EventType::parse("Happened").unwrap(),
+                            1,
+                            &format!(r#"{{"n":{i}}}"#),
+                            &EventMetadata::new("t"),
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                let stream = StreamId::parse("things").unwrap();
+                store
+                    .append(&stream, ExpectedVersion::Any, events)
+                    .await
+                    .unwrap()
+                    .last_position
+            }
+        };
+        // When 7 events are applied
+        let head = append(7).await;
+        assembled
+            .app
+            .model
+            .wait_for(head, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // Then a snapshot covers them
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let written = loop {
+            if let Ok(Some(s)) = file.load() {
+                break s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no snapshot written"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(written.at.position >= Position(5));
+        // And once the log is distrusted, no snapshot is written
+        std::fs::remove_file(file.path()).unwrap();
+        assembled
+            .app
+            .integrity
+            .fail_record(&CheckpointFailure::Empty);
+        let head = append(12).await;
+        assembled
+            .app
+            .model
+            .wait_for(head, Duration::from_secs(5))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(file.load().unwrap().is_none());
+        // And shutdown ends the keeper
+        assembled.shutdown.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), keeper)
+            .await
+            .unwrap()
+            .unwrap();
+    }
 
     /// The default build names the backend but does not link it: opening
     /// it says how to get it, without the password.

@@ -13,12 +13,16 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use chrono::Duration as TimeDelta;
 use clap::{Parser, Subcommand};
-use sealplane_control_plane::application::checkpoint::{Schedule, verify_with_recorded};
+use sealplane_control_plane::application::checkpoint::Schedule;
 use sealplane_control_plane::bootstrap;
 use sealplane_control_plane::config::{AuditConfig, LOG_KEY_FILE};
-use sealplane_control_plane::config::{Config, EventStoreConfig, Limits};
+use sealplane_control_plane::config::{
+    Config, EventStoreConfig, Limits, ReadModelConfig, VerifyOnStart,
+};
 use sealplane_control_plane::domain::names::Slug;
 use sealplane_control_plane::server;
+use sealplane_control_plane::snapshot::{SNAPSHOT_FILE, SnapshotFile};
+use sealplane_control_plane::startup::{self, Start};
 use sealplane_event_store::{EventStore, RedactedUrl};
 use sealplane_host::durable;
 use sealplane_host::logging::{self, LogFormat};
@@ -207,19 +211,57 @@ async fn open_verified(
     config: &EventStoreConfig,
     log_key: &LogSigningKey,
 ) -> anyhow::Result<(Arc<dyn EventStore>, u64)> {
+    let (store, start) = open_started(config, log_key, None, VerifyOnStart::Full).await?;
+    Ok((store, start.verified.events))
+}
+
+/// Opens the store, restores the read model from `snapshot` when it is
+/// usable, and verifies the log as `verify` says (ADR 0026); refuses to go
+/// on with a log that fails.
+async fn open_started(
+    config: &EventStoreConfig,
+    log_key: &LogSigningKey,
+    snapshot: Option<Arc<SnapshotFile>>,
+    verify: VerifyOnStart,
+) -> anyhow::Result<(Arc<dyn EventStore>, Start)> {
     let store = server::open_store(config)
         .await
         .context("cannot open the event store")?;
-    let started = std::time::Instant::now();
-    let verified = verify_with_recorded(&*store, &log_key.public_key())
+    let start = startup::prepare(&*store, &log_key.public_key(), snapshot, verify)
         .await
         .context("the event log failed verification")?;
-    tracing::info!(
-        events = verified.events,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "hash chain and recorded checkpoints verified"
-    );
-    Ok((store, verified.events))
+    Ok((store, start))
+}
+
+/// What the ready line says about verification.
+fn verified_text(start: &Start) -> String {
+    let head = start.verified.head.position.0;
+    match start.verified_after.0 {
+        0 => format!("{head} events, hash chain verified"),
+        after => format!(
+            "{head} events, hash chains verified after position {after}, the whole log in the background"
+        ),
+    }
+}
+
+/// The read model as start-up found it, the snapshot it keeps, and the
+/// background walk an incremental verification leaves to do.
+fn assemble(
+    store: Arc<dyn EventStore>,
+    limits: Limits,
+    start: Start,
+    snapshot: Option<(Arc<SnapshotFile>, u64)>,
+    log_key: &LogSigningKey,
+) -> server::Assembled {
+    let after_position_0 = start.verified_after.0 != 0;
+    let mut assembled = server::app_resuming(store, limits, start.model, start.applied);
+    if let Some((file, every)) = snapshot {
+        assembled = assembled.with_snapshots(file, every);
+    }
+    if after_position_0 {
+        assembled = assembled.with_background_verification(log_key.public_key());
+    }
+    assembled
 }
 
 /// The log-signing key in `path`, created (0600) on first start; refused
@@ -238,12 +280,15 @@ fn log_key(path: &Path) -> anyhow::Result<LogSigningKey> {
     Ok(key)
 }
 
-/// Waits for the read model's start-up rebuild and logs how long it took.
+/// Waits for the read model's start-up rebuild (from position 1 or after
+/// its snapshot) and logs how long it took.
 async fn rebuilt(app: &sealplane_control_plane::api::app::App) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let from = app.model.progress().position;
     let progress = server::rebuilt(app).await?;
     tracing::info!(
         position = progress.position.0,
+        folded = progress.position.0 - from.0,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "read model rebuilt from the log"
     );
@@ -295,10 +340,26 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let tls = server::tls_of(&config)?;
     let key = log_key(&config.log_key_path())?;
     let key_id = key.key_id();
-    let (store, events) = open_verified(&config.event_store, &key).await?;
+    let snapshot = config
+        .snapshot_path()
+        .map(|path| Arc::new(SnapshotFile::new(path, &key)));
+    let (store, start) = open_started(
+        &config.event_store,
+        &key,
+        snapshot.clone(),
+        config.audit.verify_on_start,
+    )
+    .await?;
+    let verified = verified_text(&start);
     // Served while the read model rebuilds: health says NOT_SERVING and
     // calls are refused UNAVAILABLE until it has caught up.
-    let mut assembled = server::app_rebuilding(store, config.limits.clone());
+    let mut assembled = assemble(
+        store,
+        config.limits.clone(),
+        start,
+        snapshot.map(|file| (file, config.read_model.snapshot_every_events)),
+        &key,
+    );
     assembled
         .sign_checkpoints(key, Schedule::of(&config.audit))
         .await?;
@@ -318,7 +379,7 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
         }
     }
     println!(
-        "sealplane serving on {scheme}://{addr} (event store {}, {events} events, hash chain verified; log key {key_id})",
+        "sealplane serving on {scheme}://{addr} (event store {}, {verified}; log key {key_id})",
         describe(&config.event_store)
     );
     serving.await.context("the API task failed")??;
@@ -399,10 +460,28 @@ async fn dev(
     let store_config = EventStoreConfig::Embedded { path: path.clone() };
     let key = log_key(&dir.join(LOG_KEY_FILE))?;
     let key_id = key.key_id();
-    let (store, events) = open_verified(&store_config, &key)
-        .await
-        .with_context(|| format!("event store {}", path.display()))?;
-    let mut assembled = server::app(store, Limits::default()).await?;
+    // Only a kept data directory gets a snapshot: a temporary one is gone
+    // at exit.
+    let snapshot = data_dir
+        .as_ref()
+        .map(|_| Arc::new(SnapshotFile::new(dir.join(SNAPSHOT_FILE), &key)));
+    let (store, start) = open_started(
+        &store_config,
+        &key,
+        snapshot.clone(),
+        AuditConfig::default().verify_on_start,
+    )
+    .await
+    .with_context(|| format!("event store {}", path.display()))?;
+    let verified = verified_text(&start);
+    let mut assembled = assemble(
+        store,
+        Limits::default(),
+        start,
+        snapshot.map(|file| (file, ReadModelConfig::default().snapshot_every_events)),
+        &key,
+    );
+    rebuilt(&assembled.app).await?;
     assembled
         .sign_checkpoints(key, Schedule::of(&AuditConfig::default()))
         .await?;
@@ -418,10 +497,7 @@ async fn dev(
         .context("cannot start the in-process reactor")?;
     let deployment = assembled.app.deployment_id()?;
     println!("Sealplane dev is running.");
-    println!(
-        "  event store: {} ({events} events, hash chain verified)",
-        path.display()
-    );
+    println!("  event store: {} ({verified})", path.display());
     println!("  gRPC API:    http://{addr} (plaintext, loopback only)");
     println!("  log key:     {key_id} (signs checkpoints; `sealctl audit verify` pins it)");
     println!("  admin:       {admin} (a fresh token for this session, valid 12 hours)");

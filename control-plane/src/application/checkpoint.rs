@@ -50,6 +50,17 @@ impl LogIntegrity {
         self.broken.get().map(String::as_str)
     }
 
+    /// Marks the log broken because a recorded checkpoint is not one this
+    /// control plane signed in order (`failure` names where), and logs it.
+    pub fn fail_record(&self, failure: &CheckpointFailure) {
+        if self.broken.set(failure.to_string()).is_ok() {
+            tracing::error!(
+                error = %failure,
+                "a checkpoint recorded in the event log is not one this control plane signed; refusing every call until an admin investigates and restarts it"
+            );
+        }
+    }
+
     /// Marks the log broken at `at` and logs where (once).
     pub fn fail(&self, at: &ChainBreak) {
         if self.broken.set(at.to_string()).is_ok() {
@@ -205,9 +216,39 @@ async fn recorded_checkpoints(
     Ok(all)
 }
 
+/// The newest recorded checkpoint, checked alone (signed by `key`, before
+/// its own record); the chain of `previous` links is left to
+/// [`verify_with_recorded`]. Reads the checkpoint stream (one event per
+/// 1,000 of the log) but verifies one signature.
+async fn newest_recorded(
+    store: &dyn EventStore,
+    key: &[u8; 32],
+) -> Result<Option<(SignedCheckpoint, Position, StreamVersion)>, CheckpointFailure> {
+    const PAGE: usize = 4096;
+    let stream = streams::log_checkpoints();
+    let mut newest: Option<RecordedEvent> = None;
+    let mut next = StreamVersion(0);
+    loop {
+        let page = store.read_stream(&stream, next, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        next = last.version.next();
+        if let Some(event) = page
+            .into_iter()
+            .rev()
+            .find(|e| e.event_type.as_str() == LOG_CHECKPOINTED)
+        {
+            newest = Some(event);
+        }
+    }
+    newest
+        .map(|event| Ok((parse_recorded(&event, key)?, event.position, event.version)))
+        .transpose()
+}
+
 /// Walks the whole log once and checks it against every recorded
 /// checkpoint: each signed by `key`, chained by `previous`, and matching
-/// the log hash at its position. For start-up.
+/// the log hash at its position. For start-up without a read-model
+/// snapshot, and the background verifier after one (ADR 0026).
 pub async fn verify_with_recorded(
     store: &dyn EventStore,
     key: &[u8; 32],
@@ -219,21 +260,21 @@ pub async fn verify_with_recorded(
 
 impl Checkpointer {
     /// A checkpointer continuing from the latest checkpoint recorded in
-    /// `store` (which start-up verified).
+    /// `store` (its signature checked; the whole chain of them is checked
+    /// by start-up or the background verifier).
     pub async fn load(
         store: Arc<dyn EventStore>,
         key: LogSigningKey,
         schedule: Schedule,
         integrity: Arc<LogIntegrity>,
     ) -> Result<Checkpointer, CheckpointFailure> {
-        let latest = recorded_checkpoints(&*store, &key.public_key())
-            .await?
-            .pop()
-            .map(|(signed, recorded_at, version)| Latest {
+        let latest = newest_recorded(&*store, &key.public_key()).await?.map(
+            |(signed, recorded_at, version)| Latest {
                 signed,
                 recorded_at,
                 version,
-            });
+            },
+        );
         Ok(Checkpointer {
             store,
             key,
@@ -341,15 +382,12 @@ impl Checkpointer {
             Err(AppendError::Conflict(c)) => {
                 // Another writer's checkpoint is the latest now; continue
                 // from it (it is checked as any recorded one).
-                let recorded = recorded_checkpoints(&*self.store, &self.key.public_key()).await?;
-                state.latest = recorded
-                    .last()
-                    .cloned()
-                    .map(|(signed, at, version)| Latest {
-                        signed,
-                        recorded_at: at,
-                        version,
-                    });
+                let recorded = newest_recorded(&*self.store, &self.key.public_key()).await?;
+                state.latest = recorded.map(|(signed, at, version)| Latest {
+                    signed,
+                    recorded_at: at,
+                    version,
+                });
                 Err(CheckpointFailure::Raced(
                     c.actual.unwrap_or(StreamVersion(0)),
                 ))

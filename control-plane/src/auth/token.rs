@@ -79,6 +79,21 @@ impl TokenDigest {
     }
 }
 
+/// Written as its hex form (a JSON map key in the read-model snapshot).
+impl serde::Serialize for TokenDigest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TokenDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        TokenDigest::from_hex(&text)
+            .ok_or_else(|| serde::de::Error::custom("a token digest is 64 hex digits"))
+    }
+}
+
 impl fmt::Debug for TokenDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TokenDigest({})", self.to_hex())

@@ -15,7 +15,7 @@ use super::names::{Slug, StoreName};
 use super::{Aggregate, CommandArguments, Context, DomainEvent, Refusal, RefusalKind, Role};
 
 /// A user or a group, or nothing yet.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Principal {
     /// No principal has this slug.
     #[default]
@@ -27,7 +27,7 @@ pub enum Principal {
 }
 
 /// What is known about a user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserState {
     /// Its slug.
     pub slug: Slug,
@@ -43,7 +43,7 @@ pub struct UserState {
 }
 
 /// One bearer token of a user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenState {
     /// Lower-case hex SHA-256 of the token; the token itself is never kept.
     pub sha256_hex: String,
@@ -61,7 +61,7 @@ impl TokenState {
 }
 
 /// What is known about a group.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupState {
     /// Its slug.
     pub slug: Slug,

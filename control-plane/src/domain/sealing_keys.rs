@@ -33,7 +33,7 @@ pub struct SealingKey {
 }
 
 /// A store's sealing keys, in the order they were published.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealingKeys {
     keys: Vec<(SealingKey, bool)>,
 }

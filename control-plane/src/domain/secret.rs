@@ -169,7 +169,7 @@ impl<const N: usize> From<[Slug; N]> for SlugSet {
 }
 
 /// One stored version, as the reactor reported it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
     /// The upstream version.
     pub version: u64,
@@ -186,7 +186,7 @@ pub struct Version {
 }
 
 /// Where a secret is in its deletion.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Deletion {
     /// Not deleted (or written again since).
     #[default]
@@ -206,7 +206,7 @@ pub enum Deletion {
 }
 
 /// One secret's state; `Default` is a secret that does not exist yet.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Secret {
     uri: Option<SecretUri>,
     creator: Option<Slug>,

@@ -91,7 +91,7 @@ impl fmt::Debug for ReactorKey {
 }
 
 /// What the catalog knows about one store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreState {
     /// Its upstream kind.
     pub kind: StoreKind,
@@ -106,7 +106,7 @@ pub struct StoreState {
 }
 
 /// Every store ever created, and the default.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreCatalog {
     stores: BTreeMap<StoreName, StoreState>,
     default: Option<StoreName>,

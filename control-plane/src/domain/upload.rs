@@ -61,7 +61,7 @@ impl fmt::Display for UploadStatus {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Request {
     request_id: Uuid,
     uri: SecretUri,
@@ -75,7 +75,7 @@ struct Request {
 }
 
 /// What a sealed-file request carries besides the ciphertext.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SealedFile {
     /// The sealing key the file names.
     pub key_id: String,
@@ -99,7 +99,7 @@ pub enum SealingKeyStanding {
 }
 
 /// One upload request's state.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UploadRequest {
     request: Option<Request>,
     /// The public key and signature, once provided.

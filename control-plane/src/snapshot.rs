@@ -1,0 +1,422 @@
+//! The read-model snapshot (ADR 0026): the whole [`ReadModel`] as folded up
+//! to a log position, kept in one file beside the log key so a restart folds
+//! only the events after it instead of the whole history.
+//!
+//! It is a cache, never a source of truth: a snapshot is used only when its
+//! MAC checks (HMAC-SHA256 under a key derived from the log-signing key, so
+//! only a holder of that key can make one the server accepts), it was
+//! written by this format and version of Sealplane, and the log still has
+//! the snapshot's log hash at the snapshot's position. Anything else —
+//! missing, unreadable, changed, another build's, another log's — means a
+//! rebuild from position 1; deleting the file is always safe.
+//!
+//! Layout, one item per line (compact JSON has no raw newline):
+//!
+//! ```text
+//! sealplane read-model snapshot
+//! {...the model but its secrets and uploads...}
+//! [[uri, secret], ...]           8 lines: the secrets, in uri order
+//! [[id, upload], ...]            8 lines: the upload requests, in id order
+//! {"format":1,"build":"0.1.0","position":P,"log_hash":"<hex>"}
+//! mac <hex of HMAC-SHA256 over every byte before this line>
+//! ```
+//!
+//! The two large maps are cut into chunks so that writing and reading use
+//! every core: a model of a million events' live state reads in well
+//! under a second on two.
+//!
+//! The file holds token digests, access lists and the state of open uploads
+//! (their one-time public keys; a resealed file's new ciphertext): it is
+//! written 0600 and a snapshot others may read is refused. Errors never
+//! quote its content.
+
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac as _};
+use sealplane_event_store::{LogCheckpoint, LogHash, Position};
+use sealplane_host::durable;
+use sealplane_proto::log_checkpoint::LogSigningKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use crate::domain::names::SecretUri;
+use crate::domain::secret::Secret;
+use crate::domain::upload::UploadRequest;
+use crate::read_model::{ReadModel, Rest};
+use uuid::Uuid;
+
+/// The snapshot's file name beside the log-signing key.
+pub const SNAPSHOT_FILE: &str = "read-model.snapshot";
+
+/// The shape of what a snapshot serializes. Bump it with any change to a
+/// field of [`ReadModel`] or of an aggregate state it holds: an old
+/// snapshot is then discarded instead of read into the new shape. (Build
+/// versions differ too: see [`Header::build`].)
+pub const FORMAT: u32 = 1;
+
+const MAGIC: &[u8] = b"sealplane read-model snapshot\n";
+/// Lines each of the two large maps is cut into.
+const CHUNKS: usize = 8;
+/// The model's lines: the rest, then the chunks of each large map.
+const MODEL_LINES: usize = 1 + 2 * CHUNKS;
+const MAC_PREFIX: &[u8] = b"mac ";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a snapshot was not written or not used. No message quotes the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The file could not be read.
+    #[error("cannot read the read-model snapshot: {0}")]
+    Read(std::io::Error),
+    /// Not a regular file, or one its group or others may access.
+    #[error(
+        "{} is not a regular file of mode 0600 (found {mode:o}): a snapshot others may read or change is not used",
+        path.display()
+    )]
+    Exposed { path: PathBuf, mode: u32 },
+    /// The file could not be written.
+    #[error("cannot write the read-model snapshot: {0}")]
+    Write(#[from] durable::DurableError),
+    /// Not a snapshot at all, or cut short.
+    #[error("{} is not a complete read-model snapshot", path.display())]
+    NotASnapshot { path: PathBuf },
+    /// Its MAC does not match: changed on disk, or made with another log key.
+    #[error(
+        "{} does not carry this control plane's MAC: it was changed on disk, or written with another log key",
+        path.display()
+    )]
+    BadMac { path: PathBuf },
+    /// Written by another format or build of Sealplane.
+    #[error(
+        "{} was written by sealplane {build} (snapshot format {format}); this is sealplane {} (format {FORMAT})",
+        path.display(), env!("CARGO_PKG_VERSION")
+    )]
+    OtherBuild {
+        path: PathBuf,
+        build: String,
+        format: u32,
+    },
+    /// The MAC matched but the content does not parse: a bug of this build.
+    #[error("{} does not parse ({what} at line {line}, column {column})", path.display())]
+    Malformed {
+        path: PathBuf,
+        what: &'static str,
+        line: usize,
+        column: usize,
+    },
+    /// The model could not be serialized.
+    #[error("cannot serialize the read model: {0}")]
+    Encode(String),
+}
+
+/// What a snapshot says about itself, after the model.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: u32,
+    /// The control plane's version that wrote it: a newer or older build
+    /// may fold some event differently (an event type it learnt to read),
+    /// so it rebuilds rather than trust another build's fold.
+    build: String,
+    position: u64,
+    log_hash: String,
+}
+
+/// A snapshot read back and checked: the model as folded up to `at`.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The read model after applying every event up to `at.position`.
+    pub model: ReadModel,
+    /// The position it covers and the log hash there.
+    pub at: LogCheckpoint,
+}
+
+/// The model serialized, ready to be sealed and written outside the lock
+/// that guards the model.
+pub struct Encoded {
+    bytes: Vec<u8>,
+}
+
+impl Encoded {
+    /// Serializes `model` (call it under the model's read lock), its large
+    /// maps on several threads.
+    pub fn of(model: &ReadModel) -> Result<Encoded, SnapshotError> {
+        fn chunk_of<K: Serialize, V: Serialize>(
+            map: &std::collections::BTreeMap<K, V>,
+            index: usize,
+        ) -> serde_json::Result<Vec<u8>> {
+            let size = map.len().div_ceil(CHUNKS).max(1);
+            let mut out = Vec::new();
+            let chunk: Vec<_> = map.iter().skip(index * size).take(size).collect();
+            serde_json::to_writer(&mut out, &chunk)?;
+            Ok(out)
+        }
+        let lines: Vec<serde_json::Result<Vec<u8>>> = std::thread::scope(|scope| {
+            let rest = scope.spawn(|| {
+                let mut out = Vec::new();
+                model.write_rest(&mut out).map(|()| out)
+            });
+            let secrets: Vec<_> = (0..CHUNKS)
+                .map(|i| scope.spawn(move || chunk_of(&model.secrets, i)))
+                .collect();
+            let uploads: Vec<_> = (0..CHUNKS)
+                .map(|i| scope.spawn(move || chunk_of(&model.uploads, i)))
+                .collect();
+            std::iter::once(rest)
+                .chain(secrets)
+                .chain(uploads)
+                .map(|t| t.join().expect("serializing does not panic"))
+                .collect()
+        });
+        let mut bytes = Vec::with_capacity(
+            MAGIC.len() + lines.iter().flatten().map(|l| l.len() + 1).sum::<usize>() + 256,
+        );
+        bytes.extend_from_slice(MAGIC);
+        for line in lines {
+            let line = line.map_err(|e| SnapshotError::Encode(e.classify_name().to_owned()))?;
+            bytes.extend_from_slice(&line);
+            bytes.push(b'\n');
+        }
+        Ok(Encoded { bytes })
+    }
+
+    /// Its size in bytes so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it is empty (never, once made).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// A parsing thread's result (parsing never panics).
+fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    thread.join().expect("parsing does not panic")
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "an I/O error",
+            serde_json::error::Category::Syntax => "a syntax error",
+            serde_json::error::Category::Data => "a data error",
+            serde_json::error::Category::Eof => "an early end",
+        }
+    }
+}
+
+/// One control plane's snapshot file and the key its MAC is made with.
+pub struct SnapshotFile {
+    path: PathBuf,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for SnapshotFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotFile {
+    /// The snapshot at `path`, MAC'd under a key derived from `log_key`
+    /// (so a snapshot is only accepted by the control plane that holds it).
+    pub fn new(path: impl Into<PathBuf>, log_key: &LogSigningKey) -> SnapshotFile {
+        let mut hasher = Sha256::new();
+        hasher.update(b"sealplane-read-model-snapshot-key-v1\n");
+        hasher.update(log_key.to_text().as_bytes());
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&hasher.finalize());
+        SnapshotFile {
+            path: path.into(),
+            key,
+        }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        HmacSha256::new_from_slice(&*self.key).expect("HMAC takes any key length")
+    }
+
+    /// Writes `model` as folded up to `at`: atomically, durably, 0600.
+    /// Returns the file's size.
+    pub fn write(&self, model: &ReadModel, at: LogCheckpoint) -> Result<usize, SnapshotError> {
+        self.write_encoded(Encoded::of(model)?, at)
+    }
+
+    /// Writes a model [`Encoded`] when it had applied exactly up to `at`.
+    pub fn write_encoded(
+        &self,
+        encoded: Encoded,
+        at: LogCheckpoint,
+    ) -> Result<usize, SnapshotError> {
+        let mut bytes = encoded.bytes;
+        let header = Header {
+            format: FORMAT,
+            build: env!("CARGO_PKG_VERSION").to_owned(),
+            position: at.position.0,
+            log_hash: at.log_hash.to_hex(),
+        };
+        serde_json::to_writer(&mut bytes, &header)
+            .map_err(|e| SnapshotError::Encode(e.classify_name().to_owned()))?;
+        bytes.push(b'\n');
+        let mut mac = self.mac();
+        mac.update(&bytes);
+        let tag = hex::encode(mac.finalize().into_bytes());
+        bytes.extend_from_slice(MAC_PREFIX);
+        bytes.extend_from_slice(tag.as_bytes());
+        bytes.push(b'\n');
+        durable::write_atomic(&self.path, &bytes, 0o600)?;
+        Ok(bytes.len())
+    }
+
+    /// Reads the snapshot back: `None` when there is none; an error when
+    /// there is one that must not be used (the caller rebuilds).
+    pub fn load(&self) -> Result<Option<Snapshot>, SnapshotError> {
+        let bytes = match self.read() {
+            Ok(bytes) => bytes,
+            Err(SnapshotError::Read(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        self.parse(&bytes).map(Some)
+    }
+
+    /// The file's bytes, refused when its group or others may access it.
+    fn read(&self) -> Result<Vec<u8>, SnapshotError> {
+        use std::io::Read as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let io = |source| SnapshotError::Read(source);
+        let mut file = std::fs::File::open(&self.path).map_err(io)?;
+        // fstat of the handle about to be read, not a second stat of the path.
+        let meta = file.metadata().map_err(io)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if !meta.is_file() || mode & 0o077 != 0 {
+            return Err(SnapshotError::Exposed {
+                path: self.path.clone(),
+                mode,
+            });
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+        file.read_to_end(&mut bytes).map_err(io)?;
+        Ok(bytes)
+    }
+
+    /// Checks and parses the bytes of a snapshot file: the MAC on one
+    /// thread while the model's lines parse on others (a line that fails
+    /// the MAC is never used).
+    fn parse(&self, bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+        let incomplete = || SnapshotError::NotASnapshot {
+            path: self.path.clone(),
+        };
+        if !bytes.starts_with(MAGIC) || bytes.last() != Some(&b'\n') {
+            return Err(incomplete());
+        }
+        let body = &bytes[MAGIC.len()..bytes.len() - 1];
+        // rest, chunks..., header, mac
+        let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+        if lines.len() != MODEL_LINES + 2 {
+            return Err(incomplete());
+        }
+        let mac_line = lines[MODEL_LINES + 1];
+        let sealed = &bytes[..bytes.len() - 1 - mac_line.len()];
+        let tag = mac_line
+            .strip_prefix(MAC_PREFIX)
+            .and_then(|hex_tag| hex::decode(hex_tag).ok())
+            .ok_or_else(incomplete)?;
+        let (mac_ok, header, rest, secrets, uploads) = std::thread::scope(|scope| {
+            let mac_ok = scope.spawn(|| {
+                let mut mac = self.mac();
+                mac.update(sealed);
+                mac.verify_slice(&tag).is_ok()
+            });
+            let rest = scope.spawn(|| serde_json::from_slice::<Rest>(lines[0]));
+            let secrets: Vec<_> = lines[1..=CHUNKS]
+                .iter()
+                .map(|line| {
+                    scope.spawn(move || serde_json::from_slice::<Vec<(SecretUri, Secret)>>(line))
+                })
+                .collect();
+            let uploads: Vec<_> = lines[1 + CHUNKS..MODEL_LINES]
+                .iter()
+                .map(|line| {
+                    scope.spawn(move || serde_json::from_slice::<Vec<(Uuid, UploadRequest)>>(line))
+                })
+                .collect();
+            let header = serde_json::from_slice::<Header>(lines[MODEL_LINES]);
+            (
+                joined(mac_ok),
+                header,
+                joined(rest),
+                secrets.into_iter().map(joined).collect::<Vec<_>>(),
+                uploads.into_iter().map(joined).collect::<Vec<_>>(),
+            )
+        });
+        if !mac_ok {
+            return Err(SnapshotError::BadMac {
+                path: self.path.clone(),
+            });
+        }
+        let header = header.map_err(|e| self.malformed(&e))?;
+        if header.format != FORMAT || header.build != env!("CARGO_PKG_VERSION") {
+            return Err(SnapshotError::OtherBuild {
+                path: self.path.clone(),
+                build: header.build,
+                format: header.format,
+            });
+        }
+        let log_hash =
+            LogHash::from_hex(&header.log_hash).ok_or_else(|| SnapshotError::Malformed {
+                path: self.path.clone(),
+                what: "a bad log hash",
+                line: 0,
+                column: 0,
+            })?;
+        let rest = rest.map_err(|e| self.malformed(&e))?;
+        let mut all_secrets = Vec::new();
+        for chunk in secrets {
+            all_secrets.extend(chunk.map_err(|e| self.malformed(&e))?);
+        }
+        let mut all_uploads = Vec::new();
+        for chunk in uploads {
+            all_uploads.extend(chunk.map_err(|e| self.malformed(&e))?);
+        }
+        let model = ReadModel::from_parts(
+            rest,
+            all_secrets.into_iter().collect(),
+            all_uploads.into_iter().collect(),
+        );
+        Ok(Snapshot {
+            model,
+            at: LogCheckpoint {
+                position: Position(header.position),
+                log_hash,
+            },
+        })
+    }
+
+    fn malformed(&self, e: &serde_json::Error) -> SnapshotError {
+        SnapshotError::Malformed {
+            path: self.path.clone(),
+            what: e.classify_name(),
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
