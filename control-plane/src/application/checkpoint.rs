@@ -434,4 +434,4 @@ impl Checkpointer {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -4,37 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sealplane_event_store::{
-    AppendError, Appended, EventMetadata, EventType, Exclusive, ExpectedVersion, JsonObject,
-    MemoryStore, NewEvent, RecordedEvent, StoreError, StreamId, StreamVersion, Subscription,
+    AppendError, Appended, Exclusive, ExpectedVersion, JsonObject, MemoryStore, NewEvent,
+    RecordedEvent, StoreError, StreamId, StreamVersion, Subscription,
 };
 use sealplane_proto::log_checkpoint::LogSigningKey;
 
 use super::*;
+use crate::application::checkpoint::tests::append;
 use crate::application::checkpoint::{Checkpointer, Schedule};
 use crate::projection::as_of;
 use crate::snapshot::{SNAPSHOT_FILE, tests::every_kind_of_state};
-
-async fn append(store: &dyn EventStore, n: usize) {
-    let events = (0..n)
-        .map(|i| {
-            NewEvent::from_json_text(
-                EventType::parse("Happened").unwrap(),
-                1,
-                &format!(r#"{{"n":{i}}}"#),
-                &EventMetadata::new("t"),
-            )
-            .unwrap()
-        })
-        .collect();
-    store
-        .append(
-            &StreamId::parse("things").unwrap(),
-            ExpectedVersion::Any,
-            events,
-        )
-        .await
-        .unwrap();
-}
 
 /// A snapshot file in `dir` under `key`, holding the model of `store` up
 /// to `position`.

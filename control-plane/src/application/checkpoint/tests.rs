@@ -13,7 +13,8 @@ fn schedule(every_events: u64) -> Schedule {
     }
 }
 
-async fn append(store: &dyn EventStore, n: usize) {
+/// Appends `n` small events to one stream (the startup tests use it too).
+pub(crate) async fn append(store: &dyn EventStore, n: usize) {
     let events = (0..n)
         .map(|i| {
             NewEvent::from_json_text(
