@@ -9,7 +9,8 @@
 //! instead.) Directories are 0700, files 0600, and every file is written
 //! to a temporary file, fsynced and renamed into place, so a crash leaves
 //! either the old or the new file, never half of one; a new secret's
-//! directory appears whole with its first version and head.
+//! directory appears whole with its first version, which stands alone
+//! (marked `solo`) until the secret's first head is written.
 //!
 //! Envelope encryption: each version gets a fresh random 32-byte data key;
 //! the value (the JSON of [`SecretValue`]) is sealed under it with
@@ -127,6 +128,18 @@ fn io_err(op: &'static str, target: &Path) -> impl FnOnce(io::Error) -> Upstream
     move |source| UpstreamError::Io { op, target, source }
 }
 
+/// How a version file marks its place in ADR 0013's layout.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Written since heads exist (`headed`).
+    Headed,
+    /// A new secret's first version, standing alone (`headed` and `solo`).
+    Solo,
+    /// From before heads existed (for the compatibility tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    BeforeHeads,
+}
+
 /// Which missing directories [`Files::secret_dir`] creates.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Create {
@@ -151,6 +164,12 @@ struct DirState {
 impl DirState {
     fn latest(&self) -> Option<&(u64, Option<VersionMeta>)> {
         self.versions.last()
+    }
+
+    /// Whether the first version claims to stand alone (`solo`; a claim
+    /// authenticated only when the version is opened).
+    fn solo_first(&self) -> bool {
+        matches!(self.versions.first(), Some((1, Some(m))) if m.solo)
     }
 
     /// Whether Sealplane may manage this directory without being told to adopt it.
@@ -419,10 +438,23 @@ impl Files {
                 Ok(current)
             }
             None => {
+                // A new secret's first version stands alone until a head is
+                // written; before a second version or a delete it loses
+                // `solo` (`end_solo`), so only a secret that never had
+                // another state can be read so. (Removing this version
+                // instead looks like a secret never written, as removing
+                // the whole directory always did.)
+                if let [(1, Some(meta))] = state.versions.as_slice()
+                    && meta.solo
+                    && state.deleted.is_none()
+                {
+                    return Ok(Some((1, false)));
+                }
                 // A store written before heads existed has none until its
-                // next write. A version written since says there was one: a
-                // new secret's directory appears with its head, and an old
-                // one gets its head before its next version.
+                // next write. Any other version written since says there
+                // was one: a version after the first is written after a
+                // head, and an old secret gets its head before its next
+                // version.
                 if state
                     .versions
                     .iter()
@@ -447,6 +479,16 @@ impl Files {
         dir: &Path,
         version: u64,
     ) -> Result<SecretValue, UpstreamError> {
+        Ok(self.open_version(path, dir, version)?.0)
+    }
+
+    /// Opens version `version` of `path` with its metadata, authenticated.
+    fn open_version(
+        &self,
+        path: &str,
+        dir: &Path,
+        version: u64,
+    ) -> Result<(SecretValue, VersionMeta), UpstreamError> {
         let file = dir.join(version_file_name(version));
         let tampered = || UpstreamError::Tampered {
             path: path.to_owned(),
@@ -481,7 +523,19 @@ impl Files {
         )
         .ok_or_else(tampered)?;
         // serde_json's error could quote the value: only the fact survives.
-        serde_json::from_slice(&json).map_err(|_| tampered())
+        let value = serde_json::from_slice(&json).map_err(|_| tampered())?;
+        Ok((value, vf.meta))
+    }
+
+    /// Ends the standing of a `solo` first version (see `current`): seals
+    /// it afresh without the flag and replaces it, durably. Called once a
+    /// head is durable, before the secret's second version or its soft
+    /// delete, so from then on a missing head is `RolledBack`.
+    fn end_solo(&self, path: &str, dir: &Path) -> Result<(), UpstreamError> {
+        let (value, mut meta) = self.open_version(path, dir, 1)?;
+        meta.solo = false;
+        let bytes = self.seal_version(path, &meta, &value)?;
+        write_atomic(dir, &version_file_name(1), &bytes)
     }
 
     /// Seals `value` as version `version` and writes it atomically.
@@ -494,13 +548,12 @@ impl Files {
         meta: &WriteMeta,
         adopted: bool,
     ) -> Result<(), UpstreamError> {
-        let bytes = self.version_file(path, version, value, meta, adopted, true)?;
+        let bytes = self.version_file(path, version, value, meta, adopted, Layout::Headed)?;
         write_atomic(dir, &version_file_name(version), &bytes)
     }
 
-    /// The bytes of version `version` of `path` holding `value` sealed;
-    /// `headed: false` makes the layout from before heads existed (for the
-    /// compatibility tests).
+    /// The bytes of version `version` of `path` holding `value` sealed, in
+    /// `layout`.
     fn version_file(
         &self,
         path: &str,
@@ -508,7 +561,7 @@ impl Files {
         value: &SecretValue,
         meta: &WriteMeta,
         adopted: bool,
-        headed: bool,
+        layout: Layout,
     ) -> Result<Vec<u8>, UpstreamError> {
         let vmeta = VersionMeta {
             managed_by: MANAGED_BY.to_owned(),
@@ -518,8 +571,21 @@ impl Files {
             request_id: meta.request_id,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             adopted,
-            headed,
+            headed: layout != Layout::BeforeHeads,
+            solo: layout == Layout::Solo,
         };
+        self.seal_version(path, &vmeta, value)
+    }
+
+    /// The bytes of the version file with metadata `vmeta` holding `value`
+    /// sealed.
+    fn seal_version(
+        &self,
+        path: &str,
+        vmeta: &VersionMeta,
+        value: &SecretValue,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let version = vmeta.version;
         // A fresh data key per version: one leaked data key exposes one version.
         let mut data_key = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(&mut data_key[..]);
@@ -527,19 +593,19 @@ impl Files {
         let sealed_value = seal(
             &data_key,
             &value_nonce,
-            &aad(AAD_VALUE_TAG, path, version, &vmeta),
+            &aad(AAD_VALUE_TAG, path, version, vmeta),
             &value_json(value)?,
         )?;
         let key_nonce = random_nonce();
         let wrapped_key = seal(
             &self.key.0,
             &key_nonce,
-            &aad(AAD_KEY_TAG, path, version, &vmeta),
+            &aad(AAD_KEY_TAG, path, version, vmeta),
             &data_key[..],
         )?;
         let vf = VersionFile {
             format: FORMAT.to_owned(),
-            meta: vmeta,
+            meta: vmeta.clone(),
             key_nonce: STANDARD.encode(key_nonce),
             wrapped_key: STANDARD.encode(wrapped_key),
             value_nonce: STANDARD.encode(value_nonce),
@@ -586,9 +652,10 @@ impl Files {
         // Keeps the adoption across versions once granted.
         let adopted = !managed || matches!(state.latest(), Some((_, Some(m))) if m.adopted);
         if state.head.is_none() {
-            // A directory from before heads (or one holding only nested
-            // secrets) gets its head first, so a headed version without a
-            // head is never a crash's leftover.
+            // A directory from before heads, one holding only nested
+            // secrets, or a first version standing alone gets its head
+            // first, so a headed version without a head is never a crash's
+            // leftover.
             self.write_head(
                 path,
                 &dir,
@@ -597,6 +664,9 @@ impl Files {
                     deleted: current.is_some_and(|(_, deleted)| deleted),
                 },
             )?;
+        }
+        if state.solo_first() {
+            self.end_solo(path, &dir)?;
         }
         self.write_version(path, &dir, version, value, meta, adopted)?;
         if state.deleted.is_some() {
@@ -627,8 +697,9 @@ impl Files {
     }
 
     /// The first version of a secret whose directory does not exist yet:
-    /// the directory appears at once with its version and head, or not at
-    /// all (a crash leaves a temporary directory beside it, nothing else).
+    /// the directory appears at once with its version, or not at all (a
+    /// crash leaves a temporary directory beside it, nothing else). The
+    /// version stands alone (`solo`): no head until the secret changes.
     /// `None` when the directory appeared meanwhile (a nested secret's
     /// write made it as a parent): the caller writes into it instead.
     fn create_secret(
@@ -639,17 +710,9 @@ impl Files {
         meta: &WriteMeta,
     ) -> Result<Option<Written>, UpstreamError> {
         let version = 1;
-        let file = self.version_file(path, version, value, meta, false, true)?;
-        let head = head::encode(
-            &self.key,
-            path,
-            Head {
-                version,
-                deleted: false,
-            },
-        );
+        let file = self.version_file(path, version, value, meta, false, Layout::Solo)?;
         let name = version_file_name(version);
-        match durable::create_dir_with(dir, 0o700, &[(&name, &file), (HEAD, &head)], 0o600) {
+        match durable::create_dir_with(dir, 0o700, &[(&name, &file)], 0o600) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(durable_err(e)),
@@ -702,14 +765,19 @@ impl Files {
                 return Err(not_found());
             };
             // The head alone records it (see `current`).
-            return self.write_head(
+            self.write_head(
                 path,
                 &dir,
                 Head {
                     version: latest,
                     deleted: true,
                 },
-            );
+            )?;
+            // Else removing the head would bring the version back.
+            if state.solo_first() {
+                self.end_solo(path, &dir)?;
+            }
+            return Ok(());
         }
         if state.latest().is_none() && state.head.is_none() {
             return Err(not_found());
@@ -765,6 +833,7 @@ fn read_meta(file: &Path) -> Result<Option<VersionMeta>, UpstreamError> {
                 created_at: String::new(),
                 adopted: false,
                 headed: false,
+                solo: false,
             }),
     ))
 }

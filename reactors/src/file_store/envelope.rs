@@ -37,6 +37,13 @@ pub(super) struct VersionMeta {
     /// older files, and then not part of the associated data.
     #[serde(default, skip_serializing_if = "is_false")]
     pub(super) headed: bool,
+    /// Set on a new secret's first version, written alone (ADR 0013): the
+    /// secret's whole record while it is its only version, so no head is
+    /// needed yet. Rewritten without it (after a head exists) before the
+    /// secret has a second version or is soft-deleted, so a removed head
+    /// can never pass this version off as the current one later.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(super) solo: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -80,6 +87,9 @@ pub(super) fn aad(tag: &[u8], path: &str, version: u64, meta: &VersionMeta) -> V
     // Only when set, so files written before the flag existed still open.
     if meta.headed {
         put_field(&mut buf, b"headed");
+    }
+    if meta.solo {
+        put_field(&mut buf, b"solo");
     }
     buf
 }

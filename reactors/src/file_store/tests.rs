@@ -95,7 +95,8 @@ fn unchanged_value_writes_nothing_and_changed_value_is_a_new_version() {
     put(&s, "a", &value(MARKER)).unwrap();
     let again = put(&s, "a", &value(MARKER)).unwrap();
     assert_eq!((again.version, again.changed), (1, false));
-    assert_eq!(files(&dir), ["+head", "v1.json"]);
+    // A first version stands alone, with no head yet.
+    assert_eq!(files(&dir), ["v1.json"]);
     let next = put(&s, "a", &value("other")).unwrap();
     assert_eq!((next.version, next.changed), (2, true));
     assert_eq!(files(&dir), ["+head", "v1.json", "v2.json"]);
@@ -211,12 +212,18 @@ fn a_file_moved_to_another_path_or_version_does_not_open() {
     put(&s, "b", &value("b-value")).unwrap();
     fs::copy(s.root().join("a/v1.json"), s.root().join("b/v1.json")).unwrap();
     assert_tampered(get(&s, "b"));
-    // The same copied as the next version of `a` itself: read as a put
-    // that crashed before its head moved, and it does not open there.
+    // Copied as the second version of `a`, which has no head yet: a second
+    // version is written after a head, so no crash leaves that.
     fs::copy(s.root().join("a/v1.json"), s.root().join("a/v2.json")).unwrap();
+    assert_rolled_back(get(&s, "a"), "a");
+    fs::remove_file(s.root().join("a/v2.json")).unwrap();
+    // Copied as the next version of `a` with a head: read as a put that
+    // crashed before its head moved, and it does not open there.
+    put(&s, "a", &value("a-two")).unwrap();
+    fs::copy(s.root().join("a/v1.json"), s.root().join("a/v3.json")).unwrap();
     assert_tampered(get(&s, "a"));
     // Two beyond the head: no crash leaves that.
-    fs::rename(s.root().join("a/v2.json"), s.root().join("a/v3.json")).unwrap();
+    fs::rename(s.root().join("a/v3.json"), s.root().join("a/v4.json")).unwrap();
     assert_rolled_back(get(&s, "a"), "a");
     // Even with the clear metadata rewritten to match its new place.
     fs::copy(s.root().join("a/v1.json"), s.root().join("c-v1.json")).unwrap();
@@ -543,7 +550,14 @@ fn legacy_secret(s: &FileStore, path: &str, values: &[&str]) -> PathBuf {
         let version = i as u64 + 1;
         let bytes = s
             .files
-            .version_file(path, version, &value(v), &meta(false), false, false)
+            .version_file(
+                path,
+                version,
+                &value(v),
+                &meta(false),
+                false,
+                Layout::BeforeHeads,
+            )
             .unwrap();
         write_atomic(&dir, &version_file_name(version), &bytes).unwrap();
     }
@@ -601,6 +615,7 @@ fn a_removed_or_forged_head_is_an_error() {
     assert_tampered(get(&s, "a"));
     // Nor does a head moved from another secret.
     put(&s, "b", &value("b")).unwrap();
+    put(&s, "b", &value("b-two")).unwrap();
     fs::copy(s.root().join("b/+head"), dir.join("+head")).unwrap();
     assert_tampered(get(&s, "a"));
 }
@@ -652,9 +667,90 @@ fn a_crash_before_a_new_secret_appears_leaves_no_secret() {
         get(&s, "a/y").unwrap().unwrap().get("password"),
         Some(&b"y"[..])
     );
-    // A first version without a head is never such a leftover.
-    fs::remove_file(s.root().join("a/y/+head")).unwrap();
-    assert_rolled_back(get(&s, "a/y"), "a/y");
+    // The first version alone, nothing of the leftover.
+    assert_eq!(files(&s.root().join("a/y")), ["v1.json"]);
+}
+
+/// Whether `v1.json` of the secret at `dir` claims to stand alone.
+fn solo(dir: &Path) -> bool {
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("v1.json")).unwrap()).unwrap();
+    json["meta"]["solo"] == serde_json::Value::Bool(true)
+}
+
+#[test]
+fn given_a_new_secret_when_it_gets_a_second_version_then_its_first_no_longer_stands_alone() {
+    let (_t, s) = store();
+    let dir = s.root().join("a");
+    put(&s, "a", &value(MARKER)).unwrap();
+    assert_eq!(files(&dir), ["v1.json"]);
+    assert!(solo(&dir));
+    put(&s, "a", &value("two")).unwrap();
+    assert_eq!(files(&dir), ["+head", "v1.json", "v2.json"]);
+    assert!(!solo(&dir));
+    // Rewritten, it still opens as version 1 with its value and origin.
+    let (v1, meta) = s.files.open_version("a", &dir, 1).unwrap();
+    assert_eq!(v1.get("password"), Some(MARKER.as_bytes()));
+    assert_eq!(
+        (meta.version, meta.uri.as_str()),
+        (1, "file-dev://payments/db")
+    );
+    // Removing the head and the newest version is not a way back to v1.
+    fs::remove_file(dir.join("+head")).unwrap();
+    fs::remove_file(dir.join("v2.json")).unwrap();
+    assert_rolled_back(get(&s, "a"), "a");
+}
+
+#[test]
+fn given_a_new_secret_soft_deleted_when_its_head_is_removed_then_it_does_not_come_back() {
+    let (_t, s) = store();
+    let dir = s.root().join("a");
+    put(&s, "a", &value(MARKER)).unwrap();
+    block_on(s.delete("a", false)).unwrap();
+    assert!(get(&s, "a").unwrap().is_none());
+    assert!(!solo(&dir));
+    fs::remove_file(dir.join("+head")).unwrap();
+    assert_rolled_back(get(&s, "a"), "a");
+}
+
+#[test]
+fn given_an_older_first_version_when_it_is_edited_to_stand_alone_then_it_does_not_open() {
+    let (_t, s) = store();
+    let dir = s.root().join("a");
+    put(&s, "a", &value(MARKER)).unwrap();
+    put(&s, "a", &value("two")).unwrap();
+    fs::remove_file(dir.join("+head")).unwrap();
+    fs::remove_file(dir.join("v2.json")).unwrap();
+    // The flag is bound into the associated data: set in clear, it breaks the file.
+    edit(&dir.join("v1.json"), |j| j["meta"]["solo"] = true.into());
+    assert_tampered(get(&s, "a"));
+}
+
+#[test]
+fn given_a_crash_after_the_first_head_when_the_secret_is_read_and_written_then_it_goes_on() {
+    let (_t, s) = store();
+    let dir = s.root().join("a");
+    put(&s, "a", &value(MARKER)).unwrap();
+    // The second put wrote its head and crashed before rewriting v1.
+    let head = head::encode(
+        &s.files.key,
+        "a",
+        Head {
+            version: 1,
+            deleted: false,
+        },
+    );
+    fs::write(dir.join("+head"), head).unwrap();
+    assert!(solo(&dir));
+    assert_eq!(
+        get(&s, "a").unwrap().unwrap().get("password"),
+        Some(MARKER.as_bytes())
+    );
+    assert_eq!(put(&s, "a", &value("two")).unwrap().version, 2);
+    assert!(!solo(&dir));
+    fs::remove_file(dir.join("+head")).unwrap();
+    fs::remove_file(dir.join("v2.json")).unwrap();
+    assert_rolled_back(get(&s, "a"), "a");
 }
 
 #[test]
