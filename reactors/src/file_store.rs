@@ -450,6 +450,18 @@ impl Files {
                 {
                     return Ok(Some((1, false)));
                 }
+                // A second put crashed before its head (or v1's rewrite)
+                // reached the disk: its version is the current one. Only
+                // v2 can follow a `solo` v1 without a head: any later write
+                // ends `solo` durably before its version.
+                if let [(1, Some(first)), (2, Some(second))] = state.versions.as_slice()
+                    && first.solo
+                    && second.headed
+                    && !second.solo
+                    && state.deleted.is_none()
+                {
+                    return Ok(Some((2, false)));
+                }
                 // A store written before heads existed has none until its
                 // next write. Any other version written since says there
                 // was one: a version after the first is written after a
@@ -469,7 +481,17 @@ impl Files {
 
     /// Writes the head record of `path`, durably.
     fn write_head(&self, path: &str, dir: &Path, head: Head) -> Result<(), UpstreamError> {
-        write_atomic(dir, HEAD, &head::encode(&self.key, path, head))
+        self.write_head_syncing(path, dir, head, DirSync::Now)
+    }
+
+    fn write_head_syncing(
+        &self,
+        path: &str,
+        dir: &Path,
+        head: Head,
+        sync: DirSync,
+    ) -> Result<(), UpstreamError> {
+        write_file(dir, HEAD, &head::encode(&self.key, path, head), sync)
     }
 
     /// Opens version `version` of `path`: any failure to authenticate is `Tampered`.
@@ -528,14 +550,20 @@ impl Files {
     }
 
     /// Ends the standing of a `solo` first version (see `current`): seals
-    /// it afresh without the flag and replaces it, durably. Called once a
-    /// head is durable, before the secret's second version or its soft
-    /// delete, so from then on a missing head is `RolledBack`.
-    fn end_solo(&self, path: &str, dir: &Path) -> Result<(), UpstreamError> {
+    /// it afresh without the flag and replaces it. Called after the head
+    /// is written: by a secret's second put (after its version) or soft
+    /// delete, and by any later write that finds the flag left by a crash
+    /// (before its version). With `WithNextWrite` its rename and the
+    /// head's reach the disk in the order made, with the directory's next
+    /// fsync or the file system's commit (renames in one directory are
+    /// journaled in order; should a crash keep this one and lose the
+    /// head's, the secret reads as `RolledBack`, an error, never an older
+    /// version).
+    fn end_solo(&self, path: &str, dir: &Path, sync: DirSync) -> Result<(), UpstreamError> {
         let (value, mut meta) = self.open_version(path, dir, 1)?;
         meta.solo = false;
         let bytes = self.seal_version(path, &meta, &value)?;
-        write_atomic(dir, &version_file_name(1), &bytes)
+        write_file(dir, &version_file_name(1), &bytes, sync)
     }
 
     /// Seals `value` as version `version` and writes it atomically.
@@ -651,22 +679,34 @@ impl Files {
             .ok_or(UpstreamError::Crypto("version counter exhausted"))?;
         // Keeps the adoption across versions once granted.
         let adopted = !managed || matches!(state.latest(), Some((_, Some(m))) if m.adopted);
-        if state.head.is_none() {
-            // A directory from before heads, one holding only nested
-            // secrets, or a first version standing alone gets its head
-            // first, so a headed version without a head is never a crash's
-            // leftover.
-            self.write_head(
-                path,
-                &dir,
-                Head {
+        // A secret's second put, onto its first version standing alone,
+        // writes the version, then the head, then v1 without `solo` (see
+        // `current` for what a crash between them leaves). Any other
+        // directory without a head (from before heads, holding only nested
+        // secrets, or that second put's crash leftover) gets its head
+        // first, and a `solo` v1 left by a crash loses the flag before the
+        // new version, so a headed version without a head is never a
+        // crash's leftover.
+        let solo = state.solo_first();
+        let second = solo && state.head.is_none() && state.versions.len() == 1;
+        if !second {
+            if state.head.is_none() {
+                let head = Head {
                     version: latest,
                     deleted: current.is_some_and(|(_, deleted)| deleted),
-                },
-            )?;
-        }
-        if state.solo_first() {
-            self.end_solo(path, &dir)?;
+                };
+                // Made durable below with the version, in the order made
+                // (see `end_solo`).
+                let sync = if solo {
+                    DirSync::WithNextWrite
+                } else {
+                    DirSync::Now
+                };
+                self.write_head_syncing(path, &dir, head, sync)?;
+            }
+            if solo {
+                self.end_solo(path, &dir, DirSync::WithNextWrite)?;
+            }
         }
         self.write_version(path, &dir, version, value, meta, adopted)?;
         if state.deleted.is_some() {
@@ -679,16 +719,15 @@ impl Files {
         // the version one beyond the head is found as the current one
         // (see `current`), so the directory's fsync can wait for its next
         // durable write.
-        let head = head::encode(
-            &self.key,
-            path,
-            Head {
-                version,
-                deleted: false,
-            },
-        );
-        durable::write_atomic_deferring_dir_sync(&dir.join(HEAD), &head, 0o600)
-            .map_err(durable_err)?;
+        let head = Head {
+            version,
+            deleted: false,
+        };
+        self.write_head_syncing(path, &dir, head, DirSync::WithNextWrite)?;
+        if second {
+            // Lost in a crash, it is done again by the next write.
+            self.end_solo(path, &dir, DirSync::WithNextWrite)?;
+        }
         Ok(Written {
             version,
             upstream_ref: upstream_ref(path, version),
@@ -764,20 +803,18 @@ impl Files {
             let Some((latest, _)) = self.current(path, &state)? else {
                 return Err(not_found());
             };
-            // The head alone records it (see `current`).
-            self.write_head(
-                path,
-                &dir,
-                Head {
-                    version: latest,
-                    deleted: true,
-                },
-            )?;
-            // Else removing the head would bring the version back.
-            if state.solo_first() {
-                self.end_solo(path, &dir)?;
+            // The head alone records it (see `current`); a first version
+            // standing alone loses `solo`, else removing the head would
+            // bring it back. Its rewrite's fsync makes both durable.
+            let head = Head {
+                version: latest,
+                deleted: true,
+            };
+            if !state.solo_first() {
+                return self.write_head(path, &dir, head);
             }
-            return Ok(());
+            self.write_head_syncing(path, &dir, head, DirSync::WithNextWrite)?;
+            return self.end_solo(path, &dir, DirSync::Now);
         }
         if state.latest().is_none() && state.head.is_none() {
             return Err(not_found());
@@ -846,7 +883,27 @@ fn sync_dir(dir: &Path) -> Result<(), UpstreamError> {
 
 /// Writes `dir/name` (0600) whole or not at all, durably.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), UpstreamError> {
-    durable::write_atomic(&dir.join(name), bytes, 0o600).map_err(durable_err)
+    write_file(dir, name, bytes, DirSync::Now)
+}
+
+/// When a file's rename is made durable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DirSync {
+    /// The directory is fsynced at once.
+    Now,
+    /// With the directory's next fsync: the caller makes one.
+    WithNextWrite,
+}
+
+/// Writes `dir/name` (0600) whole or not at all; its content is durable,
+/// its name as `sync` says.
+fn write_file(dir: &Path, name: &str, bytes: &[u8], sync: DirSync) -> Result<(), UpstreamError> {
+    let path = dir.join(name);
+    match sync {
+        DirSync::Now => durable::write_atomic(&path, bytes, 0o600),
+        DirSync::WithNextWrite => durable::write_atomic_deferring_dir_sync(&path, bytes, 0o600),
+    }
+    .map_err(durable_err)
 }
 
 fn durable_err(e: durable::DurableError) -> UpstreamError {

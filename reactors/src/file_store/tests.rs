@@ -727,29 +727,50 @@ fn given_an_older_first_version_when_it_is_edited_to_stand_alone_then_it_does_no
 }
 
 #[test]
-fn given_a_crash_after_the_first_head_when_the_secret_is_read_and_written_then_it_goes_on() {
+fn given_a_second_put_crashed_before_its_head_or_rewrite_when_read_and_written_then_it_goes_on() {
     let (_t, s) = store();
     let dir = s.root().join("a");
     put(&s, "a", &value(MARKER)).unwrap();
-    // The second put wrote its head and crashed before rewriting v1.
-    let head = head::encode(
-        &s.files.key,
-        "a",
-        Head {
-            version: 1,
-            deleted: false,
-        },
-    );
-    fs::write(dir.join("+head"), head).unwrap();
-    assert!(solo(&dir));
-    assert_eq!(
-        get(&s, "a").unwrap().unwrap().get("password"),
-        Some(MARKER.as_bytes())
-    );
-    assert_eq!(put(&s, "a", &value("two")).unwrap().version, 2);
+    let solo_v1 = fs::read(dir.join("v1.json")).unwrap();
+    put(&s, "a", &value("two")).unwrap();
+    let two = |s: &FileStore| {
+        get(s, "a")
+            .unwrap()
+            .unwrap()
+            .get("password")
+            .map(<[u8]>::to_vec)
+    };
+    // Crashed after the head, before v1's rewrite reached the disk.
+    fs::write(dir.join("v1.json"), &solo_v1).unwrap();
+    assert_eq!(two(&s), Some(b"two".to_vec()));
+    // Crashed after v2, before the head and the rewrite.
+    fs::remove_file(dir.join("+head")).unwrap();
+    assert_eq!(two(&s), Some(b"two".to_vec()));
+    // But no crash leaves a third version after a `solo` v1 without a head.
+    fs::copy(dir.join("v2.json"), dir.join("v3.json")).unwrap();
+    assert_rolled_back(get(&s, "a"), "a");
+    fs::remove_file(dir.join("v3.json")).unwrap();
+    // The next put goes on from v2, and ends `solo` first.
+    assert_eq!(put(&s, "a", &value("three")).unwrap().version, 3);
+    assert!(!solo(&dir));
+    assert_eq!(files(&dir), ["+head", "v1.json", "v2.json", "v3.json"]);
+    fs::remove_file(dir.join("+head")).unwrap();
+    fs::remove_file(dir.join("v3.json")).unwrap();
+    assert_rolled_back(get(&s, "a"), "a");
+}
+
+#[test]
+fn given_a_second_put_crashed_after_its_head_when_soft_deleted_then_the_head_alone_says_so() {
+    let (_t, s) = store();
+    let dir = s.root().join("a");
+    put(&s, "a", &value(MARKER)).unwrap();
+    let solo_v1 = fs::read(dir.join("v1.json")).unwrap();
+    put(&s, "a", &value("two")).unwrap();
+    fs::write(dir.join("v1.json"), &solo_v1).unwrap();
+    block_on(s.delete("a", false)).unwrap();
+    assert!(get(&s, "a").unwrap().is_none());
     assert!(!solo(&dir));
     fs::remove_file(dir.join("+head")).unwrap();
-    fs::remove_file(dir.join("v2.json")).unwrap();
     assert_rolled_back(get(&s, "a"), "a");
 }
 
