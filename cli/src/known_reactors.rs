@@ -331,7 +331,9 @@ impl KnownReactors {
     }
 
     /// Pins `key` for `store` in `scope` (with the certificate serial seen,
-    /// which never goes down), replacing an earlier pin, and writes the file.
+    /// which never goes down), replacing an earlier pin, and writes the file
+    /// when that changes it (every put pins what it accepted: most of the
+    /// time the very pin the file holds, and the file is left alone).
     pub fn pin(
         &mut self,
         scope: &Scope,
@@ -340,16 +342,20 @@ impl KnownReactors {
         serial: u64,
     ) -> Result<(), PinError> {
         let scope_key = scope.key();
-        let seen = self.serial(scope, store);
-        self.pins.retain(|p| {
-            !(p.store == store && (p.addr == scope_key || p.addr == normalise_addr(&scope.addr)))
-        });
-        self.pins.push(Pin {
+        let legacy_key = normalise_addr(&scope.addr);
+        let pin = Pin {
+            serial: serial.max(self.serial(scope, store)),
             addr: scope_key,
             store: store.to_owned(),
             key: key.to_owned(),
-            serial: serial.max(seen),
-        });
+        };
+        let replaced = |p: &Pin| p.store == store && (p.addr == pin.addr || p.addr == legacy_key);
+        let mut old = self.pins.iter().filter(|p| replaced(p));
+        if old.next() == Some(&pin) && old.next().is_none() {
+            return Ok(());
+        }
+        self.pins.retain(|p| !replaced(p));
+        self.pins.push(pin);
         self.save()
     }
 
@@ -471,6 +477,42 @@ mod tests {
         pins.pin(&scope(), "prod", &key(2), 1).unwrap();
         let again = KnownReactors::load(pins.path()).unwrap();
         assert_eq!(again.serial(&scope(), "prod"), 2);
+    }
+
+    #[test]
+    fn given_the_pin_the_file_holds_when_pinned_again_then_the_file_is_not_rewritten() {
+        use std::os::unix::fs::MetadataExt as _;
+        let (_dir, mut pins) = empty();
+        let inode = |pins: &KnownReactors| std::fs::metadata(pins.path()).unwrap().ino();
+        pins.pin(&scope(), "prod", &key(1), 2).unwrap();
+        let first = inode(&pins);
+        // A put accepting the same identity (a lower serial never counts).
+        pins.pin(&scope(), "prod", &key(1), 2).unwrap();
+        pins.pin(&scope(), "prod", &key(1), 1).unwrap();
+        assert_eq!(
+            inode(&pins),
+            first,
+            "rewritten (a new file) for the same pin"
+        );
+        // A higher serial, or another key, is written.
+        pins.pin(&scope(), "prod", &key(1), 3).unwrap();
+        let second = inode(&pins);
+        assert_ne!(second, first);
+        assert_eq!(
+            KnownReactors::load(pins.path())
+                .unwrap()
+                .serial(&scope(), "prod"),
+            3
+        );
+        pins.pin(&scope(), "prod", &key(2), 3).unwrap();
+        assert_ne!(inode(&pins), second);
+        assert_eq!(
+            KnownReactors::load(pins.path())
+                .unwrap()
+                .expected(&scope(), "prod", None, &key(2), None)
+                .unwrap(),
+            Expected::Pinned(key(2))
+        );
     }
 
     #[test]
