@@ -16,8 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sealplane_event_store::{
-    AppendError, Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent,
-    StoreError, StreamId, StreamVersion, Subscription,
+    AppendError, Appended, Decorator, EventStore, ExpectedVersion, NewEvent, StreamId,
 };
 
 use crate::api::app::TokenRefusal;
@@ -225,7 +224,10 @@ impl Metered {
 }
 
 #[async_trait::async_trait]
-impl EventStore for Metered {
+impl Decorator for Metered {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
     async fn append(
         &self,
         stream: &StreamId,
@@ -242,50 +244,6 @@ impl EventStore for Metered {
             self.metrics.append_events.observe(n as f64);
         }
         result
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream, from, limit).await
-    }
-    async fn read_all(
-        &self,
-        from: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(from, limit).await
-    }
-    async fn head(&self) -> Result<Position, StoreError> {
-        self.inner.head().await
-    }
-    fn subscribe_all(&self, from: Position) -> Subscription {
-        self.inner.subscribe_all(from)
-    }
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.acquire_lease(name, holder, ttl).await
-    }
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(name, holder).await
-    }
-    async fn exclusive(&self, name: &str) -> Result<sealplane_event_store::Exclusive, StoreError> {
-        self.inner.exclusive(name).await
-    }
-    async fn close(&self) {
-        self.inner.close().await
-    }
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn shared(&self) -> bool {
-        self.inner.shared()
     }
 }
 

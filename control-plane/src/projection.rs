@@ -255,7 +255,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use sealplane_event_store::{
-        EmbeddedStore, EventMetadata, EventType, ExpectedVersion, NewEvent, StreamId,
+        Decorator, EmbeddedStore, EventMetadata, EventType, ExpectedVersion, NewEvent, StreamId,
     };
 
     use super::*;
@@ -408,32 +408,9 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl EventStore for Outage {
-        async fn append(
-            &self,
-            stream: &StreamId,
-            expected: ExpectedVersion,
-            events: Vec<NewEvent>,
-        ) -> Result<sealplane_event_store::Appended, sealplane_event_store::AppendError> {
-            self.inner.append(stream, expected, events).await
-        }
-        async fn read_stream(
-            &self,
-            stream: &StreamId,
-            from: sealplane_event_store::StreamVersion,
-            limit: usize,
-        ) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.inner.read_stream(stream, from, limit).await
-        }
-        async fn read_all(
-            &self,
-            from: Position,
-            limit: usize,
-        ) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.inner.read_all(from, limit).await
-        }
-        async fn head(&self) -> Result<Position, StoreError> {
-            self.inner.head().await
+    impl Decorator for Outage {
+        fn inner(&self) -> &dyn EventStore {
+            &self.inner
         }
         fn subscribe_all(&self, from: Position) -> sealplane_event_store::Subscription {
             use futures_util::stream;
@@ -446,26 +423,6 @@ mod tests {
             } else {
                 self.inner.subscribe_all(from)
             }
-        }
-        async fn close(&self) {
-            self.inner.close().await
-        }
-        async fn acquire_lease(
-            &self,
-            name: &str,
-            holder: &str,
-            ttl: Duration,
-        ) -> Result<bool, StoreError> {
-            self.inner.acquire_lease(name, holder, ttl).await
-        }
-        async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-            self.inner.release_lease(name, holder).await
-        }
-        async fn exclusive(
-            &self,
-            name: &str,
-        ) -> Result<sealplane_event_store::Exclusive, StoreError> {
-            self.inner.exclusive(name).await
         }
     }
 

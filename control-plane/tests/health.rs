@@ -15,10 +15,7 @@ use sealplane_control_plane::bootstrap;
 use sealplane_control_plane::config::Limits;
 use sealplane_control_plane::domain::names::Slug;
 use sealplane_control_plane::server;
-use sealplane_event_store::{
-    AppendError, Appended, EventStore, ExpectedVersion, MemoryStore, NewEvent, Position,
-    RecordedEvent, StoreError, StreamId, StreamVersion, Subscription,
-};
+use sealplane_event_store::{Decorator, EventStore, MemoryStore, Position, Subscription};
 use sealplane_proto::v1;
 use tokio::sync::watch;
 use tonic::Code;
@@ -34,32 +31,9 @@ struct Held {
 }
 
 #[async_trait::async_trait]
-impl EventStore for Held {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        self.inner.append(stream, expected, events).await
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream, from, limit).await
-    }
-    async fn read_all(
-        &self,
-        from: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(from, limit).await
-    }
-    async fn head(&self) -> Result<Position, StoreError> {
-        self.inner.head().await
+impl Decorator for Held {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
     }
     fn subscribe_all(&self, from: Position) -> Subscription {
         let inner = self.inner.clone();
@@ -71,23 +45,6 @@ impl EventStore for Held {
             })
             .flatten(),
         )
-    }
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.acquire_lease(name, holder, ttl).await
-    }
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(name, holder).await
-    }
-    async fn exclusive(&self, name: &str) -> Result<sealplane_event_store::Exclusive, StoreError> {
-        self.inner.exclusive(name).await
-    }
-    async fn close(&self) {
-        self.inner.close().await
     }
 }
 

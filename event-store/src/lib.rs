@@ -62,8 +62,8 @@ pub use postgres::{
 };
 pub use redacted_url::RedactedUrl;
 pub use store::{
-    AppendError, Appended, Conflict, EventStore, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, StoreError,
-    Subscription, SubscriptionMessage, check_batch, check_expected,
+    AppendError, Appended, Conflict, Decorator, EventStore, MAX_BATCH_BYTES, MAX_BATCH_EVENTS,
+    StoreError, Subscription, SubscriptionMessage, check_batch, check_expected,
 };
 pub use verify::{
     BreakKind, ChainBreak, ChainVerifier, VerifiedLog, VerifyError, verify_log, verify_log_after,

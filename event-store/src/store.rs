@@ -179,6 +179,147 @@ pub trait EventStore: Send + Sync + 'static {
     async fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError>;
 }
 
+/// A store wrapping another: every [`EventStore`] call goes to
+/// [`inner`](Decorator::inner) unless the decorator overrides it. For
+/// decorators that change one or two calls (timing appends, and tests that
+/// play a store that conflicts, stalls or fails); implementing this makes
+/// the type an [`EventStore`].
+#[async_trait::async_trait]
+pub trait Decorator: Send + Sync + 'static {
+    /// The store the calls go to.
+    fn inner(&self) -> &dyn EventStore;
+
+    /// As [`EventStore::append`].
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, AppendError> {
+        self.inner().append(stream, expected, events).await
+    }
+
+    /// As [`EventStore::read_stream`].
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner().read_stream(stream, from, limit).await
+    }
+
+    /// As [`EventStore::read_all`].
+    async fn read_all(
+        &self,
+        from: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner().read_all(from, limit).await
+    }
+
+    /// As [`EventStore::head`].
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.inner().head().await
+    }
+
+    /// As [`EventStore::subscribe_all`].
+    fn subscribe_all(&self, from: Position) -> Subscription {
+        self.inner().subscribe_all(from)
+    }
+
+    /// As [`EventStore::close`].
+    async fn close(&self) {
+        self.inner().close().await
+    }
+
+    /// As [`EventStore::backend`].
+    fn backend(&self) -> &'static str {
+        self.inner().backend()
+    }
+
+    /// As [`EventStore::shared`].
+    fn shared(&self) -> bool {
+        self.inner().shared()
+    }
+
+    /// As [`EventStore::acquire_lease`].
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner().acquire_lease(name, holder, ttl).await
+    }
+
+    /// As [`EventStore::release_lease`].
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.inner().release_lease(name, holder).await
+    }
+
+    /// As [`EventStore::exclusive`].
+    async fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError> {
+        self.inner().exclusive(name).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Decorator> EventStore for D {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, AppendError> {
+        Decorator::append(self, stream, expected, events).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        Decorator::read_stream(self, stream, from, limit).await
+    }
+    async fn read_all(
+        &self,
+        from: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        Decorator::read_all(self, from, limit).await
+    }
+    async fn head(&self) -> Result<Position, StoreError> {
+        Decorator::head(self).await
+    }
+    fn subscribe_all(&self, from: Position) -> Subscription {
+        Decorator::subscribe_all(self, from)
+    }
+    async fn close(&self) {
+        Decorator::close(self).await
+    }
+    fn backend(&self) -> &'static str {
+        Decorator::backend(self)
+    }
+    fn shared(&self) -> bool {
+        Decorator::shared(self)
+    }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Decorator::acquire_lease(self, name, holder, ttl).await
+    }
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        Decorator::release_lease(self, name, holder).await
+    }
+    async fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError> {
+        Decorator::exclusive(self, name).await
+    }
+}
+
 /// Checks the batch limits shared by every backend.
 pub fn check_batch(events: &[NewEvent]) -> Result<(), AppendError> {
     if events.is_empty() {

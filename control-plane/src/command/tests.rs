@@ -12,7 +12,7 @@ use super::*;
 use crate::domain::RefusalKind;
 use crate::domain::testing::{actor, t0, user};
 use crate::domain::{Actor, Role};
-use sealplane_event_store::{Appended, EmbeddedStore, MemoryStore, Subscription, check_batch};
+use sealplane_event_store::{Appended, Decorator, EmbeddedStore, MemoryStore, check_batch};
 
 #[derive(Clone, Debug, Default)]
 struct Seats {
@@ -315,7 +315,10 @@ async fn racing_for_one_seat_has_exactly_one_winner() {
 struct AlwaysBehind(MemoryStore);
 
 #[async_trait::async_trait]
-impl EventStore for AlwaysBehind {
+impl Decorator for AlwaysBehind {
+    fn inner(&self) -> &dyn EventStore {
+        &self.0
+    }
     async fn append(
         &self,
         stream: &StreamId,
@@ -329,44 +332,6 @@ impl EventStore for AlwaysBehind {
             actual: Some(StreamVersion(99)),
         }
         .into())
-    }
-    async fn read_stream(
-        &self,
-        s: &StreamId,
-        from: StreamVersion,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.0.read_stream(s, from, limit).await
-    }
-    async fn read_all(
-        &self,
-        from: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.0.read_all(from, limit).await
-    }
-    async fn head(&self) -> Result<Position, StoreError> {
-        self.0.head().await
-    }
-    fn subscribe_all(&self, from: Position) -> Subscription {
-        self.0.subscribe_all(from)
-    }
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        self.0.acquire_lease(name, holder, ttl).await
-    }
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        self.0.release_lease(name, holder).await
-    }
-    async fn exclusive(&self, name: &str) -> Result<sealplane_event_store::Exclusive, StoreError> {
-        self.0.exclusive(name).await
-    }
-    async fn close(&self) {
-        self.0.close().await
     }
 }
 

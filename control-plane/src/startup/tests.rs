@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sealplane_event_store::{
-    AppendError, Appended, Exclusive, ExpectedVersion, JsonObject, MemoryStore, NewEvent,
-    RecordedEvent, StoreError, StreamId, StreamVersion, Subscription,
+    Decorator, JsonObject, MemoryStore, RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 use sealplane_proto::log_checkpoint::LogSigningKey;
 
@@ -194,14 +193,9 @@ impl Edited {
 }
 
 #[async_trait::async_trait]
-impl EventStore for Edited {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        self.inner.append(stream, expected, events).await
+impl Decorator for Edited {
+    fn inner(&self) -> &dyn EventStore {
+        &self.inner
     }
     async fn read_stream(
         &self,
@@ -217,29 +211,6 @@ impl EventStore for Edited {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         Ok(self.edit(self.inner.read_all(from, limit).await?))
-    }
-    async fn head(&self) -> Result<Position, StoreError> {
-        self.inner.head().await
-    }
-    fn subscribe_all(&self, from: Position) -> Subscription {
-        self.inner.subscribe_all(from)
-    }
-    async fn close(&self) {
-        self.inner.close().await
-    }
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.acquire_lease(name, holder, ttl).await
-    }
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(name, holder).await
-    }
-    async fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError> {
-        self.inner.exclusive(name).await
     }
 }
 
