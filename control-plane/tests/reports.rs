@@ -6,7 +6,6 @@
 //! command handler over a memory store; the failover end-to-end test
 //! plays the reactor side with real processes.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{Duration as TimeDelta, Utc};
@@ -61,10 +60,11 @@ async fn uploaded_without_version(
             uri: uri.clone(),
             version,
             hash: format!("hmac-sha256-v2:e2e:{}", "ab".repeat(32)),
-            key_hashes: BTreeMap::from([(
+            key_hashes: [(
                 "password".to_owned(),
                 format!("hmac-sha256-v2:e2e:{}", "cd".repeat(32)),
-            )]),
+            )]
+            .into(),
             upstream_ref: String::new(),
         },
     ];

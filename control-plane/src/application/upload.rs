@@ -3,13 +3,12 @@
 //! verification rate window and the upload request), and recording an
 //! upload (the upload request, then the secret's new version).
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::{App, UseCaseError};
 use crate::command::{CommandEnvelope, Executed};
+use crate::domain::key_hashes::KeyHashes;
 use crate::domain::names::{SecretRef, SecretUri};
 use crate::domain::secret::{AccessList, Secret, SecretCommand};
 use crate::domain::store_catalog::StoreCertificate;
@@ -45,7 +44,7 @@ pub struct Uploaded {
     /// The keyed hash of the whole value.
     pub hash: String,
     /// The keyed hash of each key.
-    pub key_hashes: BTreeMap<String, String>,
+    pub key_hashes: KeyHashes,
     /// Where upstream holds it.
     pub upstream_ref: String,
 }

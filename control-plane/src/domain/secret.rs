@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::key_hashes::KeyHashes;
 use super::names::{SecretUri, Slug, StoreName};
 use super::upload::malformed_hash;
 use super::{Actor, Aggregate, CommandArguments, Context, DomainEvent, Refusal, RefusalKind, Role};
@@ -176,7 +177,7 @@ pub struct Version {
     /// The keyed hash of the whole value.
     pub hash: String,
     /// The keyed hash of each key.
-    pub key_hashes: BTreeMap<String, String>,
+    pub key_hashes: KeyHashes,
     /// The upload request that wrote it.
     pub request_id: Uuid,
     /// Who put it.
@@ -228,7 +229,7 @@ pub enum SecretCommand {
         request_id: Uuid,
         version: u64,
         hash: String,
-        key_hashes: BTreeMap<String, String>,
+        key_hashes: KeyHashes,
         by: Slug,
         at: DateTime<Utc>,
     },
@@ -282,7 +283,7 @@ pub enum SecretEvent {
         version: u64,
         hash: String,
         #[serde(default)]
-        key_hashes: BTreeMap<String, String>,
+        key_hashes: KeyHashes,
         by: Slug,
         at: DateTime<Utc>,
     },

@@ -3,7 +3,6 @@
 //! request to its outcome. The control plane only ever sees the reactor's
 //! one-time public key and ciphertext sealed to it, never a value.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine;
@@ -12,6 +11,7 @@ use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::key_hashes::KeyHashes;
 use super::names::{SecretUri, Slug, StoreName};
 use super::{Aggregate, CommandArguments, Context, DomainEvent, Refusal, RefusalKind, Role};
 
@@ -145,7 +145,7 @@ pub enum UploadCommand {
     ReportUploaded {
         version: u64,
         hash: String,
-        key_hashes: BTreeMap<String, String>,
+        key_hashes: KeyHashes,
         upstream_ref: String,
     },
     /// Step 5 of a verification: whether the value matched.
@@ -271,7 +271,7 @@ pub enum UploadEvent {
         version: u64,
         hash: String,
         #[serde(default)]
-        key_hashes: BTreeMap<String, String>,
+        key_hashes: KeyHashes,
         upstream_ref: String,
     },
     /// The reactor compared a local value with the stored one.
@@ -540,7 +540,7 @@ pub fn is_keyed_hash(hash: &str) -> bool {
 /// a mix is a faulty report), named `hash` or `key_hashes[<key>]`; the
 /// text itself is never echoed, in case a faulty reactor put something
 /// secret there.
-pub fn malformed_hash(hash: &str, key_hashes: &BTreeMap<String, String>) -> Option<String> {
+pub fn malformed_hash(hash: &str, key_hashes: &KeyHashes) -> Option<String> {
     let Some(version) = keyed_hash::version_of(hash) else {
         return Some("hash".to_owned());
     };

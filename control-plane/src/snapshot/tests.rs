@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::DomainEvent;
 use crate::domain::Role;
+use crate::domain::key_hashes::KeyHashes;
 use crate::domain::names::{SecretUri, Slug, StoreName};
 use crate::domain::principal::PrincipalEvent;
 use crate::domain::sealing_keys::{SealingKey, SealingKeyEvent};
@@ -58,8 +59,8 @@ async fn record(
         .unwrap();
 }
 
-fn key_hashes() -> BTreeMap<String, String> {
-    BTreeMap::from([("password".to_owned(), format!("v2:{}", "a".repeat(64)))])
+fn key_hashes() -> KeyHashes {
+    [("password".to_owned(), format!("v2:{}", "a".repeat(64)))].into()
 }
 
 fn sealing_key(id: &str, at: DateTime<Utc>) -> SealingKey {

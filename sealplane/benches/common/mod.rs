@@ -7,6 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{SubsecRound as _, Utc};
 use sealplane_control_plane::command::{CommandEnvelope, CommandHandler};
+use sealplane_control_plane::domain::key_hashes::KeyHashes;
 use sealplane_control_plane::domain::names::{SecretUri, Slug, StoreName};
 use sealplane_control_plane::domain::secret::{Secret, SecretCommand};
 use sealplane_control_plane::domain::upload::{Purpose, UploadCommand, UploadRequest};
@@ -104,7 +105,7 @@ pub async fn put(handler: &CommandHandler, alice: &Actor, reactor: &Actor, i: u6
         )
         .await
         .unwrap();
-    let key_hashes: std::collections::BTreeMap<String, String> = ["user", "password", "cert"]
+    let key_hashes: KeyHashes = ["user", "password", "cert"]
         .iter()
         .enumerate()
         .map(|(k, name)| (name.to_string(), keyed_hash(i * 4 + k as u64)))

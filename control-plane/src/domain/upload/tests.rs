@@ -29,7 +29,7 @@ fn b64(n: usize) -> String {
 fn hash(c: &str) -> String {
     format!("hmac-sha256:k1:{}", c.repeat(64))
 }
-fn key_hashes() -> BTreeMap<String, String> {
+fn key_hashes() -> KeyHashes {
     [("password".to_owned(), hash("b"))].into()
 }
 
@@ -111,7 +111,7 @@ fn upload_requested(bytes: usize) -> E {
         ciphertext: b64(bytes),
     }
 }
-fn report_uploaded(h: &str, key_hashes: BTreeMap<String, String>) -> C {
+fn report_uploaded(h: &str, key_hashes: KeyHashes) -> C {
     C::ReportUploaded {
         version: 3,
         hash: h.to_owned(),
@@ -561,8 +561,8 @@ fn hashes_must_be_keyed_hmacs_of_64_lower_case_hex_digits_of_either_version() {
     ] {
         assert!(!is_keyed_hash(&bad), "{bad}");
     }
-    let bad_key: BTreeMap<_, _> = [("password".to_owned(), "deadbeef".to_owned())].into();
-    let v2_keys: BTreeMap<_, _> = [("password".to_owned(), v2("b"))].into();
+    let bad_key: KeyHashes = [("password".to_owned(), "deadbeef".to_owned())].into();
+    let v2_keys: KeyHashes = [("password".to_owned(), v2("b"))].into();
     for (h, keys, refusal) in [
         (hex, key_hashes(), R::BadHash("hash".to_owned())),
         (
