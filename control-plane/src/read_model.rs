@@ -27,7 +27,8 @@ use crate::streams::{StreamKind, kind_of};
 /// measured in log time (event timestamps), so every rebuild keeps the same
 /// ones. Requests are ephemeral: without a limit every put ever made would
 /// stay in memory. The log keeps them all; the store each request belongs
-/// to is kept for good (the reactor feed filters by it).
+/// to goes with it (a reactor feed catching up past it reads the store from
+/// the request's first event).
 pub const FINISHED_UPLOAD_RETENTION: chrono::Duration = chrono::Duration::hours(1);
 
 /// Verification times kept per principal and secret: the largest
@@ -55,7 +56,8 @@ pub struct ReadModel {
     pub uploads: BTreeMap<Uuid, UploadRequest>,
     /// Finished upload requests in the order they ended, with when.
     finished: VecDeque<(DateTime<Utc>, Uuid)>,
-    /// The store of every upload request ever made.
+    /// The store of each upload request in `uploads` (the feed reads an
+    /// older one's from the log).
     upload_stores: BTreeMap<Uuid, StoreName>,
     /// Upload requests not ended yet, by requester (for the limit).
     open_uploads: BTreeMap<Slug, usize>,
@@ -271,6 +273,7 @@ impl ReadModel {
             }
             self.finished.pop_front();
             self.uploads.remove(&id);
+            self.upload_stores.remove(&id);
         }
     }
 
@@ -316,7 +319,7 @@ impl ReadModel {
             .collect()
     }
 
-    /// The store upload request `id` targets, also after its state is gone.
+    /// The store upload request `id` targets, while the model holds the request.
     pub fn upload_store(&self, id: &Uuid) -> Option<&StoreName> {
         self.upload_stores.get(id)
     }
@@ -551,9 +554,10 @@ mod tests {
         let local = StoreName::parse("local").unwrap();
         assert_eq!(
             model.upload_store(&old),
-            Some(&local),
-            "the feed still knows its store"
+            None,
+            "the feed reads it from the log"
         );
+        assert_eq!(model.upload_store(&open), Some(&local));
     }
 
     #[tokio::test]

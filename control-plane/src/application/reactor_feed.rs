@@ -199,6 +199,57 @@ pub fn feed_event(
     }
 }
 
+/// The store each upload request targets, for a feed filtering by store:
+/// the read model knows those of the requests it holds (open, or finished
+/// within its retention); an older one, met by a feed catching up from far
+/// back, is read from the request's first event, and the last few such
+/// answers are kept (a request has several events in a row).
+#[derive(Default)]
+struct UploadStores {
+    recent: std::collections::HashMap<uuid::Uuid, Option<StoreName>>,
+}
+
+/// Answers [`UploadStores`] keeps from the log before starting afresh.
+const RECENT_UPLOAD_STORES: usize = 1024;
+
+impl UploadStores {
+    async fn of(&mut self, app: &App, id: &uuid::Uuid) -> Option<StoreName> {
+        if let Some(store) = app.model.read(|m| m.upload_store(id).cloned()).0 {
+            return Some(store);
+        }
+        if let Some(store) = self.recent.get(id) {
+            return store.clone();
+        }
+        let stream = crate::streams::upload(*id);
+        let first = match app
+            .handler
+            .store()
+            .read_stream(&stream, sealplane_event_store::StreamVersion(0), 1)
+            .await
+        {
+            Ok(first) => first,
+            Err(e) => {
+                // Not kept: the next event of the request asks again.
+                tracing::warn!(request_id = %id, error = %e, "cannot read an upload request's store");
+                return None;
+            }
+        };
+        let store =
+            first.first().and_then(|recorded| {
+                match decode::<UploadEvent, UploadRefusal>(&stream, recorded).ok()? {
+                    UploadEvent::SecretUploadKeyRequested { store, .. }
+                    | UploadEvent::SealedFileSubmitted { store, .. } => Some(store),
+                    _ => None,
+                }
+            });
+        if self.recent.len() >= RECENT_UPLOAD_STORES {
+            self.recent.clear();
+        }
+        self.recent.insert(*id, store.clone());
+        store
+    }
+}
+
 /// A feed message and, for an event, when it was recorded (Unix
 /// milliseconds; 0 otherwise), which the reactor's lag metric needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +279,7 @@ pub fn follow(
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut events = app.handler.store().subscribe_all(from);
+        let mut upload_stores = UploadStores::default();
         // The last position skipped since a message was sent, the time
         // the first of them was, and how many.
         let mut skipped: Option<(u64, Instant, u64)> = None;
@@ -264,10 +316,12 @@ pub fn follow(
                         let _ = tx.send(Err(FeedEnd::Lagging)).await;
                         return;
                     }
-                    let mine = feed_event(&event, |id| {
-                        app.model.read(|m| m.upload_store(id).cloned()).0
-                    })
-                    .filter(|(store, _)| stores.contains(store));
+                    let upload_store = match kind_of(&event.stream_id) {
+                        Some(StreamKind::Upload(id)) => upload_stores.of(&app, &id).await,
+                        _ => None,
+                    };
+                    let mine = feed_event(&event, |_| upload_store)
+                        .filter(|(store, _)| stores.contains(store));
                     match mine {
                         Some((_, feed_event)) => {
                             recorded_at_ms = event

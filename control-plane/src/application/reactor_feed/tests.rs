@@ -219,3 +219,83 @@ async fn a_long_run_of_other_stores_events_is_checkpointed_without_waiting() {
         started.elapsed()
     );
 }
+
+async fn append_upload(store: &Arc<dyn EventStore>, id: Uuid, event: UploadEvent, at: i64) {
+    let mut metadata = EventMetadata::new("alice");
+    metadata.timestamp = Utc.timestamp_opt(at, 0).unwrap();
+    store
+        .append(
+            &crate::streams::upload(id),
+            ExpectedVersion::Any,
+            vec![encode(&event, &metadata).unwrap()],
+        )
+        .await
+        .unwrap();
+}
+
+fn key_requested(id: Uuid, text: &str, at: i64) -> UploadEvent {
+    let u = uri(text);
+    UploadEvent::SecretUploadKeyRequested {
+        request_id: id,
+        store: u.store.clone(),
+        uri: u,
+        requester: Slug::parse("alice").unwrap(),
+        purpose: Purpose::Put { adopt: false },
+        expires_at: Utc.timestamp_opt(at + 300, 0).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn given_requests_the_read_model_no_longer_holds_when_a_feed_catches_up_then_it_still_filters_by_store()
+ {
+    // Given two requests, of `local` and of `other`, that ended hours
+    // before the log's last event (so the read model dropped them)...
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let (mine, theirs, late) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+    let t = 1_900_000_000;
+    append_upload(&store, mine, key_requested(mine, "local://alice/a", t), t).await;
+    append_upload(
+        &store,
+        theirs,
+        key_requested(theirs, "other://alice/b", t),
+        t,
+    )
+    .await;
+    for id in [mine, theirs] {
+        let expired = UploadEvent::SecretUploadKeyExpired { request_id: id };
+        append_upload(&store, id, expired, t + 300).await;
+    }
+    append_upload(
+        &store,
+        late,
+        key_requested(late, "other://alice/c", t + 7200),
+        t + 7200,
+    )
+    .await;
+    let assembled = server::app(store.clone(), Limits::default()).await.unwrap();
+    let held = |id| assembled.app.model.read(|m| m.upload_store(&id).cloned()).0;
+    assert_eq!((held(mine), held(theirs)), (None, None));
+
+    // ...the reactor of `local` catching up from the start gets its own
+    // request's events and none of the other store's.
+    let local = StoreName::parse("local").unwrap();
+    let mut feed = follow(assembled.app.clone(), vec![local], Position(1));
+    assert_eq!(
+        next(&mut feed).await,
+        FeedMessage::Event {
+            position: 1,
+            event: upload_feed_event(&key_requested(mine, "local://alice/a", t)),
+        }
+    );
+    assert_eq!(
+        next(&mut feed).await,
+        FeedMessage::Event {
+            position: 3,
+            event: FeedEvent::Ended {
+                request_id: mine,
+                outcome: UploadOutcome::Expired
+            },
+        }
+    );
+    assert_eq!(next(&mut feed).await, FeedMessage::CaughtUp { position: 5 });
+}
