@@ -8,8 +8,12 @@
 //! then starts the real `sealplane serve` on it and reads the process's
 //! resident memory (`VmRSS`, and the peak `VmHWM`) once it serves, and how
 //! long the start took (the whole hash chain is verified and the read model
-//! rebuilt from the log). `-- --secrets N` changes the count;
-//! `SEALPLANE_BIN_DIR=DIR` measures another build's `sealplane`.
+//! rebuilt from the log). The puts are written twice: all at once (every
+//! upload request still within the read model's hour of retention, so it
+//! counts each secret with its upload), and a second apart, the last one
+//! now (as a steady put per second leaves them: only the last hour's
+//! requests held, so it counts the live secret). `-- --secrets N` changes
+//! the count; `SEALPLANE_BIN_DIR=DIR` measures another build's `sealplane`.
 
 mod common;
 
@@ -62,19 +66,12 @@ async fn main() {
     let (empty_start, empty_rss, empty_hwm) = serve_and_measure(empty.path());
 
     let full = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> =
-        Arc::new(EmbeddedStore::open(full.path().join("events.db")).unwrap());
-    let writing = Instant::now();
-    common::write_puts(store.clone(), secrets).await;
-    let events = store.head().await.unwrap().0;
-    let wrote = writing.elapsed();
-    store.close().await;
-    let db_bytes: u64 = std::fs::read_dir(full.path())
-        .unwrap()
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    let (events, wrote, db_bytes) = write(full.path(), secrets, chrono::Duration::zero()).await;
     let (full_start, full_rss, full_hwm) = serve_and_measure(full.path());
+    drop(full);
+    let spread = tempfile::tempdir().unwrap();
+    write(spread.path(), secrets, chrono::Duration::seconds(1)).await;
+    let (spread_start, spread_rss, spread_hwm) = serve_and_measure(spread.path());
 
     println!(
         "log: {secrets} secrets, {events} events, {:.0} MiB on disk (written in {:.0} s)",
@@ -84,9 +81,12 @@ async fn main() {
     println!();
     println!("| log | start (verify chain + rebuild) | VmRSS | VmHWM (peak) |");
     println!("|---|---:|---:|---:|");
+    let at_once = format!("{secrets} secrets, put at once");
+    let apart = format!("{secrets} secrets, put a second apart");
     for (name, start, rss, hwm) in [
         ("empty", empty_start, empty_rss, empty_hwm),
-        ("100k secrets", full_start, full_rss, full_hwm),
+        (at_once.as_str(), full_start, full_rss, full_hwm),
+        (apart.as_str(), spread_start, spread_rss, spread_hwm),
     ] {
         println!(
             "| {name} | {:.2} s | {:.1} MiB | {:.1} MiB |",
@@ -96,8 +96,30 @@ async fn main() {
         );
     }
     println!();
+    let per_secret = |rss: u64| (rss.saturating_sub(empty_rss) * 1024) as f64 / secrets as f64;
     println!(
-        "per secret (with its upload request): {:.0} bytes resident",
-        (full_rss.saturating_sub(empty_rss) * 1024) as f64 / secrets as f64
+        "per secret, with its upload request: {:.0} bytes resident",
+        per_secret(full_rss)
     );
+    println!(
+        "per live secret (a second apart: the last hour's {} upload requests held): {:.0} bytes resident",
+        secrets.min(3600),
+        per_secret(spread_rss)
+    );
+}
+
+/// Writes `secrets` puts `apart` into a log in `dir`; (events, time taken, bytes on disk).
+async fn write(dir: &Path, secrets: u64, apart: chrono::Duration) -> (u64, Duration, u64) {
+    let store: Arc<dyn EventStore> = Arc::new(EmbeddedStore::open(dir.join("events.db")).unwrap());
+    let writing = Instant::now();
+    common::write_puts_spread(store.clone(), secrets, apart).await;
+    let events = store.head().await.unwrap().0;
+    let wrote = writing.elapsed();
+    store.close().await;
+    let db_bytes: u64 = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    (events, wrote, db_bytes)
 }

@@ -36,11 +36,17 @@ fn keyed_hash(seed: u64) -> String {
     format!("hmac-sha256:bench:{:064x}", seed)
 }
 
-/// One put, as the API and the reactor drive it, through the handler.
-pub async fn put(handler: &CommandHandler, alice: &Actor, reactor: &Actor, i: u64) {
+/// One put, as the API and the reactor drive it, through the handler, at
+/// `now` (its events' time).
+pub async fn put(
+    handler: &CommandHandler,
+    alice: &Actor,
+    reactor: &Actor,
+    i: u64,
+    now: chrono::DateTime<Utc>,
+) {
     let uri = SecretUri::parse(&format!("local://alice/app-{}/secret-{i}", i % 100)).unwrap();
     let id = Uuid::new_v4();
-    let now = Utc::now();
     let as_alice = Context {
         actor: alice.clone(),
         now,
@@ -143,8 +149,16 @@ pub async fn put(handler: &CommandHandler, alice: &Actor, reactor: &Actor, i: u6
 }
 
 /// Writes `secrets` puts into `store` from 32 concurrent clients (alice,
-/// with `reactor-1` for the store `local`).
+/// with `reactor-1` for the store `local`), all now.
+#[allow(dead_code, reason = "the memory bench spreads its puts")]
 pub async fn write_puts(store: Arc<dyn EventStore>, secrets: u64) {
+    write_puts_spread(store, secrets, chrono::Duration::zero()).await
+}
+
+/// As [`write_puts`], put `i` made `(secrets - i) * apart` ago: with a
+/// second apart, the puts of a steady second each, the last one now.
+pub async fn write_puts_spread(store: Arc<dyn EventStore>, secrets: u64, apart: chrono::Duration) {
+    let start = Utc::now() - apart * i32::try_from(secrets).unwrap();
     let handler = Arc::new(CommandHandler::new(store));
     let alice = actor("alice", Role::User, &[]);
     let reactor = actor("reactor-1", Role::Reactor, &["local"]);
@@ -155,7 +169,8 @@ pub async fn write_puts(store: Arc<dyn EventStore>, secrets: u64) {
         tasks.push(tokio::spawn(async move {
             let mut i = c;
             while i < secrets {
-                put(&handler, &alice, &reactor, i).await;
+                let at = start + apart * i32::try_from(i + 1).unwrap();
+                put(&handler, &alice, &reactor, i, at).await;
                 i += clients;
             }
         }));
