@@ -695,10 +695,27 @@ fn given_a_new_secret_when_it_gets_a_second_version_then_its_first_no_longer_sta
         (meta.version, meta.uri.as_str()),
         (1, "file-dev://payments/db")
     );
-    // Removing the head and the newest version is not a way back to v1.
+    assert_no_way_back(&s, &dir, 2);
+}
+
+/// Removes `a`'s head and version `newest`, and finds that this is no way
+/// back to an older version.
+fn assert_no_way_back(s: &FileStore, dir: &Path, newest: u64) {
     fs::remove_file(dir.join("+head")).unwrap();
-    fs::remove_file(dir.join("v2.json")).unwrap();
-    assert_rolled_back(get(&s, "a"), "a");
+    fs::remove_file(dir.join(version_file_name(newest))).unwrap();
+    assert_rolled_back(get(s, "a"), "a");
+}
+
+/// `a` after a second put that wrote v2 and the head and crashed before
+/// v1's rewrite reached the disk.
+fn crashed_before_the_rewrite(s: &FileStore) -> PathBuf {
+    let dir = s.root().join("a");
+    put(s, "a", &value(MARKER)).unwrap();
+    let solo_v1 = fs::read(dir.join("v1.json")).unwrap();
+    put(s, "a", &value("two")).unwrap();
+    fs::write(dir.join("v1.json"), solo_v1).unwrap();
+    assert!(solo(&dir));
+    dir
 }
 
 #[test]
@@ -719,8 +736,7 @@ fn given_an_older_first_version_when_it_is_edited_to_stand_alone_then_it_does_no
     let dir = s.root().join("a");
     put(&s, "a", &value(MARKER)).unwrap();
     put(&s, "a", &value("two")).unwrap();
-    fs::remove_file(dir.join("+head")).unwrap();
-    fs::remove_file(dir.join("v2.json")).unwrap();
+    assert_no_way_back(&s, &dir, 2);
     // The flag is bound into the associated data: set in clear, it breaks the file.
     edit(&dir.join("v1.json"), |j| j["meta"]["solo"] = true.into());
     assert_tampered(get(&s, "a"));
@@ -729,10 +745,7 @@ fn given_an_older_first_version_when_it_is_edited_to_stand_alone_then_it_does_no
 #[test]
 fn given_a_second_put_crashed_before_its_head_or_rewrite_when_read_and_written_then_it_goes_on() {
     let (_t, s) = store();
-    let dir = s.root().join("a");
-    put(&s, "a", &value(MARKER)).unwrap();
-    let solo_v1 = fs::read(dir.join("v1.json")).unwrap();
-    put(&s, "a", &value("two")).unwrap();
+    let dir = crashed_before_the_rewrite(&s);
     let two = |s: &FileStore| {
         get(s, "a")
             .unwrap()
@@ -740,8 +753,6 @@ fn given_a_second_put_crashed_before_its_head_or_rewrite_when_read_and_written_t
             .get("password")
             .map(<[u8]>::to_vec)
     };
-    // Crashed after the head, before v1's rewrite reached the disk.
-    fs::write(dir.join("v1.json"), &solo_v1).unwrap();
     assert_eq!(two(&s), Some(b"two".to_vec()));
     // Crashed after v2, before the head and the rewrite.
     fs::remove_file(dir.join("+head")).unwrap();
@@ -754,19 +765,13 @@ fn given_a_second_put_crashed_before_its_head_or_rewrite_when_read_and_written_t
     assert_eq!(put(&s, "a", &value("three")).unwrap().version, 3);
     assert!(!solo(&dir));
     assert_eq!(files(&dir), ["+head", "v1.json", "v2.json", "v3.json"]);
-    fs::remove_file(dir.join("+head")).unwrap();
-    fs::remove_file(dir.join("v3.json")).unwrap();
-    assert_rolled_back(get(&s, "a"), "a");
+    assert_no_way_back(&s, &dir, 3);
 }
 
 #[test]
 fn given_a_second_put_crashed_after_its_head_when_soft_deleted_then_the_head_alone_says_so() {
     let (_t, s) = store();
-    let dir = s.root().join("a");
-    put(&s, "a", &value(MARKER)).unwrap();
-    let solo_v1 = fs::read(dir.join("v1.json")).unwrap();
-    put(&s, "a", &value("two")).unwrap();
-    fs::write(dir.join("v1.json"), &solo_v1).unwrap();
+    let dir = crashed_before_the_rewrite(&s);
     block_on(s.delete("a", false)).unwrap();
     assert!(get(&s, "a").unwrap().is_none());
     assert!(!solo(&dir));
