@@ -65,7 +65,7 @@ async fn main() {
     let store: Arc<dyn EventStore> =
         Arc::new(EmbeddedStore::open(full.path().join("events.db")).unwrap());
     let writing = Instant::now();
-    common::write_puts(store.clone(), secrets).await;
+    common::write_puts(store.clone(), 0..secrets).await;
     let events = store.head().await.unwrap().0;
     let wrote = writing.elapsed();
     store.close().await;

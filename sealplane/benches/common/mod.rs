@@ -141,9 +141,33 @@ pub async fn put(handler: &CommandHandler, alice: &Actor, reactor: &Actor, i: u6
         .unwrap();
 }
 
-/// Writes `secrets` puts into `store` from 32 concurrent clients (alice,
-/// with `reactor-1` for the store `local`).
-pub async fn write_puts(store: Arc<dyn EventStore>, secrets: u64) {
+/// The settings of a start as every start was before ADR 0026: the whole
+/// hash chain verified, the read model folded from position 1, no snapshot.
+#[allow(
+    dead_code,
+    reason = "not every bench starts the control plane this way"
+)]
+pub const FULL_START: &str =
+    "[read_model]\nsnapshot_every_events = 0\n[audit]\nverify_on_start = \"full\"\n";
+
+/// A process's resident memory (`VmRSS`), in kB.
+#[allow(
+    dead_code,
+    reason = "the memory and audit benches read /proc themselves"
+)]
+pub fn vm_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Writes the puts numbered `puts` (new secrets each) into `store` from
+/// 32 concurrent clients (alice, with `reactor-1` for the store `local`).
+pub async fn write_puts(store: Arc<dyn EventStore>, puts: std::ops::Range<u64>) {
     let handler = Arc::new(CommandHandler::new(store));
     let alice = actor("alice", Role::User, &[]);
     let reactor = actor("reactor-1", Role::Reactor, &["local"]);
@@ -151,9 +175,10 @@ pub async fn write_puts(store: Arc<dyn EventStore>, secrets: u64) {
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (handler, alice, reactor) = (handler.clone(), alice.clone(), reactor.clone());
+        let puts = puts.clone();
         tasks.push(tokio::spawn(async move {
-            let mut i = c;
-            while i < secrets {
+            let mut i = puts.start + c;
+            while i < puts.end {
                 put(&handler, &alice, &reactor, i).await;
                 i += clients;
             }
