@@ -7,14 +7,16 @@
 //! - **start-up**: `sealplane serve` restarted with the default settings
 //!   (the read-model snapshot its last clean stop wrote, incremental
 //!   verification), timed from spawning to its ready line; its resident
-//!   memory (`VmRSS`) once ready;
+//!   memory (`VmRSS`) once the background walk of the whole log that
+//!   follows such a start has passed (the puts and reads below wait for it
+//!   too, so they measure a settled server);
 //! - **reference start**: the same log started as every start was before
 //!   ADR 0026 (`verify_on_start = "full"`, snapshots off: the whole chain
 //!   verified and the model folded from position 1), with its memory;
 //! - **put**: `sealctl put` of new secrets, one process each (start,
-//!   connect, seal, wait, exit), p50 and p90 over `--puts N` (default 20);
+//!   connect, seal, wait, exit), p50 and p90 over `--puts N` (default 50);
 //! - **`get secrets`**: `sealctl get secrets` as the same user, one process
-//!   each, p50 and p90 over `--gets N` (default 20).
+//!   each, p50 and p90 over `--gets N` (default 50).
 //!
 //! The history is written between sizes with the deployment stopped, as
 //! real puts leave it (six events each through the real command handler,
@@ -51,6 +53,8 @@ struct Row {
     catch_up: Duration,
     start: Duration,
     rss_kb: u64,
+    /// The background walk of the whole log, after ready.
+    walked: Option<Duration>,
     full: Option<(Duration, u64)>,
     puts: Vec<Duration>,
     gets: Vec<Duration>,
@@ -80,17 +84,33 @@ fn timed(n: usize, mut f: impl FnMut(usize)) -> Vec<Duration> {
     all
 }
 
-/// Starts the cluster's control plane; the time to its ready line and its
-/// resident memory once settled.
-fn start(cluster: &mut Cluster) -> (Duration, u64) {
+/// Starts the cluster's control plane; the time to its ready line, then,
+/// once the background walk of the whole log that follows a start from the
+/// snapshot has passed (puts and reads are timed after it), its resident
+/// memory and how long that walk took after ready.
+fn start(cluster: &mut Cluster) -> (Duration, u64, Option<Duration>) {
     let started = Instant::now();
     cluster.restart_control_plane();
     let took = started.elapsed();
+    let process = cluster.control_plane().process();
+    let restored = process
+        .output()
+        .contains("read model restored from its snapshot");
+    let walked = restored.then(|| {
+        while !process
+            .output()
+            .contains("background verification of the whole event log passed")
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(1800),
+                "the background verification did not pass within 30 minutes"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        started.elapsed() - took
+    });
     std::thread::sleep(Duration::from_millis(500));
-    (
-        took,
-        common::vm_rss_kb(cluster.control_plane().process().id()),
-    )
+    (took, common::vm_rss_kb(process.id()), walked)
 }
 
 /// The log's head position.
@@ -109,8 +129,8 @@ async fn main() {
             s.split(',').map(|n| n.parse().unwrap()).collect()
         });
     sizes.sort();
-    let puts: usize = arg(&args, "--puts").map_or(20, |n| n.parse().unwrap());
-    let gets: usize = arg(&args, "--gets").map_or(20, |n| n.parse().unwrap());
+    let puts: usize = arg(&args, "--puts").map_or(50, |n| n.parse().unwrap());
+    let gets: usize = arg(&args, "--gets").map_or(50, |n| n.parse().unwrap());
     let full = !args.iter().any(|a| a == "--no-full");
 
     let mut cluster = Cluster::start();
@@ -140,9 +160,9 @@ async fn main() {
             wrote.as_secs_f64()
         );
         // Fold what was appended; the clean stop writes the snapshot.
-        let (catch_up, _) = start(&mut cluster);
+        let (catch_up, _, _) = start(&mut cluster);
         cluster.stop();
-        let (start_took, rss_kb) = start(&mut cluster);
+        let (start_took, rss_kb, walked) = start(&mut cluster);
         cluster.restart_reactors();
         let put_times = timed(puts, |i| {
             cluster
@@ -178,8 +198,10 @@ async fn main() {
             (took, rss)
         });
         eprintln!(
-            "{events} events: start {:.2} s, {:.0} MiB, put p50 {:.1} ms, get secrets p50 {:.1} ms",
+            "{events} events: start {:.2} s (first start after writing {:.2} s, background walk {:.2} s), {:.0} MiB, put p50 {:.1} ms, get secrets p50 {:.1} ms",
             start_took.as_secs_f64(),
+            catch_up.as_secs_f64(),
+            walked.map_or(0.0, |w| w.as_secs_f64()),
             rss_kb as f64 / 1024.0,
             pct(&put_times, 0.5),
             pct(&get_times, 0.5)
@@ -191,6 +213,7 @@ async fn main() {
             catch_up,
             start: start_took,
             rss_kb,
+            walked,
             full: full_start,
             puts: put_times,
             gets: get_times,
@@ -241,6 +264,7 @@ async fn main() {
                     "catch_up_start_s": r.catch_up.as_secs_f64(),
                     "start_s": r.start.as_secs_f64(),
                     "rss_mib": r.rss_kb as f64 / 1024.0,
+                    "background_walk_s": r.walked.map(|w| w.as_secs_f64()),
                     "bytes_per_history_secret": per_secret(r),
                     "full_start_s": r.full.map(|(t, _)| t.as_secs_f64()),
                     "full_start_rss_mib": r.full.map(|(_, kb)| kb as f64 / 1024.0),
