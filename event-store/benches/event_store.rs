@@ -5,7 +5,8 @@
 //! same inserts or reads with the same schema and durability settings
 //! (WAL, synchronous=FULL), so the ratio holds on a noisy shared machine.
 //!
-//! `-- --events N` sets the size of the replay log (default 1,000,000).
+//! `-- --events N` sets the size of the replay log (default 1,000,000);
+//! `SEALPLANE_BENCH_JSON=FILE` also writes the figures as JSON.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,13 @@ fn main() {
     println!("| measurement | sealplane | raw SQLite | sealplane / raw |");
     println!("|---|---|---|---|");
 
+    let mut figures = serde_json::Map::new();
+    let mut keep = |key: &str, ours: f64, raw: f64| {
+        figures.insert(
+            key.to_owned(),
+            json!({ "sealplane_per_s": ours, "raw_per_s": raw, "ratio": ours / raw }),
+        );
+    };
     let (ours, lat) = rt.block_on(single_appends());
     let raw = raw_inserts(SINGLE_APPENDS, 1);
     row(
@@ -47,17 +55,20 @@ fn main() {
         ours,
         raw,
     );
+    keep("single_appends", ours, raw);
     println!(
         "| append latency, 1 event, 1 client | p50 {:.2} ms, p99 {:.2} ms | | |",
         ms(lat.0),
         ms(lat.1)
     );
+    let latency = json!({ "p50_ms": ms(lat.0), "p99_ms": ms(lat.1) });
     let ours = rt.block_on(concurrent_appends());
     row(
         &format!("durable appends, 1 event each, {CONCURRENT_CLIENTS} clients (events/s)"),
         ours,
         raw,
     );
+    keep("concurrent_appends", ours, raw);
     let ours = rt.block_on(batched_appends());
     let raw = raw_inserts(BATCHED_APPENDS * BATCH, BATCH);
     row(
@@ -65,6 +76,7 @@ fn main() {
         ours,
         raw,
     );
+    keep("batched_appends", ours, raw);
 
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("replay.db");
@@ -78,12 +90,29 @@ fn main() {
         ours,
         raw,
     );
+    keep("read_all", ours, raw);
     let ours = rt.block_on(catch_up(&path, replay_events));
     row(
         &format!("subscription catch-up over {replay_events} events (events/s)"),
         ours,
         raw,
     );
+    keep("catch_up", ours, raw);
+    if let Ok(out) = std::env::var("SEALPLANE_BENCH_JSON") {
+        figures.insert("single_append_latency".to_owned(), latency);
+        figures.insert(
+            "sizes".to_owned(),
+            json!({
+                "single_appends": SINGLE_APPENDS,
+                "concurrent_clients": CONCURRENT_CLIENTS,
+                "batch": BATCH,
+                "batched_appends": BATCHED_APPENDS,
+                "replay_events": replay_events,
+            }),
+        );
+        std::fs::write(&out, serde_json::to_string_pretty(&figures).unwrap()).unwrap();
+        eprintln!("wrote {out}");
+    }
 }
 
 fn row(name: &str, ours: f64, raw: f64) {

@@ -190,7 +190,7 @@ async fn main() {
     cp.init();
     let store: Arc<dyn EventStore> = Arc::new(EmbeddedStore::open(cp.events_db()).unwrap());
     let writing = Instant::now();
-    common::write_puts(store.clone(), events.div_ceil(common::EVENTS_PER_PUT)).await;
+    common::write_puts(store.clone(), 0..events.div_ceil(common::EVENTS_PER_PUT)).await;
     let head = store.head().await.unwrap().0;
     store.close().await;
     let wrote = writing.elapsed();

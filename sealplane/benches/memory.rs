@@ -112,7 +112,7 @@ async fn main() {
 async fn write(dir: &Path, secrets: u64, apart: chrono::Duration) -> (u64, Duration, u64) {
     let store: Arc<dyn EventStore> = Arc::new(EmbeddedStore::open(dir.join("events.db")).unwrap());
     let writing = Instant::now();
-    common::write_puts_spread(store.clone(), secrets, apart).await;
+    common::write_puts_spread(store.clone(), 0..secrets, apart).await;
     let events = store.head().await.unwrap().0;
     let wrote = writing.elapsed();
     store.close().await;

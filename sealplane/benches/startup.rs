@@ -33,8 +33,7 @@ use sealplane_proto::v1::GetStatusRequest;
 use sealplane_proto::v1::operations_client::OperationsClient;
 use sealplane_test_kit::{ControlPlane, Settings};
 
-const BEFORE: &str =
-    "[read_model]\nsnapshot_every_events = 0\n[audit]\nverify_on_start = \"full\"\n";
+const BEFORE: &str = common::FULL_START;
 const AFTER: &str = "";
 
 /// One start's figures.
@@ -44,16 +43,6 @@ struct Run {
     answered: Duration,
     rss_kb: u64,
     stop: Duration,
-}
-
-fn vm_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 /// Starts `sealplane serve` in `dir` with `sections`, times it to ready and
@@ -76,7 +65,7 @@ async fn start_and_measure(dir: &Path, token: &str, sections: &str, wait_backgro
     let status = client.get_status(request).await.expect("an answer");
     let answered = started.elapsed();
     assert_eq!(status.into_inner().readiness, "ready");
-    let rss_kb = vm_rss_kb(cp.process().id());
+    let rss_kb = common::vm_rss_kb(cp.process().id());
     if wait_background {
         cp.process_mut()
             .wait_for_line("background verification of the whole event log passed");
@@ -139,7 +128,7 @@ async fn main() {
         let token = cp.init();
         let store: Arc<dyn EventStore> = Arc::new(EmbeddedStore::open(cp.events_db()).unwrap());
         let writing = Instant::now();
-        common::write_puts(store.clone(), size / common::EVENTS_PER_PUT).await;
+        common::write_puts(store.clone(), 0..size / common::EVENTS_PER_PUT).await;
         let events = store.head().await.unwrap().0;
         store.close().await;
         drop(store);

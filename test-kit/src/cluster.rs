@@ -446,6 +446,35 @@ impl Cluster {
         self.addr = self.control_plane.addr.clone();
     }
 
+    /// Points every stopped reactor at the control plane's address (after
+    /// [`Cluster::restart_control_plane`]) and starts it, waiting until it
+    /// has caught up.
+    pub fn restart_reactors(&mut self) {
+        for index in 0..self.reactors.len() {
+            if self.reactors[index].process.is_some() {
+                continue;
+            }
+            let config = &self.reactors[index].config;
+            let text = fs::read_to_string(config).unwrap();
+            let mut section = "";
+            let text: String = text
+                .lines()
+                .map(|line| {
+                    if line.starts_with('[') {
+                        section = line;
+                    }
+                    if section == "[control_plane]" && line.starts_with("address = ") {
+                        format!("address = \"{}\"\n", self.addr)
+                    } else {
+                        format!("{line}\n")
+                    }
+                })
+                .collect();
+            fs::write(config, text).unwrap();
+            self.start_reactor(index);
+        }
+    }
+
     /// Every event of the log (stops the cluster first: the embedded store
     /// is single-process).
     pub async fn events(&mut self) -> Vec<RecordedEvent> {

@@ -17,6 +17,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long [`Process::terminate`] gives a process to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Multiplies both timeouts above when set (a whole number): benchmarks
+/// on logs of millions of events start and stop for longer.
+pub const TIMEOUT_FACTOR_ENV: &str = "SEALPLANE_TEST_TIMEOUT_FACTOR";
+
+fn scaled(timeout: Duration) -> Duration {
+    let factor = std::env::var(TIMEOUT_FACTOR_ENV)
+        .ok()
+        .and_then(|f| f.parse::<u32>().ok())
+        .unwrap_or(1);
+    timeout * factor.max(1)
+}
+
 /// How often a log file is re-read while waiting.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -137,9 +149,11 @@ impl Process {
     }
 
     /// Waits until this run printed a line containing `marker` and returns
-    /// that line; fails the test if the process exits first or after 60 s.
+    /// that line; fails the test if the process exits first or after 60 s
+    /// (times `$SEALPLANE_TEST_TIMEOUT_FACTOR`).
     pub fn wait_for_line(&mut self, marker: &str) -> String {
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let timeout = scaled(READY_TIMEOUT);
+        let deadline = Instant::now() + timeout;
         loop {
             let text = self.output();
             if let Some(line) = text.lines().find(|l| l.contains(marker)) {
@@ -155,7 +169,7 @@ impl Process {
             }
             assert!(
                 Instant::now() < deadline,
-                "no `{marker}` within {READY_TIMEOUT:?}:\n{text}"
+                "no `{marker}` within {timeout:?}:\n{text}"
             );
             std::thread::sleep(POLL);
         }
@@ -181,7 +195,7 @@ impl Process {
         let _ = Command::new("kill")
             .args(["-TERM", &self.id().to_string()])
             .status();
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        let deadline = Instant::now() + scaled(STOP_TIMEOUT);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.success();

@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo build --release --workspace --bins && cargo bench -p
 //! sealplane-tests --bench put` (`PUT_BENCH_PUTS=N` scales the run,
-//! `PUT_BENCH_CLIENTS=1,64` picks the client counts).
+//! `PUT_BENCH_CLIENTS=1,64` picks the client counts;
+//! `SEALPLANE_BENCH_JSON=FILE` also writes the figures as JSON).
 //!
 //! `PUT_BENCH_MODE=metrics` runs instead the cost of metrics: the same put
 //! workload (16 clients) against two deployments in one run, one with no
@@ -39,7 +40,7 @@ const PUT: Purpose = Purpose::Put { adopt: false };
 
 mod common;
 
-use common::{drive, micros, row, sealed_put, value};
+use common::{drive, micros, row, sealed_put, value, write_json};
 
 #[tokio::main]
 async fn main() {
@@ -78,6 +79,7 @@ async fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|c| c.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 16, 64]);
+    let mut rows = Vec::new();
     for clients in counts {
         let per_client = (total / clients / if clients == 1 { 4 } else { 1 }).max(5);
         let (conn2, pins2) = (conn.clone(), pins_path.clone());
@@ -110,7 +112,7 @@ async fn main() {
             }
         })
         .await;
-        row(clients, &put, &direct);
+        rows.push(row(clients, &put, &direct));
     }
 
     // Where a put's CPU goes, per put, on this value.
@@ -164,12 +166,19 @@ async fn main() {
             )
             .ok();
     }
+    let process_ms = start.elapsed().as_secs_f64() * 1e3 / runs as f64;
     println!();
     println!(
-        "`sealctl put` as a process (start, connect, seal, wait, exit), mean of {runs}: {:.2} ms",
-        start.elapsed().as_secs_f64() * 1e3 / runs as f64
+        "`sealctl put` as a process (start, connect, seal, wait, exit), mean of {runs}: {process_ms:.2} ms"
     );
     cluster.stop();
+    write_json(serde_json::json!({
+        "rows": rows,
+        "seal_us": seal_us - value_us,
+        "open_us": open_us,
+        "keyed_hashes_us": hash_us - value_us,
+        "sealctl_put_process_ms": process_ms,
+    }));
 }
 
 /// A deployment ready for sealed puts: a file store, a pinned user.

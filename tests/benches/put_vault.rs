@@ -5,13 +5,15 @@
 //!
 //! Run (after `scripts/test` installed OpenBao into `.test-env/venv`):
 //! `cargo build --release --workspace --bins && SEALPLANE_TEST_BAO_BIN=$PWD/.test-env/venv/bin/bao
-//! cargo bench -p sealplane-tests --bench put_vault`.
+//! cargo bench -p sealplane-tests --bench put_vault` (`PUT_BENCH_PUTS=N`
+//! scales the run; `SEALPLANE_BENCH_JSON=FILE` also writes the figures as
+//! JSON).
 
 mod common;
 
 use std::collections::HashMap;
 
-use common::{drive, row, sealed_put, value};
+use common::{drive, row, sealed_put, value, write_json};
 use sealplane_cli::client::{Connection, ConnectionSettings};
 use sealplane_cli::known_reactors::KnownReactors;
 use sealplane_reactors::vault::KvVersion;
@@ -69,6 +71,7 @@ async fn main() {
         "| clients | puts | sealplane put/s | p50 ms | p99 ms | direct vaultrs writes/s | p50 ms | p99 ms | ratio |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
     for clients in [1usize, 16] {
         let per_client = (total / clients / if clients == 1 { 2 } else { 1 }).max(5);
         let (conn2, pins2) = (conn.clone(), pins_path.clone());
@@ -101,8 +104,9 @@ async fn main() {
             }
         })
         .await;
-        row(clients, &put, &direct);
+        rows.push(row(clients, &put, &direct));
     }
     cluster.stop();
     drop(bao);
+    write_json(serde_json::json!({ "rows": rows }));
 }

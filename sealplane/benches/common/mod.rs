@@ -148,17 +148,47 @@ pub async fn put(
         .unwrap();
 }
 
-/// Writes `secrets` puts into `store` from 32 concurrent clients (alice,
-/// with `reactor-1` for the store `local`), all now.
-#[allow(dead_code, reason = "the memory bench spreads its puts")]
-pub async fn write_puts(store: Arc<dyn EventStore>, secrets: u64) {
-    write_puts_spread(store, secrets, chrono::Duration::zero()).await
+/// The settings of a start as every start was before ADR 0026: the whole
+/// hash chain verified, the read model folded from position 1, no snapshot.
+#[allow(
+    dead_code,
+    reason = "not every bench starts the control plane this way"
+)]
+pub const FULL_START: &str =
+    "[read_model]\nsnapshot_every_events = 0\n[audit]\nverify_on_start = \"full\"\n";
+
+/// A process's resident memory (`VmRSS`), in kB.
+#[allow(
+    dead_code,
+    reason = "the memory and audit benches read /proc themselves"
+)]
+pub fn vm_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
 }
 
-/// As [`write_puts`], put `i` made `(secrets - i) * apart` ago: with a
-/// second apart, the puts of a steady second each, the last one now.
-pub async fn write_puts_spread(store: Arc<dyn EventStore>, secrets: u64, apart: chrono::Duration) {
-    let start = Utc::now() - apart * i32::try_from(secrets).unwrap();
+/// Writes the puts numbered `puts` (new secrets each) into `store` from
+/// 32 concurrent clients (alice, with `reactor-1` for the store `local`),
+/// all now.
+#[allow(dead_code, reason = "the memory bench spreads its puts")]
+pub async fn write_puts(store: Arc<dyn EventStore>, puts: std::ops::Range<u64>) {
+    write_puts_spread(store, puts, chrono::Duration::zero()).await
+}
+
+/// As [`write_puts`], the puts `apart` in time, the last one now: with a
+/// second apart, as a steady put per second leaves them.
+pub async fn write_puts_spread(
+    store: Arc<dyn EventStore>,
+    puts: std::ops::Range<u64>,
+    apart: chrono::Duration,
+) {
+    let count = i32::try_from(puts.end - puts.start).unwrap();
+    let start = Utc::now() - apart * count;
     let handler = Arc::new(CommandHandler::new(store));
     let alice = actor("alice", Role::User, &[]);
     let reactor = actor("reactor-1", Role::Reactor, &["local"]);
@@ -166,10 +196,11 @@ pub async fn write_puts_spread(store: Arc<dyn EventStore>, secrets: u64, apart: 
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (handler, alice, reactor) = (handler.clone(), alice.clone(), reactor.clone());
+        let puts = puts.clone();
         tasks.push(tokio::spawn(async move {
-            let mut i = c;
-            while i < secrets {
-                let at = start + apart * i32::try_from(i + 1).unwrap();
+            let mut i = puts.start + c;
+            while i < puts.end {
+                let at = start + apart * i32::try_from(i - puts.start + 1).unwrap();
                 put(&handler, &alice, &reactor, i, at).await;
                 i += clients;
             }

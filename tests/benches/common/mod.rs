@@ -40,6 +40,16 @@ impl Figures {
         let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len());
         self.latencies[i - 1].as_secs_f64() * 1e3
     }
+
+    /// The figures as JSON: count, rate, p50 and p99 in ms.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "count": self.puts,
+            "per_s": self.rate(),
+            "p50_ms": self.pct(0.50),
+            "p99_ms": self.pct(0.99),
+        })
+    }
 }
 
 /// `clients` tasks each running `per_client` operations of `op(client, i)`.
@@ -105,8 +115,17 @@ pub async fn sealed_put(conn: &Connection, pins_path: &Path, uri: String, i: usi
     }
 }
 
-/// One row of a side-by-side table.
-pub fn row(clients: usize, put: &Figures, direct: &Figures) {
+/// Writes `figures` to the file `$SEALPLANE_BENCH_JSON` names, if set
+/// (what `scripts/bench` collects into one run).
+pub fn write_json(figures: serde_json::Value) {
+    if let Ok(path) = std::env::var("SEALPLANE_BENCH_JSON") {
+        std::fs::write(&path, serde_json::to_string_pretty(&figures).unwrap()).unwrap();
+        eprintln!("wrote {path}");
+    }
+}
+
+/// One row of a side-by-side table; the same as JSON.
+pub fn row(clients: usize, put: &Figures, direct: &Figures) -> serde_json::Value {
     println!(
         "| {clients} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} |",
         put.puts,
@@ -118,4 +137,10 @@ pub fn row(clients: usize, put: &Figures, direct: &Figures) {
         direct.pct(0.99),
         put.rate() / direct.rate()
     );
+    serde_json::json!({
+        "clients": clients,
+        "sealplane": put.json(),
+        "direct": direct.json(),
+        "ratio": put.rate() / direct.rate(),
+    })
 }
