@@ -439,9 +439,9 @@ impl Files {
             }
             None => {
                 // A new secret's first version stands alone until a head is
-                // written; before a second version or a delete it loses
-                // `solo` (`end_solo`), so only a secret that never had
-                // another state can be read so. (Removing this version
+                // written; the secret's second put or soft delete writes
+                // one and ends `solo` (`end_solo`), so only a secret that
+                // never had another state can be read so. (Removing this version
                 // instead looks like a secret never written, as removing
                 // the whole directory always did.)
                 if let [(1, Some(meta))] = state.versions.as_slice()
