@@ -477,9 +477,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_snapshot_is_written_every_so_many_events_and_not_while_the_log_is_distrusted() {
-        use sealplane_event_store::{
-            EventMetadata, EventType, ExpectedVersion, MemoryStore, NewEvent, StreamId,
-        };
+        use crate::application::checkpoint::tests::append;
+        use sealplane_event_store::MemoryStore;
         // Given a control plane keeping a snapshot every 5 events
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
         let assembled = app_rebuilding(store.clone(), Limits::default());
@@ -490,30 +489,16 @@ mod tests {
             let (app, file) = (assembled.app.clone(), file.clone());
             async move { keep_snapshots(&app, file, 5).await }
         });
-        let append = |n: usize| {
+        // Appends n events and says where the log's head is then.
+        let append_n = |n: usize| {
             let store = store.clone();
             async move {
-                let events = (0..n)
-                    .map(|i| {
-                        NewEvent::from_json_text(
-                            EventType::parse("Happened").unwrap(),
-                            1,
-                            &format!(r#"{{"n":{i}}}"#),
-                            &EventMetadata::new("t"),
-                        )
-                        .unwrap()
-                    })
-                    .collect();
-                let stream = StreamId::parse("things").unwrap();
-                store
-                    .append(&stream, ExpectedVersion::Any, events)
-                    .await
-                    .unwrap()
-                    .last_position
+                append(&*store, n).await;
+                store.head().await.unwrap()
             }
         };
         // When 7 events are applied
-        let head = append(7).await;
+        let head = append_n(7).await;
         assembled
             .app
             .model
@@ -539,7 +524,7 @@ mod tests {
             .app
             .integrity
             .fail_record(&CheckpointFailure::Empty);
-        let head = append(12).await;
+        let head = append_n(12).await;
         assembled
             .app
             .model
