@@ -29,6 +29,22 @@ async fn snapshot_at(
     file
 }
 
+/// `prepare` with the snapshot `file`, verifying incrementally (the default).
+async fn start_incrementally(
+    store: &dyn EventStore,
+    key: &LogSigningKey,
+    file: Arc<SnapshotFile>,
+) -> Start {
+    prepare(
+        store,
+        &key.public_key(),
+        Some(file),
+        VerifyOnStart::Incremental,
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_snapshot_the_log_agrees_with_is_restored_and_only_the_events_after_it_are_verified() {
     // Given a log and a snapshot of its model in the middle
@@ -39,14 +55,7 @@ async fn a_snapshot_the_log_agrees_with_is_restored_and_only_the_events_after_it
     let key = LogSigningKey::generate();
     let file = snapshot_at(&store, dir.path(), &key, middle).await;
     // When the control plane starts, verifying incrementally
-    let start = prepare(
-        &store,
-        &key.public_key(),
-        Some(file),
-        VerifyOnStart::Incremental,
-    )
-    .await
-    .unwrap();
+    let start = start_incrementally(&store, &key, file).await;
     // Then the model comes from the snapshot, and the chains are verified
     // from there to the head
     assert!(start.restored);
@@ -68,14 +77,7 @@ async fn a_snapshot_of_another_log_or_beyond_its_head_is_discarded_for_a_full_re
     let store = MemoryStore::new();
     append(&store, 12).await;
     // When the control plane starts on this log
-    let start = prepare(
-        &store,
-        &key.public_key(),
-        Some(file.clone()),
-        VerifyOnStart::Incremental,
-    )
-    .await
-    .unwrap();
+    let start = start_incrementally(&store, &key, file.clone()).await;
     // Then the snapshot is not used: the model starts empty, and the whole
     // log is verified
     assert!(!start.restored);
@@ -85,14 +87,7 @@ async fn a_snapshot_of_another_log_or_beyond_its_head_is_discarded_for_a_full_re
 
     // Given a snapshot past the head (the log was restored from an older backup)
     let file = snapshot_at(&other, dir.path(), &key, Position(15)).await;
-    let start = prepare(
-        &store,
-        &key.public_key(),
-        Some(file),
-        VerifyOnStart::Incremental,
-    )
-    .await
-    .unwrap();
+    let start = start_incrementally(&store, &key, file).await;
     // Then it is discarded too
     assert!(!start.restored);
 }
@@ -110,14 +105,7 @@ async fn an_unusable_snapshot_file_means_a_rebuild_not_a_failure() {
     bytes[at] ^= 0x20;
     sealplane_host::durable::write_atomic(file.path(), &bytes, 0o600).unwrap();
     // When the control plane starts
-    let start = prepare(
-        &store,
-        &key.public_key(),
-        Some(file),
-        VerifyOnStart::Incremental,
-    )
-    .await
-    .unwrap();
+    let start = start_incrementally(&store, &key, file).await;
     // Then it starts, with the model to be rebuilt from position 1
     assert!(!start.restored);
     assert_eq!(start.verified.events, 5);
@@ -228,14 +216,7 @@ async fn an_edit_before_the_snapshot_passes_start_up_and_is_caught_by_the_backgr
         edited: Position(3),
     });
     // When the control plane starts incrementally
-    let start = prepare(
-        &*store,
-        &key.public_key(),
-        Some(file),
-        VerifyOnStart::Incremental,
-    )
-    .await
-    .unwrap();
+    let start = start_incrementally(&*store, &key, file).await;
     // Then start-up does not see it (it verified positions 9 and 10)
     assert!(start.restored);
     assert_eq!(start.verified.events, 2);
