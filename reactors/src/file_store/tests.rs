@@ -706,6 +706,16 @@ fn assert_no_way_back(s: &FileStore, dir: &Path, newest: u64) {
     assert_rolled_back(get(s, "a"), "a");
 }
 
+/// Soft-deletes `a` and finds that its first version no longer stands
+/// alone: removing the head does not bring the secret back.
+fn assert_deleted_for_good(s: &FileStore, dir: &Path) {
+    block_on(s.delete("a", false)).unwrap();
+    assert!(get(s, "a").unwrap().is_none());
+    assert!(!solo(dir));
+    fs::remove_file(dir.join("+head")).unwrap();
+    assert_rolled_back(get(s, "a"), "a");
+}
+
 /// `a` after a second put that wrote v2 and the head and crashed before
 /// v1's rewrite reached the disk.
 fn crashed_before_the_rewrite(s: &FileStore) -> PathBuf {
@@ -723,11 +733,7 @@ fn given_a_new_secret_soft_deleted_when_its_head_is_removed_then_it_does_not_com
     let (_t, s) = store();
     let dir = s.root().join("a");
     put(&s, "a", &value(MARKER)).unwrap();
-    block_on(s.delete("a", false)).unwrap();
-    assert!(get(&s, "a").unwrap().is_none());
-    assert!(!solo(&dir));
-    fs::remove_file(dir.join("+head")).unwrap();
-    assert_rolled_back(get(&s, "a"), "a");
+    assert_deleted_for_good(&s, &dir);
 }
 
 #[test]
@@ -772,11 +778,7 @@ fn given_a_second_put_crashed_before_its_head_or_rewrite_when_read_and_written_t
 fn given_a_second_put_crashed_after_its_head_when_soft_deleted_then_the_head_alone_says_so() {
     let (_t, s) = store();
     let dir = crashed_before_the_rewrite(&s);
-    block_on(s.delete("a", false)).unwrap();
-    assert!(get(&s, "a").unwrap().is_none());
-    assert!(!solo(&dir));
-    fs::remove_file(dir.join("+head")).unwrap();
-    assert_rolled_back(get(&s, "a"), "a");
+    assert_deleted_for_good(&s, &dir);
 }
 
 #[test]
