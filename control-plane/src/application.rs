@@ -23,7 +23,9 @@ use chrono::{DateTime, Utc};
 use sealplane_event_store::StreamId;
 use tokio::sync::watch;
 
-use crate::command::{CommandEnvelope, CommandError, CommandHandler, Executed};
+use crate::command::{
+    CommandEnvelope, CommandError, CommandHandler, Executed, Pair, PairError, Step,
+};
 use crate::config::Limits;
 use crate::domain::names::Slug;
 use crate::domain::{Actor, Aggregate, Context, Refusal, RefusalKind};
@@ -287,6 +289,39 @@ impl App {
         let (done, state) = observed?;
         self.read_your_write(&done, envelope).await;
         Ok((done, state))
+    }
+
+    /// As [`CommandHandler::execute_pair`](crate::command::CommandHandler::execute_pair):
+    /// `first`, then the command `then` makes of its state on `second`'s
+    /// stream, both or neither, and read-your-writes for both.
+    pub async fn execute_pair<A: Aggregate, B: Aggregate>(
+        &self,
+        ctx: &Context,
+        first: Step<'_, A::Command>,
+        second: (&StreamId, &CommandEnvelope),
+        then: impl Fn(&A) -> Option<B::Command>,
+    ) -> Result<Pair<A>, UseCaseError> {
+        let paired = self
+            .handler
+            .execute_pair::<A, B>(ctx, first, second, then)
+            .await
+            .map_err(|e| match e {
+                PairError::First(e) => UseCaseError::from(e),
+                PairError::Second(e) => UseCaseError::from(e),
+            });
+        self.metrics
+            .command(first.envelope.name, paired.as_ref().err());
+        let paired = paired?;
+        let position = paired
+            .first
+            .position
+            .max(paired.second.as_ref().and_then(|d| d.position));
+        let done = Executed {
+            position,
+            ..paired.first.clone()
+        };
+        self.read_your_write(&done, first.envelope).await;
+        Ok(paired)
     }
 
     /// With a store other processes append to too (several control planes

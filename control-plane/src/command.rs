@@ -34,8 +34,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use sealplane_event_store::{
-    AppendError, EventMetadata, EventStore, EventType, ExpectedVersion, InvalidInput, NewEvent,
-    Position, RecordedEvent, StoreError, StreamId, StreamVersion,
+    AppendError, Appended, EventMetadata, EventStore, EventType, ExpectedVersion, InvalidInput,
+    NewEvent, Position, RecordedEvent, StoreError, StreamAppend, StreamId, StreamVersion,
 };
 
 use crate::domain::{Aggregate, CommandArguments, Context, DomainEvent, Refusal};
@@ -193,6 +193,122 @@ impl<A> Loaded<A> {
     }
 }
 
+/// One command to decide: the stream of its aggregate, the command, and
+/// its envelope.
+pub struct Step<'a, C> {
+    /// The aggregate's stream.
+    pub stream: &'a StreamId,
+    /// The command.
+    pub command: &'a C,
+    /// Its id and name.
+    pub envelope: &'a CommandEnvelope,
+}
+
+impl<C> Clone for Step<'_, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for Step<'_, C> {}
+
+impl<'a, C> Step<'a, C> {
+    /// `command` on `stream`'s aggregate, sent as `envelope`.
+    pub fn new(stream: &'a StreamId, command: &'a C, envelope: &'a CommandEnvelope) -> Self {
+        Step {
+            stream,
+            command,
+            envelope,
+        }
+    }
+}
+
+/// What [`CommandHandler::execute_pair`] did.
+#[derive(Debug)]
+pub struct Pair<A> {
+    /// What the first command did.
+    pub first: Executed,
+    /// What the second did; `None` when there was none to decide.
+    pub second: Option<Executed>,
+    /// The first aggregate's state afterwards.
+    pub state: A,
+}
+
+/// Why [`CommandHandler::execute_pair`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PairError<RA: Refusal, RB: Refusal> {
+    /// The first command did not take effect.
+    #[error(transparent)]
+    First(CommandError<RA>),
+    /// The second did not, so neither did the first.
+    #[error(transparent)]
+    Second(CommandError<RB>),
+}
+
+/// A command decided on a loaded aggregate.
+enum Decided<A: Aggregate> {
+    /// Nothing to write: the command was applied before, or changes nothing.
+    Answered(Executed, Loaded<A>),
+    /// Events to append.
+    Write(Write<A>),
+}
+
+impl<A: Aggregate> Decided<A> {
+    /// What the command did, a write taking the next of `appended`, the
+    /// parts of its append; and the aggregate it was decided on.
+    fn finish<'a>(
+        self,
+        appended: &mut impl Iterator<Item = &'a Appended>,
+    ) -> Result<(Executed, Loaded<A>), StoreError> {
+        match self {
+            Decided::Answered(done, loaded) => Ok((done, loaded)),
+            Decided::Write(w) => match appended.next() {
+                Some(part) => Ok((w.done(part), w.loaded)),
+                None => Err(StoreError::backend(std::io::Error::other(
+                    "the store answered an append with fewer parts than it was given",
+                ))),
+            },
+        }
+    }
+
+    fn into_loaded(self) -> Loaded<A> {
+        match self {
+            Decided::Answered(_, loaded) => loaded,
+            Decided::Write(w) => w.loaded,
+        }
+    }
+}
+
+/// The events a command decided, not yet appended.
+struct Write<A: Aggregate> {
+    /// The aggregate they were decided on.
+    loaded: Loaded<A>,
+    events: Vec<A::Event>,
+    /// The same events as the store takes them.
+    encoded: Vec<NewEvent>,
+}
+
+impl<A: Aggregate> Write<A> {
+    /// What the command did, once appended as `appended`.
+    fn done(&self, appended: &Appended) -> Executed {
+        Executed {
+            events: self.events.len(),
+            version: Some(appended.version),
+            position: Some(appended.last_position),
+            replayed: false,
+        }
+    }
+}
+
+/// `state` with `events` applied (a clone).
+fn after<A: Aggregate>(state: &A, events: Option<&[A::Event]>) -> A {
+    let mut state = state.clone();
+    for event in events.unwrap_or_default() {
+        state.apply(event);
+    }
+    state
+}
+
 /// An `AccessDenied` event: who was refused what, on which target, why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AccessDenied {
@@ -326,6 +442,21 @@ impl CommandHandler {
         }
     }
 
+    /// What `read` makes of the aggregate of `stream` as the log holds it
+    /// now, without deciding anything: for a use case that must know
+    /// something fixed about an aggregate (an upload request's uri) before
+    /// it decides on it.
+    pub async fn current<A: Aggregate, T>(
+        &self,
+        stream: &StreamId,
+        read: impl FnOnce(&A) -> T,
+    ) -> Result<T, CommandError<A::Refusal>> {
+        let loaded = self.take_loaded::<A>(stream).await?;
+        let value = read(&loaded.state);
+        self.keep(stream, loaded);
+        Ok(value)
+    }
+
     /// Keeps `loaded` for the next command on `stream`.
     fn keep<A: Aggregate>(&self, stream: &StreamId, loaded: Loaded<A>) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -374,14 +505,150 @@ impl CommandHandler {
         observe: bool,
     ) -> Result<(Executed, Option<A>), CommandError<A::Refusal>> {
         let _turn = self.stripe(stream).lock().await;
-        let fingerprint = fingerprint(ctx, envelope, stream, command);
+        let step = Step::new(stream, command, envelope);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let loaded = self.take_loaded::<A>(stream).await?;
-            let applied =
-                loaded.applied(envelope.command_id, &fingerprint, ctx.actor.slug.as_str());
-            if applied == Applied::ByAnother {
+            let (done, loaded, write) = match self.decide::<A>(&step, ctx).await? {
+                Decided::Answered(done, loaded) => (done, loaded, None),
+                Decided::Write(write) => {
+                    let part = StreamAppend::new(
+                        stream.clone(),
+                        write.loaded.expected(),
+                        write.encoded.clone(),
+                    );
+                    match self.store.append_many(vec![part]).await {
+                        Ok(appended) => {
+                            let done = write.done(&appended[0]);
+                            (done, write.loaded, Some(write.events))
+                        }
+                        Err(e) => {
+                            self.keep(stream, write.loaded);
+                            self.retry_on_conflict::<A::Refusal>(e, stream, attempts)?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let state = observe.then(|| after(&loaded.state, write.as_deref()));
+            // The cached state catches up (reads these events back) on the
+            // next command, like any other writer's.
+            self.keep(stream, loaded);
+            return Ok((done, state));
+        }
+    }
+
+    /// Decides `first` on aggregate `A` and then, on the state it leaves,
+    /// the command `then` makes of it on aggregate `B` (none: `B` is left
+    /// alone), and appends the events of both as one atomic write: either
+    /// both commands take effect or neither does. For a change of one
+    /// aggregate that must be seen together with another's, such as an
+    /// upload's outcome and the secret's version. Each command keeps its
+    /// own idempotency and refusals; on a conflict both are decided again.
+    /// Returns what each did and `A`'s state afterwards.
+    pub async fn execute_pair<A: Aggregate, B: Aggregate>(
+        &self,
+        ctx: &Context,
+        first: Step<'_, A::Command>,
+        second: (&StreamId, &CommandEnvelope),
+        then: impl Fn(&A) -> Option<B::Command>,
+    ) -> Result<Pair<A>, PairError<A::Refusal, B::Refusal>> {
+        let (stream_b, envelope_b) = second;
+        let _turns = self.stripes_of(first.stream, stream_b).await;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let a = self
+                .decide::<A>(&first, ctx)
+                .await
+                .map_err(PairError::First)?;
+            let state_a = match &a {
+                Decided::Answered(_, loaded) => loaded.state.clone(),
+                Decided::Write(w) => after(&w.loaded.state, Some(&w.events)),
+            };
+            let b = match then(&state_a) {
+                None => None,
+                Some(command) => {
+                    let step = Step::new(stream_b, &command, envelope_b);
+                    match self.decide::<B>(&step, ctx).await {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            self.keep(first.stream, a.into_loaded());
+                            return Err(PairError::Second(e));
+                        }
+                    }
+                }
+            };
+            let mut parts = vec![];
+            if let Decided::Write(w) = &a {
+                parts.push(StreamAppend::new(
+                    first.stream.clone(),
+                    w.loaded.expected(),
+                    w.encoded.clone(),
+                ));
+            }
+            if let Some(Decided::Write(w)) = &b {
+                parts.push(StreamAppend::new(
+                    stream_b.clone(),
+                    w.loaded.expected(),
+                    w.encoded.clone(),
+                ));
+            }
+            let appended = match parts.is_empty() {
+                true => vec![],
+                false => match self.store.append_many(parts).await {
+                    Ok(appended) => appended,
+                    Err(e) => {
+                        self.keep(first.stream, a.into_loaded());
+                        if let Some(b) = b {
+                            self.keep(stream_b, b.into_loaded());
+                        }
+                        self.retry_on_conflict::<A::Refusal>(e, first.stream, attempts)
+                            .map_err(PairError::First)?;
+                        continue;
+                    }
+                },
+            };
+            let mut appended = appended.iter();
+            let (first_done, loaded) = a
+                .finish(&mut appended)
+                .map_err(|e| PairError::First(e.into()))?;
+            self.keep(first.stream, loaded);
+            let second_done = match b {
+                None => None,
+                Some(b) => {
+                    let (done, loaded) = b
+                        .finish(&mut appended)
+                        .map_err(|e| PairError::Second(e.into()))?;
+                    self.keep(stream_b, loaded);
+                    Some(done)
+                }
+            };
+            return Ok(Pair {
+                first: first_done,
+                second: second_done,
+                state: state_a,
+            });
+        }
+    }
+
+    /// Loads `step`'s aggregate and decides its command: answered from the
+    /// log (a retry, or nothing to do) or events to write. A refusal, or a
+    /// command id used for another command, is recorded and returned.
+    async fn decide<A: Aggregate>(
+        &self,
+        step: &Step<'_, A::Command>,
+        ctx: &Context,
+    ) -> Result<Decided<A>, CommandError<A::Refusal>> {
+        let Step {
+            stream,
+            command,
+            envelope,
+        } = *step;
+        let fingerprint = fingerprint(ctx, envelope, stream, command);
+        let loaded = self.take_loaded::<A>(stream).await?;
+        match loaded.applied(envelope.command_id, &fingerprint, ctx.actor.slug.as_str()) {
+            Applied::ByAnother => {
                 self.keep(stream, loaded);
                 let reused = CommandError::Reused {
                     command_id: envelope.command_id,
@@ -390,94 +657,101 @@ impl CommandHandler {
                     .await?;
                 return Err(reused);
             }
-            if let Applied::At(position) = applied {
-                let version = loaded.version;
-                let state = observe.then(|| loaded.state.clone());
-                self.keep(stream, loaded);
+            Applied::At(position) => {
                 let done = Executed {
                     events: 0,
-                    version,
+                    version: loaded.version,
                     position: Some(position),
                     replayed: true,
                 };
-                return Ok((done, state));
+                return Ok(Decided::Answered(done, loaded));
             }
-            let events = match loaded.state.decide(command, ctx) {
-                Ok(events) => events,
-                Err(refusal) => {
-                    self.keep(stream, loaded);
-                    if refusal.is_security_event() {
-                        self.record_denied(stream, ctx, envelope, &refusal).await?;
-                    }
-                    return Err(CommandError::Refused(refusal));
-                }
-            };
-            if events.is_empty() {
-                let version = loaded.version;
-                let state = observe.then(|| loaded.state.clone());
+            Applied::No => {}
+        }
+        let events = match loaded.state.decide(command, ctx) {
+            Ok(events) => events,
+            Err(refusal) => {
                 self.keep(stream, loaded);
-                let done = Executed {
-                    events: 0,
-                    version,
-                    position: None,
-                    replayed: false,
-                };
-                return Ok((done, state));
+                if refusal.is_security_event() {
+                    self.record_denied(stream, ctx, envelope, &refusal).await?;
+                }
+                return Err(CommandError::Refused(refusal));
             }
-            let metadata = EventMetadata {
-                command_fingerprint: Some(fingerprint.clone()),
-                ..metadata(ctx, envelope)
+        };
+        if events.is_empty() {
+            let done = Executed {
+                events: 0,
+                version: loaded.version,
+                position: None,
+                replayed: false,
             };
-            let new_events = events
-                .iter()
-                .map(|e| encode(e, &metadata))
-                .collect::<Result<Vec<_>, _>>()?;
-            match self
-                .store
-                .append(stream, loaded.expected(), new_events)
-                .await
-            {
-                Ok(appended) => {
-                    let state = observe.then(|| {
-                        let mut state = loaded.state.clone();
-                        for event in &events {
-                            state.apply(event);
-                        }
-                        state
-                    });
-                    // The cached state catches up (reads these events back)
-                    // on the next command, like any other writer's.
-                    self.keep(stream, loaded);
-                    let done = Executed {
-                        events: events.len(),
-                        version: Some(appended.version),
-                        position: Some(appended.last_position),
-                        replayed: false,
-                    };
-                    return Ok((done, state));
-                }
-                Err(AppendError::Conflict(_)) if attempts <= self.max_retries => {
-                    self.keep(stream, loaded);
-                    continue;
-                }
-                Err(AppendError::Conflict(_)) => {
-                    return Err(CommandError::Aborted {
-                        stream: stream.clone(),
-                        attempts,
-                    });
-                }
-                Err(AppendError::Store(e)) => return Err(e.into()),
-                Err(e @ (AppendError::EmptyBatch | AppendError::BatchTooLarge { .. })) => {
-                    return Err(CommandError::Store(StoreError::backend(e)));
-                }
+            return Ok(Decided::Answered(done, loaded));
+        }
+        let metadata = EventMetadata {
+            command_fingerprint: Some(fingerprint),
+            ..metadata(ctx, envelope)
+        };
+        let encoded = events
+            .iter()
+            .map(|e| encode(e, &metadata))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Decided::Write(Write {
+            loaded,
+            events,
+            encoded,
+        }))
+    }
+
+    /// `Ok` when an append refused with a conflict may be decided again
+    /// (attempt `attempts` of at most `max_retries` more); the error to
+    /// return otherwise.
+    fn retry_on_conflict<R: Refusal>(
+        &self,
+        refused: AppendError,
+        stream: &StreamId,
+        attempts: usize,
+    ) -> Result<(), CommandError<R>> {
+        match refused {
+            AppendError::Conflict(_) if attempts <= self.max_retries => Ok(()),
+            AppendError::Conflict(_) => Err(CommandError::Aborted {
+                stream: stream.clone(),
+                attempts,
+            }),
+            AppendError::Store(e) => Err(e.into()),
+            e @ (AppendError::EmptyBatch | AppendError::BatchTooLarge { .. }) => {
+                Err(CommandError::Store(StoreError::backend(e)))
             }
         }
     }
 
+    /// The turns of two streams, taken in stripe order so that two callers
+    /// taking the same pair, in whichever order, never wait for each other.
+    async fn stripes_of(
+        &self,
+        one: &StreamId,
+        other: &StreamId,
+    ) -> (
+        tokio::sync::MutexGuard<'_, ()>,
+        Option<tokio::sync::MutexGuard<'_, ()>>,
+    ) {
+        let (i, j) = (self.stripe_index(one), self.stripe_index(other));
+        let (low, high) = (i.min(j), i.max(j));
+        let first = self.stripes[low].lock().await;
+        let second = match high == low {
+            true => None,
+            false => Some(self.stripes[high].lock().await),
+        };
+        (first, second)
+    }
+
     fn stripe(&self, stream: &StreamId) -> &tokio::sync::Mutex<()> {
+        &self.stripes[self.stripe_index(stream)]
+    }
+
+    fn stripe_index(&self, stream: &StreamId) -> usize {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(stream.as_str());
-        &self.stripes[(hash % self.stripes.len() as u64) as usize]
+        (hash % self.stripes.len() as u64) as usize
     }
 
     async fn record_denied<R: Refusal>(

@@ -15,9 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sealplane_event_store::{
-    AppendError, Appended, Decorator, EventStore, ExpectedVersion, NewEvent, StreamId,
-};
+use sealplane_event_store::{AppendError, Appended, Decorator, EventStore, StreamAppend};
 
 use crate::api::app::TokenRefusal;
 use crate::application::UseCaseError;
@@ -228,15 +226,10 @@ impl Decorator for Metered {
     fn inner(&self) -> &dyn EventStore {
         &*self.inner
     }
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        let n = events.len();
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        let n: usize = parts.iter().map(|p| p.events.len()).sum();
         let started = Instant::now();
-        let result = self.inner.append(stream, expected, events).await;
+        let result = self.inner.append_many(parts).await;
         if result.is_ok() {
             self.metrics
                 .append_seconds

@@ -24,9 +24,13 @@ use crate::event::{
     EventType, ExpectedVersion, JsonObject, NewEvent, Position, RecordedEvent, StreamId,
     StreamVersion,
 };
-use crate::store::{AppendError, Appended, EventStore, StoreError, Subscription, check_expected};
+use crate::store::{
+    AppendError, Appended, EventStore, StoreError, StreamAppend, Subscription, check_expected,
+};
 use crate::subscription::{Head, Recent, catch_up_then_live};
-use crate::writer::{Append, GROUP_MAX_APPENDS, QUEUE, Queue, clamp, gather, reply, submit};
+use crate::writer::{
+    Append, GROUP_MAX_APPENDS, Outcome, QUEUE, Queue, clamp, gather, reply, submit,
+};
 
 /// The on-disk schema this version writes (SQLite `user_version`): 1 is
 /// the table below, 2 adds `log_hash` (ADR 0014).
@@ -303,11 +307,7 @@ fn run_writer(
 
 /// What committing a group produced: one outcome per append, the new head
 /// when anything was written, and the events written.
-type Committed = (
-    Vec<Result<Appended, AppendError>>,
-    Option<Position>,
-    Vec<RecordedEvent>,
-);
+type Committed = (Vec<Outcome>, Option<Position>, Vec<RecordedEvent>);
 
 /// Commits the group in one transaction.
 fn commit_group(conn: &mut Connection, group: &mut [Append]) -> Committed {
@@ -353,15 +353,16 @@ fn commit_group(conn: &mut Connection, group: &mut [Append]) -> Committed {
     let alone = group.len() == 1;
     let mut outcomes = Vec::with_capacity(group.len());
     for append in group.iter_mut() {
-        let events = std::mem::take(&mut append.events);
+        let parts = std::mem::take(&mut append.parts);
         let outcome = if alone {
-            // The transaction itself rolls back a refused append.
-            append_one(&tx, last, &append.stream, append.expected, events)
+            // The transaction itself rolls back a refused append, the
+            // parts written before the refused one included.
+            append_parts(&tx, last, parts)
         } else {
             // Each append gets its own savepoint: a conflict rolls back
             // that append alone, and the rest of the group still commits.
             match tx.savepoint() {
-                Ok(sp) => match append_one(&sp, last, &append.stream, append.expected, events) {
+                Ok(sp) => match append_parts(&sp, last, parts) {
                     Ok(done) => sp
                         .commit()
                         .map(|()| done)
@@ -408,6 +409,26 @@ fn log_head(conn: &Connection) -> rusqlite::Result<Result<LogCheckpoint, (String
             )),
         },
     })
+}
+
+/// Appends the parts of one append in order after the log's last event
+/// `last`; returns what was appended and the log's new last event, or the
+/// first part's refusal (the caller rolls back the parts written before).
+fn append_parts(
+    conn: &Connection,
+    mut last: LogCheckpoint,
+    parts: Vec<StreamAppend>,
+) -> Result<(Vec<Appended>, LogCheckpoint, Vec<RecordedEvent>), AppendError> {
+    let mut appended = Vec::with_capacity(parts.len());
+    let mut recorded = Vec::new();
+    for part in parts {
+        let (done, head, events) =
+            append_one(conn, last, &part.stream, part.expected, part.events)?;
+        appended.push(done);
+        recorded.extend(events);
+        last = head;
+    }
+    Ok((appended, last, recorded))
 }
 
 /// Appends one batch after the log's last event `last`; returns what was
@@ -525,13 +546,8 @@ fn query_events(
 
 #[async_trait::async_trait]
 impl EventStore for EmbeddedStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        submit(&self.inner.writer, stream, expected, events).await
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        submit(&self.inner.writer, parts).await
     }
 
     async fn read_stream(

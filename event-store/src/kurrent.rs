@@ -49,14 +49,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use crate::chain::{self, EventHash, LogCheckpoint, LogHash};
-use crate::event::{
-    EventType, ExpectedVersion, JsonObject, NewEvent, Position, RecordedEvent, StreamId,
-    StreamVersion,
-};
+use crate::chain::{EventHash, LogCheckpoint, LogHash};
+use crate::event::{EventType, JsonObject, Position, RecordedEvent, StreamId, StreamVersion};
 use crate::redacted_url::RedactedUrl;
 use crate::store::{
-    AppendError, Appended, EventStore, StoreError, Subscription, check_batch, check_expected,
+    AppendError, Appended, EventStore, StoreError, StreamAppend, Subscription, check_parts,
+    link_parts,
 };
 use crate::subscription::{Head, advance, catch_up_then_live, ensure_open};
 
@@ -476,20 +474,16 @@ async fn follow_head(inner: std::sync::Weak<Inner>, poll_interval: Duration) {
 
 #[async_trait::async_trait]
 impl EventStore for KurrentStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        check_batch(&events)?;
+    /// Every part goes into the one log stream in one KurrentDB append, so
+    /// the parts of one append are atomic here too.
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        check_parts(&parts)?;
         self.ensure_open()?;
         let mut index = self.inner.index.lock().await;
         for _ in 0..MAX_RETRIES {
             self.catch_up(&mut index).await?;
-            let tail = index.tail(stream);
-            check_expected(stream, expected, tail.map(|(v, _)| v))?;
-            let recorded = chain::link(stream, tail, index.log, events.clone());
+            let (appended, recorded) =
+                link_parts(parts.clone(), index.log, |stream| index.tail(stream))?;
             let state = match index.log.position.0 {
                 0 => StreamState::NoStream,
                 n => StreamState::StreamRevision(n - 1),
@@ -507,12 +501,7 @@ impl EventStore for KurrentStore {
                         index.apply(e)?;
                     }
                     self.advance(index.log.position);
-                    let (first, last) = (&recorded[0], &recorded[recorded.len() - 1]);
-                    return Ok(Appended {
-                        first_position: first.position,
-                        last_position: last.position,
-                        version: last.version,
-                    });
+                    return Ok(appended);
                 }
                 // Another writer got in first: catch up, decide again.
                 Err(kurrentdb::Error::WrongExpectedVersion { .. }) => continue,
@@ -637,7 +626,8 @@ impl EventStore for KurrentStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventMetadata;
+    use crate::chain;
+    use crate::event::{EventMetadata, NewEvent};
 
     fn linked() -> Vec<RecordedEvent> {
         let meta = EventMetadata::new("t");

@@ -63,7 +63,8 @@ pub use postgres::{
 pub use redacted_url::RedactedUrl;
 pub use store::{
     AppendError, Appended, Conflict, Decorator, EventStore, MAX_BATCH_BYTES, MAX_BATCH_EVENTS,
-    StoreError, Subscription, SubscriptionMessage, check_batch, check_expected,
+    StoreError, StreamAppend, Subscription, SubscriptionMessage, check_batch, check_expected,
+    check_parts,
 };
 pub use verify::{
     BreakKind, ChainBreak, ChainVerifier, VerifiedLog, VerifyError, verify_log, verify_log_after,

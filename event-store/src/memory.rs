@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use crate::chain::{self, LogCheckpoint};
+use crate::chain::LogCheckpoint;
 use crate::coordination::LocalCoordination;
-use crate::event::{ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, StreamVersion};
+use crate::event::{Position, RecordedEvent, StreamId, StreamVersion};
 use crate::store::{
-    AppendError, Appended, EventStore, StoreError, Subscription, check_batch, check_expected,
+    AppendError, Appended, EventStore, StoreError, StreamAppend, Subscription, check_parts,
+    link_parts,
 };
 use crate::subscription::{Head, catch_up_then_live};
 
@@ -65,51 +66,34 @@ impl MemoryStore {
 
 #[async_trait::async_trait]
 impl EventStore for MemoryStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        check_batch(&events)?;
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        check_parts(&parts)?;
         let mut log = self.log();
         if log.closed {
             return Err(StoreError::Closed.into());
         }
-        let tail = log
-            .streams
-            .get(stream)
-            .and_then(|idx| idx.last())
-            .map(|&i| (log.events[i].version, log.events[i].hash));
-        check_expected(stream, expected, tail.map(|(v, _)| v))?;
         let head = log
             .events
             .last()
             .map_or(LogCheckpoint::EMPTY, LogCheckpoint::of);
-        let first_position = head.position.next();
-        let recorded = chain::link(stream, tail, head, events);
-        let version = recorded
-            .last()
-            .map(|e| e.version)
-            .unwrap_or(StreamVersion(0));
-        let last_position = recorded
-            .last()
-            .map(|e| e.position)
-            .unwrap_or(first_position);
+        // Every part is linked and checked before the log changes.
+        let (appended, recorded) = link_parts(parts, head, |stream| {
+            log.streams
+                .get(stream)
+                .and_then(|idx| idx.last())
+                .map(|&i| (log.events[i].version, log.events[i].hash))
+        })?;
+        let last_position = recorded.last().map_or(head.position, |e| e.position);
         for e in recorded {
             let i = log.events.len();
-            log.streams.entry(stream.clone()).or_default().push(i);
+            log.streams.entry(e.stream_id.clone()).or_default().push(i);
             log.events.push(e);
         }
         self.inner.head.send_replace(Head {
             position: last_position,
             closed: false,
         });
-        Ok(Appended {
-            first_position,
-            last_position,
-            version,
-        })
+        Ok(appended)
     }
 
     async fn read_stream(

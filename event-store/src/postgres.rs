@@ -22,6 +22,7 @@
 //! Data and metadata are stored as `text`, never `jsonb`: the hash covers
 //! the exact bytes.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -32,15 +33,16 @@ use sqlx::{ConnectOptions, Row};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::chain::{self, EventHash, LogCheckpoint, LogHash};
-use crate::event::{
-    EventType, ExpectedVersion, JsonObject, NewEvent, Position, RecordedEvent, StreamId,
-    StreamVersion,
-};
+use crate::chain::{EventHash, LogCheckpoint, LogHash};
+use crate::event::{EventType, JsonObject, Position, RecordedEvent, StreamId, StreamVersion};
 use crate::redacted_url::RedactedUrl;
-use crate::store::{AppendError, Appended, EventStore, StoreError, Subscription, check_expected};
+use crate::store::{
+    AppendError, Appended, EventStore, StoreError, StreamAppend, Subscription, link_parts,
+};
 use crate::subscription::{Head, advance, catch_up_then_live, ensure_open};
-use crate::writer::{Append, GROUP_MAX_APPENDS, QUEUE, Queue, clamp, gather, reply, submit};
+use crate::writer::{
+    Append, GROUP_MAX_APPENDS, Outcome, QUEUE, Queue, clamp, gather, reply, submit,
+};
 
 /// The schema this version writes (the one row of `sealplane_schema_version`).
 pub const SCHEMA_VERSION: i64 = 2;
@@ -494,7 +496,7 @@ fn duplicate(e: &StoreError) -> StoreError {
 async fn commit_group(
     pool: &PgPool,
     group: &mut [Append],
-) -> Result<(Vec<Result<Appended, AppendError>>, Option<Position>), StoreError> {
+) -> Result<(Vec<Outcome>, Option<Position>), StoreError> {
     let mut tx = pool.begin().await.map_err(backend)?;
     // Held until the commit is visible: positions commit in order.
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -508,30 +510,18 @@ async fn commit_group(
     let before = log.position;
     let mut outcomes = Vec::with_capacity(group.len());
     for append in group.iter_mut() {
-        let events = std::mem::take(&mut append.events);
-        // Refusals are decided before anything is written, so a refused
-        // append needs no savepoint to undo.
-        let outcome = match stream_tail(&mut tx, &append.stream).await {
-            Ok(tail) => {
-                match check_expected(&append.stream, append.expected, tail.map(|(v, _)| v)) {
-                    Ok(()) => {
-                        let recorded = chain::link(&append.stream, tail, log, events);
-                        insert(&mut tx, &recorded).await?;
-                        match (recorded.first(), recorded.last()) {
-                            (Some(first), Some(last)) => {
-                                log = LogCheckpoint::of(last);
-                                Ok(Appended {
-                                    first_position: first.position,
-                                    last_position: last.position,
-                                    version: last.version,
-                                })
-                            }
-                            _ => Err(AppendError::EmptyBatch),
-                        }
-                    }
-                    Err(conflict) => Err(conflict.into()),
+        let parts = std::mem::take(&mut append.parts);
+        // Every part is checked and linked before any is written, so a
+        // refused append needs no savepoint to undo.
+        let outcome = match link(&mut tx, log, parts).await {
+            Ok(Ok((appended, recorded))) => {
+                insert(&mut tx, &recorded).await?;
+                if let Some(last) = recorded.last() {
+                    log = LogCheckpoint::of(last);
                 }
+                Ok(appended)
             }
+            Ok(Err(refused)) => Err(refused),
             Err(corrupt @ StoreError::Corrupt { .. }) => Err(corrupt.into()),
             Err(e) => return Err(e),
         };
@@ -573,6 +563,26 @@ async fn log_head(tx: &mut Tx) -> Result<LogCheckpoint, StoreError> {
             reason: "log_hash is not 32 bytes".into(),
         })?,
     })
+}
+
+/// The parts of one append linked after `log`, each after its stream's
+/// tail (or the tail an earlier part left), nothing written: what to
+/// insert, or the first part's refusal.
+async fn link(
+    tx: &mut Tx,
+    log: LogCheckpoint,
+    parts: Vec<StreamAppend>,
+) -> Result<Result<(Vec<Appended>, Vec<RecordedEvent>), AppendError>, StoreError> {
+    let mut tails = HashMap::with_capacity(parts.len());
+    for part in &parts {
+        if !tails.contains_key(&part.stream) {
+            let tail = stream_tail(tx, &part.stream).await?;
+            tails.insert(part.stream.clone(), tail);
+        }
+    }
+    Ok(link_parts(parts, log, |stream| {
+        tails.get(stream).copied().flatten()
+    }))
 }
 
 /// The stream's last version and hash, `None` for a new stream.
@@ -697,13 +707,8 @@ impl Drop for Section {
 
 #[async_trait::async_trait]
 impl EventStore for PostgresStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        submit(&self.inner.writer, stream, expected, events).await
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        submit(&self.inner.writer, parts).await
     }
 
     async fn read_stream(

@@ -87,6 +87,30 @@ pub struct Appended {
     pub version: StreamVersion,
 }
 
+/// One stream's part of an append: its events, if the stream is at
+/// `expected`. [`EventStore::append_many`] writes several parts as one.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// The version it must be at (after the earlier parts of the same
+    /// append, when they name it too).
+    pub expected: ExpectedVersion,
+    /// The events, in order; at least one.
+    pub events: Vec<NewEvent>,
+}
+
+impl StreamAppend {
+    /// A part appending `events` to `stream` at `expected`.
+    pub fn new(stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        StreamAppend {
+            stream,
+            expected,
+            events,
+        }
+    }
+}
+
 /// One item of a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[expect(
@@ -117,7 +141,19 @@ pub trait EventStore: Send + Sync + 'static {
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError>;
+    ) -> Result<Appended, AppendError> {
+        let part = StreamAppend::new(stream.clone(), expected, events);
+        one_part(self.append_many(vec![part]).await)
+    }
+
+    /// Appends every part, in order, as one atomic write: each part's
+    /// events follow the previous part's in the log, and either every part
+    /// is written or none is (a conflict on any part writes nothing). For
+    /// events of several streams that belong together, such as an upload's
+    /// outcome and the secret's new version. The limits of one batch hold
+    /// for all the parts together. Durable when it returns `Ok`, with one
+    /// [`Appended`] per part.
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError>;
 
     /// Up to `limit` events of `stream` from version `from` on.
     async fn read_stream(
@@ -189,14 +225,21 @@ pub trait Decorator: Send + Sync + 'static {
     /// The store the calls go to.
     fn inner(&self) -> &dyn EventStore;
 
-    /// As [`EventStore::append`].
+    /// As [`EventStore::append`]: through [`Decorator::append_many`], so a
+    /// decorator overriding that one sees every append.
     async fn append(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, AppendError> {
-        self.inner().append(stream, expected, events).await
+        let part = StreamAppend::new(stream.clone(), expected, events);
+        one_part(Decorator::append_many(self, vec![part]).await)
+    }
+
+    /// As [`EventStore::append_many`].
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        self.inner().append_many(parts).await
     }
 
     /// As [`EventStore::read_stream`].
@@ -274,6 +317,9 @@ impl<D: Decorator> EventStore for D {
     ) -> Result<Appended, AppendError> {
         Decorator::append(self, stream, expected, events).await
     }
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        Decorator::append_many(self, parts).await
+    }
     async fn read_stream(
         &self,
         stream: &StreamId,
@@ -333,6 +379,63 @@ pub fn check_batch(events: &[NewEvent]) -> Result<(), AppendError> {
         });
     }
     Ok(())
+}
+
+/// Checks the parts of one append: at least one, none empty, and the
+/// batch limits over all their events together.
+pub fn check_parts(parts: &[StreamAppend]) -> Result<(), AppendError> {
+    if parts.is_empty() || parts.iter().any(|p| p.events.is_empty()) {
+        return Err(AppendError::EmptyBatch);
+    }
+    let events: usize = parts.iter().map(|p| p.events.len()).sum();
+    let bytes: usize = parts
+        .iter()
+        .flat_map(|p| &p.events)
+        .map(NewEvent::size)
+        .sum();
+    if events > MAX_BATCH_EVENTS || bytes > MAX_BATCH_BYTES {
+        return Err(AppendError::BatchTooLarge { events, bytes });
+    }
+    Ok(())
+}
+
+/// The outcome of a one-part [`EventStore::append_many`].
+fn one_part(appended: Result<Vec<Appended>, AppendError>) -> Result<Appended, AppendError> {
+    appended?.pop().ok_or(AppendError::EmptyBatch)
+}
+
+/// Links the parts of one append after the log's last event `log`, each
+/// after its stream's tail as `tail_of` gives it (or as an earlier part
+/// left it): what an append to a store held in one place writes, or the
+/// first conflict. Nothing is written; the caller stores the events.
+pub(crate) fn link_parts(
+    parts: Vec<StreamAppend>,
+    mut log: crate::chain::LogCheckpoint,
+    tail_of: impl Fn(&StreamId) -> Option<(StreamVersion, crate::chain::EventHash)>,
+) -> Result<(Vec<Appended>, Vec<RecordedEvent>), AppendError> {
+    let mut appended = Vec::with_capacity(parts.len());
+    let mut recorded: Vec<RecordedEvent> = Vec::new();
+    for part in parts {
+        let tail = recorded
+            .iter()
+            .rev()
+            .find(|e| e.stream_id == part.stream)
+            .map(|e| (e.version, e.hash))
+            .or_else(|| tail_of(&part.stream));
+        check_expected(&part.stream, part.expected, tail.map(|(v, _)| v))?;
+        let linked = crate::chain::link(&part.stream, tail, log, part.events);
+        let (Some(first), Some(last)) = (linked.first(), linked.last()) else {
+            return Err(AppendError::EmptyBatch);
+        };
+        appended.push(Appended {
+            first_position: first.position,
+            last_position: last.position,
+            version: last.version,
+        });
+        log = crate::chain::LogCheckpoint::of(last);
+        recorded.extend(linked);
+    }
+    Ok((appended, recorded))
 }
 
 /// Checks `expected` against the stream's current version.

@@ -4,25 +4,30 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::event::{ExpectedVersion, NewEvent, StreamId};
-use crate::store::{AppendError, Appended, MAX_BATCH_BYTES, StoreError, check_batch};
+use crate::event::NewEvent;
+use crate::store::{AppendError, Appended, MAX_BATCH_BYTES, StoreError, StreamAppend, check_parts};
 
 /// Appends waiting in the writer's queue before appenders wait.
 pub(crate) const QUEUE: usize = 1024;
 /// Most appends committed together.
 pub(crate) const GROUP_MAX_APPENDS: usize = 256;
 
-/// One append waiting for the writer.
+/// What the writer answers one append: one [`Appended`] per part.
+pub(crate) type Outcome = Result<Vec<Appended>, AppendError>;
+
+/// One append waiting for the writer: its parts are written all or none.
 pub(crate) struct Append {
-    pub(crate) stream: StreamId,
-    pub(crate) expected: ExpectedVersion,
-    pub(crate) events: Vec<NewEvent>,
-    pub(crate) reply: oneshot::Sender<Result<Appended, AppendError>>,
+    pub(crate) parts: Vec<StreamAppend>,
+    pub(crate) reply: oneshot::Sender<Outcome>,
 }
 
 impl Append {
     fn bytes(&self) -> usize {
-        self.events.iter().map(NewEvent::size).sum()
+        self.parts
+            .iter()
+            .flat_map(|p| &p.events)
+            .map(NewEvent::size)
+            .sum()
     }
 }
 
@@ -30,13 +35,8 @@ impl Append {
 pub(crate) type Queue = std::sync::Mutex<Option<mpsc::Sender<Append>>>;
 
 /// Hands an append to the writer and waits for its outcome.
-pub(crate) async fn submit(
-    queue: &Queue,
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-) -> Result<Appended, AppendError> {
-    check_batch(&events)?;
+pub(crate) async fn submit(queue: &Queue, parts: Vec<StreamAppend>) -> Outcome {
+    check_parts(&parts)?;
     let writer = queue
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -44,12 +44,7 @@ pub(crate) async fn submit(
         .ok_or(StoreError::Closed)?;
     let (reply, outcome) = oneshot::channel();
     writer
-        .send(Append {
-            stream: stream.clone(),
-            expected,
-            events,
-            reply,
-        })
+        .send(Append { parts, reply })
         .await
         .map_err(|_| StoreError::Closed)?;
     outcome.await.map_err(|_| StoreError::Closed)?
@@ -72,7 +67,7 @@ pub(crate) fn gather(first: Append, queue: &mut mpsc::Receiver<Append>, group: &
 }
 
 /// Answers every append of `group`, emptying it.
-pub(crate) fn reply(group: &mut Vec<Append>, outcomes: Vec<Result<Appended, AppendError>>) {
+pub(crate) fn reply(group: &mut Vec<Append>, outcomes: Vec<Outcome>) {
     for (append, outcome) in group.drain(..).zip(outcomes) {
         let _ = append.reply.send(outcome);
     }

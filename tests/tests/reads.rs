@@ -2,7 +2,8 @@
 //! `sealctl put` process exits 0, a new `sealctl get secrets` or `describe
 //! secret` process sees the new version. A put used to be reported
 //! stored when the upload request ended (`SecretUploaded`), before the
-//! secret's own `SecretVersionAdded`, a second append.
+//! secret's own `SecretVersionAdded`, then a second append (now one
+//! append with it, ADR 0027).
 
 use sealplane_test_kit::Cluster;
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration as TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::{App, UseCaseError};
-use crate::command::{CommandEnvelope, Executed};
+use crate::command::{CommandEnvelope, Executed, Step};
 use crate::domain::key_hashes::KeyHashes;
 use crate::domain::names::{SecretRef, SecretUri};
 use crate::domain::secret::{AccessList, Secret, SecretCommand};
@@ -220,14 +220,15 @@ pub async fn request_upload_key(
 }
 
 /// Step 5 of SPEC §3: the reactor stored the value. The request records
-/// the outcome, then the secret records the version. Both steps run on
-/// every (re)report (recording a version is idempotent per request).
+/// the outcome and the secret records the version, in one atomic append
+/// (ADR 0027). Both are decided on every (re)report (recording a version
+/// is idempotent per request).
 ///
-/// They run to the end in a task of their own even when the reporter goes
-/// away between them (a reactor killed mid-report drops its call): the
-/// outcome is never left recorded without the version. A control plane
-/// that dies between the two appends leaves that state behind; the sweep
-/// of the next one heals it ([`record_unrecorded_versions`]).
+/// The append runs to the end in a task of their own even when the
+/// reporter goes away (a reactor killed mid-report drops its call). A log
+/// written by an earlier version, which made these two appends one after
+/// the other, can hold an outcome without its version; the sweep heals it
+/// ([`record_unrecorded_versions`]).
 pub async fn report_uploaded(
     app: &App,
     actor: &Actor,
@@ -256,8 +257,9 @@ pub const UNRECORDED_VERSION_WINDOW: TimeDelta = TimeDelta::minutes(10);
 /// Records the version of every upload whose outcome (`SecretUploaded`)
 /// was recorded between [`UNRECORDED_VERSION_WINDOW`] and
 /// [`UNRECORDED_VERSION_GRACE`] before `now` but whose secret has no
-/// version of it (its control plane died between the two appends), as
-/// `healer`, given the store. Returns the requests healed.
+/// version of it (a control plane of an earlier version died between the
+/// two appends it made then), as `healer`, given the store. Returns the
+/// requests healed.
 pub async fn record_unrecorded_versions(
     app: &App,
     healer: &Actor,
@@ -306,47 +308,62 @@ async fn record_upload(
     envelope: &CommandEnvelope,
 ) -> Result<Executed, UseCaseError> {
     let ctx = app.context_of(actor);
+    let stream = streams::upload(request_id);
     let command = UploadCommand::ReportUploaded {
         version: report.version,
         hash: report.hash,
         key_hashes: report.key_hashes,
         upstream_ref: report.upstream_ref,
     };
-    let (reported, request) = app
-        .execute_observed::<UploadRequest>(&streams::upload(request_id), &command, &ctx, envelope)
-        .await?;
     let lost = |what: &str| {
         tracing::error!(%request_id, "an uploaded request has {what}");
         UseCaseError::Internal
     };
-    let (Some(uri), Some(requester)) = (request.uri(), request.requester()) else {
-        return Err(lost("no uri or requester"));
+    // A request's uri is fixed when it is made: the secret's stream is
+    // known before either command is decided.
+    let uri = app
+        .handler
+        .current::<UploadRequest, _>(&stream, |r| r.uri().cloned())
+        .await?;
+    let Some(uri) = uri else {
+        // No such request: the command itself says so.
+        app.execute::<UploadRequest>(&stream, &command, &ctx, envelope)
+            .await?;
+        return Err(lost("no uri"));
     };
-    let Some(UploadEvent::SecretUploaded {
-        version,
-        hash,
-        key_hashes,
-        ..
-    }) = request.outcome()
-    else {
-        return Err(lost("another outcome"));
-    };
-    let record = SecretCommand::RecordVersion {
-        request_id,
-        version: *version,
-        hash: hash.clone(),
-        key_hashes: key_hashes.clone(),
-        by: requester.clone(),
-        at: ctx.now,
-    };
-    let recorded = app
-        .execute::<Secret>(
-            &streams::secret(uri),
-            &record,
+    let secret = streams::secret(&uri);
+    // The outcome and the version are one write (ADR 0027): a reader who
+    // sees one sees the other, and no crash leaves one without the other.
+    let paired = app
+        .execute_pair::<UploadRequest, Secret>(
             &ctx,
-            &CommandEnvelope::new("RecordVersion"),
+            Step::new(&stream, &command, envelope),
+            (&secret, &CommandEnvelope::new("RecordVersion")),
+            |request| {
+                let Some(UploadEvent::SecretUploaded {
+                    version,
+                    hash,
+                    key_hashes,
+                    ..
+                }) = request.outcome()
+                else {
+                    return None;
+                };
+                Some(SecretCommand::RecordVersion {
+                    request_id,
+                    version: *version,
+                    hash: hash.clone(),
+                    key_hashes: key_hashes.clone(),
+                    by: request.requester()?.clone(),
+                    at: ctx.now,
+                })
+            },
         )
         .await?;
+    let (reported, request) = (paired.first, paired.state);
+    let Some(recorded) = paired.second else {
+        return Err(lost("another outcome or no requester"));
+    };
     // Once per put: a re-report that recorded nothing is not a second put.
     if recorded.events > 0
         && let Some(expires_at) = request.expires_at()

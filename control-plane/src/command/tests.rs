@@ -12,7 +12,9 @@ use super::*;
 use crate::domain::RefusalKind;
 use crate::domain::testing::{actor, t0, user};
 use crate::domain::{Actor, Role};
-use sealplane_event_store::{Appended, Decorator, EmbeddedStore, MemoryStore, check_batch};
+use sealplane_event_store::{
+    Appended, Decorator, EmbeddedStore, MemoryStore, StreamAppend, check_parts,
+};
 
 #[derive(Clone, Debug, Default)]
 struct Seats {
@@ -319,16 +321,11 @@ impl Decorator for AlwaysBehind {
     fn inner(&self) -> &dyn EventStore {
         &self.0
     }
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        check_batch(&events)?;
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        check_parts(&parts)?;
         Err(sealplane_event_store::Conflict {
-            stream: stream.clone(),
-            expected,
+            stream: parts[0].stream.clone(),
+            expected: parts[0].expected,
             actual: Some(StreamVersion(99)),
         }
         .into())
@@ -644,4 +641,175 @@ async fn events_without_a_fingerprint_are_a_retry_only_for_their_actor() {
             .len(),
         1
     );
+}
+
+fn gallery() -> StreamId {
+    StreamId::parse("seats-2").unwrap()
+}
+
+/// Reserves `seat` in the hall, then the same seat in the gallery, as one
+/// write.
+async fn reserve_both(
+    handler: &CommandHandler,
+    seat: u32,
+    envelope: &CommandEnvelope,
+) -> Result<Pair<Seats>, PairError<SeatRefusal, SeatRefusal>> {
+    handler
+        .execute_pair::<Seats, Seats>(
+            &ctx(user("alice", &[])),
+            Step::new(&seats(), &Reserve(seat), envelope),
+            (&gallery(), &CommandEnvelope::new("Reserve")),
+            |hall| hall.taken.contains(&seat).then_some(Reserve(seat)),
+        )
+        .await
+}
+
+async fn taken(handler: &CommandHandler, stream: &StreamId) -> BTreeSet<u32> {
+    handler.load::<Seats>(stream).await.unwrap().state.taken
+}
+
+#[tokio::test]
+async fn a_pair_of_commands_is_one_write_to_both_streams() {
+    // Given an empty store
+    let (_dir, handler) = embedded().await;
+    // When seat 4 is reserved in the hall and then the gallery
+    let pair = reserve_both(&handler, 4, &CommandEnvelope::new("Reserve"))
+        .await
+        .unwrap();
+    // Then both events are written, one after the other, and the hall's
+    // state afterwards comes back
+    assert_eq!(pair.first.position, Some(Position(1)));
+    assert_eq!(pair.second.unwrap().position, Some(Position(2)));
+    assert!(pair.state.taken.contains(&4));
+    assert_eq!(taken(&handler, &gallery()).await, BTreeSet::from([4]));
+    assert_eq!(handler.store().head().await.unwrap(), Position(2));
+}
+
+#[tokio::test]
+async fn a_pair_whose_second_command_is_refused_writes_neither() {
+    // Given seat 3 taken in the gallery
+    let (_dir, handler) = embedded().await;
+    let alice = ctx(user("alice", &[]));
+    handler
+        .execute::<Seats>(
+            &gallery(),
+            &Reserve(3),
+            &alice,
+            &CommandEnvelope::new("Reserve"),
+        )
+        .await
+        .unwrap();
+    // When seat 3 is reserved in both
+    let refused = reserve_both(&handler, 3, &CommandEnvelope::new("Reserve")).await;
+    // Then the gallery refuses, and the hall has not taken it either
+    assert!(matches!(
+        refused,
+        Err(PairError::Second(CommandError::Refused(
+            SeatRefusal::Taken(3)
+        )))
+    ));
+    assert!(taken(&handler, &seats()).await.is_empty());
+    assert_eq!(handler.store().head().await.unwrap(), Position(1));
+}
+
+#[tokio::test]
+async fn a_retried_pair_whose_first_command_was_applied_writes_the_second() {
+    // Given seat 5 reserved in the hall alone, by command E
+    let (_dir, handler) = embedded().await;
+    let envelope = CommandEnvelope::new("Reserve");
+    handler
+        .execute::<Seats>(&seats(), &Reserve(5), &ctx(user("alice", &[])), &envelope)
+        .await
+        .unwrap();
+    // When the pair is sent with the same command E
+    let pair = reserve_both(&handler, 5, &envelope).await.unwrap();
+    // Then the hall answers it as a retry and the gallery takes the seat
+    assert!(pair.first.replayed);
+    assert_eq!(pair.second.unwrap().events, 1);
+    assert_eq!(taken(&handler, &gallery()).await, BTreeSet::from([5]));
+}
+
+/// A store where another writer reserves seat 9 in the gallery just before
+/// the first append of several streams.
+struct Interloper {
+    inner: MemoryStore,
+    done: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Decorator for Interloper {
+    fn inner(&self) -> &dyn EventStore {
+        &self.inner
+    }
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        if parts.len() > 1 && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let other = CommandHandler::new(Arc::new(self.inner.clone()));
+            other
+                .execute::<Seats>(
+                    &gallery(),
+                    &Reserve(9),
+                    &ctx(user("bob", &[])),
+                    &CommandEnvelope::new("Reserve"),
+                )
+                .await
+                .unwrap();
+        }
+        self.inner.append_many(parts).await
+    }
+}
+
+#[tokio::test]
+async fn a_pair_that_loses_a_race_on_its_second_stream_is_decided_again() {
+    // Given a gallery that another writer changes under the first attempt
+    let handler = CommandHandler::new(Arc::new(Interloper {
+        inner: MemoryStore::new(),
+        done: Default::default(),
+    }));
+    // When seat 1 is reserved in both
+    let pair = reserve_both(&handler, 1, &CommandEnvelope::new("Reserve"))
+        .await
+        .unwrap();
+    // Then the second attempt wrote both, after the other writer's seat
+    assert_eq!(pair.first.position, Some(Position(2)));
+    assert_eq!(taken(&handler, &seats()).await, BTreeSet::from([1]));
+    assert_eq!(taken(&handler, &gallery()).await, BTreeSet::from([1, 9]));
+}
+
+#[tokio::test]
+async fn pairs_taking_two_streams_in_either_order_never_wait_for_each_other() {
+    // Given many pairs at once, half of them hall then gallery, half
+    // gallery then hall
+    let (_dir, handler) = embedded().await;
+    let tasks: Vec<_> = (0..40u32)
+        .map(|seat| {
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let (one, other) = match seat % 2 {
+                    0 => (seats(), gallery()),
+                    _ => (gallery(), seats()),
+                };
+                let envelope = CommandEnvelope::new("Reserve");
+                handler
+                    .execute_pair::<Seats, Seats>(
+                        &ctx(user("alice", &[])),
+                        Step::new(&one, &Reserve(seat), &envelope),
+                        (&other, &CommandEnvelope::new("Reserve")),
+                        |_| Some(Reserve(seat)),
+                    )
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    // Then every one finishes, and each seat is taken in both
+    let all = futures_util::future::join_all(tasks);
+    for done in tokio::time::timeout(std::time::Duration::from_secs(20), all)
+        .await
+        .expect("pairs waited for each other")
+    {
+        done.unwrap().unwrap();
+    }
+    let every: BTreeSet<u32> = (0..40).collect();
+    assert_eq!(taken(&handler, &seats()).await, every);
+    assert_eq!(taken(&handler, &gallery()).await, every);
 }

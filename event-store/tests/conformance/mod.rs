@@ -17,8 +17,8 @@ use futures_util::StreamExt;
 use sealplane_event_store::{
     AppendError, BreakKind, ChainBreak, Conflict, EventHash, EventMetadata, EventStore, EventType,
     ExpectedVersion, InvalidInput, JsonObject, LogCheckpoint, LogHash, MAX_BATCH_EVENTS,
-    MAX_EVENT_BYTES, NewEvent, Position, RecordedEvent, StoreError, StreamId, StreamVersion,
-    SubscriptionMessage, VerifiedLog, VerifyError, verify_log, verify_log_after,
+    MAX_EVENT_BYTES, NewEvent, Position, RecordedEvent, StoreError, StreamAppend, StreamId,
+    StreamVersion, SubscriptionMessage, VerifiedLog, VerifyError, verify_log, verify_log_after,
     verify_log_against,
 };
 use serde_json::json;
@@ -64,6 +64,8 @@ macro_rules! core_cases {
                 racing_appenders_have_exactly_one_winner,
                 concurrent_any_appends_are_all_kept_in_order,
                 batches_are_atomic_and_contiguous,
+                appends_to_several_streams_are_one_atomic_write,
+                racing_appends_to_several_streams_write_every_part_or_none,
                 global_order_is_commit_order,
                 read_ranges_and_limits,
                 subscription_catches_up_then_goes_live_without_gap_or_duplicate,
@@ -400,6 +402,158 @@ pub async fn batches_are_atomic_and_contiguous<B: Backend>() {
         }
         assert_eq!(run[6].version, done.version);
     }
+}
+
+fn part(name: &str, expected: ExpectedVersion, n: usize, tag: &str) -> StreamAppend {
+    StreamAppend::new(stream(name), expected, events(n, tag))
+}
+
+pub async fn appends_to_several_streams_are_one_atomic_write<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    store
+        .append(&stream("b"), ExpectedVersion::NoStream, events(1, "b0"))
+        .await
+        .unwrap();
+
+    // Given a conflict on the second part, the first is not written either.
+    let refused = store
+        .append_many(vec![
+            part("a", ExpectedVersion::NoStream, 2, "refused"),
+            part("b", ExpectedVersion::Exact(v(5)), 1, "refused"),
+        ])
+        .await;
+    let c = conflict(refused);
+    assert_eq!((c.stream, c.actual), (stream("b"), Some(v(0))));
+    assert_eq!(store.head().await.unwrap(), Position(1));
+    assert!(
+        store
+            .read_stream(&stream("a"), v(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // When both parts hold, they land in order, one after the other.
+    let done = store
+        .append_many(vec![
+            part("a", ExpectedVersion::NoStream, 2, "a"),
+            part("b", ExpectedVersion::Exact(v(0)), 1, "b"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 2);
+    assert_eq!(
+        (
+            done[0].first_position,
+            done[0].last_position,
+            done[0].version
+        ),
+        (Position(2), Position(3), v(1))
+    );
+    assert_eq!(
+        (
+            done[1].first_position,
+            done[1].last_position,
+            done[1].version
+        ),
+        (Position(4), Position(4), v(1))
+    );
+    let all = read_everything(&store).await;
+    let streams: Vec<_> = all.iter().map(|e| e.stream_id.as_str()).collect();
+    assert_eq!(streams, ["b", "a", "a", "b"]);
+    assert_eq!(store.head().await.unwrap(), Position(4));
+
+    // A stream named twice: the second part expects what the first left.
+    let twice = store
+        .append_many(vec![
+            part("c", ExpectedVersion::NoStream, 1, "c0"),
+            part("c", ExpectedVersion::Exact(v(0)), 1, "c1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((twice[0].version, twice[1].version), (v(0), v(1)));
+    let c = conflict(
+        store
+            .append_many(vec![
+                part("c", ExpectedVersion::Exact(v(1)), 1, "c2"),
+                part("c", ExpectedVersion::Exact(v(1)), 1, "c3"),
+            ])
+            .await,
+    );
+    assert_eq!((c.stream, c.actual), (stream("c"), Some(v(2))));
+    assert_eq!(store.head().await.unwrap(), Position(6));
+
+    // Bad input: no part, an empty part, too many events over all parts.
+    assert!(matches!(
+        store.append_many(vec![]).await,
+        Err(AppendError::EmptyBatch)
+    ));
+    assert!(matches!(
+        store
+            .append_many(vec![
+                part("d", ExpectedVersion::Any, 1, "d"),
+                StreamAppend::new(stream("e"), ExpectedVersion::Any, vec![]),
+            ])
+            .await,
+        Err(AppendError::EmptyBatch)
+    ));
+    let half = MAX_BATCH_EVENTS / 2 + 1;
+    assert!(matches!(
+        store
+            .append_many(vec![
+                part("d", ExpectedVersion::Any, half, "d"),
+                part("e", ExpectedVersion::Any, half, "e"),
+            ])
+            .await,
+        Err(AppendError::BatchTooLarge { events, .. }) if events == 2 * half
+    ));
+    assert_eq!(store.head().await.unwrap(), Position(6));
+    let report = verify_log_against(&store, []).await.unwrap();
+    assert_eq!((report.events, report.streams), (6, 3));
+}
+
+pub async fn racing_appends_to_several_streams_write_every_part_or_none<B: Backend>() {
+    // Appends of two parts that land in one commit group, where every one
+    // but the first is refused on its second part: the refused ones write
+    // neither part, and the log chains as if each had been alone.
+    const TASKS: usize = 8;
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let own = format!("own-{t}");
+                store
+                    .append_many(vec![
+                        part(&own, ExpectedVersion::NoStream, 2, &own),
+                        part("once", ExpectedVersion::NoStream, 1, &own),
+                    ])
+                    .await
+                    .map(|done| (own, done))
+            })
+        })
+        .collect();
+    let mut winners = vec![];
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(won) => winners.push(won),
+            Err(AppendError::Conflict(c)) => assert_eq!(c.stream, stream("once")),
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one append took `once`");
+    let (own, done) = &winners[0];
+    let all = read_everything(&store).await;
+    assert_eq!(positions(&all), [1, 2, 3]);
+    let streams: Vec<_> = all.iter().map(|e| e.stream_id.as_str()).collect();
+    assert_eq!(streams, [own.as_str(), own.as_str(), "once"]);
+    assert_eq!(done[1].last_position, Position(3));
+    let report = verify_log_against(&store, []).await.unwrap();
+    assert_eq!((report.events, report.streams), (3, 2));
 }
 
 pub async fn global_order_is_commit_order<B: Backend>() {
