@@ -294,30 +294,43 @@ impl App {
     /// As [`CommandHandler::execute_pair`](crate::command::CommandHandler::execute_pair):
     /// `first`, then the command `then` makes of its state on `second`'s
     /// stream, both or neither, and read-your-writes for both.
-    pub async fn execute_pair<A: Aggregate, B: Aggregate>(
+    pub async fn execute_pair<A: Aggregate, B: Aggregate, T>(
         &self,
         ctx: &Context,
         first: Step<'_, A::Command>,
         second: (&StreamId, &CommandEnvelope),
         then: impl Fn(&A) -> Option<B::Command>,
-    ) -> Result<Pair<A>, UseCaseError> {
+        observe: impl FnOnce(&A, Option<&B>) -> T,
+    ) -> Result<Pair<T>, UseCaseError> {
         let paired = self
             .handler
-            .execute_pair::<A, B>(ctx, first, second, then)
-            .await
-            .map_err(|e| match e {
-                PairError::First(e) => UseCaseError::from(e),
-                PairError::Second(e) => UseCaseError::from(e),
-            });
-        self.metrics
-            .command(first.envelope.name, paired.as_ref().err());
-        let paired = paired?;
-        let position = paired
-            .first
-            .position
-            .max(paired.second.as_ref().and_then(|d| d.position));
+            .execute_pair::<A, B, T>(ctx, first, second, then, observe)
+            .await;
+        // Counted as two commands, as they were when they were two appends.
+        let (first_name, second_name) = (first.envelope.name, second.1.name);
+        let paired = match paired {
+            Ok(paired) => {
+                self.metrics.command(first_name, None);
+                if paired.second.is_some() {
+                    self.metrics.command(second_name, None);
+                }
+                paired
+            }
+            Err(e) => {
+                let e = match e {
+                    PairError::First(e) => UseCaseError::from(e),
+                    PairError::Second(e) => {
+                        let e = UseCaseError::from(e);
+                        self.metrics.command(second_name, Some(&e));
+                        e
+                    }
+                };
+                self.metrics.command(first_name, Some(&e));
+                return Err(e);
+            }
+        };
         let done = Executed {
-            position,
+            position: paired.position(),
             ..paired.first.clone()
         };
         self.read_your_write(&done, first.envelope).await;

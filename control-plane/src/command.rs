@@ -225,13 +225,21 @@ impl<'a, C> Step<'a, C> {
 
 /// What [`CommandHandler::execute_pair`] did.
 #[derive(Debug)]
-pub struct Pair<A> {
+pub struct Pair<T> {
     /// What the first command did.
     pub first: Executed,
     /// What the second did; `None` when there was none to decide.
     pub second: Option<Executed>,
-    /// The first aggregate's state afterwards.
-    pub state: A,
+    /// What the caller read of the two states afterwards.
+    pub observed: T,
+}
+
+impl<T> Pair<T> {
+    /// The last position either command wrote, for read-your-writes.
+    pub fn position(&self) -> Option<Position> {
+        let second = self.second.as_ref().and_then(|d| d.position);
+        self.first.position.max(second)
+    }
 }
 
 /// Why [`CommandHandler::execute_pair`] wrote nothing.
@@ -268,6 +276,27 @@ impl<A: Aggregate> Decided<A> {
                     "the store answered an append with fewer parts than it was given",
                 ))),
             },
+        }
+    }
+
+    /// The aggregate's state with this command's events applied: the
+    /// loaded one when there are none, a copy otherwise.
+    fn state_after(&self) -> std::borrow::Cow<'_, A> {
+        match self {
+            Decided::Answered(_, loaded) => std::borrow::Cow::Borrowed(&loaded.state),
+            Decided::Write(w) => std::borrow::Cow::Owned(after(&w.loaded.state, Some(&w.events))),
+        }
+    }
+
+    /// The append of this command's events to `stream`, if it has any.
+    fn part(&self, stream: &StreamId) -> Option<StreamAppend> {
+        match self {
+            Decided::Answered(..) => None,
+            Decided::Write(w) => Some(StreamAppend::new(
+                stream.clone(),
+                w.loaded.expected(),
+                w.encoded.clone(),
+            )),
         }
     }
 
@@ -511,11 +540,11 @@ impl CommandHandler {
             attempts += 1;
             let (done, loaded, write) = match self.decide::<A>(&step, ctx).await? {
                 Decided::Answered(done, loaded) => (done, loaded, None),
-                Decided::Write(write) => {
+                Decided::Write(mut write) => {
                     let part = StreamAppend::new(
                         stream.clone(),
                         write.loaded.expected(),
-                        write.encoded.clone(),
+                        std::mem::take(&mut write.encoded),
                     );
                     match self.store.append_many(vec![part]).await {
                         Ok(appended) => {
@@ -545,14 +574,16 @@ impl CommandHandler {
     /// aggregate that must be seen together with another's, such as an
     /// upload's outcome and the secret's version. Each command keeps its
     /// own idempotency and refusals; on a conflict both are decided again.
-    /// Returns what each did and `A`'s state afterwards.
-    pub async fn execute_pair<A: Aggregate, B: Aggregate>(
+    /// Returns what each did and what `observe` reads of their states
+    /// afterwards (`B`'s when it had a command).
+    pub async fn execute_pair<A: Aggregate, B: Aggregate, T>(
         &self,
         ctx: &Context,
         first: Step<'_, A::Command>,
         second: (&StreamId, &CommandEnvelope),
         then: impl Fn(&A) -> Option<B::Command>,
-    ) -> Result<Pair<A>, PairError<A::Refusal, B::Refusal>> {
+        observe: impl FnOnce(&A, Option<&B>) -> T,
+    ) -> Result<Pair<T>, PairError<A::Refusal, B::Refusal>> {
         let (stream_b, envelope_b) = second;
         let _turns = self.stripes_of(first.stream, stream_b).await;
         let mut attempts = 0;
@@ -562,10 +593,7 @@ impl CommandHandler {
                 .decide::<A>(&first, ctx)
                 .await
                 .map_err(PairError::First)?;
-            let state_a = match &a {
-                Decided::Answered(_, loaded) => loaded.state.clone(),
-                Decided::Write(w) => after(&w.loaded.state, Some(&w.events)),
-            };
+            let state_a = a.state_after();
             let b = match then(&state_a) {
                 None => None,
                 Some(command) => {
@@ -573,32 +601,27 @@ impl CommandHandler {
                     match self.decide::<B>(&step, ctx).await {
                         Ok(b) => Some(b),
                         Err(e) => {
+                            drop(state_a);
                             self.keep(first.stream, a.into_loaded());
                             return Err(PairError::Second(e));
                         }
                     }
                 }
             };
-            let mut parts = vec![];
-            if let Decided::Write(w) = &a {
-                parts.push(StreamAppend::new(
-                    first.stream.clone(),
-                    w.loaded.expected(),
-                    w.encoded.clone(),
-                ));
-            }
-            if let Some(Decided::Write(w)) = &b {
-                parts.push(StreamAppend::new(
-                    stream_b.clone(),
-                    w.loaded.expected(),
-                    w.encoded.clone(),
-                ));
-            }
+            let state_b = b.as_ref().map(Decided::state_after);
+            let parts: Vec<_> = [
+                a.part(first.stream),
+                b.as_ref().and_then(|b| b.part(stream_b)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             let appended = match parts.is_empty() {
                 true => vec![],
                 false => match self.store.append_many(parts).await {
                     Ok(appended) => appended,
                     Err(e) => {
+                        drop((state_a, state_b));
                         self.keep(first.stream, a.into_loaded());
                         if let Some(b) = b {
                             self.keep(stream_b, b.into_loaded());
@@ -609,6 +632,8 @@ impl CommandHandler {
                     }
                 },
             };
+            let observed = observe(&state_a, state_b.as_deref());
+            drop((state_a, state_b));
             let mut appended = appended.iter();
             let (first_done, loaded) = a
                 .finish(&mut appended)
@@ -627,7 +652,7 @@ impl CommandHandler {
             return Ok(Pair {
                 first: first_done,
                 second: second_done,
-                state: state_a,
+                observed,
             });
         }
     }

@@ -747,3 +747,44 @@ async fn listing_secrets_comes_in_pages_that_together_hold_each_once_in_uri_orde
     assert_eq!(forged.code(), Code::InvalidArgument);
     assert!(forged.message().contains("page_token"), "{forged:?}");
 }
+
+#[tokio::test]
+async fn a_put_refused_for_a_reused_command_id_leaves_no_new_secret_behind() {
+    // Given alice's key request for a new secret, sent with command id X
+    let api = Api::new().await;
+    let alice = api.user("alice", "user").await;
+    local_store(&api).await;
+    let x = uuid::Uuid::new_v4().to_string();
+    let put = |uri: &str| v1::RequestUploadKeyRequest {
+        options: Some(v1::CommandOptions {
+            command_id: x.clone(),
+            correlation_id: String::new(),
+        }),
+        uri: uri.into(),
+        purpose: v1::Purpose::Put as i32,
+        adopt: false,
+    };
+    let secrets = SecretsApi::new(api.app.clone());
+    secrets
+        .request_upload_key(req(put("local://alice/a"), &alice))
+        .await
+        .unwrap();
+    // When she sends X again for another new secret
+    let refused = secrets
+        .request_upload_key(req(put("local://alice/b"), &alice))
+        .await
+        .unwrap_err();
+    // Then it is refused, and that secret was not created on the way
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let created: Vec<String> = api
+        .store
+        .read_all(Position::START, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type.as_str() == "SecretCreated")
+        .map(|e| e.stream_id.as_str().to_owned())
+        .collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(created[0].ends_with("alice/a"), "{created:?}");
+}

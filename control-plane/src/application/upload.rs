@@ -175,16 +175,11 @@ pub async fn request_upload_key(
         }
         Purpose::Put { .. } => None,
     };
-    let (may_write, may_read) = match purpose {
-        Purpose::Put { .. } => {
-            let prepare = SecretCommand::PrepareWrite { uri: uri.clone() };
-            app.execute::<Secret>(&streams::secret(&uri), &prepare, &ctx, envelope)
-                .await?;
-            (true, false)
-        }
+    let may_read = match purpose {
+        Purpose::Put { .. } => false,
         Purpose::Verify => {
             require_reader(app, &ctx, &uri, "RequestUploadKey").await?;
-            (false, true)
+            true
         }
     };
     let request_id = envelope.command_id;
@@ -201,13 +196,44 @@ pub async fn request_upload_key(
         purpose,
         ttl,
         store_accepts_uploads: true,
-        may_write,
+        may_write: !may_read,
         may_read,
         may_verify_now: (recent as u64) < app.limits.max_verifications_per_minute,
     };
-    let (done, request) = app
-        .execute_observed::<UploadRequest>(&streams::upload(request_id), &command, &ctx, envelope)
-        .await?;
+    let upload = streams::upload(request_id);
+    let (done, expires_at) = match purpose {
+        // A put checks (on its first write: creates) the secret and
+        // records the request in one append (ADR 0027): a refused request
+        // leaves no secret behind.
+        Purpose::Put { .. } => {
+            let prepare = SecretCommand::PrepareWrite { uri: uri.clone() };
+            let paired = app
+                .execute_pair::<Secret, UploadRequest, _>(
+                    &ctx,
+                    Step::new(&streams::secret(&uri), &prepare, envelope),
+                    (&upload, envelope),
+                    |_| Some(command.clone()),
+                    |_, request| request.and_then(UploadRequest::expires_at),
+                )
+                .await?;
+            let position = paired.position();
+            let Some(requested) = paired.second else {
+                tracing::error!(%request_id, "a put's key request was not decided");
+                return Err(UseCaseError::Internal);
+            };
+            let done = Executed {
+                position,
+                ..requested
+            };
+            (done, paired.observed)
+        }
+        Purpose::Verify => {
+            let (done, request) = app
+                .execute_observed::<UploadRequest>(&upload, &command, &ctx, envelope)
+                .await?;
+            (done, request.expires_at())
+        }
+    };
     Ok(KeyRequested {
         done,
         request_id,
@@ -215,7 +241,7 @@ pub async fn request_upload_key(
         reactor_key,
         certificate,
         deployment_id,
-        expires_at: request.expires_at(),
+        expires_at,
     })
 }
 
@@ -335,7 +361,7 @@ async fn record_upload(
     // The outcome and the version are one write (ADR 0027): a reader who
     // sees one sees the other, and no crash leaves one without the other.
     let paired = app
-        .execute_pair::<UploadRequest, Secret>(
+        .execute_pair::<UploadRequest, Secret, _>(
             &ctx,
             Step::new(&stream, &command, envelope),
             (&secret, &CommandEnvelope::new("RecordVersion")),
@@ -358,15 +384,16 @@ async fn record_upload(
                     at: ctx.now,
                 })
             },
+            |request, _| request.expires_at(),
         )
         .await?;
-    let (reported, request) = (paired.first, paired.state);
+    let (reported, expires_at) = (paired.first, paired.observed);
     let Some(recorded) = paired.second else {
         return Err(lost("another outcome or no requester"));
     };
     // Once per put: a re-report that recorded nothing is not a second put.
     if recorded.events > 0
-        && let Some(expires_at) = request.expires_at()
+        && let Some(expires_at) = expires_at
     {
         let ttl = chrono::Duration::from_std(app.limits.upload_key_ttl()).unwrap_or_default();
         let took = (ctx.now - (expires_at - ttl)).to_std().unwrap_or_default();

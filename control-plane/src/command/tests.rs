@@ -653,13 +653,14 @@ async fn reserve_both(
     handler: &CommandHandler,
     seat: u32,
     envelope: &CommandEnvelope,
-) -> Result<Pair<Seats>, PairError<SeatRefusal, SeatRefusal>> {
+) -> Result<Pair<BTreeSet<u32>>, PairError<SeatRefusal, SeatRefusal>> {
     handler
-        .execute_pair::<Seats, Seats>(
+        .execute_pair::<Seats, Seats, _>(
             &ctx(user("alice", &[])),
             Step::new(&seats(), &Reserve(seat), envelope),
             (&gallery(), &CommandEnvelope::new("Reserve")),
             |hall| hall.taken.contains(&seat).then_some(Reserve(seat)),
+            |hall, _| hall.taken.clone(),
         )
         .await
 }
@@ -680,7 +681,7 @@ async fn a_pair_of_commands_is_one_write_to_both_streams() {
     // state afterwards comes back
     assert_eq!(pair.first.position, Some(Position(1)));
     assert_eq!(pair.second.unwrap().position, Some(Position(2)));
-    assert!(pair.state.taken.contains(&4));
+    assert!(pair.observed.contains(&4));
     assert_eq!(taken(&handler, &gallery()).await, BTreeSet::from([4]));
     assert_eq!(handler.store().head().await.unwrap(), Position(2));
 }
@@ -790,11 +791,12 @@ async fn pairs_taking_two_streams_in_either_order_never_wait_for_each_other() {
                 };
                 let envelope = CommandEnvelope::new("Reserve");
                 handler
-                    .execute_pair::<Seats, Seats>(
+                    .execute_pair::<Seats, Seats, _>(
                         &ctx(user("alice", &[])),
                         Step::new(&one, &Reserve(seat), &envelope),
                         (&other, &CommandEnvelope::new("Reserve")),
                         |_| Some(Reserve(seat)),
+                        |_, _| (),
                     )
                     .await
                     .map(|_| ())
