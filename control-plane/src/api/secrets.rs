@@ -288,8 +288,10 @@ impl Secrets for SecretsApi {
                 let (status, progress) = model.read(|m| {
                     m.uploads.get(&request_id).map(|u| {
                         // A put is reported stored only once the secret has
-                        // recorded its version too (a second append), so a
-                        // read right after `sealctl put` returns sees it.
+                        // recorded its version too, so a read right after
+                        // `sealctl put` returns sees it. (One append with
+                        // the outcome since ADR 0027; a log written before
+                        // can hold them apart.)
                         let recorded = u.status() != UploadStatus::Uploaded
                             || u.uri().and_then(|uri| m.secrets.get(uri)).is_some_and(|s| {
                                 s.versions().iter().any(|v| v.request_id == request_id)
