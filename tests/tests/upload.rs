@@ -28,10 +28,13 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The flows of this file run one at a time, as the one flow did before
-/// the JSON variant: two clusters at once on a small machine widen a race
-/// of the control plane (a put returns at `SecretUploaded`, before its
-/// `SecretVersionAdded` is appended, so an immediate `get secrets` can
-/// miss the version), which is the control plane's to fix, not this test's.
+/// the JSON variant. They once had to: a put returned at `SecretUploaded`,
+/// before its `SecretVersionAdded` was appended, so an immediate `get
+/// secrets` could miss the version, and two clusters at once on a small
+/// machine widened that race. The control plane fixed it (a put waits for
+/// the version, issue 11; both are one append, ADR 0027, and `reads.rs`
+/// checks it); one cluster at a time still keeps this file's load on a
+/// 2-core machine down.
 static ONE_FLOW_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread")]
