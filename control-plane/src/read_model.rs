@@ -292,28 +292,11 @@ impl ReadModel {
             .take_while(|(ended, _)| *ended >= ended_before - window)
             .filter_map(|(ended, id)| {
                 let request = self.uploads.get(id)?;
-                let Some(UploadEvent::SecretUploaded {
-                    version,
-                    hash,
-                    key_hashes,
-                    ..
-                }) = request.outcome()
-                else {
-                    return None;
-                };
-                let (uri, by) = (request.uri()?, request.requester()?);
+                let (uri, record) = (request.uri()?, request.version_to_record(*ended)?);
                 let secret = self.secrets.get(uri)?;
                 if secret.versions().iter().any(|v| v.request_id == *id) {
                     return None;
                 }
-                let record = crate::domain::secret::SecretCommand::RecordVersion {
-                    request_id: *id,
-                    version: *version,
-                    hash: hash.clone(),
-                    key_hashes: key_hashes.clone(),
-                    by: by.clone(),
-                    at: *ended,
-                };
                 Some((*id, uri.clone(), record))
             })
             .collect()

@@ -10,11 +10,11 @@
 use std::sync::Arc;
 
 use chrono::{Duration as TimeDelta, Utc};
-use sealplane_control_plane::application::App;
 use sealplane_control_plane::application::upload::{
     UNRECORDED_VERSION_GRACE, Uploaded, record_unrecorded_versions, report_uploaded,
 };
-use sealplane_control_plane::command::{CommandEnvelope, encode};
+use sealplane_control_plane::application::{App, UseCaseError};
+use sealplane_control_plane::command::{CommandEnvelope, Executed, encode};
 use sealplane_control_plane::config::Limits;
 use sealplane_control_plane::domain::names::{SecretUri, Slug, StoreName};
 use sealplane_control_plane::domain::secret::{Secret, SecretCommand};
@@ -216,13 +216,19 @@ fn reactor() -> Actor {
     }
 }
 
-fn report(hash: String) -> Uploaded {
-    Uploaded {
+/// The reactor's report that request `id` was stored as version 1.
+async fn reported(
+    app: &App,
+    id: Uuid,
+    envelope: &CommandEnvelope,
+) -> Result<Executed, UseCaseError> {
+    let report = Uploaded {
         version: 1,
-        hash,
-        key_hashes: [("password".to_owned(), self::hash("cd"))].into(),
+        hash: hash("ab"),
+        key_hashes: [("password".to_owned(), hash("cd"))].into(),
         upstream_ref: String::new(),
-    }
+    };
+    report_uploaded(app, &reactor(), id, report, envelope).await
 }
 
 #[tokio::test]
@@ -233,15 +239,7 @@ async fn a_report_records_the_outcome_and_the_version_in_one_append() {
     let before = store.head().await.unwrap();
     // When the reactor reports it stored
     let envelope = CommandEnvelope::new("ReportUploaded");
-    let done = report_uploaded(
-        &assembled.app,
-        &reactor(),
-        id,
-        report(hash("ab")),
-        &envelope,
-    )
-    .await
-    .unwrap();
+    let done = reported(&assembled.app, id, &envelope).await.unwrap();
     // Then the outcome and the version follow each other in the log, and
     // the read model shows the version once the report returns
     let after = store.read_all(before.next(), 10).await.unwrap();
@@ -250,15 +248,7 @@ async fn a_report_records_the_outcome_and_the_version_in_one_append() {
     assert_eq!(done.position, Some(after[1].position));
     assert_eq!(versions(&assembled.app, &uri), vec![(1, id)]);
     // And a repeated report writes nothing more
-    let again = report_uploaded(
-        &assembled.app,
-        &reactor(),
-        id,
-        report(hash("ab")),
-        &envelope,
-    )
-    .await
-    .unwrap();
+    let again = reported(&assembled.app, id, &envelope).await.unwrap();
     assert!(again.replayed);
     assert_eq!(store.head().await.unwrap(), after[1].position);
 }
@@ -295,27 +285,14 @@ async fn a_report_the_store_fails_to_record_leaves_no_outcome_without_its_versio
     let failing: Arc<dyn EventStore> = Arc::new(FailsOnVersions(store.clone()));
     let app = server::app(failing, Limits::default()).await.unwrap().app;
     // When the reactor reports it stored
-    let refused = report_uploaded(
-        &app,
-        &reactor(),
-        id,
-        report(hash("ab")),
-        &CommandEnvelope::new("ReportUploaded"),
-    )
-    .await;
+    let refused = reported(&app, id, &CommandEnvelope::new("ReportUploaded")).await;
     // Then the report fails, and the request is not left ended without a
     // version: nothing was written, and the reactor's retry can record both
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(store.head().await.unwrap(), before);
-    let done = report_uploaded(
-        &assembled.app,
-        &reactor(),
-        id,
-        report(hash("ab")),
-        &CommandEnvelope::new("ReportUploaded"),
-    )
-    .await
-    .unwrap();
+    let done = reported(&assembled.app, id, &CommandEnvelope::new("ReportUploaded"))
+        .await
+        .unwrap();
     assert_eq!(done.events, 2);
     assert_eq!(versions(&assembled.app, &uri), vec![(1, id)]);
 }

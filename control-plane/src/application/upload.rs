@@ -12,7 +12,7 @@ use crate::domain::key_hashes::KeyHashes;
 use crate::domain::names::{SecretRef, SecretUri};
 use crate::domain::secret::{AccessList, Secret, SecretCommand};
 use crate::domain::store_catalog::StoreCertificate;
-use crate::domain::upload::{Purpose, UploadCommand, UploadEvent, UploadRequest};
+use crate::domain::upload::{Purpose, UploadCommand, UploadRequest};
 use crate::domain::{Actor, Context, Refusal, RefusalKind, Role};
 use crate::streams;
 
@@ -365,25 +365,7 @@ async fn record_upload(
             &ctx,
             Step::new(&stream, &command, envelope),
             (&secret, &CommandEnvelope::new("RecordVersion")),
-            |request| {
-                let Some(UploadEvent::SecretUploaded {
-                    version,
-                    hash,
-                    key_hashes,
-                    ..
-                }) = request.outcome()
-                else {
-                    return None;
-                };
-                Some(SecretCommand::RecordVersion {
-                    request_id,
-                    version: *version,
-                    hash: hash.clone(),
-                    key_hashes: key_hashes.clone(),
-                    by: request.requester()?.clone(),
-                    at: ctx.now,
-                })
-            },
+            |request| request.version_to_record(ctx.now),
             |request, _| request.expires_at(),
         )
         .await?;

@@ -651,6 +651,29 @@ impl UploadRequest {
         self.end.as_ref()
     }
 
+    /// The command recording this request's upload as its secret's
+    /// version, at `at`; `None` unless the request ended stored.
+    pub fn version_to_record(&self, at: DateTime<Utc>) -> Option<super::secret::SecretCommand> {
+        let Some(UploadEvent::SecretUploaded {
+            request_id,
+            version,
+            hash,
+            key_hashes,
+            ..
+        }) = self.outcome()
+        else {
+            return None;
+        };
+        Some(super::secret::SecretCommand::RecordVersion {
+            request_id: *request_id,
+            version: *version,
+            hash: hash.clone(),
+            key_hashes: key_hashes.clone(),
+            by: self.requester()?.clone(),
+            at,
+        })
+    }
+
     /// The request, if the actor is a reactor serving its store.
     fn served(&self, ctx: &Context) -> Result<&Request, UploadRefusal> {
         let request = self.request.as_ref().ok_or(UploadRefusal::NotFound)?;
