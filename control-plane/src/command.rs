@@ -553,7 +553,7 @@ impl CommandHandler {
                         }
                         Err(e) => {
                             self.keep(stream, write.loaded);
-                            self.retry_on_conflict::<A::Refusal>(e, stream, attempts)?;
+                            self.retry_on_conflict::<A::Refusal>(e, attempts)?;
                             continue;
                         }
                     }
@@ -575,7 +575,8 @@ impl CommandHandler {
     /// upload's outcome and the secret's version. Each command keeps its
     /// own idempotency and refusals; on a conflict both are decided again.
     /// Returns what each did and what `observe` reads of their states
-    /// afterwards (`B`'s when it had a command).
+    /// afterwards (`B`'s when it had a command). The two streams must
+    /// differ: one command per stream and write.
     pub async fn execute_pair<A: Aggregate, B: Aggregate, T>(
         &self,
         ctx: &Context,
@@ -626,7 +627,7 @@ impl CommandHandler {
                         if let Some(b) = b {
                             self.keep(stream_b, b.into_loaded());
                         }
-                        self.retry_on_conflict::<A::Refusal>(e, first.stream, attempts)
+                        self.retry_on_conflict::<A::Refusal>(e, attempts)
                             .map_err(PairError::First)?;
                         continue;
                     }
@@ -729,17 +730,16 @@ impl CommandHandler {
 
     /// `Ok` when an append refused with a conflict may be decided again
     /// (attempt `attempts` of at most `max_retries` more); the error to
-    /// return otherwise.
+    /// return otherwise (naming the stream that kept changing).
     fn retry_on_conflict<R: Refusal>(
         &self,
         refused: AppendError,
-        stream: &StreamId,
         attempts: usize,
     ) -> Result<(), CommandError<R>> {
         match refused {
             AppendError::Conflict(_) if attempts <= self.max_retries => Ok(()),
-            AppendError::Conflict(_) => Err(CommandError::Aborted {
-                stream: stream.clone(),
+            AppendError::Conflict(conflict) => Err(CommandError::Aborted {
+                stream: conflict.stream,
                 attempts,
             }),
             AppendError::Store(e) => Err(e.into()),
