@@ -250,7 +250,7 @@ pub async fn request_upload_key(
 /// (ADR 0027). Both are decided on every (re)report (recording a version
 /// is idempotent per request).
 ///
-/// The append runs to the end in a task of their own even when the
+/// The append runs to the end in a task of its own even when the
 /// reporter goes away (a reactor killed mid-report drops its call). A log
 /// written by an earlier version, which made these two appends one after
 /// the other, can hold an outcome without its version; the sweep heals it
