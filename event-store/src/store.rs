@@ -225,19 +225,8 @@ pub trait Decorator: Send + Sync + 'static {
     /// The store the calls go to.
     fn inner(&self) -> &dyn EventStore;
 
-    /// As [`EventStore::append`]: through [`Decorator::append_many`], so a
-    /// decorator overriding that one sees every append.
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        let part = StreamAppend::new(stream.clone(), expected, events);
-        one_part(Decorator::append_many(self, vec![part]).await)
-    }
-
-    /// As [`EventStore::append_many`].
+    /// As [`EventStore::append_many`]; [`EventStore::append`] goes
+    /// through it too, so a decorator overriding it sees every append.
     async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
         self.inner().append_many(parts).await
     }
@@ -309,14 +298,6 @@ pub trait Decorator: Send + Sync + 'static {
 
 #[async_trait::async_trait]
 impl<D: Decorator> EventStore for D {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, AppendError> {
-        Decorator::append(self, stream, expected, events).await
-    }
     async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
         Decorator::append_many(self, parts).await
     }
