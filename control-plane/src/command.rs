@@ -289,14 +289,10 @@ impl<A: Aggregate> Decided<A> {
     }
 
     /// The append of this command's events to `stream`, if it has any.
-    fn part(&self, stream: &StreamId) -> Option<StreamAppend> {
+    fn take_part(&mut self, stream: &StreamId) -> Option<StreamAppend> {
         match self {
             Decided::Answered(..) => None,
-            Decided::Write(w) => Some(StreamAppend::new(
-                stream.clone(),
-                w.loaded.expected(),
-                w.encoded.clone(),
-            )),
+            Decided::Write(w) => Some(w.take_part(stream)),
         }
     }
 
@@ -318,6 +314,16 @@ struct Write<A: Aggregate> {
 }
 
 impl<A: Aggregate> Write<A> {
+    /// The append of these events to `stream` (taken: a write is appended
+    /// once, and decided afresh after a conflict).
+    fn take_part(&mut self, stream: &StreamId) -> StreamAppend {
+        StreamAppend::new(
+            stream.clone(),
+            self.loaded.expected(),
+            std::mem::take(&mut self.encoded),
+        )
+    }
+
     /// What the command did, once appended as `appended`.
     fn done(&self, appended: &Appended) -> Executed {
         Executed {
@@ -541,11 +547,7 @@ impl CommandHandler {
             let (done, loaded, write) = match self.decide::<A>(&step, ctx).await? {
                 Decided::Answered(done, loaded) => (done, loaded, None),
                 Decided::Write(mut write) => {
-                    let part = StreamAppend::new(
-                        stream.clone(),
-                        write.loaded.expected(),
-                        std::mem::take(&mut write.encoded),
-                    );
+                    let part = write.take_part(stream);
                     match self.store.append_many(vec![part]).await {
                         Ok(appended) => {
                             let done = write.done(&appended[0]);
@@ -590,12 +592,13 @@ impl CommandHandler {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let a = self
+            let mut a = self
                 .decide::<A>(&first, ctx)
                 .await
                 .map_err(PairError::First)?;
+            let part_a = a.take_part(first.stream);
             let state_a = a.state_after();
-            let b = match then(&state_a) {
+            let mut b = match then(&state_a) {
                 None => None,
                 Some(command) => {
                     let step = Step::new(stream_b, &command, envelope_b);
@@ -609,14 +612,9 @@ impl CommandHandler {
                     }
                 }
             };
+            let part_b = b.as_mut().and_then(|b| b.take_part(stream_b));
             let state_b = b.as_ref().map(Decided::state_after);
-            let parts: Vec<_> = [
-                a.part(first.stream),
-                b.as_ref().and_then(|b| b.part(stream_b)),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
+            let parts: Vec<_> = [part_a, part_b].into_iter().flatten().collect();
             let appended = match parts.is_empty() {
                 true => vec![],
                 false => match self.store.append_many(parts).await {
