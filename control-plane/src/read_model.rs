@@ -56,9 +56,6 @@ pub struct ReadModel {
     pub uploads: BTreeMap<Uuid, UploadRequest>,
     /// Finished upload requests in the order they ended, with when.
     finished: VecDeque<(DateTime<Utc>, Uuid)>,
-    /// The store of each upload request in `uploads` (the feed reads an
-    /// older one's from the log).
-    upload_stores: BTreeMap<Uuid, StoreName>,
     /// Upload requests not ended yet, by requester (for the limit).
     open_uploads: BTreeMap<Slug, usize>,
     /// When each principal last asked to verify each secret (the newest
@@ -84,7 +81,6 @@ pub(crate) struct Rest {
     tokens: BTreeMap<TokenDigest, (Slug, Uuid)>,
     memberships: BTreeMap<Slug, BTreeSet<Slug>>,
     finished: VecDeque<(DateTime<Utc>, Uuid)>,
-    upload_stores: BTreeMap<Uuid, StoreName>,
     open_uploads: BTreeMap<Slug, usize>,
     #[serde(with = "pairs")]
     verifications: BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
@@ -107,7 +103,6 @@ impl ReadModel {
             tokens,
             memberships,
             finished,
-            upload_stores,
             open_uploads,
             verifications,
             sealing_keys,
@@ -123,7 +118,6 @@ impl ReadModel {
             secrets,
             uploads,
             finished,
-            upload_stores,
             open_uploads,
             verifications,
             sealing_keys,
@@ -144,7 +138,6 @@ impl ReadModel {
             tokens: &'a BTreeMap<TokenDigest, (Slug, Uuid)>,
             memberships: &'a BTreeMap<Slug, BTreeSet<Slug>>,
             finished: &'a VecDeque<(DateTime<Utc>, Uuid)>,
-            upload_stores: &'a BTreeMap<Uuid, StoreName>,
             open_uploads: &'a BTreeMap<Slug, usize>,
             #[serde(serialize_with = "pairs::serialize_ref")]
             verifications: &'a BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
@@ -161,7 +154,6 @@ impl ReadModel {
                 tokens: &self.tokens,
                 memberships: &self.memberships,
                 finished: &self.finished,
-                upload_stores: &self.upload_stores,
                 open_uploads: &self.open_uploads,
                 verifications: &self.verifications,
                 sealing_keys: &self.sealing_keys,
@@ -273,7 +265,6 @@ impl ReadModel {
             }
             self.finished.pop_front();
             self.uploads.remove(&id);
-            self.upload_stores.remove(&id);
         }
     }
 
@@ -304,27 +295,13 @@ impl ReadModel {
 
     /// The store upload request `id` targets, while the model holds the request.
     pub fn upload_store(&self, id: &Uuid) -> Option<&StoreName> {
-        self.upload_stores.get(id)
+        self.uploads.get(id).and_then(UploadRequest::store)
     }
 
     fn index_upload(&mut self, event: &UploadEvent, recorded: &RecordedEvent) {
         match event {
-            UploadEvent::SecretUploadKeyRequested {
-                request_id,
-                store,
-                requester,
-                ..
-            } => {
-                self.upload_stores.insert(*request_id, store.clone());
-                *self.open_uploads.entry(requester.clone()).or_default() += 1;
-            }
-            UploadEvent::SealedFileSubmitted {
-                request_id,
-                store,
-                requester,
-                ..
-            } => {
-                self.upload_stores.insert(*request_id, store.clone());
+            UploadEvent::SecretUploadKeyRequested { requester, .. }
+            | UploadEvent::SealedFileSubmitted { requester, .. } => {
                 *self.open_uploads.entry(requester.clone()).or_default() += 1;
             }
             _ => {}

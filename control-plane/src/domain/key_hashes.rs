@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// map a `BTreeMap` writes, held as one sorted vector of exactly its length.
 /// The read model keeps one per version of every secret and per recent
 /// upload, and a value has a handful of keys: a `BTreeMap` would allocate a
-/// node of eleven slots for each (ADR 0027).
+/// node of eleven slots for each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyHashes(Vec<(String, String)>);
 
