@@ -507,9 +507,10 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> 
     let schema_version: u32 = row.get(4)?;
     let data: String = row.get(5)?;
     let metadata: String = row.get(6)?;
-    let prev_hash: Vec<u8> = row.get(7)?;
-    let hash: Vec<u8> = row.get(8)?;
-    let log_hash: Vec<u8> = row.get(9)?;
+    // The hashes are read in place, not copied into a buffer of their own.
+    let prev_hash = row.get_ref(7)?.as_blob()?;
+    let hash = row.get_ref(8)?.as_blob()?;
+    let log_hash = row.get_ref(9)?.as_blob()?;
     let corrupt = |reason: String| StoreError::Corrupt {
         at: format!("position {position}"),
         reason,
@@ -524,11 +525,11 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> 
             data: JsonObject::from_stored("data", data).map_err(|e| corrupt(e.to_string()))?,
             metadata: JsonObject::from_stored("metadata", metadata)
                 .map_err(|e| corrupt(e.to_string()))?,
-            prev_hash: EventHash::from_slice(&prev_hash)
+            prev_hash: EventHash::from_slice(prev_hash)
                 .ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?,
-            hash: EventHash::from_slice(&hash)
+            hash: EventHash::from_slice(hash)
                 .ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
-            log_hash: LogHash::from_slice(&log_hash)
+            log_hash: LogHash::from_slice(log_hash)
                 .ok_or_else(|| corrupt("log_hash is not 32 bytes".into()))?,
         })
     })())
