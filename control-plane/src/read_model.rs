@@ -28,7 +28,9 @@ use crate::streams::{StreamKind, kind_of};
 /// ones. Requests are ephemeral: without a limit every put ever made would
 /// stay in memory. The log keeps them all; the store each request belongs
 /// to goes with it (a reactor feed catching up past it reads the store from
-/// the request's first event).
+/// the request's first event). Until then an ended request is kept
+/// compacted (ADR 0028): no one-time key, and a stored put's outcome only
+/// as the version its secret records.
 pub const FINISHED_UPLOAD_RETENTION: chrono::Duration = chrono::Duration::hours(1);
 
 /// Verification times kept per principal and secret: the largest
@@ -230,12 +232,29 @@ impl Projection for ReadModel {
             }
             Some(StreamKind::Secret(uri)) => {
                 let state = self.secrets.entry(uri).or_default();
-                Self::fold::<Secret>(state, event).map(|_: SecretEvent| ())
+                Self::fold::<Secret>(state, event).map(|e: SecretEvent| {
+                    // The secret holds the outcome now: its request keeps
+                    // only the version (ADR 0028).
+                    if let SecretEvent::SecretVersionAdded {
+                        request_id,
+                        version,
+                        hash,
+                        ..
+                    } = &e
+                        && let Some(request) = self.uploads.get_mut(request_id)
+                    {
+                        request.compact(Some((*version, hash)));
+                    }
+                })
             }
             Some(StreamKind::Upload(id)) => {
                 let state = self.uploads.entry(id).or_default();
-                Self::fold::<UploadRequest>(state, event)
-                    .map(|e: UploadEvent| self.index_upload(&e, event))
+                Self::fold::<UploadRequest>(state, event).map(|e: UploadEvent| {
+                    self.index_upload(&e, event);
+                    if let Some(request) = self.uploads.get_mut(&id) {
+                        request.compact(None);
+                    }
+                })
             }
             Some(StreamKind::SealingKeys(store)) => {
                 let state = self.sealing_keys.entry(store).or_default();

@@ -61,8 +61,13 @@ fn not_found(uri: &SecretUri) -> Status {
     upload::not_found(uri).into()
 }
 
-/// The wire form of an upload request's state.
-pub fn upload_status(request: &UploadRequest, position: u64) -> v1::UploadStatus {
+/// The wire form of an upload request's state; `secret` is its secret's,
+/// which holds the hashes of a compacted stored request (ADR 0028).
+pub fn upload_status(
+    request: &UploadRequest,
+    secret: Option<&Secret>,
+    position: u64,
+) -> v1::UploadStatus {
     use v1::UploadState as S;
     let state = match request.status() {
         UploadStatus::Absent => S::Unspecified,
@@ -119,6 +124,17 @@ pub fn upload_status(request: &UploadRequest, position: u64) -> v1::UploadStatus
                 as i32;
         }
         _ => {}
+    }
+    if let Some(version) = request.recorded_version()
+        && let Some(stored) = secret.and_then(|s| {
+            s.versions()
+                .iter()
+                .find(|v| Some(v.request_id) == request.request_id() && v.version == version)
+        })
+    {
+        status.version = stored.version;
+        status.hash = stored.hash.clone();
+        status.key_hashes = stored.key_hashes.clone().into_iter().collect();
     }
     status
 }
@@ -287,16 +303,17 @@ impl Secrets for SecretsApi {
             loop {
                 let (status, progress) = model.read(|m| {
                     m.uploads.get(&request_id).map(|u| {
+                        let secret = u.uri().and_then(|uri| m.secrets.get(uri));
                         // A put is reported stored only once the secret has
                         // recorded its version too, so a read right after
                         // `sealctl put` returns sees it. (One append with
                         // the outcome since ADR 0027; a log written before
                         // can hold them apart.)
                         let recorded = u.status() != UploadStatus::Uploaded
-                            || u.uri().and_then(|uri| m.secrets.get(uri)).is_some_and(|s| {
+                            || secret.is_some_and(|s| {
                                 s.versions().iter().any(|v| v.request_id == request_id)
                             });
-                        (upload_status(u, 0), u.status(), recorded)
+                        (upload_status(u, secret, 0), u.status(), recorded)
                     })
                 });
                 if let Some((mut wire, state, true)) = status {

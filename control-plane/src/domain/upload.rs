@@ -102,11 +102,24 @@ pub enum SealingKeyStanding {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UploadRequest {
     request: Option<Request>,
-    /// The public key and signature, once provided.
+    /// The public key and signature, once provided (and until the read
+    /// model compacts the ended request: [`UploadRequest::compact`]).
     key: Option<(String, String)>,
     uploaded: bool,
-    /// The terminal event, once the request has ended.
-    end: Option<UploadEvent>,
+    /// How the request ended, once it has.
+    end: Option<End>,
+}
+
+/// How an upload request ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum End {
+    /// The terminal event (boxed: a request's state stays small whatever
+    /// the largest event).
+    Event(Box<UploadEvent>),
+    /// Stored as `version`, which its secret records with the keyed hashes
+    /// and upstream reference: the read model's compacted copy
+    /// ([`UploadRequest::compact`]), never the command handler's.
+    Recorded { version: u64 },
 }
 
 /// What an upload request can be asked to do; facts from other aggregates
@@ -586,14 +599,17 @@ fn check_ciphertext(ciphertext: &str, max: usize) -> Result<(), UploadRefusal> {
 impl UploadRequest {
     /// Where the request is in the protocol.
     pub fn status(&self) -> UploadStatus {
-        match (&self.request, &self.end) {
+        match (&self.request, self.end.as_ref()) {
             (None, _) => UploadStatus::Absent,
-            (_, Some(UploadEvent::SecretUploaded { .. })) => UploadStatus::Uploaded,
-            (_, Some(UploadEvent::SecretVerified { .. })) => UploadStatus::Verified,
-            (_, Some(UploadEvent::SecretUploadFailed { .. })) => UploadStatus::Failed,
-            (_, Some(UploadEvent::SealedFileUnchanged { .. })) => UploadStatus::Unchanged,
-            (_, Some(UploadEvent::SealedFileResealed { .. })) => UploadStatus::Resealed,
-            (_, Some(_)) => UploadStatus::Expired,
+            (_, Some(End::Recorded { .. })) => UploadStatus::Uploaded,
+            (_, Some(End::Event(end))) => match **end {
+                UploadEvent::SecretUploaded { .. } => UploadStatus::Uploaded,
+                UploadEvent::SecretVerified { .. } => UploadStatus::Verified,
+                UploadEvent::SecretUploadFailed { .. } => UploadStatus::Failed,
+                UploadEvent::SealedFileUnchanged { .. } => UploadStatus::Unchanged,
+                UploadEvent::SealedFileResealed { .. } => UploadStatus::Resealed,
+                _ => UploadStatus::Expired,
+            },
             _ if self.uploaded => UploadStatus::UploadRequested,
             _ if self.key.is_some() => UploadStatus::KeyProvided,
             _ => UploadStatus::Requested,
@@ -646,9 +662,43 @@ impl UploadRequest {
     }
 
     /// The event that ended the request (`SecretUploaded`,
-    /// `SecretVerified`, `SecretUploadFailed` or `SecretUploadKeyExpired`).
+    /// `SecretVerified`, `SecretUploadFailed` or `SecretUploadKeyExpired`);
+    /// `None` too for a compacted stored request: see
+    /// [`UploadRequest::recorded_version`].
     pub fn outcome(&self) -> Option<&UploadEvent> {
-        self.end.as_ref()
+        match self.end.as_ref()? {
+            End::Event(end) => Some(end),
+            End::Recorded { .. } => None,
+        }
+    }
+
+    /// For a compacted stored request, the version its secret records
+    /// (with the keyed hashes) for it.
+    pub fn recorded_version(&self) -> Option<u64> {
+        match self.end.as_ref()? {
+            End::Recorded { version } => Some(*version),
+            End::Event(_) => None,
+        }
+    }
+
+    /// Makes the read model's copy of an ended request small (ADR 0028):
+    /// the one-time key and signature go, and an outcome its secret now
+    /// records (`recorded`: the version and whole-value hash its secret
+    /// added for this request, with the per-key hashes) keeps only the
+    /// version. Nothing changes for a request still open. Only queries read
+    /// a compacted copy; the command handler folds its own, so a late
+    /// report or key is still answered against the whole outcome.
+    pub fn compact(&mut self, recorded: Option<(u64, &str)>) {
+        let Some(end) = self.end.as_mut() else {
+            return;
+        };
+        self.key = None;
+        if let (End::Event(event), Some((recorded, recorded_hash))) = (&*end, recorded)
+            && matches!(&**event, UploadEvent::SecretUploaded { version, hash, .. }
+                if *version == recorded && hash == recorded_hash)
+        {
+            *end = End::Recorded { version: recorded };
+        }
     }
 
     /// The command recording this request's upload as its secret's
@@ -687,7 +737,7 @@ impl UploadRequest {
     /// Once ended: a no-op for the same report, a refusal for another.
     fn settled(&self, report: &UploadEvent) -> Option<Result<Vec<UploadEvent>, UploadRefusal>> {
         let end = self.end.as_ref()?;
-        Some(if end == report {
+        Some(if matches!(end, End::Event(end) if **end == *report) {
             Ok(vec![])
         } else {
             Err(UploadRefusal::Ended(self.status()))
@@ -1124,7 +1174,7 @@ impl Aggregate for UploadRequest {
                 ..
             } => self.key = Some((public_key.clone(), signature.clone())),
             UploadEvent::SecretUploadRequested { .. } => self.uploaded = true,
-            end => self.end = Some(end.clone()),
+            end => self.end = Some(End::Event(Box::new(end.clone()))),
         }
     }
 }

@@ -662,3 +662,41 @@ async fn no_snapshot_is_none_and_one_others_may_read_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_stored_request_keeps_only_its_version_and_its_status_reads_the_hashes_from_its_secret() {
+    let store = MemoryStore::new();
+    let (stored, unrecorded) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let secret = uri("local://alice/db");
+    put(&store, stored, &secret, 1, t0()).await;
+    // A log written before ADR 0027 can hold an outcome its secret has
+    // not recorded yet.
+    let upload = UploadEvent::SecretUploaded {
+        request_id: unrecorded,
+        uri: secret.clone(),
+        version: 2,
+        hash: format!("v2:{}", "c".repeat(64)),
+        key_hashes: key_hashes(),
+        upstream_ref: "files:2".into(),
+    };
+    record(&store, &streams::upload(unrecorded), &upload, t0()).await;
+    let model = as_of(&store, ReadModel::default(), store.head().await.unwrap())
+        .await
+        .unwrap();
+
+    let request = &model.uploads[&stored];
+    assert_eq!(request.recorded_version(), Some(1));
+    assert_eq!((request.outcome(), request.public_key()), (None, None));
+    let status = crate::api::secrets::upload_status(request, model.secrets.get(&secret), 0);
+    assert_eq!(
+        (status.version, status.hash.as_str()),
+        (1, format!("v2:{}", "b".repeat(64)).as_str())
+    );
+    assert_eq!(
+        status.key_hashes,
+        key_hashes()
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>()
+    );
+    assert_eq!(model.uploads[&unrecorded].outcome(), Some(&upload));
+}

@@ -1006,3 +1006,63 @@ fn given_a_sealed_file_when_a_one_time_key_expiry_or_another_stores_reactor_repo
         .when(C::ReportUnchanged { version: 3 })
         .then_refused(R::NotServed(uri().store));
 }
+
+/// The state after `status`'s history, folded.
+fn folded(status: S) -> UploadRequest {
+    let mut state = UploadRequest::default();
+    history(status, PUT).iter().for_each(|e| state.apply(e));
+    state
+}
+
+#[test]
+fn given_a_stored_request_when_compacted_with_the_version_its_secret_recorded_then_only_the_version_stays()
+ {
+    let mut state = folded(S::Uploaded);
+    state.compact(Some((3, &hash("a"))));
+    assert_eq!(state.status(), S::Uploaded);
+    assert_eq!(state.recorded_version(), Some(3));
+    assert_eq!(state.outcome(), None, "the hashes are the secret's now");
+    assert_eq!((state.public_key(), state.signature()), (None, None));
+    assert_eq!(state.uri(), Some(&uri()), "the request itself stays");
+    assert_eq!(
+        state.version_to_record(t0()),
+        None,
+        "nothing left to record"
+    );
+}
+
+#[test]
+fn given_a_stored_request_when_compacted_with_another_version_or_hash_then_its_outcome_stays_whole()
+{
+    for (version, h) in [(4, hash("a")), (3, hash("c"))] {
+        let mut state = folded(S::Uploaded);
+        state.compact(Some((version, &h)));
+        assert_eq!(state.outcome(), Some(&uploaded("a")), "{version} {h}");
+        assert_eq!(state.recorded_version(), None);
+        assert_eq!(state.public_key(), None, "an ended request's key goes");
+    }
+}
+
+#[test]
+fn given_an_open_request_when_compacted_then_nothing_changes() {
+    for status in [S::Requested, S::KeyProvided, S::UploadRequested] {
+        let mut state = folded(status);
+        let before = state.clone();
+        state.compact(Some((3, &hash("a"))));
+        assert_eq!(state, before, "{status}");
+    }
+}
+
+#[test]
+fn given_any_ended_request_when_compacted_then_its_status_and_outcome_stay_and_its_key_goes() {
+    for status in [S::Verified, S::Failed, S::Expired] {
+        let mut state = folded(status);
+        let outcome = state.outcome().cloned();
+        state.compact(None);
+        assert_eq!(
+            (state.status(), state.outcome().cloned()),
+            (status, outcome)
+        );
+        assert_eq!(state.public_key(), None);
+    }
+}
