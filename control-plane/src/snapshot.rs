@@ -17,7 +17,7 @@
 //! {...the model but its secrets and uploads...}
 //! [[uri, secret], ...]           8 lines: the secrets, in uri order
 //! [[id, upload], ...]            8 lines: the upload requests, in id order
-//! {"format":2,"build":"0.1.0","position":P,"log_hash":"<hex>"}
+//! {"format":3,"build":"0.1.0","position":P,"log_hash":"<hex>"}
 //! mac <hex of HMAC-SHA256 over every byte before this line>
 //! ```
 //!
@@ -53,7 +53,7 @@ pub const SNAPSHOT_FILE: &str = "read-model.snapshot";
 /// field of [`ReadModel`] or of an aggregate state it holds: an old
 /// snapshot is then discarded instead of read into the new shape. (Build
 /// versions differ too: see [`Header::build`].)
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 const MAGIC: &[u8] = b"sealplane read-model snapshot\n";
 /// Lines each of the two large maps is cut into.

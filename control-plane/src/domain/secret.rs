@@ -169,6 +169,120 @@ impl<const N: usize> From<[Slug; N]> for SlugSet {
     }
 }
 
+/// A secret's access lists as its state holds them: each slug once, with
+/// a bit for every list it is in (bit `i` for [`AccessList::ALL`]`[i]`),
+/// sorted by slug. A new secret's creator is in all six lists, and six
+/// one-slug lists cost a map node, six vectors and six copies of the slug
+/// (about 700 bytes a secret); this is one vector of one entry. Events
+/// still carry the lists as an [`Acl`]; [`Access::to_acl`] gives them back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<(Slug, u8)>")]
+pub struct Access(Vec<(Slug, u8)>);
+
+impl AccessList {
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl Access {
+    /// Whether `slug` is in `list`.
+    pub fn contains(&self, list: AccessList, slug: &Slug) -> bool {
+        self.find(slug)
+            .is_ok_and(|at| self.0[at].1 & list.bit() != 0)
+    }
+
+    /// Adds `slug` to `list`; false when it was there already.
+    pub fn insert(&mut self, list: AccessList, slug: Slug) -> bool {
+        match self.find(&slug) {
+            Ok(at) => {
+                let was = self.0[at].1;
+                self.0[at].1 |= list.bit();
+                was != self.0[at].1
+            }
+            Err(at) => {
+                self.0.insert(at, (slug, list.bit()));
+                true
+            }
+        }
+    }
+
+    /// Removes `slug` from `list`; false when it was not there. A slug in
+    /// no list any more goes.
+    pub fn remove(&mut self, list: AccessList, slug: &Slug) -> bool {
+        let Ok(at) = self.find(slug) else {
+            return false;
+        };
+        let was = self.0[at].1;
+        self.0[at].1 &= !list.bit();
+        if self.0[at].1 == 0 {
+            self.0.remove(at);
+        }
+        was & list.bit() != 0
+    }
+
+    /// The slugs in `list`, in order.
+    pub fn members(&self, list: AccessList) -> impl Iterator<Item = &Slug> {
+        self.0
+            .iter()
+            .filter(move |(_, lists)| lists & list.bit() != 0)
+            .map(|(slug, _)| slug)
+    }
+
+    /// Every list, each with its slugs (an empty list too).
+    pub fn to_acl(&self) -> Acl {
+        AccessList::ALL
+            .into_iter()
+            .map(|list| (list, self.members(list).cloned().collect::<Vec<_>>().into()))
+            .collect()
+    }
+
+    fn find(&self, slug: &Slug) -> Result<usize, usize> {
+        self.0.binary_search_by(|(s, _)| s.cmp(slug))
+    }
+}
+
+impl From<&Acl> for Access {
+    fn from(acl: &Acl) -> Self {
+        let mut access = Access::default();
+        for (list, slugs) in acl {
+            for slug in slugs.iter() {
+                access.insert(*list, slug.clone());
+            }
+        }
+        access.0.shrink_to_fit();
+        access
+    }
+}
+
+/// Read back sorted, each slug once with the lists it is in, none in none.
+impl From<Vec<(Slug, u8)>> for Access {
+    fn from(entries: Vec<(Slug, u8)>) -> Self {
+        let mut access = Access::default();
+        for (slug, lists) in entries {
+            for list in AccessList::ALL {
+                if lists & list.bit() != 0 {
+                    access.insert(list, slug.clone());
+                }
+            }
+        }
+        access.0.shrink_to_fit();
+        access
+    }
+}
+
+/// A vector read back with no room to spare: deserializing grows it by
+/// doubling, which leaves a secret of one version room for four.
+fn exactly<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let mut items = Vec::<T>::deserialize(deserializer)?;
+    items.shrink_to_fit();
+    Ok(items)
+}
+
 /// One stored version, as the reactor reported it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
@@ -211,7 +325,8 @@ pub enum Deletion {
 pub struct Secret {
     uri: Option<SecretUri>,
     creator: Option<Slug>,
-    acl: Acl,
+    acl: Access,
+    #[serde(deserialize_with = "exactly")]
     versions: Vec<Version>,
     deletion: Deletion,
 }
@@ -433,9 +548,9 @@ impl Secret {
         self.creator.as_ref()
     }
 
-    /// Its access lists.
-    pub fn acl(&self) -> &Acl {
-        &self.acl
+    /// Its access lists: all six, each with its slugs.
+    pub fn acl(&self) -> Acl {
+        self.acl.to_acl()
     }
 
     /// Its versions, oldest first.
@@ -471,8 +586,8 @@ impl Secret {
         actor.is_admin()
             || self
                 .acl
-                .get(&list)
-                .is_some_and(|slugs| slugs.iter().any(|s| actor.is_or_belongs_to(s.as_str())))
+                .members(list)
+                .any(|s| actor.is_or_belongs_to(s.as_str()))
     }
 
     /// Whether `actor` may create a secret at `uri`: admins anywhere, users
@@ -625,7 +740,7 @@ impl Aggregate for Secret {
             }
             SecretCommand::Grant { list, slug } | SecretCommand::Revoke { list, slug } => {
                 self.require(actor, list.changed_by())?;
-                let present = self.acl.get(list).is_some_and(|s| s.contains(slug));
+                let present = self.acl.contains(*list, slug);
                 let (list, slug) = (*list, slug.clone());
                 Ok(match (command, present) {
                     (SecretCommand::Grant { .. }, false) => {
@@ -647,7 +762,7 @@ impl Aggregate for Secret {
             SecretEvent::SecretCreated { uri, creator, acl } => {
                 self.uri = Some(uri.clone());
                 self.creator = Some(creator.clone());
-                self.acl = acl.clone();
+                self.acl = Access::from(acl);
             }
             SecretEvent::SecretVersionAdded {
                 request_id,
@@ -658,6 +773,9 @@ impl Aggregate for Secret {
                 at,
                 ..
             } => {
+                // Exactly as many as there are: a secret has a few, and a
+                // vector grown by doubling would hold room for four.
+                self.versions.reserve_exact(1);
                 self.versions.push(Version {
                     version: *version,
                     hash: hash.clone(),
@@ -672,12 +790,10 @@ impl Aggregate for Secret {
                 }
             }
             SecretEvent::AccessGranted { list, slug } => {
-                self.acl.entry(*list).or_default().insert(slug.clone());
+                self.acl.insert(*list, slug.clone());
             }
             SecretEvent::AccessRevoked { list, slug } => {
-                if let Some(slugs) = self.acl.get_mut(list) {
-                    slugs.remove(slug);
-                }
+                self.acl.remove(*list, slug);
             }
             SecretEvent::SecretDeletionRequested { destroy, by, .. } => {
                 self.deletion = Deletion::Requested {

@@ -597,3 +597,54 @@ fn access_lists_stay_sorted_without_duplicates_and_read_old_events() {
     let read: SlugSet = serde_json::from_str(old).unwrap();
     assert_eq!(serde_json::to_string(&read).unwrap(), r#"["alice","bob"]"#);
 }
+
+#[test]
+fn given_a_new_secret_its_creator_is_one_entry_in_all_six_lists() {
+    let mut state = Secret::default();
+    state.apply(&created_by("alice", uri()));
+    assert_eq!(state.acl.0, vec![(slug("alice"), 0b11_1111)]);
+    for list in L::ALL {
+        assert!(state.acl.contains(list, &slug("alice")), "{list}");
+        assert_eq!(state.acl()[&list], SlugSet::from([slug("alice")]));
+    }
+}
+
+#[test]
+fn given_access_lists_when_slugs_are_granted_and_revoked_then_each_list_holds_its_own() {
+    let mut access = Access::default();
+    assert!(access.insert(L::Readers, slug("bob")));
+    assert!(!access.insert(L::Readers, slug("bob")), "already there");
+    assert!(access.insert(L::Writers, slug("bob")));
+    assert!(access.insert(L::Readers, slug("alice")));
+    assert_eq!(
+        access.members(L::Readers).collect::<Vec<_>>(),
+        [&slug("alice"), &slug("bob")]
+    );
+    assert!(access.remove(L::Readers, &slug("bob")));
+    assert!(
+        !access.remove(L::Readers, &slug("bob")),
+        "not there any more"
+    );
+    assert!(access.contains(L::Writers, &slug("bob")), "still a writer");
+    assert!(!access.contains(L::Readers, &slug("bob")));
+    assert!(access.remove(L::Writers, &slug("bob")));
+    assert_eq!(access.0, vec![(slug("alice"), 1)], "a slug in no list goes");
+    let acl = access.to_acl();
+    assert_eq!(acl.len(), 6, "every list, empty ones too");
+    assert!(acl[&L::Deleters].is_empty());
+}
+
+#[test]
+fn access_lists_read_back_sorted_and_whole_whatever_order_they_were_written_in() {
+    let access = Access::from(&Acl::from([
+        (L::Readers, SlugSet::from([slug("carol"), slug("alice")])),
+        (L::Deleters, SlugSet::from([slug("alice")])),
+    ]));
+    let json = serde_json::to_string(&access).unwrap();
+    assert_eq!(json, r#"[["alice",5],["carol",1]]"#);
+    assert_eq!(serde_json::from_str::<Access>(&json).unwrap(), access);
+    let unsorted: Access =
+        serde_json::from_str(r#"[["carol",1],["alice",1],["alice",4],["dave",0],["eve",192]]"#)
+            .unwrap();
+    assert_eq!(unsorted, access, "sorted, merged, no slug in no list");
+}
