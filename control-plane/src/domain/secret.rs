@@ -96,10 +96,9 @@ impl FromStr for AccessList {
 /// The access lists of a secret.
 pub type Acl = BTreeMap<AccessList, SlugSet>;
 
-/// The slugs of one access list: a sorted, duplicate-free `Vec`. Lists
-/// hold a handful of entries, and a `BTreeSet` spends an 11-slot node on
-/// each; with six lists per secret that was a quarter of the read model's
-/// memory. Stored as a JSON array, like the `BTreeSet` it replaces.
+/// The slugs of one access list, as events carry them: a sorted,
+/// duplicate-free `Vec`, stored as a JSON array like the `BTreeSet` it
+/// replaces. (A secret's state holds its lists as an [`Access`].)
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Vec<Slug>", into = "Vec<Slug>")]
 pub struct SlugSet(Vec<Slug>);
