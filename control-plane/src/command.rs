@@ -24,7 +24,9 @@
 //! appended since, instead of replaying the whole stream. The log stays the
 //! truth: a cached state is always caught up from the store before a
 //! decision, so another process's appends are seen, and a conflict still
-//! means "catch up and decide again".
+//! means "catch up and decide again". The one read skipped is the one a
+//! store no other process writes says would find nothing: it knows the
+//! stream's last version, and the cached state holds it (ADR 0029).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -271,7 +273,7 @@ impl<A: Aggregate> Decided<A> {
         match self {
             Decided::Answered(done, loaded) => Ok((done, loaded)),
             Decided::Write(w) => match appended.next() {
-                Some(part) => Ok((w.done(part), w.loaded)),
+                Some(part) => Ok((w.done(part), w.into_current(part))),
                 None => Err(StoreError::backend(std::io::Error::other(
                     "the store answered an append with fewer parts than it was given",
                 ))),
@@ -311,6 +313,8 @@ struct Write<A: Aggregate> {
     events: Vec<A::Event>,
     /// The same events as the store takes them.
     encoded: Vec<NewEvent>,
+    /// The command's id and fingerprint, which its events record.
+    cause: (Uuid, String),
 }
 
 impl<A: Aggregate> Write<A> {
@@ -322,6 +326,30 @@ impl<A: Aggregate> Write<A> {
             self.loaded.expected(),
             std::mem::take(&mut self.encoded),
         )
+    }
+
+    /// The aggregate with these events applied, once appended as
+    /// `appended`: what reading them back would give, so the next command
+    /// on the stream need not read them (ADR 0029).
+    fn into_current(self, appended: &Appended) -> Loaded<A> {
+        let Write {
+            mut loaded,
+            events,
+            cause: (command_id, fingerprint),
+            ..
+        } = self;
+        for event in &events {
+            loaded.state.apply(event);
+        }
+        for position in appended.first_position.0..=appended.last_position.0 {
+            loaded.causes.push(Cause {
+                command_id,
+                by: CausedBy::Command(fingerprint.clone()),
+                position: Position(position),
+            });
+        }
+        loaded.version = Some(appended.version);
+        loaded
     }
 
     /// What the command did, once appended as `appended`.
@@ -429,6 +457,11 @@ impl CommandHandler {
         stream: &StreamId,
         loaded: &mut Loaded<A>,
     ) -> Result<(), CommandError<A::Refusal>> {
+        // The store no other process writes knows the stream ends where
+        // this state does: there is nothing to read (ADR 0029).
+        if loaded.version.is_some() && self.store.last_version_written(stream) == loaded.version {
+            return Ok(());
+        }
         let mut from = loaded.version.map_or(StreamVersion(0), StreamVersion::next);
         loop {
             let page = self.store.read_stream(stream, from, LOAD_PAGE).await?;
@@ -544,14 +577,14 @@ impl CommandHandler {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (done, loaded, write) = match self.decide::<A>(&step, ctx).await? {
-                Decided::Answered(done, loaded) => (done, loaded, None),
+            let (done, loaded) = match self.decide::<A>(&step, ctx).await? {
+                Decided::Answered(done, loaded) => (done, loaded),
                 Decided::Write(mut write) => {
                     let part = write.take_part(stream);
                     match self.store.append_many(vec![part]).await {
                         Ok(appended) => {
                             let done = write.done(&appended[0]);
-                            (done, write.loaded, Some(write.events))
+                            (done, write.into_current(&appended[0]))
                         }
                         Err(e) => {
                             self.keep(stream, write.loaded);
@@ -561,9 +594,9 @@ impl CommandHandler {
                     }
                 }
             };
-            let state = observe.then(|| after(&loaded.state, write.as_deref()));
-            // The cached state catches up (reads these events back) on the
-            // next command, like any other writer's.
+            let state = observe.then(|| loaded.state.clone());
+            // Kept with its own events applied; it still catches up with
+            // any other writer's before the next decision.
             self.keep(stream, loaded);
             return Ok((done, state));
         }
@@ -712,7 +745,7 @@ impl CommandHandler {
             return Ok(Decided::Answered(done, loaded));
         }
         let metadata = EventMetadata {
-            command_fingerprint: Some(fingerprint),
+            command_fingerprint: Some(fingerprint.clone()),
             ..metadata(ctx, envelope)
         };
         let encoded = events
@@ -723,6 +756,7 @@ impl CommandHandler {
             loaded,
             events,
             encoded,
+            cause: (envelope.command_id, fingerprint),
         }))
     }
 

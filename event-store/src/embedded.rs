@@ -82,6 +82,35 @@ struct Inner {
     coordination: LocalCoordination,
     /// What was just committed, for live subscribers.
     recent: Arc<Recent>,
+    /// The last version of each stream written lately (ADR 0029).
+    tails: Arc<Tails>,
+}
+
+/// Streams whose last version the store keeps in memory; when full, it
+/// starts again empty (a stream not held is read, as before).
+const TAILS: usize = 16_384;
+
+/// The last version of the streams written lately, as committed. Only this
+/// process writes the file (the lock file keeps others out), and the writer
+/// records every commit here before it answers the appenders, so a version
+/// held here is the stream's last.
+#[derive(Default)]
+struct Tails(Mutex<std::collections::HashMap<StreamId, StreamVersion>>);
+
+impl Tails {
+    fn committed(&self, events: &[RecordedEvent]) {
+        let mut tails = lock(&self.0);
+        for e in events {
+            if tails.len() >= TAILS && !tails.contains_key(&e.stream_id) {
+                tails.clear();
+            }
+            tails.insert(e.stream_id.clone(), e.version);
+        }
+    }
+
+    fn get(&self, stream: &StreamId) -> Option<StreamVersion> {
+        lock(&self.0).get(stream).copied()
+    }
 }
 
 impl EmbeddedStore {
@@ -114,10 +143,12 @@ impl EmbeddedStore {
         let writer_head = head.clone();
         let recent = Arc::new(Recent::default());
         let writer_recent = recent.clone();
+        let tails = Arc::new(Tails::default());
+        let writer_tails = tails.clone();
         let thread = std::thread::Builder::new()
             .name("event-store-writer".into())
             .spawn(move || {
-                run_writer(conn, rx, writer_head, &writer_recent);
+                run_writer(conn, rx, writer_head, &writer_recent, &writer_tails);
                 // The lock is released only once every append is durable.
                 drop(lock);
             })
@@ -131,6 +162,7 @@ impl EmbeddedStore {
                 head,
                 coordination: LocalCoordination::default(),
                 recent,
+                tails,
             }),
         })
     }
@@ -288,12 +320,16 @@ fn run_writer(
     mut queue: mpsc::Receiver<Append>,
     head: watch::Sender<Head>,
     recent: &Recent,
+    tails: &Tails,
 ) {
     let mut group = Vec::with_capacity(GROUP_MAX_APPENDS);
     while let Some(first) = queue.blocking_recv() {
         gather(first, &mut queue, &mut group);
         let (outcomes, last, committed) = commit_group(&mut conn, &mut group);
         if let Some(position) = last {
+            // Before any appender hears of its append, so that whoever
+            // holds a stream up to the version held here has all of it.
+            tails.committed(&committed);
             // Kept before the head moves: a subscriber woken by it finds them.
             recent.committed(committed);
             head.send_replace(Head {
@@ -603,6 +639,10 @@ impl EventStore for EmbeddedStore {
 
     fn backend(&self) -> &'static str {
         "embedded"
+    }
+
+    fn last_version_written(&self, stream: &StreamId) -> Option<StreamVersion> {
+        self.inner.tails.get(stream)
     }
 
     async fn acquire_lease(

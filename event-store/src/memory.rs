@@ -132,6 +132,13 @@ impl EventStore for MemoryStore {
         "memory"
     }
 
+    /// Every stream's tail is in memory, and only this process writes it.
+    fn last_version_written(&self, stream: &StreamId) -> Option<StreamVersion> {
+        let log = self.log();
+        let last = *log.streams.get(stream)?.last()?;
+        Some(log.events[last].version)
+    }
+
     async fn acquire_lease(
         &self,
         name: &str,

@@ -195,6 +195,16 @@ pub trait EventStore: Send + Sync + 'static {
         false
     }
 
+    /// The version of `stream`'s last event, when the store knows it
+    /// without reading: `Some` only from a store no other process writes,
+    /// and only for a stream it holds the tail of (one it wrote to lately);
+    /// `None` says nothing (read the stream). A caller holding the stream's
+    /// events up to that version may skip reading it again (ADR 0029).
+    fn last_version_written(&self, stream: &StreamId) -> Option<StreamVersion> {
+        let _ = stream;
+        None
+    }
+
     /// Takes or renews lease `name` for `holder` until `ttl` from now, and
     /// says whether `holder` holds it now. Every process sharing this store
     /// sees the same holder; a lease not renewed within `ttl` is free for
@@ -275,6 +285,11 @@ pub trait Decorator: Send + Sync + 'static {
         self.inner().shared()
     }
 
+    /// As [`EventStore::last_version_written`].
+    fn last_version_written(&self, stream: &StreamId) -> Option<StreamVersion> {
+        self.inner().last_version_written(stream)
+    }
+
     /// As [`EventStore::acquire_lease`].
     async fn acquire_lease(
         &self,
@@ -330,6 +345,9 @@ impl<D: Decorator> EventStore for D {
     }
     fn shared(&self) -> bool {
         Decorator::shared(self)
+    }
+    fn last_version_written(&self, stream: &StreamId) -> Option<StreamVersion> {
+        Decorator::last_version_written(self, stream)
     }
     async fn acquire_lease(
         &self,

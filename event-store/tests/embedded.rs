@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use conformance::{Backend, DurableBackend, events, read_everything, stream};
 use sealplane_event_store::{
     BreakKind, EmbeddedStore, EventStore, ExpectedVersion, LogCheckpoint, Position, RecordedEvent,
-    StoreError, VerifyError, verify_log_against,
+    StoreError, StreamVersion, VerifyError, verify_log_against,
 };
 use tempfile::TempDir;
 
@@ -215,6 +215,43 @@ async fn a_store_from_a_newer_version_is_refused() {
         .err()
         .expect("must refuse");
     assert!(err.to_string().contains("newer Sealplane"), "{err}");
+}
+
+#[tokio::test]
+async fn the_store_knows_the_last_version_of_what_it_wrote_and_nothing_after_a_reopen() {
+    let backend = Embedded::fresh().await;
+    let store = backend.open().await;
+    store
+        .append(&stream("a"), ExpectedVersion::NoStream, events(3, "a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_version_written(&stream("a")),
+        Some(StreamVersion(2))
+    );
+    // A refused append leaves what it knows as it was.
+    store
+        .append(&stream("a"), ExpectedVersion::NoStream, events(1, "again"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        store.last_version_written(&stream("a")),
+        Some(StreamVersion(2))
+    );
+    assert_eq!(store.last_version_written(&stream("never")), None);
+    store.close().await;
+    // Reopened, it has written nothing yet: it says nothing, and the
+    // stream is read as before.
+    let store = backend.open().await;
+    assert_eq!(store.last_version_written(&stream("a")), None);
+    store
+        .append(&stream("a"), ExpectedVersion::Any, events(1, "more"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_version_written(&stream("a")),
+        Some(StreamVersion(3))
+    );
 }
 
 #[tokio::test]

@@ -815,3 +815,84 @@ async fn pairs_taking_two_streams_in_either_order_never_wait_for_each_other() {
     assert_eq!(taken(&handler, &seats()).await, every);
     assert_eq!(taken(&handler, &gallery()).await, every);
 }
+
+/// Counts the stream reads that reach the store; `knows` says whether it
+/// passes on what the store knows of a stream's last version.
+struct CountingReads {
+    inner: MemoryStore,
+    knows: bool,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Decorator for CountingReads {
+    fn inner(&self) -> &dyn EventStore {
+        &self.inner
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.read_stream(stream, from, limit).await
+    }
+    fn last_version_written(&self, stream: &StreamId) -> Option<StreamVersion> {
+        self.knows
+            .then(|| self.inner.last_version_written(stream))
+            .flatten()
+    }
+}
+
+#[tokio::test]
+async fn a_cached_aggregate_is_read_again_only_when_the_store_cannot_say_it_is_current() {
+    for knows in [true, false] {
+        // Given a handler whose store knows (or not) each stream's last version
+        let store = Arc::new(CountingReads {
+            inner: MemoryStore::new(),
+            knows,
+            reads: Default::default(),
+        });
+        let handler = CommandHandler::new(store.clone());
+        let reserve = |seat| {
+            let handler = handler.clone();
+            async move {
+                handler
+                    .execute::<Seats>(
+                        &seats(),
+                        &Reserve(seat),
+                        &ctx(user("alice", &[])),
+                        &CommandEnvelope::new("Reserve"),
+                    )
+                    .await
+            }
+        };
+        let reads = || store.reads.load(std::sync::atomic::Ordering::SeqCst);
+        reserve(1).await.unwrap();
+        let after_first = reads();
+        // When the next command finds its cached state current
+        reserve(2).await.unwrap();
+        // Then it reads the stream again only when the store cannot say so
+        assert_eq!(reads() - after_first, usize::from(!knows), "knows: {knows}");
+
+        // When another writer appends behind the handler's back
+        let other = CommandHandler::new(Arc::new(store.inner.clone()));
+        other
+            .execute::<Seats>(
+                &seats(),
+                &Reserve(3),
+                &ctx(user("bob", &[])),
+                &CommandEnvelope::new("Reserve"),
+            )
+            .await
+            .unwrap();
+        // Then the handler reads it before it decides
+        let before = reads();
+        assert!(matches!(
+            reserve(3).await,
+            Err(CommandError::Refused(SeatRefusal::Taken(3)))
+        ));
+        assert_eq!(reads() - before, 1, "knows: {knows}");
+    }
+}

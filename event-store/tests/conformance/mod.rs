@@ -66,6 +66,7 @@ macro_rules! core_cases {
                 batches_are_atomic_and_contiguous,
                 appends_to_several_streams_are_one_atomic_write,
                 racing_appends_to_several_streams_write_every_part_or_none,
+                the_last_version_written_is_the_streams_last_or_unknown,
                 global_order_is_commit_order,
                 read_ranges_and_limits,
                 subscription_catches_up_then_goes_live_without_gap_or_duplicate,
@@ -554,6 +555,50 @@ pub async fn racing_appends_to_several_streams_write_every_part_or_none<B: Backe
     assert_eq!(done[1].last_position, Position(3));
     let report = verify_log_against(&store, []).await.unwrap();
     assert_eq!((report.events, report.streams), (3, 2));
+}
+
+pub async fn the_last_version_written_is_the_streams_last_or_unknown<B: Backend>() {
+    // What a store says of a stream's last version, without reading, is
+    // either nothing or the truth: after single appends, appends of
+    // several streams, and a refused append whose first part was fine.
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    let says_true = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let events = store
+                .read_stream(&stream(name), StreamVersion(0), usize::MAX)
+                .await
+                .unwrap();
+            let last = events.last().map(|e| e.version);
+            if let Some(known) = store.last_version_written(&stream(name)) {
+                assert_eq!(Some(known), last, "stream {name}");
+            }
+        }
+    };
+    store
+        .append(&stream("a"), ExpectedVersion::NoStream, events(3, "a"))
+        .await
+        .unwrap();
+    store
+        .append_many(vec![
+            part("a", ExpectedVersion::Exact(StreamVersion(2)), 1, "a3"),
+            part("b", ExpectedVersion::NoStream, 2, "b"),
+        ])
+        .await
+        .unwrap();
+    conflict(
+        store
+            .append_many(vec![
+                part("a", ExpectedVersion::Any, 1, "refused"),
+                part("c", ExpectedVersion::NoStream, 1, "refused"),
+                part("b", ExpectedVersion::NoStream, 1, "refused"),
+            ])
+            .await,
+    );
+    for name in ["a", "b", "c", "never"] {
+        says_true(name).await;
+    }
 }
 
 pub async fn global_order_is_commit_order<B: Backend>() {
