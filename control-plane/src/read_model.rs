@@ -304,7 +304,7 @@ impl ReadModel {
                 let request = self.uploads.get(id)?;
                 let (uri, record) = (request.uri()?, request.version_to_record(*ended)?);
                 let secret = self.secrets.get(uri)?;
-                if secret.versions().iter().any(|v| v.request_id == *id) {
+                if secret.version_of(*id).is_some() {
                     return None;
                 }
                 Some((*id, uri.clone(), record))

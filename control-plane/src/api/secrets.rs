@@ -125,12 +125,10 @@ pub fn upload_status(
         }
         _ => {}
     }
-    if let Some(version) = request.recorded_version()
-        && let Some(stored) = secret.and_then(|s| {
-            s.versions()
-                .iter()
-                .find(|v| Some(v.request_id) == request.request_id() && v.version == version)
-        })
+    if let (Some(version), Some(id)) = (request.recorded_version(), request.request_id())
+        && let Some(stored) = secret
+            .and_then(|s| s.version_of(id))
+            .filter(|v| v.version == version)
     {
         status.version = stored.version;
         status.hash = stored.hash.clone();
@@ -310,9 +308,7 @@ impl Secrets for SecretsApi {
                         // the outcome since ADR 0027; a log written before
                         // can hold them apart.)
                         let recorded = u.status() != UploadStatus::Uploaded
-                            || secret.is_some_and(|s| {
-                                s.versions().iter().any(|v| v.request_id == request_id)
-                            });
+                            || secret.is_some_and(|s| s.version_of(request_id).is_some());
                         (upload_status(u, secret, 0), u.status(), recorded)
                     })
                 });

@@ -557,6 +557,11 @@ impl Secret {
         &self.versions
     }
 
+    /// The version upload request `request_id` stored, once recorded.
+    pub fn version_of(&self, request_id: Uuid) -> Option<&Version> {
+        self.versions.iter().find(|v| v.request_id == request_id)
+    }
+
     /// Where it is in its deletion.
     pub fn deletion(&self) -> &Deletion {
         &self.deletion
@@ -721,7 +726,7 @@ impl Aggregate for Secret {
                 at,
             } => {
                 let uri = self.served(actor)?;
-                if self.versions.iter().any(|v| v.request_id == *request_id) {
+                if self.version_of(*request_id).is_some() {
                     return Ok(vec![]);
                 }
                 if let Some(field) = malformed_hash(hash, key_hashes) {
