@@ -368,17 +368,30 @@ impl Server {
             let reply = client.create_group(request).await.unwrap().into_inner();
             last.fetch_max(reply.position, std::sync::atomic::Ordering::Relaxed);
         }
-        let request = authed(
-            &self.auth,
-            v1::ListPrincipalsRequest {
-                options: Some(v1::QueryOptions {
-                    min_position: last.load(std::sync::atomic::Ordering::Relaxed),
-                }),
-                ..Default::default()
-            },
+        // Every page: more users than one page holds may have been made.
+        let (mut listed, mut page_token) = (0, String::new());
+        loop {
+            let request = authed(
+                &self.auth,
+                v1::ListPrincipalsRequest {
+                    options: Some(v1::QueryOptions {
+                        min_position: last.load(std::sync::atomic::Ordering::Relaxed),
+                    }),
+                    page_size: 5000,
+                    page_token,
+                },
+            );
+            let page = client.list_principals(request).await.unwrap().into_inner();
+            listed += page.principals.len();
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        assert!(
+            listed > users,
+            "{listed} principals listed for {users} users made"
         );
-        let listed = client.list_principals(request).await.unwrap().into_inner();
-        assert!(listed.principals.len() > users);
     }
 
     /// Adds users `u-{client * each + i}` to `group`, resending `Aborted`
