@@ -263,6 +263,21 @@ pub async fn serve(
             }
         })
     });
+    // Folding the log at start (or reading the snapshot) leaves freed
+    // memory among the model's: given back once the model has caught up.
+    let released = tokio::spawn({
+        let app = app.clone();
+        async move {
+            tokio::select! {
+                rebuilt = app.model.wait_caught_up(REBUILD_TIMEOUT) => {
+                    if rebuilt.is_ok() {
+                        release_freed("folding the event log at start").await;
+                    }
+                }
+                () = app.shutting_down() => {}
+            }
+        }
+    });
     let mut down = app.shutdown.clone();
     // The sweep decides on the read model: not before it has caught up.
     let sweeper = tokio::spawn({
@@ -356,6 +371,7 @@ pub async fn serve(
     };
     // The sweep stops on the shutdown switch; let its last command finish.
     let _ = sweeper.await;
+    let _ = released.await;
     if let Some(checkpointer) = checkpointer {
         let _ = checkpointer.await;
     }
@@ -433,6 +449,8 @@ async fn take_snapshot(app: &App, file: Arc<SnapshotFile>, last: Position) -> Op
             elapsed_ms = started.elapsed().as_millis() as u64,
             "wrote the read-model snapshot"
         );
+        // The encoded copy of the whole model is freed now.
+        release_freed_now("writing the read-model snapshot");
         Ok::<_, crate::snapshot::SnapshotError>(Some(at.position))
     })
     .await;
@@ -447,6 +465,25 @@ async fn take_snapshot(app: &App, file: Arc<SnapshotFile>, last: Position) -> Op
             None
         }
     }
+}
+
+/// Gives the system back the pages freed by the burst of short-lived
+/// allocations that `after` names, logging how long it took (ADR 0030).
+/// Blocks while it walks the allocator's arenas: on a blocking thread.
+pub(crate) fn release_freed_now(after: &'static str) {
+    let started = std::time::Instant::now();
+    let released = sealplane_host::memory::release_freed();
+    tracing::debug!(
+        after,
+        released,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "gave freed memory back to the system"
+    );
+}
+
+/// As [`release_freed_now`], from a task.
+pub(crate) async fn release_freed(after: &'static str) {
+    let _ = tokio::task::spawn_blocking(move || release_freed_now(after)).await;
 }
 
 /// Accepted connections with Nagle's algorithm off: the API streams small

@@ -157,6 +157,7 @@ pub async fn verify_in_background(
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "background verification of the whole event log passed"
                 );
+                crate::server::release_freed("the background verification of the event log").await;
                 return;
             }
             Err(CheckpointFailure::Broken(at)) => {

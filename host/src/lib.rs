@@ -2,7 +2,9 @@
 //! atomic files with private modes ([`durable`]), and logging setup
 //! (`logging`, behind the cargo feature of that name, so a process that
 //! only writes files links no `tracing-subscriber`), and the admin
-//! listener's `/healthz` and `/readyz` (`admin`, feature of that name).
+//! listener's `/healthz` and `/readyz` (`admin`, feature of that name),
+//! and handing freed memory back to the system (`memory`, feature of that
+//! name).
 //!
 //! Every process writes small files that must survive a crash whole or
 //! not at all (keys, identities, pins, checkpoints, the file store's
@@ -14,11 +16,15 @@
 //! it writes are the caller's business (a caller that writes key material
 //! keeps it in its own zeroizing buffer).
 
-#![forbid(unsafe_code)]
+// Denied, not forbidden: `memory` makes the one call into glibc that has no
+// safe wrapper (ADR 0030), and allows it there alone.
+#![deny(unsafe_code)]
 
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod durable;
 #[cfg(feature = "logging")]
 pub mod logging;
+#[cfg(feature = "memory")]
+pub mod memory;
 pub mod private;

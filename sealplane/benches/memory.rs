@@ -6,7 +6,8 @@
 //! created, key provided, sealed upload of a ~1 KiB value, stored, version
 //! recorded: six events through the real command handler and aggregates),
 //! then starts the real `sealplane serve` on it and reads the process's
-//! resident memory (`VmRSS`, and the peak `VmHWM`) once it serves, and how
+//! resident memory (`VmRSS`, and the peak `VmHWM`) once it serves and its
+//! resident size has settled (two readings a second apart within 1%), and how
 //! long the start took (the whole hash chain is verified and the read model
 //! rebuilt from the log). The puts are written twice: all at once (every
 //! upload request still within the read model's hour of retention, so it
@@ -31,19 +32,31 @@ fn serve_and_measure(dir: &Path) -> (Duration, u64, u64) {
     let started = Instant::now();
     control_plane.start();
     let took = started.elapsed();
-    // Let allocations settle (the projection task finishes catching up).
-    std::thread::sleep(Duration::from_millis(500));
     let pid = control_plane.process().id();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb = |field: &str| -> u64 {
-        status
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
             .lines()
             .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap()
     };
-    let (rss, hwm) = (kb("VmRSS:"), kb("VmHWM:"));
+    // Once it has settled: after ready, the first snapshot is encoded and
+    // written, and the memory of such bursts given back (ADR 0030). Read
+    // every 250 ms until two readings a second apart differ by under 1%
+    // (at most 20 s); the peak is reported beside it.
+    let mut readings = vec![];
+    for _ in 0..80 {
+        std::thread::sleep(Duration::from_millis(250));
+        readings.push(kb("VmRSS:"));
+        if let [.., before, _, _, now] = readings[..]
+            && before.abs_diff(now) * 100 < before
+        {
+            break;
+        }
+    }
+    let (rss, hwm) = (readings[readings.len() - 1], kb("VmHWM:"));
     control_plane.stop();
     (took, rss, hwm)
 }
