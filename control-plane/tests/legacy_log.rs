@@ -48,7 +48,7 @@ async fn an_old_log_verifies_and_rebuilds_the_read_model_it_had() {
                 let last = s.versions().last().unwrap();
                 (
                     uri.to_string(),
-                    (last.version, last.hash.clone(), s.is_deleted()),
+                    (last.version, last.hash.to_string(), s.is_deleted()),
                 )
             })
             .collect::<BTreeMap<_, _>>()
@@ -79,7 +79,7 @@ async fn an_old_log_verifies_and_rebuilds_the_read_model_it_had() {
         secret
             .versions()
             .iter()
-            .map(|v| v.hash.clone())
+            .map(|v| v.hash.to_string())
             .collect::<Vec<_>>()
     });
     let then_hashes: Vec<String> = described["versions"]

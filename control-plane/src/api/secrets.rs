@@ -131,7 +131,7 @@ pub fn upload_status(
             .filter(|v| v.version == version)
     {
         status.version = stored.version;
-        status.hash = stored.hash.clone();
+        status.hash = stored.hash.to_string();
         status.key_hashes = stored.key_hashes.clone().into_iter().collect();
     }
     status
@@ -154,7 +154,7 @@ fn summary(uri: &SecretUri, secret: &Secret) -> v1::SecretSummary {
     v1::SecretSummary {
         uri: uri.to_string(),
         version: last.map(|v| v.version).unwrap_or(0),
-        hash: last.map(|v| v.hash.clone()).unwrap_or_default(),
+        hash: last.map(|v| v.hash.to_string()).unwrap_or_default(),
         updated_by: last.map(|v| v.by.to_string()).unwrap_or_default(),
         updated_at: last
             .map(|v| v.at.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -198,7 +198,7 @@ pub fn secret_detail(uri: &SecretUri, s: &Secret) -> v1::GetSecretReply {
             .iter()
             .map(|v| v1::SecretVersion {
                 version: v.version,
-                hash: v.hash.clone(),
+                hash: v.hash.to_string(),
                 key_hashes: v.key_hashes.clone().into_iter().collect(),
                 request_id: v.request_id.to_string(),
                 by: v.by.to_string(),

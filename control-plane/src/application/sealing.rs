@@ -82,7 +82,7 @@ pub async fn submit_sealed(
             .get(&uri)
             .filter(|s| s.exists())
             .and_then(|s| s.versions().last())
-            .map(|v| (v.version, v.hash.clone()));
+            .map(|v| (v.version, v.hash.to_string()));
         (key, current)
     });
     let ttl = TimeDelta::from_std(app.limits.upload_key_ttl()).map_err(|_| {

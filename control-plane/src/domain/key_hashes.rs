@@ -1,22 +1,137 @@
-//! The keyed hash of each key of a value (SPEC §4), as events and the read
-//! model hold them.
+//! The keyed hashes of a value (SPEC §4), as events and the read model
+//! hold them: a hash as its label and 32 bytes ([`StoredHash`]), and the
+//! hash of each key ([`KeyHashes`]).
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 
+use sealplane_proto::keyed_hash::KeyedHash;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// A keyed hash, written and read as its text
+/// (`hmac-sha256-v2:<key id>:<64 hex digits>`), held in 48 bytes and no
+/// allocation of its own: the digest as bytes and the label before it
+/// (version and key id, the same for every hash of a deployment's
+/// fingerprint key) shared. The read model holds four of them per version
+/// of every secret (the value's and three keys' in a typical one); as
+/// text each was a 96-byte allocation. Text that is not a keyed hash (the
+/// domain refuses such reports; an old event might hold one) is kept as
+/// written.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredHash(Held);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Held {
+    Digest { label: Arc<str>, digest: [u8; 32] },
+    Text(Box<str>),
+}
+
+/// Most labels shared; a deployment has one per fingerprint key (and hash
+/// version) it ever used. Hashes with any further label keep their text.
+const MOST_LABELS: usize = 64;
+
+/// The labels seen so far, each once.
+static LABELS: Mutex<Vec<Arc<str>>> = Mutex::new(Vec::new());
+
+/// The shared copy of `label`, or `None` when [`MOST_LABELS`] others are
+/// held already.
+fn shared(label: &str) -> Option<Arc<str>> {
+    let mut labels = LABELS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(held) = labels.iter().find(|l| &***l == label) {
+        return Some(held.clone());
+    }
+    if labels.len() >= MOST_LABELS {
+        return None;
+    }
+    let held: Arc<str> = Arc::from(label);
+    labels.push(held.clone());
+    Some(held)
+}
+
+impl StoredHash {
+    /// Holds `text` (as a digest when it is a keyed hash).
+    pub fn new(text: &str) -> Self {
+        let compact = KeyedHash::parse(text).and_then(|parsed| {
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(parsed.hex, &mut digest).ok()?;
+            // The label is the text before the last colon: the parse
+            // checked there are 64 hex digits after it.
+            let label = shared(&text[..text.len() - parsed.hex.len() - 1])?;
+            Some(Held::Digest { label, digest })
+        });
+        StoredHash(compact.unwrap_or_else(|| Held::Text(text.into())))
+    }
+}
+
+impl fmt::Display for StoredHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Held::Digest { label, digest } => write!(f, "{label}:{}", hex::encode(digest)),
+            Held::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// As its text: a keyed hash is no secret (SPEC §4).
+impl fmt::Debug for StoredHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+impl From<&str> for StoredHash {
+    fn from(text: &str) -> Self {
+        StoredHash::new(text)
+    }
+}
+
+impl From<String> for StoredHash {
+    fn from(text: String) -> Self {
+        StoredHash::new(&text)
+    }
+}
+
+impl From<&String> for StoredHash {
+    fn from(text: &String) -> Self {
+        StoredHash::new(text)
+    }
+}
+
+impl PartialEq<str> for StoredHash {
+    fn eq(&self, other: &str) -> bool {
+        match &self.0 {
+            Held::Text(text) => &**text == other,
+            Held::Digest { .. } => *self == StoredHash::new(other),
+        }
+    }
+}
+
+impl Serialize for StoredHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(StoredHash::new(&text))
+    }
+}
+
 /// Key name → keyed hash, each key once, in key order: written as the JSON
-/// map a `BTreeMap` writes, held as one sorted vector of exactly its length.
+/// map a `BTreeMap` writes, held as one sorted slice of exactly its length.
 /// The read model keeps one per version of every secret and per recent
 /// upload, and a value has a handful of keys: a `BTreeMap` would allocate a
 /// node of eleven slots for each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KeyHashes(Vec<(String, String)>);
+pub struct KeyHashes(Box<[(Box<str>, StoredHash)]>);
 
 impl KeyHashes {
     /// No keys.
     pub fn new() -> Self {
-        KeyHashes(Vec::new())
+        KeyHashes::default()
     }
 
     /// How many keys.
@@ -30,34 +145,41 @@ impl KeyHashes {
     }
 
     /// The hash of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.position(key).ok().map(|i| self.0[i].1.as_str())
+    pub fn get(&self, key: &str) -> Option<&StoredHash> {
+        self.position(key).ok().map(|i| &self.0[i].1)
     }
 
     /// Sets the hash of `key`, returning the one it replaces.
-    pub fn insert(&mut self, key: String, hash: String) -> Option<String> {
+    pub fn insert(&mut self, key: String, hash: String) -> Option<StoredHash> {
+        let hash = StoredHash::new(&hash);
         match self.position(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, hash)),
             Err(i) => {
-                self.0.insert(i, (key, hash));
+                let mut pairs = std::mem::take(&mut self.0).into_vec();
+                pairs.insert(i, (key.into(), hash));
+                self.0 = pairs.into_boxed_slice();
                 None
             }
         }
     }
 
     /// (key, hash) in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, h)| (k, h))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &StoredHash)> {
+        self.0.iter().map(|(k, h)| (&**k, h))
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+        self.0.binary_search_by(|(k, _)| (**k).cmp(key))
     }
 }
 
 impl From<BTreeMap<String, String>> for KeyHashes {
     fn from(map: BTreeMap<String, String>) -> Self {
-        KeyHashes(map.into_iter().collect())
+        KeyHashes(
+            map.into_iter()
+                .map(|(k, h)| (k.into_boxed_str(), StoredHash::new(&h)))
+                .collect(),
+        )
     }
 }
 
@@ -74,11 +196,18 @@ impl FromIterator<(String, String)> for KeyHashes {
     }
 }
 
+/// (key, hash as text) in key order, as the API's maps take them.
 impl IntoIterator for KeyHashes {
     type Item = (String, String);
-    type IntoIter = std::vec::IntoIter<(String, String)>;
+    type IntoIter = std::iter::Map<
+        std::vec::IntoIter<(Box<str>, StoredHash)>,
+        fn((Box<str>, StoredHash)) -> (String, String),
+    >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.0
+            .into_vec()
+            .into_iter()
+            .map(|(k, h)| (k.into_string(), h.to_string()))
     }
 }
 
@@ -105,6 +234,10 @@ mod tests {
             .collect()
     }
 
+    fn v2(c: char) -> String {
+        format!("hmac-sha256-v2:k1:{}", c.to_string().repeat(64))
+    }
+
     #[test]
     fn given_a_map_when_written_then_the_json_is_the_maps_and_reads_back() {
         let hashes = KeyHashes::from(map());
@@ -115,7 +248,7 @@ mod tests {
             serde_json::from_str(r#"{"user":"h1","password":"h2","cert":"h3"}"#).unwrap();
         assert_eq!(back, hashes);
         assert_eq!(
-            back.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            back.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             ["cert", "password", "user"]
         );
     }
@@ -125,24 +258,65 @@ mod tests {
         let mut hashes = KeyHashes::from(map());
         assert_eq!(
             (hashes.len(), hashes.get("password"), hashes.get("nope")),
-            (3, Some("h2"), None)
+            (3, Some(&StoredHash::from("h2")), None)
         );
         assert_eq!(
             hashes.insert("password".into(), "h9".into()),
-            Some("h2".to_owned())
+            Some("h2".into())
         );
         assert_eq!(hashes.insert("api".into(), "h0".into()), None);
-        assert_eq!(
-            hashes.iter().next(),
-            Some((&"api".to_owned(), &"h0".to_owned()))
-        );
-        assert_eq!(hashes.get("password"), Some("h9"));
+        assert_eq!(hashes.iter().next(), Some(("api", &"h0".into())));
+        assert_eq!(hashes.get("password"), Some(&"h9".into()));
         let repeated: KeyHashes = [
             ("k".to_owned(), "a".to_owned()),
             ("k".to_owned(), "b".to_owned()),
         ]
         .into();
-        assert_eq!((repeated.len(), repeated.get("k")), (1, Some("b")));
+        assert_eq!((repeated.len(), repeated.get("k")), (1, Some(&"b".into())));
         assert!(KeyHashes::new().is_empty());
+    }
+
+    #[test]
+    fn given_keyed_hashes_when_held_then_they_read_back_as_written_in_no_allocation_of_their_own() {
+        for text in [
+            v2('a'),
+            "hmac-sha256:dev:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+                .to_owned(),
+        ] {
+            let held = StoredHash::new(&text);
+            assert!(matches!(held.0, Held::Digest { .. }), "{text}");
+            assert_eq!(held.to_string(), text);
+            assert_eq!(format!("{held:?}"), format!("{text:?}"));
+            assert!(held == *text.as_str());
+            let json = serde_json::to_string(&held).unwrap();
+            assert_eq!(json, serde_json::to_string(&text).unwrap());
+            assert_eq!(serde_json::from_str::<StoredHash>(&json).unwrap(), held);
+        }
+        // One label, shared by every hash that has it.
+        let (a, b) = (StoredHash::new(&v2('a')), StoredHash::new(&v2('b')));
+        let (Held::Digest { label: la, .. }, Held::Digest { label: lb, .. }) = (&a.0, &b.0) else {
+            panic!("not held as digests");
+        };
+        assert!(Arc::ptr_eq(la, lb));
+        assert_ne!(a, b);
+        assert_eq!(std::mem::size_of::<StoredHash>(), 48);
+    }
+
+    #[test]
+    fn given_text_that_is_not_a_keyed_hash_when_held_then_it_is_kept_exactly() {
+        for text in [
+            "h1",
+            "",
+            // Upper-case hex is not the format: kept as it was written, not
+            // turned into the lower-case spelling.
+            "hmac-sha256-v2:k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "hmac-sha256-v2:k1:abc",
+            "sha256:abc",
+        ] {
+            let held = StoredHash::new(text);
+            assert!(matches!(held.0, Held::Text(_)), "{text}");
+            assert_eq!(held.to_string(), text);
+            assert!(held == *text);
+        }
     }
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::key_hashes::KeyHashes;
+use super::key_hashes::{KeyHashes, StoredHash};
 use super::names::{SecretUri, Slug, StoreName};
 use super::upload::malformed_hash;
 use super::{Actor, Aggregate, CommandArguments, Context, DomainEvent, Refusal, RefusalKind, Role};
@@ -288,7 +288,7 @@ pub struct Version {
     /// The upstream version.
     pub version: u64,
     /// The keyed hash of the whole value.
-    pub hash: String,
+    pub hash: StoredHash,
     /// The keyed hash of each key.
     pub key_hashes: KeyHashes,
     /// The upload request that wrote it.
@@ -782,7 +782,7 @@ impl Aggregate for Secret {
                 self.versions.reserve_exact(1);
                 self.versions.push(Version {
                     version: *version,
-                    hash: hash.clone(),
+                    hash: hash.into(),
                     key_hashes: key_hashes.clone(),
                     request_id: *request_id,
                     by: by.clone(),

@@ -558,7 +558,7 @@ pub fn malformed_hash(hash: &str, key_hashes: &KeyHashes) -> Option<String> {
         return Some("hash".to_owned());
     };
     let mut keys = key_hashes.iter();
-    keys.find(|(_, h)| keyed_hash::version_of(h) != Some(version))
+    keys.find(|(_, h)| keyed_hash::version_of(&h.to_string()) != Some(version))
         .map(|(key, _)| format!("key_hashes[{key}]"))
 }
 

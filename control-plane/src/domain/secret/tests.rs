@@ -235,7 +235,7 @@ fn the_serving_reactor_records_each_version_once() {
         .then_events(vec![version_added(1)]);
     let expected = Version {
         version: 1,
-        hash: hash("a"),
+        hash: hash("a").into(),
         key_hashes: [("password".to_owned(), hash("b"))].into(),
         request_id: Uuid::from_u128(1),
         by: slug("alice"),
