@@ -1,9 +1,12 @@
 //! Names that appear in commands: store names, principal slugs, secret
-//! paths and uris (SPEC §3, §6). Each type only holds a valid value.
+//! paths and uris (SPEC §3, §6). Each type only holds a valid value, and
+//! holds it inline when it is 24 bytes or shorter (`CompactString`): the
+//! control plane keeps several per secret (ADR 0032).
 
 use std::fmt;
 use std::str::FromStr;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// Longest secret path, in bytes.
@@ -50,14 +53,14 @@ macro_rules! label_type {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
             /// Parses the name, refusing anything but a DNS label.
             pub fn parse(s: impl Into<String>) -> Result<Self, InvalidName> {
                 let s = s.into();
                 check_label(&s, $what)?;
-                Ok($name(s))
+                Ok($name(CompactString::from(s)))
             }
 
             /// The name as text.
@@ -75,7 +78,7 @@ macro_rules! label_type {
 
         impl From<$name> for String {
             fn from(n: $name) -> String {
-                n.0
+                n.0.into_string()
             }
         }
 
@@ -128,7 +131,7 @@ pub fn segment_problem(seg: &str) -> Option<&'static str> {
 /// `/`, no empty, `.` or `..` segment, at most 512 bytes.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct SecretPath(String);
+pub struct SecretPath(CompactString);
 
 impl SecretPath {
     /// Parses a path.
@@ -143,7 +146,7 @@ impl SecretPath {
         if let Some(seg) = s.split('/').find(|seg| segment_problem(seg).is_some()) {
             return Err(InvalidName::BadSegment(seg.to_owned()));
         }
-        Ok(SecretPath(s))
+        Ok(SecretPath(CompactString::from(s)))
     }
 
     /// The path as text.
@@ -166,7 +169,7 @@ impl TryFrom<String> for SecretPath {
 
 impl From<SecretPath> for String {
     fn from(p: SecretPath) -> String {
-        p.0
+        p.0.into_string()
     }
 }
 
@@ -375,6 +378,26 @@ mod tests {
         for bad in ["vault:/x", "Vault://x", "vault://", "vault://a//b", "://x"] {
             assert!(SecretRef::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn names_of_24_bytes_or_fewer_are_held_inline_and_read_back_as_given() {
+        let short = SecretPath::parse("payments/db-primary-pass").unwrap();
+        let long = SecretPath::parse("payments/db-primary-password").unwrap();
+        let (store, slug) = (
+            StoreName::parse("vault-prod").unwrap(),
+            Slug::parse("a".repeat(63)).unwrap(),
+        );
+        assert_eq!(short.as_str().len(), 24);
+        assert!(!short.0.is_heap_allocated());
+        assert!(long.0.is_heap_allocated());
+        assert!(!store.0.is_heap_allocated());
+        assert!(slug.0.is_heap_allocated());
+        assert_eq!(String::from(long), "payments/db-primary-password");
+        assert_eq!(slug.as_str(), "a".repeat(63));
+        assert_eq!(store.to_string(), "vault-prod");
+        assert!(short < SecretPath::parse("payments/db-primary-passx").unwrap());
+        assert_eq!(std::mem::size_of::<Option<SecretPath>>(), 24);
     }
 
     #[test]
