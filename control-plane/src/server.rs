@@ -263,29 +263,17 @@ pub async fn serve(
             }
         })
     });
-    // Folding the log at start (or reading the snapshot) leaves freed
-    // memory among the model's: given back once the model has caught up.
-    let released = tokio::spawn({
-        let app = app.clone();
-        async move {
-            tokio::select! {
-                rebuilt = app.model.wait_caught_up(REBUILD_TIMEOUT) => {
-                    if rebuilt.is_ok() {
-                        release_freed("folding the event log at start").await;
-                    }
-                }
-                () = app.shutting_down() => {}
-            }
-        }
-    });
     let mut down = app.shutdown.clone();
     // The sweep decides on the read model: not before it has caught up.
+    // Folding the log (or reading the snapshot) to get there left freed
+    // memory among the model's: given back first.
     let sweeper = tokio::spawn({
         let app = app.clone();
         async move {
             tokio::select! {
                 rebuilt = app.model.wait_caught_up(REBUILD_TIMEOUT) => {
                     if rebuilt.is_ok() {
+                        release_freed("folding the event log at start").await;
                         crate::sweep::run(app).await;
                     }
                 }
@@ -371,7 +359,6 @@ pub async fn serve(
     };
     // The sweep stops on the shutdown switch; let its last command finish.
     let _ = sweeper.await;
-    let _ = released.await;
     if let Some(checkpointer) = checkpointer {
         let _ = checkpointer.await;
     }
