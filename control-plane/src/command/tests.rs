@@ -259,14 +259,7 @@ async fn racing_commands_on_one_aggregate_all_land_through_retries() {
             let (handler, barrier) = (handler.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                handler
-                    .execute::<Seats>(
-                        &seats(),
-                        &Reserve(seat),
-                        &ctx(user("alice", &[])),
-                        &CommandEnvelope::new("Reserve"),
-                    )
-                    .await
+                reserve(&handler, &seats(), seat, "alice").await
             })
         })
         .collect();
@@ -336,15 +329,7 @@ impl Decorator for AlwaysBehind {
 async fn a_command_that_keeps_losing_is_aborted_after_the_bound() {
     let handler =
         CommandHandler::new(Arc::new(AlwaysBehind(MemoryStore::new()))).with_max_retries(3);
-    let err = handler
-        .execute::<Seats>(
-            &seats(),
-            &Reserve(1),
-            &ctx(user("alice", &[])),
-            &CommandEnvelope::new("Reserve"),
-        )
-        .await
-        .unwrap_err();
+    let err = reserve(&handler, &seats(), 1, "alice").await.unwrap_err();
     match &err {
         CommandError::Aborted { stream, attempts } => {
             assert_eq!(stream, &seats());
@@ -384,42 +369,20 @@ async fn a_cached_aggregate_catches_up_with_another_processs_writes() {
     // Two handlers over one store: two control planes, each with its cache.
     let (_dir, a) = embedded().await;
     let b = CommandHandler::new(a.store().clone());
-    let alice = ctx(user("alice", &[]));
-    let reserve = |h: &CommandHandler, seat| {
-        let h = h.clone();
-        let alice = alice.clone();
-        async move {
-            h.execute::<Seats>(
-                &seats(),
-                &Reserve(seat),
-                &alice,
-                &CommandEnvelope::new("Reserve"),
-            )
-            .await
-        }
-    };
-    reserve(&a, 1).await.unwrap();
-    reserve(&b, 2).await.unwrap();
+    reserve(&a, &seats(), 1, "alice").await.unwrap();
+    reserve(&b, &seats(), 2, "alice").await.unwrap();
     // `a` decides on its cached state caught up from the log, not a stale copy.
     assert!(matches!(
-        reserve(&a, 2).await,
+        reserve(&a, &seats(), 2, "alice").await,
         Err(CommandError::Refused(SeatRefusal::Taken(2)))
     ));
-    let done = reserve(&a, 3).await.unwrap();
+    let done = reserve(&a, &seats(), 3, "alice").await.unwrap();
     assert_eq!(done.version, Some(StreamVersion(2)));
     // Racing across the two caches: the expected version still decides.
     let racers: Vec<_> = (0..8)
         .map(|i| {
             let h = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move {
-                h.execute::<Seats>(
-                    &seats(),
-                    &Reserve(9),
-                    &ctx(user(&format!("user{i}"), &[])),
-                    &CommandEnvelope::new("Reserve"),
-                )
-                .await
-            })
+            tokio::spawn(async move { reserve(&h, &seats(), 9, &format!("user{i}")).await })
         })
         .collect();
     let mut winners = 0;
@@ -669,6 +632,23 @@ async fn taken(handler: &CommandHandler, stream: &StreamId) -> BTreeSet<u32> {
     handler.load::<Seats>(stream).await.unwrap().state.taken
 }
 
+/// `who` reserves `seat` on `stream`, with a command id of its own.
+async fn reserve(
+    handler: &CommandHandler,
+    stream: &StreamId,
+    seat: u32,
+    who: &str,
+) -> Result<Executed, CommandError<SeatRefusal>> {
+    handler
+        .execute::<Seats>(
+            stream,
+            &Reserve(seat),
+            &ctx(user(who, &[])),
+            &CommandEnvelope::new("Reserve"),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn a_pair_of_commands_is_one_write_to_both_streams() {
     // Given an empty store
@@ -745,15 +725,7 @@ impl Decorator for Interloper {
     async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
         if parts.len() > 1 && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let other = CommandHandler::new(Arc::new(self.inner.clone()));
-            other
-                .execute::<Seats>(
-                    &gallery(),
-                    &Reserve(9),
-                    &ctx(user("bob", &[])),
-                    &CommandEnvelope::new("Reserve"),
-                )
-                .await
-                .unwrap();
+            reserve(&other, &gallery(), 9, "bob").await.unwrap();
         }
         self.inner.append_many(parts).await
     }
@@ -855,42 +827,21 @@ async fn a_cached_aggregate_is_read_again_only_when_the_store_cannot_say_it_is_c
             reads: Default::default(),
         });
         let handler = CommandHandler::new(store.clone());
-        let reserve = |seat| {
-            let handler = handler.clone();
-            async move {
-                handler
-                    .execute::<Seats>(
-                        &seats(),
-                        &Reserve(seat),
-                        &ctx(user("alice", &[])),
-                        &CommandEnvelope::new("Reserve"),
-                    )
-                    .await
-            }
-        };
         let reads = || store.reads.load(std::sync::atomic::Ordering::SeqCst);
-        reserve(1).await.unwrap();
+        reserve(&handler, &seats(), 1, "alice").await.unwrap();
         let after_first = reads();
         // When the next command finds its cached state current
-        reserve(2).await.unwrap();
+        reserve(&handler, &seats(), 2, "alice").await.unwrap();
         // Then it reads the stream again only when the store cannot say so
         assert_eq!(reads() - after_first, usize::from(!knows), "knows: {knows}");
 
         // When another writer appends behind the handler's back
         let other = CommandHandler::new(Arc::new(store.inner.clone()));
-        other
-            .execute::<Seats>(
-                &seats(),
-                &Reserve(3),
-                &ctx(user("bob", &[])),
-                &CommandEnvelope::new("Reserve"),
-            )
-            .await
-            .unwrap();
+        reserve(&other, &seats(), 3, "bob").await.unwrap();
         // Then the handler reads it before it decides
         let before = reads();
         assert!(matches!(
-            reserve(3).await,
+            reserve(&handler, &seats(), 3, "alice").await,
             Err(CommandError::Refused(SeatRefusal::Taken(3)))
         ));
         assert_eq!(reads() - before, 1, "knows: {knows}");
