@@ -92,17 +92,15 @@ impl From<String> for StoredHash {
     }
 }
 
-impl From<&String> for StoredHash {
-    fn from(text: &String) -> Self {
-        StoredHash::new(text)
-    }
-}
-
+/// Equal when it reads back as `other` (never adds a label to the table).
 impl PartialEq<str> for StoredHash {
     fn eq(&self, other: &str) -> bool {
         match &self.0 {
             Held::Text(text) => &**text == other,
-            Held::Digest { .. } => *self == StoredHash::new(other),
+            Held::Digest { label, digest } => other
+                .strip_prefix(&**label)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .is_some_and(|hex| hex == hex::encode(digest)),
         }
     }
 }

@@ -782,7 +782,7 @@ impl Aggregate for Secret {
                 self.versions.reserve_exact(1);
                 self.versions.push(Version {
                     version: *version,
-                    hash: hash.into(),
+                    hash: StoredHash::new(hash),
                     key_hashes: key_hashes.clone(),
                     request_id: *request_id,
                     by: by.clone(),
