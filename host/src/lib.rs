@@ -3,7 +3,8 @@
 //! (`logging`, behind the cargo feature of that name, so a process that
 //! only writes files links no `tracing-subscriber`), and the admin
 //! listener's `/healthz` and `/readyz` (`admin`, feature of that name),
-//! and handing freed memory back to the system (`memory`, feature of that
+//! and the allocator's settings for a long-running process: handing freed
+//! memory back to the system and fewer arenas (`memory`, feature of that
 //! name).
 //!
 //! Every process writes small files that must survive a crash whole or
@@ -16,8 +17,8 @@
 //! it writes are the caller's business (a caller that writes key material
 //! keeps it in its own zeroizing buffer).
 
-// Denied, not forbidden: `memory` makes the one call into glibc that has no
-// safe wrapper (ADR 0030), and allows it there alone.
+// Denied, not forbidden: `memory` makes the two calls into glibc that have
+// no safe wrapper (ADR 0030, 0033), and allows them there alone.
 #![deny(unsafe_code)]
 
 #[cfg(feature = "admin")]

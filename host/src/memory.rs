@@ -1,4 +1,5 @@
-//! Handing the system back memory the process has freed (ADR 0030).
+//! Handing the system back memory the process has freed (ADR 0030), and
+//! keeping it in few arenas (ADR 0033).
 //!
 //! glibc's allocator keeps what a program frees in its arenas for reuse,
 //! and gives pages back to the system on its own only from the top of a
@@ -29,5 +30,29 @@ pub fn release_freed() -> bool {
 /// Off glibc: nothing to do.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_freed() -> bool {
+    false
+}
+
+/// Makes every thread allocate from one of at most `arenas` arenas
+/// (glibc's `mallopt(M_ARENA_MAX)`, ADR 0033); whether glibc took it.
+/// glibc otherwise gives threads up to eight arenas per core, and what
+/// one thread allocates and another frees stays in the first one's: the
+/// read model, folded by the runtime's workers from events that blocking
+/// threads decoded, ends up spread over several arenas, each as large as
+/// its own peak. Call it first thing in `main`, before any thread exists:
+/// an arena, once made, stays. Elsewhere than glibc it does nothing and
+/// returns false.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code, reason = "glibc's mallopt has no safe wrapper (ADR 0033)")]
+pub fn limit_arenas(arenas: std::num::NonZeroU16) -> bool {
+    // SAFETY: mallopt takes two integers and reads no memory of ours; it
+    // sets a limit glibc reads under its own lock when a thread first
+    // allocates, so it is sound from any thread at any time.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, i32::from(arenas.get())) == 1 }
+}
+
+/// Off glibc: nothing to do.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn limit_arenas(_arenas: std::num::NonZeroU16) -> bool {
     false
 }

@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::num::NonZeroU16;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -162,8 +163,21 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Arenas the allocator keeps (ADR 0033): one, so the read model and the
+/// memory freed around it share pages and the freed memory is reused or
+/// given back, rather than each thread's arena staying at its own peak.
+const ARENAS: NonZeroU16 = NonZeroU16::MIN;
+
+fn main() -> anyhow::Result<()> {
+    // Before the runtime starts any thread: an arena, once made, stays.
+    sealplane_host::memory::limit_arenas(ARENAS);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The kurrentdb client links aws-lc beside the tree's ring: with two
     // providers rustls needs the process default named.
