@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use compact_str::CompactString;
 use sealplane_proto::keyed_hash::KeyedHash;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A keyed hash, written and read as its text
-/// (`hmac-sha256-v2:<key id>:<64 hex digits>`), held in 48 bytes and no
+/// (`hmac-sha256-v2:<key id>:<64 hex digits>`), held in 40 bytes and no
 /// allocation of its own: the digest as bytes and the label before it
 /// (version and key id, the same for every hash of a deployment's
-/// fingerprint key) shared. The read model holds four of them per version
+/// fingerprint key) as its place in a process-wide table (ADR 0031,
+/// 0033). The read model holds four of them per version
 /// of every secret (the value's and three keys' in a typical one); as
 /// text each was a 96-byte allocation. Text that is not a keyed hash (the
 /// domain refuses such reports; an old event might hold one) is kept as
@@ -23,7 +25,12 @@ pub struct StoredHash(Held);
 
 #[derive(Clone, PartialEq, Eq)]
 enum Held {
-    Digest { label: Arc<str>, digest: [u8; 32] },
+    /// `label` is the label's place in [`LABELS`], which only grows: each
+    /// label is there once, so equal places are equal labels.
+    Digest {
+        label: u8,
+        digest: [u8; 32],
+    },
     Text(Box<str>),
 }
 
@@ -34,19 +41,25 @@ const MOST_LABELS: usize = 64;
 /// The labels seen so far, each once.
 static LABELS: Mutex<Vec<Arc<str>>> = Mutex::new(Vec::new());
 
-/// The shared copy of `label`, or `None` when [`MOST_LABELS`] others are
-/// held already.
-fn shared(label: &str) -> Option<Arc<str>> {
+/// The place of `label` in [`LABELS`] (added when new), or `None` when
+/// [`MOST_LABELS`] others are held already.
+fn shared(label: &str) -> Option<u8> {
     let mut labels = LABELS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(held) = labels.iter().find(|l| &***l == label) {
-        return Some(held.clone());
-    }
-    if labels.len() >= MOST_LABELS {
-        return None;
-    }
-    let held: Arc<str> = Arc::from(label);
-    labels.push(held.clone());
-    Some(held)
+    let at = match labels.iter().position(|l| &**l == label) {
+        Some(at) => at,
+        None if labels.len() >= MOST_LABELS => return None,
+        None => {
+            labels.push(Arc::from(label));
+            labels.len() - 1
+        }
+    };
+    u8::try_from(at).ok()
+}
+
+/// The label at `place` in [`LABELS`].
+fn label(place: u8) -> Arc<str> {
+    let labels = LABELS.lock().unwrap_or_else(|p| p.into_inner());
+    labels[usize::from(place)].clone()
 }
 
 impl StoredHash {
@@ -67,7 +80,9 @@ impl StoredHash {
 impl fmt::Display for StoredHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Held::Digest { label, digest } => write!(f, "{label}:{}", hex::encode(digest)),
+            Held::Digest { label: at, digest } => {
+                write!(f, "{}:{}", label(*at), hex::encode(digest))
+            }
             Held::Text(text) => f.write_str(text),
         }
     }
@@ -97,8 +112,8 @@ impl PartialEq<str> for StoredHash {
     fn eq(&self, other: &str) -> bool {
         match &self.0 {
             Held::Text(text) => &**text == other,
-            Held::Digest { label, digest } => other
-                .strip_prefix(&**label)
+            Held::Digest { label: at, digest } => other
+                .strip_prefix(&*label(*at))
                 .and_then(|rest| rest.strip_prefix(':'))
                 .is_some_and(|hex| hex == hex::encode(digest)),
         }
@@ -122,9 +137,11 @@ impl<'de> Deserialize<'de> for StoredHash {
 /// map a `BTreeMap` writes, held as one sorted slice of exactly its length.
 /// The read model keeps one per version of every secret and per recent
 /// upload, and a value has a handful of keys: a `BTreeMap` would allocate a
-/// node of eleven slots for each.
+/// node of eleven slots for each. A key's name is held inline up to 24
+/// bytes (ADR 0033): names are short, and each was an allocation of its
+/// own.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KeyHashes(Box<[(Box<str>, StoredHash)]>);
+pub struct KeyHashes(Box<[(CompactString, StoredHash)]>);
 
 impl KeyHashes {
     /// No keys.
@@ -175,7 +192,7 @@ impl From<BTreeMap<String, String>> for KeyHashes {
     fn from(map: BTreeMap<String, String>) -> Self {
         KeyHashes(
             map.into_iter()
-                .map(|(k, h)| (k.into_boxed_str(), StoredHash::new(&h)))
+                .map(|(k, h)| (CompactString::from(k), StoredHash::new(&h)))
                 .collect(),
         )
     }
@@ -198,8 +215,8 @@ impl FromIterator<(String, String)> for KeyHashes {
 impl IntoIterator for KeyHashes {
     type Item = (String, String);
     type IntoIter = std::iter::Map<
-        std::vec::IntoIter<(Box<str>, StoredHash)>,
-        fn((Box<str>, StoredHash)) -> (String, String),
+        std::vec::IntoIter<(CompactString, StoredHash)>,
+        fn((CompactString, StoredHash)) -> (String, String),
     >;
     fn into_iter(self) -> Self::IntoIter {
         self.0
@@ -275,6 +292,28 @@ mod tests {
     }
 
     #[test]
+    fn given_key_names_when_held_then_short_ones_need_no_allocation_and_all_read_back() {
+        let long = "a-key-name-longer-than-twenty-four-bytes".to_owned();
+        let hashes: KeyHashes = [
+            ("password".to_owned(), v2('a')),
+            (long.clone(), v2('b')),
+            ("twenty-four-bytes-exact!".to_owned(), v2('c')),
+        ]
+        .into();
+        let inline: Vec<_> = hashes
+            .0
+            .iter()
+            .map(|(k, _)| !k.is_heap_allocated())
+            .collect();
+        // In key order: the long name, "password", the 24-byte one.
+        assert_eq!(inline, [false, true, true]);
+        assert_eq!(hashes.get(&long), Some(&StoredHash::new(&v2('b'))));
+        let back: Vec<(String, String)> = hashes.into_iter().collect();
+        assert_eq!(back[0], (long, v2('b')));
+        assert_eq!(back[1], ("password".to_owned(), v2('a')));
+    }
+
+    #[test]
     fn given_keyed_hashes_when_held_then_they_read_back_as_written_in_no_allocation_of_their_own() {
         for text in [
             v2('a'),
@@ -290,14 +329,14 @@ mod tests {
             assert_eq!(json, serde_json::to_string(&text).unwrap());
             assert_eq!(serde_json::from_str::<StoredHash>(&json).unwrap(), held);
         }
-        // One label, shared by every hash that has it.
+        // One label, held once for every hash that has it.
         let (a, b) = (StoredHash::new(&v2('a')), StoredHash::new(&v2('b')));
         let (Held::Digest { label: la, .. }, Held::Digest { label: lb, .. }) = (&a.0, &b.0) else {
             panic!("not held as digests");
         };
-        assert!(Arc::ptr_eq(la, lb));
+        assert_eq!(la, lb);
         assert_ne!(a, b);
-        assert_eq!(std::mem::size_of::<StoredHash>(), 48);
+        assert_eq!(std::mem::size_of::<StoredHash>(), 40);
     }
 
     #[test]
