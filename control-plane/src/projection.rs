@@ -23,6 +23,11 @@ use tokio::task::JoinHandle;
 pub trait Projection: Send + Sync + 'static {
     /// Folds one event in. Events arrive in position order, each once.
     fn apply(&mut self, event: &RecordedEvent);
+
+    /// Called once, when the fold at start has caught up with the log and
+    /// before anyone is told so: a projection that grew one event at a
+    /// time may lay itself out again (ADR 0033). Nothing by default.
+    fn caught_up(&mut self) {}
 }
 
 /// How far a projection has applied the log.
@@ -177,6 +182,7 @@ async fn follow<P: Projection>(
     mut next: Position,
 ) -> Result<(), StoreError> {
     let mut delay = FIRST_RESUBSCRIBE_DELAY;
+    let mut first_catch_up = true;
     loop {
         let mut events = store.subscribe_all(next);
         let failure = loop {
@@ -195,6 +201,9 @@ async fn follow<P: Projection>(
                     drop(applied);
                 }
                 Ok(SubscriptionMessage::CaughtUp(_)) => {
+                    if std::mem::take(&mut first_catch_up) {
+                        write(&model).caught_up();
+                    }
                     tx.send_modify(|p| p.caught_up = true);
                     if interrupted.swap(false, Ordering::SeqCst) {
                         tracing::info!(

@@ -272,9 +272,24 @@ impl Projection for ReadModel {
             );
         }
     }
+
+    fn caught_up(&mut self) {
+        self.repack();
+    }
 }
 
 impl ReadModel {
+    /// Lays the two maps that grow with the deployment (secrets and upload
+    /// requests) out again in full nodes, as a start from a snapshot reads
+    /// them (ADR 0033). Folded one event at a time, each of their B-tree
+    /// nodes was split in half once full and stays a little over half
+    /// full: at 100,000 secrets about 140 bytes a secret of empty slots.
+    /// The values move; none is copied.
+    fn repack(&mut self) {
+        self.secrets = std::mem::take(&mut self.secrets).into_iter().collect();
+        self.uploads = std::mem::take(&mut self.uploads).into_iter().collect();
+    }
+
     /// Drops the state of upload requests that finished more than the
     /// retention before `now` (log time).
     fn forget_finished_uploads(&mut self, now: DateTime<Utc>) {
