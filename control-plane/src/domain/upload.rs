@@ -71,7 +71,9 @@ struct Request {
     expires_at: DateTime<Utc>,
     /// For a sealed file (SPEC §11): its sealing key, whether it is to be
     /// resealed, and the secret's latest version and hash at submission.
-    sealed: Option<SealedFile>,
+    /// Boxed: most requests are no sealed file, and the read model holds
+    /// every request of the last hour (ADR 0033).
+    sealed: Option<Box<SealedFile>>,
 }
 
 /// What a sealed-file request carries besides the ciphertext.
@@ -104,7 +106,9 @@ pub struct UploadRequest {
     request: Option<Request>,
     /// The public key and signature, once provided (and until the read
     /// model compacts the ended request: [`UploadRequest::compact`]).
-    key: Option<(String, String)>,
+    /// Boxed: the read model compacts it away once the request ends, and
+    /// keeps the requests of the last hour (ADR 0033).
+    key: Option<Box<(String, String)>>,
     uploaded: bool,
     /// How the request ended, once it has.
     end: Option<End>,
@@ -648,17 +652,17 @@ impl UploadRequest {
 
     /// The reactor's one-time public key, base64, once provided.
     pub fn public_key(&self) -> Option<&str> {
-        self.key.as_ref().map(|(k, _)| k.as_str())
+        self.key.as_deref().map(|(k, _)| k.as_str())
     }
 
     /// The reactor's signature over the key, base64, once provided.
     pub fn signature(&self) -> Option<&str> {
-        self.key.as_ref().map(|(_, s)| s.as_str())
+        self.key.as_deref().map(|(_, s)| s.as_str())
     }
 
     /// For a sealed file: its key, whether it is a reseal, the version then.
     pub fn sealed(&self) -> Option<&SealedFile> {
-        self.request.as_ref().and_then(|r| r.sealed.as_ref())
+        self.request.as_ref().and_then(|r| r.sealed.as_deref())
     }
 
     /// The event that ended the request (`SecretUploaded`,
@@ -752,7 +756,7 @@ impl UploadRequest {
         expires_at: DateTime<Utc>,
     ) -> Result<Vec<UploadEvent>, UploadRefusal> {
         let request = self.served(ctx)?;
-        if let Some((k, s)) = &self.key {
+        if let Some((k, s)) = self.key.as_deref() {
             return if k == public_key && s == signature {
                 Ok(vec![])
             } else {
@@ -1160,11 +1164,11 @@ impl Aggregate for UploadRequest {
                     requester: requester.clone(),
                     purpose: Purpose::Put { adopt: false },
                     expires_at: *expires_at,
-                    sealed: Some(SealedFile {
+                    sealed: Some(Box::new(SealedFile {
                         key_id: key_id.clone(),
                         reseal: *reseal,
                         current_version: *current_version,
-                    }),
+                    })),
                 });
                 self.uploaded = true;
             }
@@ -1172,7 +1176,7 @@ impl Aggregate for UploadRequest {
                 public_key,
                 signature,
                 ..
-            } => self.key = Some((public_key.clone(), signature.clone())),
+            } => self.key = Some(Box::new((public_key.clone(), signature.clone()))),
             UploadEvent::SecretUploadRequested { .. } => self.uploaded = true,
             end => self.end = Some(End::Event(Box::new(end.clone()))),
         }
