@@ -14,7 +14,9 @@
 //! counts each secret with its upload), and a second apart, the last one
 //! now (as a steady put per second leaves them: only the last hour's
 //! requests held, so it counts the live secret). `-- --secrets N` changes
-//! the count; `SEALPLANE_BIN_DIR=DIR` measures another build's `sealplane`.
+//! the count; `SEALPLANE_BIN_DIR=DIR` measures another build's `sealplane`;
+//! `SEALPLANE_BENCH_JSON=FILE` also writes the figures as JSON (for
+//! `scripts/bench`).
 
 mod common;
 
@@ -119,6 +121,22 @@ async fn main() {
         secrets.min(3600),
         per_secret(spread_rss)
     );
+    if let Ok(path) = std::env::var("SEALPLANE_BENCH_JSON") {
+        let figures = serde_json::json!({
+            "secrets": secrets,
+            "events": events,
+            "empty_rss_mib": empty_rss as f64 / 1024.0,
+            "at_once_rss_mib": full_rss as f64 / 1024.0,
+            "apart_rss_mib": spread_rss as f64 / 1024.0,
+            "apart_uploads_held": secrets.min(3600),
+            "bytes_per_secret_with_upload": per_secret(full_rss),
+            "bytes_per_live_secret": per_secret(spread_rss),
+            "at_once_start_s": full_start.as_secs_f64(),
+            "apart_start_s": spread_start.as_secs_f64(),
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&figures).unwrap()).unwrap();
+        eprintln!("wrote {path}");
+    }
 }
 
 /// Writes `secrets` puts `apart` into a log in `dir`; (events, time taken, bytes on disk).

@@ -1,6 +1,7 @@
 //! The one table of `scripts/bench` (SPEC §9, issue 14): reads the JSON
 //! the benches of one run wrote into a directory (`put.json`,
-//! `put_vault.json`, `event_store.json`, `growth.json`), prints every
+//! `put_vault.json`, `event_store.json`, `growth.json`, `memory.json`),
+//! prints every
 //! figure of issue 14 beside its reference and its target, met or missed,
 //! then the growth table, and writes it all as one JSON file.
 //!
@@ -185,10 +186,11 @@ fn growth_rows(growth: Option<&Value>, rows: &mut Vec<Row>) {
         .and_then(|g| g["rows"].as_array())
         .and_then(|r| r.first());
     for at in [100_000, 1_000_000] {
-        let target = "≤ 1 KB per live secret";
         // Every history put falls within the read model's hour of upload
-        // retention: each secret counts with its upload request (the memory
-        // bench's "a second apart" row is the live secret alone).
+        // retention: each secret counts with its upload request, a stricter
+        // bound than the target's (the memory bench's row is the live
+        // secret alone).
+        let target = "≤ 1 KB per secret with its upload request (stricter)";
         let figure = format!(
             "resident memory, {} secrets, each with its upload request",
             rate(at as f64)
@@ -223,6 +225,34 @@ fn growth_rows(growth: Option<&Value>, rows: &mut Vec<Row>) {
             json: r.clone(),
         });
     }
+}
+
+/// The target's own figure: the memory bench's secrets put a second apart,
+/// so that only the last hour's upload requests are held beside them.
+fn memory_row(memory: Option<&Value>, rows: &mut Vec<Row>) {
+    let target = "≤ 1 KB per live secret";
+    let Some(m) = memory else {
+        rows.push(not_run(
+            "resident memory, 100,000 live secrets".to_owned(),
+            target,
+            "memory bench",
+        ));
+        return;
+    };
+    let bytes = f(m, "bytes_per_live_secret");
+    rows.push(Row {
+        figure: format!(
+            "resident memory, {} live secrets (put a second apart: the last hour's {} upload requests held)",
+            rate(f(m, "secrets")),
+            rate(f(m, "apart_uploads_held"))
+        ),
+        sealplane: format!("{:.1} MiB, {bytes:.0} B per secret", f(m, "apart_rss_mib")),
+        reference: format!("{:.1} MiB on an empty log", f(m, "empty_rss_mib")),
+        ratio: String::new(),
+        target,
+        met: Some(bytes <= 1024.0),
+        json: m.clone(),
+    });
 }
 
 fn store_rows(store: Option<&Value>, rows: &mut Vec<Row>) {
@@ -304,11 +334,13 @@ fn main() {
     let vault = read(&dir, "put_vault.json");
     let store = read(&dir, "event_store.json");
     let growth = read(&dir, "growth.json");
+    let memory = read(&dir, "memory.json");
     let run = read(&dir, "run.json").unwrap_or(Value::Null);
 
     let mut rows = vec![];
     put_rows(put.as_ref(), &mut rows);
     vault_rows(vault.as_ref(), &mut rows);
+    memory_row(memory.as_ref(), &mut rows);
     growth_rows(growth.as_ref(), &mut rows);
     store_rows(store.as_ref(), &mut rows);
 
@@ -410,6 +442,7 @@ fn main() {
             "put_vault": vault,
             "event_store": store,
             "growth": growth,
+            "memory": memory,
         },
     });
     std::fs::write(&out, serde_json::to_string_pretty(&all).unwrap()).unwrap();
