@@ -25,9 +25,10 @@ pub trait Projection: Send + Sync + 'static {
     fn apply(&mut self, event: &RecordedEvent);
 
     /// Called once, when the fold at start has caught up with the log and
-    /// before anyone is told so: a projection that grew one event at a
-    /// time may lay itself out again (ADR 0033). Nothing by default.
-    fn caught_up(&mut self) {}
+    /// before anyone is told so, with the number of events it folded to
+    /// get there: a projection that grew one event at a time may lay
+    /// itself out again (ADR 0033). Nothing by default.
+    fn caught_up(&mut self, _folded: u64) {}
 }
 
 /// How far a projection has applied the log.
@@ -182,7 +183,8 @@ async fn follow<P: Projection>(
     mut next: Position,
 ) -> Result<(), StoreError> {
     let mut delay = FIRST_RESUBSCRIBE_DELAY;
-    let mut first_catch_up = true;
+    // Events folded before the first catch-up; `None` after it.
+    let mut folded = Some(0u64);
     loop {
         let mut events = store.subscribe_all(next);
         let failure = loop {
@@ -193,6 +195,9 @@ async fn follow<P: Projection>(
                 Ok(SubscriptionMessage::Event(event)) => {
                     let mut applied = write(&model);
                     applied.apply(&event);
+                    if let Some(n) = folded.as_mut() {
+                        *n += 1;
+                    }
                     next = Position(event.position.0 + 1);
                     tx.send_modify(|p| {
                         p.position = event.position;
@@ -201,8 +206,8 @@ async fn follow<P: Projection>(
                     drop(applied);
                 }
                 Ok(SubscriptionMessage::CaughtUp(_)) => {
-                    if std::mem::take(&mut first_catch_up) {
-                        write(&model).caught_up();
+                    if let Some(n) = folded.take() {
+                        write(&model).caught_up(n);
                     }
                     tx.send_modify(|p| p.caught_up = true);
                     if interrupted.swap(false, Ordering::SeqCst) {
@@ -274,12 +279,18 @@ mod tests {
     struct PerStream {
         counts: BTreeMap<String, u64>,
         order: Vec<u64>,
+        /// What each `caught_up` call was told it folded.
+        caught_up_after: Vec<u64>,
     }
 
     impl Projection for PerStream {
         fn apply(&mut self, event: &RecordedEvent) {
             *self.counts.entry(event.stream_id.to_string()).or_default() += 1;
             self.order.push(event.position.0);
+        }
+
+        fn caught_up(&mut self, folded: u64) {
+            self.caught_up_after.push(folded);
         }
     }
 
@@ -333,6 +344,9 @@ mod tests {
         assert!(progress.position >= written);
         let (order, _) = projector.read(|m| m.order.clone());
         assert_eq!(order, (1..=9).collect::<Vec<_>>());
+        // Told once, at the first catch-up, of the five events it folded.
+        let (after, _) = projector.read(|m| m.caught_up_after.clone());
+        assert_eq!(after, [5]);
         store.close().await;
     }
 

@@ -273,10 +273,17 @@ impl Projection for ReadModel {
         }
     }
 
-    fn caught_up(&mut self) {
-        self.repack();
+    fn caught_up(&mut self, folded: u64) {
+        // A start from a snapshot read the maps packed already and folded
+        // only what came after it.
+        if folded >= REPACK_AFTER_EVENTS {
+            self.repack();
+        }
     }
 }
+
+/// Events folded one at a time at start after which the maps are packed.
+const REPACK_AFTER_EVENTS: u64 = 10_000;
 
 impl ReadModel {
     /// Lays the two maps that grow with the deployment (secrets and upload
