@@ -4,8 +4,13 @@
 //! set before any other thread allocates, and the harness's threads would.
 
 #[cfg(all(feature = "memory", target_os = "linux", target_env = "gnu"))]
+mod common;
+
+#[cfg(all(feature = "memory", target_os = "linux", target_env = "gnu"))]
 fn main() {
     use std::num::NonZeroU16;
+
+    use common::resident_kib;
     use std::sync::mpsc;
 
     const BLOCK: usize = 4096;
@@ -56,15 +61,3 @@ fn main() {
 
 #[cfg(not(all(feature = "memory", target_os = "linux", target_env = "gnu")))]
 fn main() {}
-
-/// This process's resident memory (`VmRSS`), in KiB.
-#[cfg(all(feature = "memory", target_os = "linux", target_env = "gnu"))]
-fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}

@@ -4,16 +4,9 @@
 
 #![cfg(all(feature = "memory", target_os = "linux", target_env = "gnu"))]
 
-/// This process's resident memory (`VmRSS`), in KiB.
-fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
+mod common;
+
+use common::resident_kib;
 
 #[test]
 fn freed_pages_kept_by_the_allocator_go_back_to_the_system() {
