@@ -8,7 +8,8 @@
 //! Each figure is the fastest of five rounds (`SEALPLANE_BENCH_ROUNDS`),
 //! Sealplane and raw taking turns to go first.
 //!
-//! `-- --events N` sets the size of the replay log (default 1,000,000);
+//! `-- --events N` sets the size of the replay log (default 1,000,000),
+//! `-- --reads-only` skips the appends;
 //! `SEALPLANE_BENCH_JSON=FILE` also writes the figures as JSON.
 
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ fn main() {
         .nth(1)
         .map(|n| n.parse().expect("--events takes a number"))
         .unwrap_or(1_000_000);
+    // `--reads-only`: the reads alone, to profile them or compare builds.
+    let reads_only = std::env::args().any(|a| a == "--reads-only");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -52,49 +55,53 @@ fn main() {
         );
     };
     let rounds = rounds();
-    let mut latencies = Vec::with_capacity(SINGLE_APPENDS * rounds);
-    let (ours, raw) = alternate(
-        rounds,
-        || rt.block_on(single_appends(&mut latencies)),
-        || raw_inserts(SINGLE_APPENDS, 1),
-    );
-    row(
-        "durable appends, 1 event each, 1 client (events/s)",
-        ours,
-        raw,
-    );
-    keep("single_appends", ours, raw);
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let lat = (pct(0.50), pct(0.99));
-    println!(
-        "| append latency, 1 event, 1 client | p50 {:.2} ms, p99 {:.2} ms | | |",
-        ms(lat.0),
-        ms(lat.1)
-    );
-    let latency = json!({ "p50_ms": ms(lat.0), "p99_ms": ms(lat.1) });
-    let (ours, raw) = alternate(
-        rounds,
-        || rt.block_on(concurrent_appends()),
-        || raw_inserts(SINGLE_APPENDS, 1),
-    );
-    row(
-        &format!("durable appends, 1 event each, {CONCURRENT_CLIENTS} clients (events/s)"),
-        ours,
-        raw,
-    );
-    keep("concurrent_appends", ours, raw);
-    let (ours, raw) = alternate(
-        rounds,
-        || rt.block_on(batched_appends()),
-        || raw_inserts(BATCHED_APPENDS * BATCH, BATCH),
-    );
-    row(
-        &format!("durable appends, {BATCH} events each (events/s)"),
-        ours,
-        raw,
-    );
-    keep("batched_appends", ours, raw);
+    let mut latency = serde_json::Value::Null;
+    if !reads_only {
+        let mut latencies = Vec::with_capacity(SINGLE_APPENDS * rounds);
+        let (ours, raw) = alternate(
+            rounds,
+            || rt.block_on(single_appends(&mut latencies)),
+            || raw_inserts(SINGLE_APPENDS, 1),
+        );
+        row(
+            "durable appends, 1 event each, 1 client (events/s)",
+            ours,
+            raw,
+        );
+        keep("single_appends", ours, raw);
+        latencies.sort();
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let lat = (pct(0.50), pct(0.99));
+        println!(
+            "| append latency, 1 event, 1 client | p50 {:.2} ms, p99 {:.2} ms | | |",
+            ms(lat.0),
+            ms(lat.1)
+        );
+        latency = json!({ "p50_ms": ms(lat.0), "p99_ms": ms(lat.1) });
+        let (ours, raw) = alternate(
+            rounds,
+            || rt.block_on(concurrent_appends()),
+            || raw_inserts(SINGLE_APPENDS, 1),
+        );
+        row(
+            &format!("durable appends, 1 event each, {CONCURRENT_CLIENTS} clients (events/s)"),
+            ours,
+            raw,
+        );
+        keep("concurrent_appends", ours, raw);
+        let (ours, raw) = alternate(
+            rounds,
+            || rt.block_on(batched_appends()),
+            || raw_inserts(BATCHED_APPENDS * BATCH, BATCH),
+        );
+        row(
+            &format!("durable appends, {BATCH} events each (events/s)"),
+            ours,
+            raw,
+        );
+        keep("batched_appends", ours, raw);
+    }
 
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("replay.db");
@@ -112,6 +119,22 @@ fn main() {
         raw,
     );
     keep("read_all", ours, raw);
+    // The same reads with raw SQLite holding its rows a page at a time, as
+    // any paged read returning owned events must: what holding a page
+    // costs, apart from the store's own work.
+    let (ours, raw) = alternate(
+        rounds,
+        || rt.block_on(read_all(&path, replay_events)),
+        || raw_read_all_paged(&path, replay_events),
+    );
+    row(
+        &format!(
+            "read_all of {replay_events} events, raw SQLite in pages of {READ_PAGE} (events/s)"
+        ),
+        ours,
+        raw,
+    );
+    keep("read_all_paged_raw", ours, raw);
     let (ours, raw) = alternate(
         rounds,
         || rt.block_on(catch_up(&path, replay_events)),
@@ -391,8 +414,19 @@ fn raw_inserts(rows: usize, per_tx: usize) -> f64 {
     rows as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The raw engine reading every row of the same file into owned values.
+/// The raw engine reading every row of the same file into owned values,
+/// each dropped before the next is read.
 fn raw_read_all(path: &std::path::Path, events: usize) -> f64 {
+    raw_read(path, events, 1)
+}
+
+/// The raw engine reading the same rows into pages of [`READ_PAGE`] owned
+/// rows, each page dropped once full.
+fn raw_read_all_paged(path: &std::path::Path, events: usize) -> f64 {
+    raw_read(path, events, READ_PAGE)
+}
+
+fn raw_read(path: &std::path::Path, events: usize, page_rows: usize) -> f64 {
     let conn = Connection::open(path).unwrap();
     let start = Instant::now();
     let mut q = conn
@@ -430,10 +464,16 @@ fn raw_read_all(path: &std::path::Path, events: usize) -> f64 {
         })
         .unwrap();
     let mut seen = 0;
+    let mut page = Vec::with_capacity(page_rows);
     for r in rows {
-        std::hint::black_box(r.unwrap());
+        page.push(r.unwrap());
         seen += 1;
+        if page.len() == page_rows {
+            std::hint::black_box(&page);
+            page.clear();
+        }
     }
+    std::hint::black_box(page);
     assert_eq!(seen, events);
     seen as f64 / start.elapsed().as_secs_f64()
 }
