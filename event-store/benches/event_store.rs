@@ -55,53 +55,11 @@ fn main() {
         );
     };
     let rounds = rounds();
-    let mut latency = serde_json::Value::Null;
-    if !reads_only {
-        let mut latencies = Vec::with_capacity(SINGLE_APPENDS * rounds);
-        let (ours, raw) = alternate(
-            rounds,
-            || rt.block_on(single_appends(&mut latencies)),
-            || raw_inserts(SINGLE_APPENDS, 1),
-        );
-        row(
-            "durable appends, 1 event each, 1 client (events/s)",
-            ours,
-            raw,
-        );
-        keep("single_appends", ours, raw);
-        latencies.sort();
-        let pct =
-            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-        let lat = (pct(0.50), pct(0.99));
-        println!(
-            "| append latency, 1 event, 1 client | p50 {:.2} ms, p99 {:.2} ms | | |",
-            ms(lat.0),
-            ms(lat.1)
-        );
-        latency = json!({ "p50_ms": ms(lat.0), "p99_ms": ms(lat.1) });
-        let (ours, raw) = alternate(
-            rounds,
-            || rt.block_on(concurrent_appends()),
-            || raw_inserts(SINGLE_APPENDS, 1),
-        );
-        row(
-            &format!("durable appends, 1 event each, {CONCURRENT_CLIENTS} clients (events/s)"),
-            ours,
-            raw,
-        );
-        keep("concurrent_appends", ours, raw);
-        let (ours, raw) = alternate(
-            rounds,
-            || rt.block_on(batched_appends()),
-            || raw_inserts(BATCHED_APPENDS * BATCH, BATCH),
-        );
-        row(
-            &format!("durable appends, {BATCH} events each (events/s)"),
-            ours,
-            raw,
-        );
-        keep("batched_appends", ours, raw);
-    }
+    let latency = if reads_only {
+        serde_json::Value::Null
+    } else {
+        appends(&rt, rounds, &mut keep)
+    };
 
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("replay.db");
@@ -162,6 +120,59 @@ fn main() {
         std::fs::write(&out, serde_json::to_string_pretty(&figures).unwrap()).unwrap();
         eprintln!("wrote {out}");
     }
+}
+
+/// The append figures beside raw SQLite (each kept with `keep`); the
+/// single appends' latency percentiles as JSON.
+fn appends(
+    rt: &tokio::runtime::Runtime,
+    rounds: usize,
+    keep: &mut impl FnMut(&str, f64, f64),
+) -> serde_json::Value {
+    let mut latencies = Vec::with_capacity(SINGLE_APPENDS * rounds);
+    let (ours, raw) = alternate(
+        rounds,
+        || rt.block_on(single_appends(&mut latencies)),
+        || raw_inserts(SINGLE_APPENDS, 1),
+    );
+    row(
+        "durable appends, 1 event each, 1 client (events/s)",
+        ours,
+        raw,
+    );
+    keep("single_appends", ours, raw);
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let lat = (pct(0.50), pct(0.99));
+    println!(
+        "| append latency, 1 event, 1 client | p50 {:.2} ms, p99 {:.2} ms | | |",
+        ms(lat.0),
+        ms(lat.1)
+    );
+    let latency = json!({ "p50_ms": ms(lat.0), "p99_ms": ms(lat.1) });
+    let (ours, raw) = alternate(
+        rounds,
+        || rt.block_on(concurrent_appends()),
+        || raw_inserts(SINGLE_APPENDS, 1),
+    );
+    row(
+        &format!("durable appends, 1 event each, {CONCURRENT_CLIENTS} clients (events/s)"),
+        ours,
+        raw,
+    );
+    keep("concurrent_appends", ours, raw);
+    let (ours, raw) = alternate(
+        rounds,
+        || rt.block_on(batched_appends()),
+        || raw_inserts(BATCHED_APPENDS * BATCH, BATCH),
+    );
+    row(
+        &format!("durable appends, {BATCH} events each (events/s)"),
+        ours,
+        raw,
+    );
+    keep("batched_appends", ours, raw);
+    latency
 }
 
 /// Rounds of each measurement (`SEALPLANE_BENCH_ROUNDS`, default 5).

@@ -9,9 +9,9 @@ mod common;
 #[cfg(all(feature = "memory", target_os = "linux", target_env = "gnu"))]
 fn main() {
     use std::num::NonZeroU16;
+    use std::sync::mpsc;
 
     use common::resident_kib;
-    use std::sync::mpsc;
 
     const BLOCK: usize = 4096;
     const BLOCKS: usize = 16 * 1024; // 64 MiB
