@@ -73,8 +73,9 @@ pub struct ReadModel {
     pub deployment_id: Option<Uuid>,
 }
 
-/// Everything in a [`ReadModel`] but `secrets` and `uploads`, which a
-/// snapshot writes and reads in chunks on several threads.
+/// Everything in a [`ReadModel`] but `secrets`, `uploads` and `finished`,
+/// which a snapshot writes in a binary form (ADR 0034), the two maps in
+/// chunks on several threads.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct Rest {
     stores: StoreCatalog,
@@ -82,7 +83,6 @@ pub(crate) struct Rest {
     #[serde(with = "pairs")]
     tokens: BTreeMap<TokenDigest, (Slug, Uuid)>,
     memberships: BTreeMap<Slug, BTreeSet<Slug>>,
-    finished: VecDeque<(DateTime<Utc>, Uuid)>,
     open_uploads: BTreeMap<Slug, usize>,
     #[serde(with = "pairs")]
     verifications: BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
@@ -96,6 +96,7 @@ impl ReadModel {
     /// The model put back together from its parts.
     pub(crate) fn from_parts(
         rest: Rest,
+        finished: VecDeque<(DateTime<Utc>, Uuid)>,
         secrets: BTreeMap<SecretUri, Secret>,
         uploads: BTreeMap<Uuid, UploadRequest>,
     ) -> ReadModel {
@@ -104,7 +105,6 @@ impl ReadModel {
             principals,
             tokens,
             memberships,
-            finished,
             open_uploads,
             verifications,
             sealing_keys,
@@ -129,8 +129,13 @@ impl ReadModel {
         }
     }
 
-    /// Writes everything but `secrets` and `uploads` as JSON, as [`Rest`]
-    /// reads it back.
+    /// Finished upload requests in the order they ended, with when.
+    pub(crate) fn finished(&self) -> &VecDeque<(DateTime<Utc>, Uuid)> {
+        &self.finished
+    }
+
+    /// Writes everything but `secrets`, `uploads` and `finished` as JSON,
+    /// as [`Rest`] reads it back.
     pub(crate) fn write_rest(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         #[derive(serde::Serialize)]
         struct RestRef<'a> {
@@ -139,7 +144,6 @@ impl ReadModel {
             #[serde(serialize_with = "pairs::serialize_ref")]
             tokens: &'a BTreeMap<TokenDigest, (Slug, Uuid)>,
             memberships: &'a BTreeMap<Slug, BTreeSet<Slug>>,
-            finished: &'a VecDeque<(DateTime<Utc>, Uuid)>,
             open_uploads: &'a BTreeMap<Slug, usize>,
             #[serde(serialize_with = "pairs::serialize_ref")]
             verifications: &'a BTreeMap<(Slug, SecretUri), VecDeque<DateTime<Utc>>>,
@@ -155,7 +159,6 @@ impl ReadModel {
                 principals: &self.principals,
                 tokens: &self.tokens,
                 memberships: &self.memberships,
-                finished: &self.finished,
                 open_uploads: &self.open_uploads,
                 verifications: &self.verifications,
                 sealing_keys: &self.sealing_keys,

@@ -10,20 +10,24 @@
 //! missing, unreadable, changed, another build's, another log's — means a
 //! rebuild from position 1; deleting the file is always safe.
 //!
-//! Layout, one item per line (compact JSON has no raw newline):
+//! Layout (ADR 0034): the magic line, then sections, each as its length
+//! (8 bytes, little-endian) and its bytes, then the MAC line:
 //!
 //! ```text
 //! sealplane read-model snapshot
-//! {...the model but its secrets and uploads...}
-//! [[uri, secret], ...]           8 lines: the secrets, in uri order
-//! [[id, upload], ...]            8 lines: the upload requests, in id order
-//! {"format":3,"build":"0.1.0","position":P,"log_hash":"<hex>"}
+//! {...the model but the three parts below...}   JSON
+//! [(ended at, id), ...]                          binary: finished requests
+//! [(uri, secret), ...]        8 sections, binary: the secrets, in uri order
+//! [(id, upload), ...]         8 sections, binary: the upload requests, in id order
+//! {"format":4,"build":"0.1.0","position":P,"log_hash":"<hex>"}   JSON
 //! mac <hex of HMAC-SHA256 over every byte before this line>
 //! ```
 //!
-//! The two large maps are cut into chunks so that writing and reading use
-//! every core: a model of a million events' live state reads in well
-//! under a second on two.
+//! "Binary" is postcard: the model's own serde forms, which keep hashes,
+//! ids and times as bytes and numbers in a binary format
+//! ([`crate::domain::compact`]); there is nothing to tokenize and no text
+//! to parse back. The two large maps are cut into sections so that writing
+//! and reading use every core.
 //!
 //! The file holds token digests, access lists and the state of open uploads
 //! (their one-time public keys; a resealed file's new ciphertext): it is
@@ -40,10 +44,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
+use crate::domain::compact;
 use crate::domain::names::SecretUri;
 use crate::domain::secret::Secret;
 use crate::domain::upload::UploadRequest;
 use crate::read_model::{ReadModel, Rest};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// The snapshot's file name beside the log-signing key.
@@ -53,14 +59,17 @@ pub const SNAPSHOT_FILE: &str = "read-model.snapshot";
 /// field of [`ReadModel`] or of an aggregate state it holds: an old
 /// snapshot is then discarded instead of read into the new shape. (Build
 /// versions differ too: see [`Header::build`].)
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 const MAGIC: &[u8] = b"sealplane read-model snapshot\n";
-/// Lines each of the two large maps is cut into.
+/// Sections each of the two large maps is cut into.
 const CHUNKS: usize = 8;
-/// The model's lines: the rest, then the chunks of each large map.
-const MODEL_LINES: usize = 1 + 2 * CHUNKS;
+/// The model's sections: the rest, the finished requests, then the chunks
+/// of each large map.
+const MODEL_SECTIONS: usize = 2 + 2 * CHUNKS;
 const MAC_PREFIX: &[u8] = b"mac ";
+/// The MAC line: the prefix, 64 hex digits, a newline.
+const MAC_LINE: usize = MAC_PREFIX.len() + 64 + 1;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -99,12 +108,12 @@ pub enum SnapshotError {
         format: u32,
     },
     /// The MAC matched but the content does not parse: a bug of this build.
-    #[error("{} does not parse ({what} at line {line}, column {column})", path.display())]
+    /// `what` is the parser's own account, which never holds the content.
+    #[error("{} does not parse ({what} in {part})", path.display())]
     Malformed {
         path: PathBuf,
-        what: &'static str,
-        line: usize,
-        column: usize,
+        part: &'static str,
+        what: String,
     },
     /// The model could not be serialized.
     #[error("cannot serialize the read model: {0}")]
@@ -132,10 +141,38 @@ pub struct Snapshot {
     pub at: LogCheckpoint,
 }
 
+/// A finished request as the snapshot holds it: when it ended, and its id.
+#[derive(Serialize, Deserialize)]
+struct Ended(#[serde(with = "compact::time")] DateTime<Utc>, Uuid);
+
+/// Why a binary part did not serialize or parse: postcard's account names
+/// a kind of error only (it drops serde's messages, which may quote).
+fn account(e: postcard::Error) -> String {
+    e.to_string()
+}
+
+/// Why a JSON part did not: its kind and place, never serde_json's message
+/// (which may quote the content).
+fn json_account(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "an I/O error",
+        serde_json::error::Category::Syntax => "a syntax error",
+        serde_json::error::Category::Data => "a data error",
+        serde_json::error::Category::Eof => "an early end",
+    };
+    format!("{kind} at line {}, column {}", e.line(), e.column())
+}
+
 /// The model serialized, ready to be sealed and written outside the lock
 /// that guards the model.
 pub struct Encoded {
     bytes: Vec<u8>,
+}
+
+/// Appends one section: its length, then its bytes.
+fn push_section(bytes: &mut Vec<u8>, section: &[u8]) {
+    bytes.extend_from_slice(&(section.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(section);
 }
 
 impl Encoded {
@@ -145,17 +182,26 @@ impl Encoded {
         fn chunk_of<K: Serialize, V: Serialize>(
             map: &std::collections::BTreeMap<K, V>,
             index: usize,
-        ) -> serde_json::Result<Vec<u8>> {
+        ) -> Result<Vec<u8>, String> {
             let size = map.len().div_ceil(CHUNKS).max(1);
-            let mut out = Vec::new();
             let chunk: Vec<_> = map.iter().skip(index * size).take(size).collect();
-            serde_json::to_writer(&mut out, &chunk)?;
-            Ok(out)
+            postcard::to_allocvec(&chunk).map_err(account)
         }
-        let lines: Vec<serde_json::Result<Vec<u8>>> = std::thread::scope(|scope| {
+        let sections: Vec<Result<Vec<u8>, String>> = std::thread::scope(|scope| {
             let rest = scope.spawn(|| {
                 let mut out = Vec::new();
-                model.write_rest(&mut out).map(|()| out)
+                model
+                    .write_rest(&mut out)
+                    .map(|()| out)
+                    .map_err(|e| json_account(&e))
+            });
+            let finished = scope.spawn(|| {
+                let ended: Vec<Ended> = model
+                    .finished()
+                    .iter()
+                    .map(|(at, id)| Ended(*at, *id))
+                    .collect();
+                postcard::to_allocvec(&ended).map_err(account)
             });
             let secrets: Vec<_> = (0..CHUNKS)
                 .map(|i| scope.spawn(move || chunk_of(&model.secrets, i)))
@@ -163,20 +209,25 @@ impl Encoded {
             let uploads: Vec<_> = (0..CHUNKS)
                 .map(|i| scope.spawn(move || chunk_of(&model.uploads, i)))
                 .collect();
-            std::iter::once(rest)
+            [rest, finished]
+                .into_iter()
                 .chain(secrets)
                 .chain(uploads)
                 .map(|t| t.join().expect("serializing does not panic"))
                 .collect()
         });
         let mut bytes = Vec::with_capacity(
-            MAGIC.len() + lines.iter().flatten().map(|l| l.len() + 1).sum::<usize>() + 256,
+            MAGIC.len()
+                + sections
+                    .iter()
+                    .flatten()
+                    .map(|l| l.len() + 8)
+                    .sum::<usize>()
+                + 256,
         );
         bytes.extend_from_slice(MAGIC);
-        for line in lines {
-            let line = line.map_err(|e| SnapshotError::Encode(e.classify_name().to_owned()))?;
-            bytes.extend_from_slice(&line);
-            bytes.push(b'\n');
+        for section in sections {
+            push_section(&mut bytes, &section.map_err(SnapshotError::Encode)?);
         }
         Ok(Encoded { bytes })
     }
@@ -192,24 +243,82 @@ impl Encoded {
     }
 }
 
+/// The sections of `body` (what follows the magic line and precedes the
+/// MAC line), or `None` when they do not fill it exactly.
+fn sections(mut body: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::with_capacity(MODEL_SECTIONS + 1);
+    while !body.is_empty() {
+        let (len, rest) = body.split_first_chunk::<8>()?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+        if len > rest.len() {
+            return None;
+        }
+        let (section, rest) = rest.split_at(len);
+        out.push(section);
+        body = rest;
+    }
+    Some(out)
+}
+
+/// A section's entries, read into a vector of their number at once
+/// rather than grown by doubling: the number is bounded by the section's
+/// length (every entry takes a byte at least), so a wrong count cannot
+/// make a large allocation.
+struct Entries<T>(Vec<T>);
+
+impl<T> Entries<T> {
+    fn read<'de>(section: &'de [u8]) -> postcard::Result<Vec<T>>
+    where
+        T: Deserialize<'de>,
+    {
+        struct Counted<T> {
+            most: usize,
+            each: std::marker::PhantomData<T>,
+        }
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Counted<T> {
+            type Value = Entries<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Entries<T>, A::Error> {
+                let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.most));
+                while let Some(entry) = seq.next_element()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        let mut deserializer = postcard::Deserializer::from_bytes(section);
+        let counted = Counted {
+            most: section.len(),
+            each: std::marker::PhantomData,
+        };
+        let entries = serde::Deserializer::deserialize_seq(&mut deserializer, counted)?;
+        if !deserializer.finalize()?.is_empty() {
+            return Err(postcard::Error::DeserializeBadEncoding);
+        }
+        Ok(entries.0)
+    }
+}
+
+/// `chunks` in order, as one map (its entries sorted already: they were
+/// written in key order).
+fn map_of<K: Ord, V>(chunks: Vec<Vec<(K, V)>>) -> std::collections::BTreeMap<K, V> {
+    let mut all = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
+    for chunk in chunks {
+        all.extend(chunk);
+    }
+    all.into_iter().collect()
+}
+
 /// A parsing thread's result (parsing never panics).
 fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
     thread.join().expect("parsing does not panic")
-}
-
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "an I/O error",
-            serde_json::error::Category::Syntax => "a syntax error",
-            serde_json::error::Category::Data => "a data error",
-            serde_json::error::Category::Eof => "an early end",
-        }
-    }
 }
 
 /// One control plane's snapshot file and the key its MAC is made with.
@@ -269,9 +378,9 @@ impl SnapshotFile {
             position: at.position.0,
             log_hash: at.log_hash.to_hex(),
         };
-        serde_json::to_writer(&mut bytes, &header)
-            .map_err(|e| SnapshotError::Encode(e.classify_name().to_owned()))?;
-        bytes.push(b'\n');
+        let header =
+            serde_json::to_vec(&header).map_err(|e| SnapshotError::Encode(json_account(&e)))?;
+        push_section(&mut bytes, &header);
         let mut mac = self.mac();
         mac.update(&bytes);
         let tag = hex::encode(mac.finalize().into_bytes());
@@ -316,51 +425,47 @@ impl SnapshotFile {
     }
 
     /// Checks and parses the bytes of a snapshot file: the MAC on one
-    /// thread while the model's lines parse on others (a line that fails
-    /// the MAC is never used).
+    /// thread while the model's sections parse on others (a section that
+    /// fails the MAC is never used).
     fn parse(&self, bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         let incomplete = || SnapshotError::NotASnapshot {
             path: self.path.clone(),
         };
-        if !bytes.starts_with(MAGIC) || bytes.last() != Some(&b'\n') {
+        if !bytes.starts_with(MAGIC) || bytes.len() < MAGIC.len() + MAC_LINE {
             return Err(incomplete());
         }
-        let body = &bytes[MAGIC.len()..bytes.len() - 1];
-        // rest, chunks..., header, mac
-        let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
-        if lines.len() != MODEL_LINES + 2 {
-            return Err(incomplete());
-        }
-        let mac_line = lines[MODEL_LINES + 1];
-        let sealed = &bytes[..bytes.len() - 1 - mac_line.len()];
+        let (sealed, mac_line) = bytes.split_at(bytes.len() - MAC_LINE);
         let tag = mac_line
             .strip_prefix(MAC_PREFIX)
+            .and_then(|line| line.strip_suffix(b"\n"))
             .and_then(|hex_tag| hex::decode(hex_tag).ok())
             .ok_or_else(incomplete)?;
-        let (mac_ok, header, rest, secrets, uploads) = std::thread::scope(|scope| {
+        // rest, finished, chunks..., header
+        let parts = sections(&sealed[MAGIC.len()..])
+            .filter(|parts| parts.len() == MODEL_SECTIONS + 1)
+            .ok_or_else(incomplete)?;
+        let (mac_ok, header, rest, finished, secrets, uploads) = std::thread::scope(|scope| {
             let mac_ok = scope.spawn(|| {
                 let mut mac = self.mac();
                 mac.update(sealed);
                 mac.verify_slice(&tag).is_ok()
             });
-            let rest = scope.spawn(|| serde_json::from_slice::<Rest>(lines[0]));
-            let secrets: Vec<_> = lines[1..=CHUNKS]
+            let secrets: Vec<_> = parts[2..2 + CHUNKS]
                 .iter()
-                .map(|line| {
-                    scope.spawn(move || serde_json::from_slice::<Vec<(SecretUri, Secret)>>(line))
-                })
+                .map(|part| scope.spawn(move || Entries::<(SecretUri, Secret)>::read(part)))
                 .collect();
-            let uploads: Vec<_> = lines[1 + CHUNKS..MODEL_LINES]
+            let uploads: Vec<_> = parts[2 + CHUNKS..MODEL_SECTIONS]
                 .iter()
-                .map(|line| {
-                    scope.spawn(move || serde_json::from_slice::<Vec<(Uuid, UploadRequest)>>(line))
-                })
+                .map(|part| scope.spawn(move || Entries::<(Uuid, UploadRequest)>::read(part)))
                 .collect();
-            let header = serde_json::from_slice::<Header>(lines[MODEL_LINES]);
+            let rest = serde_json::from_slice::<Rest>(parts[0]);
+            let finished = Entries::<Ended>::read(parts[1]);
+            let header = serde_json::from_slice::<Header>(parts[MODEL_SECTIONS]);
             (
                 joined(mac_ok),
                 header,
-                joined(rest),
+                rest,
+                finished,
                 secrets.into_iter().map(joined).collect::<Vec<_>>(),
                 uploads.into_iter().map(joined).collect::<Vec<_>>(),
             )
@@ -370,7 +475,7 @@ impl SnapshotFile {
                 path: self.path.clone(),
             });
         }
-        let header = header.map_err(|e| self.malformed(&e))?;
+        let header = header.map_err(|e| self.malformed("the header", json_account(&e)))?;
         if header.format != FORMAT || header.build != env!("CARGO_PKG_VERSION") {
             return Err(SnapshotError::OtherBuild {
                 path: self.path.clone(),
@@ -378,26 +483,23 @@ impl SnapshotFile {
                 format: header.format,
             });
         }
-        let log_hash =
-            LogHash::from_hex(&header.log_hash).ok_or_else(|| SnapshotError::Malformed {
-                path: self.path.clone(),
-                what: "a bad log hash",
-                line: 0,
-                column: 0,
-            })?;
-        let rest = rest.map_err(|e| self.malformed(&e))?;
-        let mut all_secrets = Vec::new();
-        for chunk in secrets {
-            all_secrets.extend(chunk.map_err(|e| self.malformed(&e))?);
-        }
-        let mut all_uploads = Vec::new();
-        for chunk in uploads {
-            all_uploads.extend(chunk.map_err(|e| self.malformed(&e))?);
-        }
+        let log_hash = LogHash::from_hex(&header.log_hash)
+            .ok_or_else(|| self.malformed("the header", "a bad log hash".to_owned()))?;
+        let rest = rest.map_err(|e| self.malformed("the model's small parts", json_account(&e)))?;
+        let finished = finished.map_err(|e| self.malformed("the finished requests", account(e)))?;
+        let secrets = secrets
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.malformed("the secrets", account(e)))?;
+        let uploads = uploads
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.malformed("the upload requests", account(e)))?;
         let model = ReadModel::from_parts(
             rest,
-            all_secrets.into_iter().collect(),
-            all_uploads.into_iter().collect(),
+            finished.into_iter().map(|Ended(at, id)| (at, id)).collect(),
+            map_of(secrets),
+            map_of(uploads),
         );
         Ok(Snapshot {
             model,
@@ -408,12 +510,11 @@ impl SnapshotFile {
         })
     }
 
-    fn malformed(&self, e: &serde_json::Error) -> SnapshotError {
+    fn malformed(&self, part: &'static str, what: String) -> SnapshotError {
         SnapshotError::Malformed {
             path: self.path.clone(),
-            what: e.classify_name(),
-            line: e.line(),
-            column: e.column(),
+            part,
+            what,
         }
     }
 }

@@ -120,14 +120,57 @@ impl PartialEq<str> for StoredHash {
     }
 }
 
+/// The place of `label` in [`LABELS`] if it is there (never adds it).
+fn known(label: &str) -> Option<u8> {
+    let labels = LABELS.lock().unwrap_or_else(|p| p.into_inner());
+    let at = labels.iter().position(|l| &**l == label)?;
+    u8::try_from(at).ok()
+}
+
+/// A hash in a binary form (the read-model snapshot, ADR 0034): the label
+/// and the 32 bytes, not 64 hex digits to parse again; kept text as text.
+#[derive(Serialize, Deserialize)]
+enum Compact<'a> {
+    Digest(&'a str, [u8; 32]),
+    Text(&'a str),
+}
+
+impl StoredHash {
+    /// The hash with `label` and `digest`: held as it was written when the
+    /// label is known already (it was checked then), else read from its
+    /// text like any other.
+    fn from_digest(label: &str, digest: [u8; 32]) -> Self {
+        match known(label) {
+            Some(label) => StoredHash(Held::Digest { label, digest }),
+            None => StoredHash::new(&format!("{label}:{}", hex::encode(digest))),
+        }
+    }
+}
+
+/// As its text in a human-readable format (events, JSON); as [`Compact`]
+/// in a binary one.
 impl Serialize for StoredHash {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        if serializer.is_human_readable() {
+            return serializer.collect_str(self);
+        }
+        match &self.0 {
+            Held::Digest { label: at, digest } => {
+                Compact::Digest(&label(*at), *digest).serialize(serializer)
+            }
+            Held::Text(text) => Compact::Text(text).serialize(serializer),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for StoredHash {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            return Ok(match Compact::deserialize(deserializer)? {
+                Compact::Digest(label, digest) => StoredHash::from_digest(label, digest),
+                Compact::Text(text) => StoredHash(Held::Text(text.into())),
+            });
+        }
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         Ok(StoredHash::new(&text))
     }
@@ -232,9 +275,38 @@ impl Serialize for KeyHashes {
     }
 }
 
+/// Read straight into the sorted slice, each name inline: no map, no
+/// string of its own per name or hash. A key given twice keeps its last
+/// hash, as a `BTreeMap` does.
 impl<'de> Deserialize<'de> for KeyHashes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        BTreeMap::<String, String>::deserialize(deserializer).map(Into::into)
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = KeyHashes;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of key names to keyed hashes")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyHashes, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(entry) = map.next_entry::<CompactString, StoredHash>()? {
+                    entries.push(entry);
+                }
+                if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+                    // Latest first, so that the one kept of each name is
+                    // the last given (the sort is stable).
+                    entries.reverse();
+                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    entries.dedup_by(|later, kept| later.0 == kept.0);
+                }
+                Ok(KeyHashes(entries.into_boxed_slice()))
+            }
+        }
+        deserializer.deserialize_map(Entries)
     }
 }
 
@@ -355,5 +427,72 @@ mod tests {
             assert_eq!(held.to_string(), text);
             assert!(held == *text);
         }
+    }
+
+    #[test]
+    fn given_a_binary_form_when_hashes_are_written_then_they_are_bytes_and_read_back_as_they_were()
+    {
+        // Given a keyed hash, text kept as written, and a map of both
+        let digest = StoredHash::new(&v2('d'));
+        let text = StoredHash::new("sha256:abc");
+        let hashes: KeyHashes = [
+            ("user".to_owned(), v2('d')),
+            ("old".to_owned(), "sha256:abc".to_owned()),
+        ]
+        .into();
+        // When each is written in postcard and read back
+        let bytes = postcard::to_allocvec(&digest).unwrap();
+        // Then the digest is its 32 bytes, not 64 hex digits
+        assert!(bytes.len() < 64, "{} bytes", bytes.len());
+        assert!(bytes.ends_with(&[0xdd; 32]));
+        assert_eq!(postcard::from_bytes::<StoredHash>(&bytes).unwrap(), digest);
+        let back =
+            postcard::from_bytes::<StoredHash>(&postcard::to_allocvec(&text).unwrap()).unwrap();
+        assert!(matches!(back.0, Held::Text(_)));
+        assert_eq!(back, text);
+        let back =
+            postcard::from_bytes::<KeyHashes>(&postcard::to_allocvec(&hashes).unwrap()).unwrap();
+        assert_eq!(back, hashes);
+    }
+
+    #[test]
+    fn given_a_label_this_process_has_not_seen_when_read_in_binary_then_it_is_checked_as_text() {
+        // Given digests under labels no hash of this process has had: one
+        // of a keyed hash, one that is not a label at all
+        let fresh = Compact::Digest("hmac-sha256-v2:unseen-in-tests", [7; 32]);
+        let bogus = Compact::Digest("not a label", [7; 32]);
+        // When read back
+        let read = |c: &Compact<'_>| {
+            postcard::from_bytes::<StoredHash>(&postcard::to_allocvec(c).unwrap()).unwrap()
+        };
+        // Then the keyed hash is held as a digest and reads as its text;
+        // the other is kept as the text it makes, never as a digest
+        let text = format!("hmac-sha256-v2:unseen-in-tests:{}", "07".repeat(32));
+        let held = read(&fresh);
+        assert!(matches!(held.0, Held::Digest { .. }));
+        assert_eq!(held.to_string(), text);
+        let held = read(&bogus);
+        assert!(matches!(held.0, Held::Text(_)));
+        assert_eq!(held.to_string(), format!("not a label:{}", "07".repeat(32)));
+    }
+
+    #[test]
+    fn given_json_with_keys_out_of_order_or_twice_when_read_then_it_is_the_map_a_btreemap_reads() {
+        // Given a JSON object with its keys unsorted and one key twice
+        let json = format!(
+            r#"{{"user":"{}","cert":"{}","user":"{}","a":"{}"}}"#,
+            v2('a'),
+            v2('b'),
+            v2('c'),
+            v2('d')
+        );
+        // When read as key hashes and as a map
+        let hashes: KeyHashes = serde_json::from_str(&json).unwrap();
+        let map: BTreeMap<String, String> = serde_json::from_str(&json).unwrap();
+        // Then they agree: sorted, the last hash of a key given twice
+        assert_eq!(hashes, KeyHashes::from(map));
+        assert_eq!(hashes.get("user"), Some(&StoredHash::new(&v2('c'))));
+        let names: Vec<_> = hashes.iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["a", "cert", "user"]);
     }
 }

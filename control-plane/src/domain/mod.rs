@@ -9,6 +9,7 @@
 
 /// Names that cross process boundaries are defined once, in the contract crate.
 pub use sealplane_proto::names;
+pub mod compact;
 pub mod key_hashes;
 pub mod principal;
 pub mod sealing_keys;

@@ -296,6 +296,7 @@ pub struct Version {
     /// Who put it.
     pub by: Slug,
     /// When it was stored.
+    #[serde(with = "crate::domain::compact::time")]
     pub at: DateTime<Utc>,
 }
 

@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::compact;
 use super::key_hashes::KeyHashes;
 use super::names::{SecretUri, Slug, StoreName};
 use super::{Aggregate, CommandArguments, Context, DomainEvent, Refusal, RefusalKind, Role};
@@ -67,7 +68,9 @@ struct Request {
     uri: SecretUri,
     store: StoreName,
     requester: Slug,
+    #[serde(with = "purpose_form")]
     purpose: Purpose,
+    #[serde(with = "compact::time")]
     expires_at: DateTime<Utc>,
     /// For a sealed file (SPEC §11): its sealing key, whether it is to be
     /// resealed, and the secret's latest version and hash at submission.
@@ -119,11 +122,47 @@ pub struct UploadRequest {
 enum End {
     /// The terminal event (boxed: a request's state stays small whatever
     /// the largest event).
-    Event(Box<UploadEvent>),
+    Event(#[serde(with = "compact::as_json")] Box<UploadEvent>),
     /// Stored as `version`, which its secret records with the keyed hashes
     /// and upstream reference: the read model's compacted copy
     /// ([`UploadRequest::compact`]), never the command handler's.
     Recorded { version: u64 },
+}
+
+/// A request's purpose as its event's JSON has it (internally tagged), or,
+/// in a binary form (the snapshot, ADR 0034), externally tagged: a binary
+/// format cannot read an internally tagged enum back.
+mod purpose_form {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Purpose;
+
+    #[derive(Serialize, Deserialize)]
+    enum Form {
+        Put { adopt: bool },
+        Verify,
+    }
+
+    pub fn serialize<S: Serializer>(purpose: &Purpose, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            return purpose.serialize(serializer);
+        }
+        match *purpose {
+            Purpose::Put { adopt } => Form::Put { adopt },
+            Purpose::Verify => Form::Verify,
+        }
+        .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Purpose, D::Error> {
+        if deserializer.is_human_readable() {
+            return Purpose::deserialize(deserializer);
+        }
+        Ok(match Form::deserialize(deserializer)? {
+            Form::Put { adopt } => Purpose::Put { adopt },
+            Form::Verify => Purpose::Verify,
+        })
+    }
 }
 
 /// What an upload request can be asked to do; facts from other aggregates

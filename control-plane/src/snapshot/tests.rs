@@ -471,6 +471,7 @@ async fn a_snapshot_round_trips_every_part_of_the_read_model() {
     assert!(model.secrets.len() > 2 * CHUNKS && model.uploads.len() > 2 * CHUNKS);
     assert!(model.unreadable > 0 && !model.sealing_keys.is_empty());
     assert!(!model.sealed_key_of.is_empty() && !model.verifications.is_empty());
+    assert!(!model.finished().is_empty() && model.uploads.values().any(|u| u.outcome().is_some()));
     // When it is written and read back
     let dir = tempfile::tempdir().unwrap();
     let file = file_in(dir.path());
@@ -585,22 +586,34 @@ async fn a_snapshot_made_with_another_log_key_is_refused() {
     assert!(err.to_string().contains("another log key"), "{err}");
 }
 
+/// The sections of a snapshot's `bytes`: rest, finished, chunks, header.
+fn parts_of(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let body = &bytes[MAGIC.len()..bytes.len() - MAC_LINE];
+    let parts = sections(body).expect("a snapshot's sections");
+    assert_eq!(parts.len(), MODEL_SECTIONS + 1);
+    parts.into_iter().map(<[u8]>::to_vec).collect()
+}
+
+/// A snapshot of `parts`, sealed with `file`'s key.
+fn sealed(file: &SnapshotFile, parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut bytes = MAGIC.to_vec();
+    for part in parts {
+        push_section(&mut bytes, part);
+    }
+    let mut mac = file.mac();
+    mac.update(&bytes);
+    bytes.extend_from_slice(MAC_PREFIX);
+    bytes.extend_from_slice(hex::encode(mac.finalize().into_bytes()).as_bytes());
+    bytes.push(b'\n');
+    bytes
+}
+
 /// `bytes` with its header edited by `edit`, sealed again with `file`'s key.
 fn resealed(file: &SnapshotFile, bytes: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
-    let text = std::str::from_utf8(bytes).unwrap();
-    let mut lines: Vec<&str> = text.trim_end_matches('\n').split('\n').collect();
-    lines.pop(); // the MAC
-    let header = edit(lines.pop().unwrap());
-    let mut sealed = lines.join("\n").into_bytes();
-    sealed.push(b'\n');
-    sealed.extend_from_slice(header.as_bytes());
-    sealed.push(b'\n');
-    let mut mac = file.mac();
-    mac.update(&sealed);
-    sealed.extend_from_slice(MAC_PREFIX);
-    sealed.extend_from_slice(hex::encode(mac.finalize().into_bytes()).as_bytes());
-    sealed.push(b'\n');
-    sealed
+    let mut parts = parts_of(bytes);
+    let header = parts.last_mut().unwrap();
+    *header = edit(std::str::from_utf8(header).unwrap()).into_bytes();
+    sealed(file, &parts)
 }
 
 #[tokio::test]
@@ -629,20 +642,40 @@ async fn a_snapshot_of_another_format_or_build_is_refused() {
 
 #[tokio::test]
 async fn a_snapshot_that_does_not_parse_is_refused_without_quoting_it() {
-    // Given a snapshot whose model line is not this build's shape
+    // Given snapshots whose JSON part, or one of whose binary parts, is not
+    // this build's shape, each sealed with the right key
     let (_dir, file, bytes) = written().await;
-    let text = String::from_utf8(bytes).unwrap();
     let digest = "0".repeat(64);
+    let text = String::from_utf8_lossy(&parts_of(&bytes)[0]).into_owned();
     assert!(text.contains(&digest), "the fixture holds a token digest");
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    lines[1] = format!("{{\"tokens\":[[\"{digest}\",1]]}}");
-    let edited = lines.join("\n") + "\n";
-    put_back(&file, &resealed(&file, edited.as_bytes(), |h| h.to_owned()));
+    let mut json = parts_of(&bytes);
+    json[0] = format!("{{\"tokens\":[[\"{digest}\",1]]}}").into_bytes();
+    let mut binary = parts_of(&bytes);
+    binary[2] = [&[3u8][..], digest.as_bytes()].concat();
+    let mut trailing = parts_of(&bytes);
+    trailing[2 + CHUNKS].push(0);
+    for (what, parts) in [("json", json), ("binary", binary), ("trailing", trailing)] {
+        put_back(&file, &sealed(&file, &parts));
+        // When it is read
+        let err = file.load().unwrap_err();
+        // Then it is refused, and the error names no content
+        assert!(
+            matches!(err, SnapshotError::Malformed { .. }),
+            "{what}: {err}"
+        );
+        assert!(!err.to_string().contains(&digest), "{what}: {err}");
+    }
+}
+
+#[test]
+fn a_section_that_claims_more_entries_than_it_has_bytes_is_an_error_not_an_allocation() {
+    // Given a section whose count says four billion entries, and one more
+    // byte
+    let section = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
     // When it is read
-    let err = file.load().unwrap_err();
-    // Then it is refused, and the error names no content
-    assert!(matches!(err, SnapshotError::Malformed { .. }), "{err}");
-    assert!(!err.to_string().contains(&digest), "{err}");
+    let read = Entries::<(Uuid, UploadRequest)>::read(&section);
+    // Then it is an error (the count reserved at most six entries' room)
+    assert!(read.is_err());
 }
 
 #[tokio::test]
