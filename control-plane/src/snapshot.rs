@@ -316,6 +316,18 @@ fn map_of<K: Ord, V>(chunks: Vec<Vec<(K, V)>>) -> std::collections::BTreeMap<K, 
     all.into_iter().collect()
 }
 
+/// The header of a snapshot in the line-based layout of formats 1 to 3
+/// (its last line but the MAC's), to say which build wrote it after an
+/// upgrade rather than call it incomplete. Only the error's wording
+/// depends on it: such a file is never read into a model.
+fn line_header(bytes: &[u8]) -> Option<Header> {
+    let mut lines = bytes.strip_suffix(b"\n")?.rsplit(|b| *b == b'\n');
+    lines.next()?.strip_prefix(MAC_PREFIX)?;
+    serde_json::from_slice::<Header>(lines.next()?)
+        .ok()
+        .filter(|header| header.format < FORMAT)
+}
+
 /// A parsing thread's result (parsing never panics).
 fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
     thread.join().expect("parsing does not panic")
@@ -441,9 +453,18 @@ impl SnapshotFile {
             .and_then(|hex_tag| hex::decode(hex_tag).ok())
             .ok_or_else(incomplete)?;
         // rest, finished, chunks..., header
-        let parts = sections(&sealed[MAGIC.len()..])
-            .filter(|parts| parts.len() == MODEL_SECTIONS + 1)
-            .ok_or_else(incomplete)?;
+        let Some(parts) =
+            sections(&sealed[MAGIC.len()..]).filter(|parts| parts.len() == MODEL_SECTIONS + 1)
+        else {
+            return Err(match line_header(bytes) {
+                Some(old) => SnapshotError::OtherBuild {
+                    path: self.path.clone(),
+                    build: old.build,
+                    format: old.format,
+                },
+                None => incomplete(),
+            });
+        };
         let (mac_ok, header, rest, finished, secrets, uploads) = std::thread::scope(|scope| {
             let mac_ok = scope.spawn(|| {
                 let mut mac = self.mac();

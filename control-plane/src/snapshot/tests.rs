@@ -641,6 +641,27 @@ async fn a_snapshot_of_another_format_or_build_is_refused() {
 }
 
 #[tokio::test]
+async fn a_snapshot_of_the_line_based_layout_is_refused_as_an_earlier_builds() {
+    // Given a snapshot as a build before format 4 wrote it: one JSON line
+    // per part, the header, the MAC line
+    let dir = tempfile::tempdir().unwrap();
+    let file = file_in(dir.path());
+    let old = format!(
+        "sealplane read-model snapshot\n{{}}\n[]\n{{\"format\":3,\"build\":\"0.1.0\",\"position\":9,\"log_hash\":\"{}\"}}\nmac {}\n",
+        "ab".repeat(32),
+        "cd".repeat(32)
+    );
+    put_back(&file, old.as_bytes());
+    // When it is read
+    let err = file.load().unwrap_err();
+    // Then it is refused as another format's, not as a damaged file
+    assert!(
+        matches!(err, SnapshotError::OtherBuild { format: 3, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_snapshot_that_does_not_parse_is_refused_without_quoting_it() {
     // Given snapshots whose JSON part, or one of whose binary parts, is not
     // this build's shape, each sealed with the right key
