@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::app::App;
 use crate::domain::Role;
-use crate::health::{Observation, judge};
+use crate::health::{judge, observe};
 
 /// The Operations gRPC service.
 pub struct OperationsApi {
@@ -42,18 +42,16 @@ impl Operations for OperationsApi {
             )
             .await?;
         let store = self.app.handler.store();
-        let head = store.head().await.map_err(|e| e.to_string());
-        let progress = self.app.model.progress();
-        let readiness = match judge(&Observation {
-            draining: *self.app.shutdown.borrow(),
-            head: head.clone(),
-            following: self.app.model.is_following(),
-            progress,
-        }) {
+        // The observation `/readyz` makes: the head read from the store,
+        // and the read model given a moment to apply it, so that a write
+        // just before this call does not read as lag.
+        let seen = observe(&self.app).await;
+        let progress = seen.progress;
+        let readiness = match judge(&seen) {
             Readiness::Ready => "ready".to_owned(),
             Readiness::NotReady(why) => format!("not ready: {why}"),
         };
-        let log_head = head.map(|h| h.0).unwrap_or(0);
+        let log_head = seen.head.map(|h| h.0).unwrap_or(0);
         let reactors = self
             .app
             .guards
