@@ -168,7 +168,9 @@ impl<'de> Deserialize<'de> for StoredHash {
         if !deserializer.is_human_readable() {
             return Ok(match Compact::deserialize(deserializer)? {
                 Compact::Digest(label, digest) => StoredHash::from_digest(label, digest),
-                Compact::Text(text) => StoredHash(Held::Text(text.into())),
+                // Through the parser too: held as a hash read from an
+                // event would be (a digest when its label has room now).
+                Compact::Text(text) => StoredHash::new(text),
             });
         }
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
