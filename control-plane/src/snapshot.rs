@@ -263,47 +263,37 @@ fn sections(mut body: &[u8]) -> Option<Vec<&[u8]>> {
 /// A section's entries, read into a vector of their number at once
 /// rather than grown by doubling: the number is bounded by the section's
 /// length (every entry takes a byte at least), so a wrong count cannot
-/// make a large allocation.
-struct Entries<T>(Vec<T>);
-
-impl<T> Entries<T> {
-    fn read<'de>(section: &'de [u8]) -> postcard::Result<Vec<T>>
-    where
-        T: Deserialize<'de>,
-    {
-        struct Counted<T> {
-            most: usize,
-            each: std::marker::PhantomData<T>,
-        }
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Counted<T> {
-            type Value = Entries<T>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a sequence")
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Entries<T>, A::Error> {
-                let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.most));
-                while let Some(entry) = seq.next_element()? {
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
-        }
-        let mut deserializer = postcard::Deserializer::from_bytes(section);
-        let counted = Counted {
-            most: section.len(),
-            each: std::marker::PhantomData,
-        };
-        let entries = serde::Deserializer::deserialize_seq(&mut deserializer, counted)?;
-        if !deserializer.finalize()?.is_empty() {
-            return Err(postcard::Error::DeserializeBadEncoding);
-        }
-        Ok(entries.0)
+/// make a large allocation. Bytes left after the entries are an error.
+fn entries<'de, T: Deserialize<'de>>(section: &'de [u8]) -> postcard::Result<Vec<T>> {
+    struct Counted<T> {
+        most: usize,
+        each: std::marker::PhantomData<T>,
     }
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Counted<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.most));
+            while let Some(entry) = seq.next_element()? {
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+    let mut deserializer = postcard::Deserializer::from_bytes(section);
+    let counted = Counted {
+        most: section.len(),
+        each: std::marker::PhantomData,
+    };
+    let entries = serde::Deserializer::deserialize_seq(&mut deserializer, counted)?;
+    if !deserializer.finalize()?.is_empty() {
+        return Err(postcard::Error::DeserializeBadEncoding);
+    }
+    Ok(entries)
 }
 
 /// `chunks` in order, as one map (its entries sorted already: they were
@@ -473,14 +463,14 @@ impl SnapshotFile {
             });
             let secrets: Vec<_> = parts[2..2 + CHUNKS]
                 .iter()
-                .map(|part| scope.spawn(move || Entries::<(SecretUri, Secret)>::read(part)))
+                .map(|part| scope.spawn(move || entries::<(SecretUri, Secret)>(part)))
                 .collect();
             let uploads: Vec<_> = parts[2 + CHUNKS..MODEL_SECTIONS]
                 .iter()
-                .map(|part| scope.spawn(move || Entries::<(Uuid, UploadRequest)>::read(part)))
+                .map(|part| scope.spawn(move || entries::<(Uuid, UploadRequest)>(part)))
                 .collect();
             let rest = serde_json::from_slice::<Rest>(parts[0]);
-            let finished = Entries::<Ended>::read(parts[1]);
+            let finished = entries::<Ended>(parts[1]);
             let header = serde_json::from_slice::<Header>(parts[MODEL_SECTIONS]);
             (
                 joined(mac_ok),

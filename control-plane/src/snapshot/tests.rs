@@ -694,7 +694,7 @@ fn a_section_that_claims_more_entries_than_it_has_bytes_is_an_error_not_an_alloc
     // byte
     let section = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
     // When it is read
-    let read = Entries::<(Uuid, UploadRequest)>::read(&section);
+    let read = entries::<(Uuid, UploadRequest)>(&section);
     // Then it is an error (the count reserved at most six entries' room)
     assert!(read.is_err());
 }
