@@ -60,13 +60,6 @@ struct Row {
     gets: Vec<Duration>,
 }
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
     sorted[i - 1].as_secs_f64() * 1e3
@@ -124,13 +117,13 @@ async fn head(db: &std::path::Path) -> u64 {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let mut sizes: Vec<u64> = arg(&args, "--sizes")
+    let mut sizes: Vec<u64> = common::arg(&args, "--sizes")
         .map_or(vec![10_000, 100_000, 600_000, 1_000_000], |s| {
             s.split(',').map(|n| n.parse().unwrap()).collect()
         });
     sizes.sort();
-    let puts: usize = arg(&args, "--puts").map_or(50, |n| n.parse().unwrap());
-    let gets: usize = arg(&args, "--gets").map_or(50, |n| n.parse().unwrap());
+    let puts: usize = common::arg(&args, "--puts").map_or(50, |n| n.parse().unwrap());
+    let gets: usize = common::arg(&args, "--gets").map_or(50, |n| n.parse().unwrap());
     let full = !args.iter().any(|a| a == "--no-full");
 
     let mut cluster = Cluster::start();

@@ -66,10 +66,7 @@ fn serve_and_measure(dir: &Path) -> (Duration, u64, u64) {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let secrets: u64 = args
-        .iter()
-        .position(|a| a == "--secrets")
-        .and_then(|i| args.get(i + 1))
+    let secrets: u64 = common::arg(&args, "--secrets")
         .and_then(|n| n.parse().ok())
         .unwrap_or(100_000);
 

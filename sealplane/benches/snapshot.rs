@@ -22,13 +22,6 @@ use sealplane_control_plane::snapshot::{Encoded, SnapshotFile};
 use sealplane_event_store::{EventStore, LogCheckpoint, MemoryStore, Position};
 use sealplane_proto::log_checkpoint::LogSigningKey;
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
 fn median(mut runs: Vec<Duration>) -> Duration {
     runs.sort();
     runs[runs.len() / 2]
@@ -46,8 +39,8 @@ fn main() {
 
 async fn run() {
     let args: Vec<String> = std::env::args().collect();
-    let puts: u64 = arg(&args, "--puts").map_or(166_667, |n| n.parse().unwrap());
-    let rounds: usize = arg(&args, "--rounds").map_or(5, |n| n.parse().unwrap());
+    let puts: u64 = common::arg(&args, "--puts").map_or(166_667, |n| n.parse().unwrap());
+    let rounds: usize = common::arg(&args, "--rounds").map_or(5, |n| n.parse().unwrap());
 
     let store = Arc::new(MemoryStore::new());
     let writing = Instant::now();

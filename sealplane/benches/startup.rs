@@ -105,21 +105,15 @@ fn median(mut runs: Vec<Run>) -> Run {
     }
 }
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rounds: usize = arg(&args, "--rounds").map_or(3, |n| n.parse().unwrap());
-    let sizes: Vec<u64> = arg(&args, "--sizes").map_or(vec![10_000, 100_000, 1_000_000], |s| {
-        s.split(',').map(|n| n.parse().unwrap()).collect()
-    });
-    let json_out = arg(&args, "--json");
+    let rounds: usize = common::arg(&args, "--rounds").map_or(3, |n| n.parse().unwrap());
+    let sizes: Vec<u64> = common::arg(&args, "--sizes")
+        .map_or(vec![10_000, 100_000, 1_000_000], |s| {
+            s.split(',').map(|n| n.parse().unwrap()).collect()
+        });
+    let json_out = common::arg(&args, "--json");
 
     let mut rows = vec![];
     for &size in &sizes {

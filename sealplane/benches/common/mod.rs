@@ -16,6 +16,15 @@ use sealplane_control_plane::streams;
 use sealplane_event_store::EventStore;
 use uuid::Uuid;
 
+/// The value after `name` among a bench's `args` (`--rounds 3`), if given.
+#[allow(dead_code, reason = "the audit bench takes no options")]
+pub fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
 /// Events one [`put`] appends.
 #[allow(dead_code, reason = "the memory bench counts the log it wrote instead")]
 pub const EVENTS_PER_PUT: u64 = 6;
