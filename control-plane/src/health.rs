@@ -50,6 +50,27 @@ pub struct Observation {
     pub progress: Progress,
 }
 
+impl Observation {
+    /// What one check saw. The head was read before the model's progress,
+    /// so an append in between can leave the model past the head that was
+    /// read; the log then holds at least what the model applied, and the
+    /// head seen is raised to it (a status never shows the model ahead of
+    /// the log).
+    pub fn new(
+        draining: bool,
+        head: Result<Position, String>,
+        following: bool,
+        progress: Progress,
+    ) -> Self {
+        Self {
+            draining,
+            head: head.map(|head| head.max(progress.position)),
+            following,
+            progress,
+        }
+    }
+}
+
 /// The readiness an observation means; the first reason that applies wins.
 pub fn judge(seen: &Observation) -> Readiness {
     let not = |why: String| Readiness::NotReady(why);
@@ -108,12 +129,12 @@ pub async fn observe(app: &App) -> Observation {
     {
         let _ = app.model.wait_for(head, HEAD_WAIT).await;
     }
-    Observation {
+    Observation::new(
         draining,
         head,
-        following: app.model.is_following(),
-        progress: app.model.progress(),
-    }
+        app.model.is_following(),
+        app.model.progress(),
+    )
 }
 
 /// Publishes `readiness` to the gRPC health service and the admin listener.
@@ -198,6 +219,21 @@ mod tests {
             Readiness::NotReady(why) => why,
             Readiness::Ready => panic!("expected not ready"),
         }
+    }
+
+    #[test]
+    fn a_head_read_before_a_later_append_is_raised_to_what_the_model_applied() {
+        // Given the head read at 6 and the model at 7 by the time its
+        // progress is read (an event was appended in between)
+        let progress = given(6, 7, true).progress;
+        // When the observation is made
+        let seen = Observation::new(false, Ok(Position(6)), true, progress);
+        // Then the head seen is the model's position, and it is ready
+        assert_eq!(seen.head, Ok(Position(7)));
+        assert_eq!(judge(&seen), Readiness::Ready);
+        // And a head ahead of the model is kept as read
+        let behind = Observation::new(false, Ok(Position(9)), true, progress);
+        assert_eq!(behind.head, Ok(Position(9)));
     }
 
     #[test]
