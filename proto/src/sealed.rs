@@ -3,6 +3,7 @@
 //!
 //! Wire format: a libsodium `crypto_box_seal` sealed box (48 bytes overhead)
 //! around the JSON `{"request_id": "<uuid>", "uri": "<store>://<path>",
+//! "purpose": {"kind": "put", "adopt": false} | {"kind": "verify"},
 //! "data": {"<key>": "<base64 standard>"}}`.
 //!
 //! Every buffer that holds value bytes (the map values, the JSON text, the
