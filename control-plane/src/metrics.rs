@@ -226,6 +226,10 @@ impl Decorator for Metered {
     fn inner(&self) -> &dyn EventStore {
         &*self.inner
     }
+    /// Only appends are timed; reads go through as they are.
+    fn reads_unchanged(&self) -> bool {
+        true
+    }
     async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
         let n: usize = parts.iter().map(|p| p.events.len()).sum();
         let started = Instant::now();

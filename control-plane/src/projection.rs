@@ -8,6 +8,7 @@
 //! (read-your-writes). [`as_of`] computes a projection as it was at any
 //! earlier position (the audit replay builds on it).
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -243,16 +244,15 @@ pub async fn as_of<P: Projection>(
     mut model: P,
     position: Position,
 ) -> Result<P, StoreError> {
-    const PAGE: usize = 4096;
-    let mut next = Position::START;
-    while next <= position {
-        let page = store.read_all(next, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        next = last.position.next();
-        for event in page.iter().take_while(|e| e.position <= position) {
+    store
+        .visit_all(Position::START, &mut |event| {
+            if event.position > position {
+                return ControlFlow::Break(());
+            }
             model.apply(event);
-        }
-    }
+            ControlFlow::Continue(())
+        })
+        .await?;
     Ok(model)
 }
 

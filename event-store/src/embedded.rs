@@ -10,6 +10,7 @@
 //! writer. A lock file keeps a second process from opening the same store.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::ops::ControlFlow;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -181,20 +182,28 @@ impl EmbeddedStore {
             return Err(StoreError::Closed);
         }
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = match lock(&inner.readers).pop() {
-                Some(conn) => conn,
-                None => open_reader(&inner.path)?,
-            };
-            let result = read(&conn);
-            let mut idle = lock(&inner.readers);
-            if idle.len() < IDLE_READERS {
-                idle.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(StoreError::backend)?
+        tokio::task::spawn_blocking(move || inner.with_reader(read))
+            .await
+            .map_err(StoreError::backend)?
+    }
+}
+
+impl Inner {
+    /// Runs `read` on a pooled reader connection, on this thread.
+    fn with_reader<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = match lock(&self.readers).pop() {
+            Some(conn) => conn,
+            None => open_reader(&self.path)?,
+        };
+        let result = read(&conn);
+        let mut idle = lock(&self.readers);
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        result
     }
 }
 
@@ -571,6 +580,33 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> 
     })())
 }
 
+/// Gives `visit` each event from `from` on, decoded from its row and
+/// dropped before the next row is read, in one statement over the log as
+/// it was when the statement began.
+fn visit_rows(
+    conn: &Connection,
+    from: Position,
+    visit: &mut (dyn for<'e> FnMut(&'e RecordedEvent) -> ControlFlow<()> + Send),
+) -> Result<u64, StoreError> {
+    let mut q = conn
+        .prepare_cached(&format!(
+            "{SELECT_EVENT} WHERE position >= ?1 ORDER BY position"
+        ))
+        .map_err(StoreError::backend)?;
+    let mut rows = q
+        .query(params![clamp(from.0)])
+        .map_err(StoreError::backend)?;
+    let mut seen = 0;
+    while let Some(row) = rows.next().map_err(StoreError::backend)? {
+        let event = decode(row).map_err(StoreError::backend)??;
+        seen += 1;
+        if visit(&event).is_break() {
+            break;
+        }
+    }
+    Ok(seen)
+}
+
 fn query_events(
     conn: &Connection,
     sql: &str,
@@ -627,6 +663,24 @@ impl EventStore for EmbeddedStore {
             )
         })
         .await
+    }
+
+    /// Reads on the calling thread (inside `block_in_place` on a
+    /// multi-threaded runtime), so `visit` can be borrowed and each event
+    /// is lent, never held in a page.
+    async fn visit_all(
+        &self,
+        from: Position,
+        visit: &mut (dyn for<'e> FnMut(&'e RecordedEvent) -> ControlFlow<()> + Send),
+    ) -> Result<u64, StoreError> {
+        if self.inner.head.borrow().closed {
+            return Err(StoreError::Closed);
+        }
+        let mut read = || self.inner.with_reader(|conn| visit_rows(conn, from, visit));
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
+            _ => read(),
+        }
     }
 
     async fn head(&self) -> Result<Position, StoreError> {

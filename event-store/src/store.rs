@@ -1,5 +1,6 @@
 //! The [`EventStore`] trait every backend implements, and its errors.
 
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -170,6 +171,20 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Calls `visit` with each event of the whole log from position `from`
+    /// on, in order, until it returns [`ControlFlow::Break`] or the log
+    /// ends (events appended meanwhile may or may not be among them), and
+    /// returns how many it was given. A backend that can lends each event and drops it before it
+    /// reads the next, so a fold holds no page: the default reads pages
+    /// with [`EventStore::read_all`].
+    async fn visit_all(
+        &self,
+        from: Position,
+        visit: &mut (dyn for<'e> FnMut(&'e RecordedEvent) -> ControlFlow<()> + Send),
+    ) -> Result<u64, StoreError> {
+        visit_pages(self, from, visit).await
+    }
+
     /// The position of the last durable event, `Position(0)` when empty.
     async fn head(&self) -> Result<Position, StoreError>;
 
@@ -260,6 +275,14 @@ pub trait Decorator: Send + Sync + 'static {
         self.inner().read_all(from, limit).await
     }
 
+    /// Whether this decorator gives every read through as the inner store
+    /// answers it, so [`EventStore::visit_all`] may lend the inner store's
+    /// events directly. `false` unless said: a decorator that changes
+    /// [`Decorator::read_all`] then has its visits read through it.
+    fn reads_unchanged(&self) -> bool {
+        false
+    }
+
     /// As [`EventStore::head`].
     async fn head(&self) -> Result<Position, StoreError> {
         self.inner().head().await
@@ -330,6 +353,17 @@ impl<D: Decorator> EventStore for D {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         Decorator::read_all(self, from, limit).await
+    }
+    async fn visit_all(
+        &self,
+        from: Position,
+        visit: &mut (dyn for<'e> FnMut(&'e RecordedEvent) -> ControlFlow<()> + Send),
+    ) -> Result<u64, StoreError> {
+        if self.reads_unchanged() {
+            self.inner().visit_all(from, visit).await
+        } else {
+            visit_pages(self, from, visit).await
+        }
     }
     async fn head(&self) -> Result<Position, StoreError> {
         Decorator::head(self).await
@@ -451,5 +485,100 @@ pub fn check_expected(
             expected,
             actual,
         })
+    }
+}
+
+/// Events per page of [`visit_pages`], as the folds read before lending
+/// reads.
+const VISIT_PAGE: usize = 4096;
+
+/// [`EventStore::visit_all`] by pages of [`EventStore::read_all`].
+pub(crate) async fn visit_pages<S: EventStore + ?Sized>(
+    store: &S,
+    from: Position,
+    visit: &mut (dyn for<'e> FnMut(&'e RecordedEvent) -> ControlFlow<()> + Send),
+) -> Result<u64, StoreError> {
+    let mut next = from;
+    let mut seen = 0;
+    loop {
+        let page = store.read_all(next, VISIT_PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(seen);
+        };
+        next = last.position.next();
+        for event in &page {
+            seen += 1;
+            if visit(event).is_break() {
+                return Ok(seen);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventMetadata, EventType};
+    use crate::memory::MemoryStore;
+
+    /// A decorator that hides every even position from reads.
+    struct OddOnly(MemoryStore, bool);
+
+    #[async_trait::async_trait]
+    impl Decorator for OddOnly {
+        fn inner(&self) -> &dyn EventStore {
+            &self.0
+        }
+        fn reads_unchanged(&self) -> bool {
+            self.1
+        }
+        async fn read_all(
+            &self,
+            from: Position,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            let mut page = self.0.read_all(from, limit).await?;
+            page.retain(|e| e.position.0 % 2 == 1);
+            Ok(page)
+        }
+    }
+
+    async fn visited(store: &dyn EventStore) -> Vec<u64> {
+        let mut seen = Vec::new();
+        store
+            .visit_all(Position::START, &mut |e| {
+                seen.push(e.position.0);
+                ControlFlow::Continue(())
+            })
+            .await
+            .unwrap();
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_decorator_that_changes_reads_has_its_visits_read_through_it() {
+        // Given six events behind a decorator that hides even positions
+        let inner = MemoryStore::new();
+        let events = (0..6)
+            .map(|n| {
+                NewEvent::from_json_text(
+                    EventType::parse("Happened").unwrap(),
+                    1,
+                    &format!(r#"{{"n":{n}}}"#),
+                    &EventMetadata::new("t"),
+                )
+                .unwrap()
+            })
+            .collect();
+        let s = StreamId::parse("s").unwrap();
+        inner
+            .append(&s, ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+        // When it is visited, then it sees what its reads show
+        assert_eq!(visited(&OddOnly(inner.clone(), false)).await, [1, 3, 5]);
+        // And only a decorator that says its reads are unchanged lends the
+        // inner store's events directly
+        assert_eq!(visited(&OddOnly(inner, true)).await, [1, 2, 3, 4, 5, 6]);
     }
 }

@@ -14,6 +14,7 @@
 //! checkpoint are vouched for by nothing but the chains (ADR 0014).
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use crate::chain::{EventHash, LogCheckpoint, LogHash};
 use crate::event::{Position, RecordedEvent, StreamId, StreamVersion};
@@ -362,22 +363,26 @@ pub async fn verify_log_against(
     .await
 }
 
-/// Feeds `verifier` the log from `next` on, page by page.
+/// Feeds `verifier` the log from `next` on, each event lent by the store
+/// (`EventStore::visit_all`), up to the first break.
 async fn walk(
     store: &dyn EventStore,
-    mut next: Position,
+    next: Position,
     mut verifier: ChainVerifier,
 ) -> Result<VerifiedLog, VerifyError> {
-    const PAGE: usize = 4096;
-    loop {
-        let page = store.read_all(next, PAGE).await?;
-        let Some(last) = page.last() else {
-            return Ok(verifier.finish()?);
-        };
-        next = last.position.next();
-        for event in &page {
-            verifier.check(event)?;
-        }
+    let mut broken = None;
+    store
+        .visit_all(next, &mut |event| match verifier.check(event) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                broken = Some(e);
+                ControlFlow::Break(())
+            }
+        })
+        .await?;
+    match broken {
+        Some(e) => Err(e.into()),
+        None => Ok(verifier.finish()?),
     }
 }
 

@@ -157,6 +157,35 @@ async fn filled(backend: &Embedded) -> Vec<RecordedEvent> {
 core_cases!(Embedded);
 durable_cases!(Embedded);
 
+/// The conformance suite visits on a multi-threaded runtime, where the
+/// store reads inside `block_in_place`; on a single-threaded one (as
+/// `#[tokio::test]` and small tools run) it reads on the runtime's thread,
+/// and must lend the same events, and refuse once closed.
+#[tokio::test]
+async fn a_visit_on_a_single_threaded_runtime_lends_the_whole_log() {
+    let backend = Embedded::fresh().await;
+    let all = filled(&backend).await;
+    let store = backend.open().await;
+    let mut lent = Vec::new();
+    let given = store
+        .visit_all(Position::START, &mut |e| {
+            lent.push(e.clone());
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(given, 30);
+    assert_eq!(lent, all);
+    store.close().await;
+    let closed = store
+        .visit_all(
+            Position::START,
+            &mut |_| std::ops::ControlFlow::Continue(()),
+        )
+        .await;
+    assert!(matches!(closed, Err(StoreError::Closed)), "{closed:?}");
+}
+
 #[tokio::test]
 async fn the_store_file_is_readable_by_its_owner_only() {
     let backend = Embedded::fresh().await;

@@ -69,6 +69,7 @@ macro_rules! core_cases {
                 the_last_version_written_is_the_streams_last_or_unknown,
                 global_order_is_commit_order,
                 read_ranges_and_limits,
+                a_visit_lends_the_log_in_order_and_stops_when_asked,
                 subscription_catches_up_then_goes_live_without_gap_or_duplicate,
                 subscription_from_a_position_starts_there,
                 subscription_ends_cleanly_when_the_store_closes,
@@ -693,6 +694,63 @@ pub async fn read_ranges_and_limits<B: Backend>() {
             .is_empty()
     );
     assert!(store.read_all(Position::START, 0).await.unwrap().is_empty());
+}
+
+/// Folds the log from `from` with `visit_all`, keeping each event it is
+/// lent, stopping after `stop_after` when given.
+async fn visited(
+    store: &dyn EventStore,
+    from: Position,
+    stop_after: Option<u64>,
+) -> (u64, Vec<RecordedEvent>) {
+    let mut kept = Vec::new();
+    let given = store
+        .visit_all(from, &mut |e| {
+            kept.push(e.clone());
+            match stop_after {
+                Some(n) if kept.len() as u64 >= n => std::ops::ControlFlow::Break(()),
+                _ => std::ops::ControlFlow::Continue(()),
+            }
+        })
+        .await
+        .unwrap();
+    (given, kept)
+}
+
+pub async fn a_visit_lends_the_log_in_order_and_stops_when_asked<B: Backend>() {
+    // Given a log of 12 events over two streams
+    let backend = B::fresh().await;
+    let store = backend.open().await;
+    store
+        .append(&stream("other"), ExpectedVersion::Any, events(2, "o"))
+        .await
+        .unwrap();
+    store
+        .append(
+            &stream("visited"),
+            ExpectedVersion::NoStream,
+            events(10, "r"),
+        )
+        .await
+        .unwrap();
+    let all = store.read_all(Position::START, 100).await.unwrap();
+
+    // When it is visited from the start, then it is lent whole, in order,
+    // each event as a read returns it
+    let (given, kept) = visited(&store, Position::START, None).await;
+    assert_eq!(given, 12);
+    assert_eq!(kept, all);
+    // From a position, from there on
+    let (given, kept) = visited(&store, Position(5), None).await;
+    assert_eq!(given, 8);
+    assert_eq!(positions(&kept), (5..=12).collect::<Vec<_>>());
+    // A visitor that stops is given no more
+    let (given, kept) = visited(&store, Position(2), Some(3)).await;
+    assert_eq!(given, 3);
+    assert_eq!(positions(&kept), [2, 3, 4]);
+    // Past the head there is nothing to visit
+    assert_eq!(visited(&store, Position(13), None).await.0, 0);
+    assert_eq!(visited(&store, Position(u64::MAX), None).await.0, 0);
 }
 
 pub async fn subscription_catches_up_then_goes_live_without_gap_or_duplicate<B: Backend>() {
