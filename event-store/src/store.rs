@@ -518,8 +518,8 @@ pub(crate) async fn visit_pages<S: EventStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventMetadata, EventType};
     use crate::memory::MemoryStore;
+    use crate::verify::tests::new_event;
 
     /// A decorator that hides every even position from reads.
     struct OddOnly(MemoryStore, bool);
@@ -559,17 +559,7 @@ mod tests {
     async fn a_decorator_that_changes_reads_has_its_visits_read_through_it() {
         // Given six events behind a decorator that hides even positions
         let inner = MemoryStore::new();
-        let events = (0..6)
-            .map(|n| {
-                NewEvent::from_json_text(
-                    EventType::parse("Happened").unwrap(),
-                    1,
-                    &format!(r#"{{"n":{n}}}"#),
-                    &EventMetadata::new("t"),
-                )
-                .unwrap()
-            })
-            .collect();
+        let events = (0..6).map(new_event).collect();
         let s = StreamId::parse("s").unwrap();
         inner
             .append(&s, ExpectedVersion::Any, events)

@@ -387,12 +387,12 @@ async fn walk(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::chain::link;
     use crate::event::{EventMetadata, EventType, JsonObject, NewEvent};
 
-    fn new_event(n: u64) -> NewEvent {
+    pub(crate) fn new_event(n: u64) -> NewEvent {
         NewEvent::from_json_text(
             EventType::parse("Happened").unwrap(),
             1,

@@ -166,14 +166,7 @@ async fn a_visit_on_a_single_threaded_runtime_lends_the_whole_log() {
     let backend = Embedded::fresh().await;
     let all = filled(&backend).await;
     let store = backend.open().await;
-    let mut lent = Vec::new();
-    let given = store
-        .visit_all(Position::START, &mut |e| {
-            lent.push(e.clone());
-            std::ops::ControlFlow::Continue(())
-        })
-        .await
-        .unwrap();
+    let (given, lent) = conformance::visited(&store, Position::START, None).await;
     assert_eq!(given, 30);
     assert_eq!(lent, all);
     store.close().await;

@@ -698,7 +698,7 @@ pub async fn read_ranges_and_limits<B: Backend>() {
 
 /// Folds the log from `from` with `visit_all`, keeping each event it is
 /// lent, stopping after `stop_after` when given.
-async fn visited(
+pub async fn visited(
     store: &dyn EventStore,
     from: Position,
     stop_after: Option<u64>,
