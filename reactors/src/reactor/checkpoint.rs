@@ -8,6 +8,7 @@ use std::io;
 use std::path::PathBuf;
 
 use sealplane_host::durable;
+use tokio::task::JoinHandle;
 
 /// The checkpoint file.
 #[derive(Clone)]
@@ -43,9 +44,13 @@ impl Checkpoint {
     /// [`Checkpoint::save_sync`] on tokio's blocking pool, so its fsyncs do
     /// not stall a runtime worker.
     pub(super) async fn save(&self, position: u64) {
-        let this = self.clone();
         // A join error means the save panicked; the next save tries again.
-        let _ = tokio::task::spawn_blocking(move || this.save_sync(position)).await;
+        let _ = self.spawn_save(position).await;
+    }
+
+    fn spawn_save(&self, position: u64) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.save_sync(position))
     }
 
     /// Writes atomically and durably (0600); a failed write is logged, as
@@ -60,6 +65,45 @@ impl Checkpoint {
                 self.path.display()
             );
         }
+    }
+}
+
+/// Saves made while the feed flows, in the background: the feed loop
+/// hands a position over and goes on at once, rather than waiting for the
+/// write and its fsyncs (several milliseconds while the disk is busy, with
+/// every event behind it waiting too). One save at a time: a position
+/// handed over while one is in flight is skipped, and a later one saves
+/// it, so saves never land out of order.
+pub(super) struct Saver {
+    checkpoint: Checkpoint,
+    in_flight: Option<JoinHandle<()>>,
+}
+
+impl Saver {
+    pub(super) fn new(checkpoint: Checkpoint) -> Self {
+        Self {
+            checkpoint,
+            in_flight: None,
+        }
+    }
+
+    /// Starts saving `position` unless a save is still in flight; whether
+    /// it started.
+    pub(super) fn start(&mut self, position: u64) -> bool {
+        if self.in_flight.as_ref().is_some_and(|h| !h.is_finished()) {
+            return false;
+        }
+        self.in_flight = Some(self.checkpoint.spawn_save(position));
+        true
+    }
+
+    /// The last save, on stopping: waits for the one in flight, so that it
+    /// cannot land after this one, then saves `position`.
+    pub(super) async fn finish(mut self, position: u64) {
+        if let Some(in_flight) = self.in_flight.take() {
+            let _ = in_flight.await;
+        }
+        self.checkpoint.save(position).await;
     }
 }
 
@@ -108,5 +152,22 @@ mod tests {
         };
         c.save_sync(42);
         assert_eq!(c.load(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_background_save_is_not_overtaken_and_the_last_save_is_the_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoint {
+            path: dir.path().join("cp"),
+        };
+        let mut saver = Saver::new(c.clone());
+        // Given a save started in the background,
+        assert!(saver.start(5));
+        // when another is handed over at once and the reactor then stops,
+        saver.start(7);
+        saver.finish(9).await;
+        // then the file holds the stop's position, whichever of the
+        // earlier saves ran.
+        assert_eq!(c.load(), 9);
     }
 }

@@ -36,7 +36,7 @@ use sealplane_proto::v1;
 use tokio::sync::{Semaphore, watch};
 use tonic::Code;
 
-use self::checkpoint::Checkpoint;
+use self::checkpoint::{Checkpoint, Saver};
 use self::client::Client;
 pub use self::parts::{ReactorParts, StartError};
 use crate::fingerprint::FingerprintKey;
@@ -183,6 +183,7 @@ impl Reactor {
         };
         let mut ledger = Ledger::new(self.checkpoint.load());
         let mut saved = (ledger.checkpoint(), Instant::now());
+        let mut saver = Saver::new(self.checkpoint.clone());
         let mut delay = CONTROL_PLANE_RETRY.backoff();
         let stores: Vec<&str> = self.work.stores.keys().map(String::as_str).collect();
         let (stores, position) = (stores.join(", "), ledger.resume_from());
@@ -235,11 +236,14 @@ impl Reactor {
                                 for action in feed::fold(&mut ledger, message) {
                                     self.work.clone().spawn(action).await;
                                 }
-                                // At most once a second: a stale checkpoint
-                                // only means replaying a little more.
+                                // At most once a second, in the background:
+                                // a stale checkpoint only means replaying a
+                                // little more.
                                 let now = ledger.checkpoint();
-                                if now != saved.0 && saved.1.elapsed() >= CHECKPOINT_EVERY {
-                                    self.checkpoint.save(now).await;
+                                if now != saved.0
+                                    && saved.1.elapsed() >= CHECKPOINT_EVERY
+                                    && saver.start(now)
+                                {
                                     saved = (now, Instant::now());
                                 }
                             }
@@ -304,7 +308,7 @@ impl Reactor {
                 "stopping with actions still in flight; their requests are reported failed on restart"
             );
         }
-        self.checkpoint.save(ledger.checkpoint()).await;
+        saver.finish(ledger.checkpoint()).await;
         let _ = admin_stop.send(());
         if let Some(admin) = admin {
             let _ = admin.await;
