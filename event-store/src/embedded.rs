@@ -1,13 +1,18 @@
 //! The embedded backend: one SQLite file in WAL mode, the default store.
 //!
-//! One writer thread owns the write connection and commits appends in
-//! groups: it takes every append waiting in its queue, runs each inside its
-//! own savepoint when there are several (so a conflict in one leaves the
-//! others untouched), commits
+//! One writer thread commits appends in groups: it takes every append
+//! waiting in its queue, runs each inside its own savepoint when there are
+//! several (so a conflict in one leaves the others untouched), commits
 //! the group with one `fsync`, publishes the new head, then answers each
-//! appender. An append therefore returns only once it is durable. Readers use
-//! a small pool of separate connections, which WAL lets run beside the
-//! writer. A lock file keeps a second process from opening the same store.
+//! appender. An append therefore returns only once it is durable. An
+//! append made while no other is under way, on a multi-threaded runtime,
+//! is committed on the caller's thread instead (inside `block_in_place`),
+//! as a group of one: the same commit and publication, without the two
+//! thread hand-offs. Appends that overlap go to the writer, which commits
+//! them together. Either way the connection's lock orders the commits and
+//! their publication. Readers use a small pool of
+//! separate connections, which WAL lets run beside the writer. A lock file
+//! keeps a second process from opening the same store.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::ops::ControlFlow;
@@ -27,6 +32,7 @@ use crate::event::{
 };
 use crate::store::{
     AppendError, Appended, EventStore, StoreError, StreamAppend, Subscription, check_expected,
+    check_parts,
 };
 use crate::subscription::{Head, Recent, catch_up_then_live};
 use crate::writer::{
@@ -74,17 +80,19 @@ pub struct EmbeddedStore {
 
 struct Inner {
     path: PathBuf,
+    /// The write connection, taken by whoever commits; `None` once the
+    /// writer thread has stopped.
+    conn: Arc<Mutex<Option<Connection>>>,
+    /// Appends under way: one alone may commit on its caller's thread.
+    appending: std::sync::atomic::AtomicUsize,
     writer: Queue,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
-    head: watch::Sender<Head>,
+    /// The head, what was just committed and the streams' tails.
+    publish: Publish,
     /// Leases and sections: the lock file admits one process, so they
     /// are this process's.
     coordination: LocalCoordination,
-    /// What was just committed, for live subscribers.
-    recent: Arc<Recent>,
-    /// The last version of each stream written lately (ADR 0029).
-    tails: Arc<Tails>,
 }
 
 /// Streams whose last version the store keeps in memory; when full, it
@@ -141,29 +149,34 @@ impl EmbeddedStore {
             closed: false,
         });
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writer_head = head.clone();
-        let recent = Arc::new(Recent::default());
-        let writer_recent = recent.clone();
-        let tails = Arc::new(Tails::default());
-        let writer_tails = tails.clone();
+        let conn = Arc::new(Mutex::new(Some(conn)));
+        let publish = Publish {
+            head,
+            recent: Arc::new(Recent::default()),
+            tails: Arc::new(Tails::default()),
+        };
+        let (writer_conn, writer_publish) = (conn.clone(), publish.clone());
         let thread = std::thread::Builder::new()
             .name("event-store-writer".into())
             .spawn(move || {
-                run_writer(conn, rx, writer_head, &writer_recent, &writer_tails);
-                // The lock is released only once every append is durable.
+                run_writer(&writer_conn, rx, &writer_publish);
+                // Waits for a commit on an appender's thread, if one is
+                // under way, and ends writing: the lock is released only
+                // once every append is durable.
+                drop(lock_conn(&writer_conn).take());
                 drop(lock);
             })
             .map_err(StoreError::backend)?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 path,
+                conn,
+                appending: std::sync::atomic::AtomicUsize::new(0),
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
-                head,
+                publish,
                 coordination: LocalCoordination::default(),
-                recent,
-                tails,
             }),
         })
     }
@@ -178,7 +191,7 @@ impl EmbeddedStore {
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        if self.inner.head.borrow().closed {
+        if self.inner.publish.head.borrow().closed {
             return Err(StoreError::Closed);
         }
         let inner = self.inner.clone();
@@ -324,29 +337,105 @@ fn add_log_hashes(tx: &Transaction<'_>) -> Result<(), StoreError> {
     }
 }
 
-fn run_writer(
-    mut conn: Connection,
-    mut queue: mpsc::Receiver<Append>,
+/// Where commits are announced: the tails, the recent events, the head.
+#[derive(Clone)]
+struct Publish {
     head: watch::Sender<Head>,
-    recent: &Recent,
-    tails: &Tails,
-) {
-    let mut group = Vec::with_capacity(GROUP_MAX_APPENDS);
-    while let Some(first) = queue.blocking_recv() {
-        gather(first, &mut queue, &mut group);
-        let (outcomes, last, committed) = commit_group(&mut conn, &mut group);
+    recent: Arc<Recent>,
+    tails: Arc<Tails>,
+}
+
+impl Publish {
+    /// Commits `group` on `conn`, announces what it wrote, then answers
+    /// each appender. Called with the connection's lock held, so commits
+    /// are announced in the order they were made.
+    fn commit(&self, conn: &mut Connection, group: &mut Vec<Append>) {
+        let (outcomes, last, committed) = commit_group(conn, group);
         if let Some(position) = last {
             // Before any appender hears of its append, so that whoever
             // holds a stream up to the version held here has all of it.
-            tails.committed(&committed);
+            self.tails.committed(&committed);
             // Kept before the head moves: a subscriber woken by it finds them.
-            recent.committed(committed);
-            head.send_replace(Head {
+            self.recent.committed(committed);
+            self.head.send_replace(Head {
                 position,
                 closed: false,
             });
         }
-        reply(&mut group, outcomes);
+        reply(group, outcomes);
+    }
+}
+
+/// What [`Inner::commit_here`] did.
+enum Here {
+    /// Committed (or refused) on the caller's thread.
+    Done(Result<Vec<Appended>, AppendError>),
+    /// The connection is busy, or this is no place to block: the writer
+    /// thread's queue takes the append.
+    Busy(Vec<StreamAppend>),
+}
+
+impl Inner {
+    /// Commits `parts` on the caller's thread when the write connection is
+    /// free and the caller is on a multi-threaded runtime (whose other
+    /// tasks `block_in_place` moves to another thread meanwhile); hands
+    /// them back otherwise. Saves the hand-off to the writer thread and
+    /// back (two thread wake-ups) for an append made alone.
+    fn commit_here(&self, parts: Vec<StreamAppend>) -> Here {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let multi_threaded =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if !multi_threaded {
+            return Here::Busy(parts);
+        }
+        if let Err(e) = check_parts(&parts) {
+            return Here::Done(Err(e));
+        }
+        let mut conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Here::Busy(parts),
+        };
+        // Closed: the writer thread has stopped, or is stopping (it takes
+        // the connection once its queue is drained).
+        let open = lock(&self.writer).is_some();
+        let (Some(conn), true) = (conn.as_mut(), open) else {
+            return Here::Done(Err(StoreError::Closed.into()));
+        };
+        let (reply, mut outcome) = tokio::sync::oneshot::channel();
+        let mut group = vec![Append { parts, reply }];
+        tokio::task::block_in_place(|| self.publish.commit(conn, &mut group));
+        Here::Done(
+            outcome
+                .try_recv()
+                .unwrap_or_else(|_| Err(StoreError::Closed.into())),
+        )
+    }
+}
+
+fn lock_conn(conn: &Mutex<Option<Connection>>) -> MutexGuard<'_, Option<Connection>> {
+    conn.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn run_writer(
+    conn: &Mutex<Option<Connection>>,
+    mut queue: mpsc::Receiver<Append>,
+    publish: &Publish,
+) {
+    let mut group = Vec::with_capacity(GROUP_MAX_APPENDS);
+    while let Some(first) = queue.blocking_recv() {
+        gather(first, &mut queue, &mut group);
+        let mut conn = lock_conn(conn);
+        match conn.as_mut() {
+            Some(conn) => publish.commit(conn, &mut group),
+            // Only this thread takes it, once its queue is drained.
+            None => {
+                let closed = (0..group.len())
+                    .map(|_| Err(StoreError::Closed.into()))
+                    .collect();
+                reply(&mut group, closed);
+            }
+        }
     }
 }
 
@@ -620,6 +709,24 @@ fn query_events(
 #[async_trait::async_trait]
 impl EventStore for EmbeddedStore {
     async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        use std::sync::atomic::Ordering;
+        struct Appending<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Appending<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let others = self.inner.appending.fetch_add(1, Ordering::SeqCst);
+        let _appending = Appending(&self.inner.appending);
+        let parts = match others {
+            // Alone: the writer would commit it alone too.
+            0 => match self.inner.commit_here(parts) {
+                Here::Done(outcome) => return outcome,
+                Here::Busy(parts) => parts,
+            },
+            // Others are under way: the writer groups them.
+            _ => parts,
+        };
         submit(&self.inner.writer, parts).await
     }
 
@@ -673,7 +780,7 @@ impl EventStore for EmbeddedStore {
         from: Position,
         visit: &mut (dyn for<'e> FnMut(&'e RecordedEvent) -> ControlFlow<()> + Send),
     ) -> Result<u64, StoreError> {
-        if self.inner.head.borrow().closed {
+        if self.inner.publish.head.borrow().closed {
             return Err(StoreError::Closed);
         }
         let mut read = || self.inner.with_reader(|conn| visit_rows(conn, from, visit));
@@ -684,7 +791,7 @@ impl EventStore for EmbeddedStore {
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
-        let head = *self.inner.head.borrow();
+        let head = *self.inner.publish.head.borrow();
         if head.closed {
             return Err(StoreError::Closed);
         }
@@ -696,7 +803,7 @@ impl EventStore for EmbeddedStore {
     }
 
     fn last_version_written(&self, stream: &StreamId) -> Option<StreamVersion> {
-        self.inner.tails.get(stream)
+        self.inner.publish.tails.get(stream)
     }
 
     async fn acquire_lease(
@@ -720,8 +827,8 @@ impl EventStore for EmbeddedStore {
     fn subscribe_all(&self, from: Position) -> Subscription {
         catch_up_then_live(
             self.clone(),
-            self.inner.head.subscribe(),
-            self.inner.recent.clone(),
+            self.inner.publish.head.subscribe(),
+            self.inner.publish.recent.clone(),
             from,
         )
     }
@@ -734,6 +841,6 @@ impl EventStore for EmbeddedStore {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         lock(&self.inner.readers).clear();
-        self.inner.head.send_modify(|h| h.closed = true);
+        self.inner.publish.head.send_modify(|h| h.closed = true);
     }
 }
