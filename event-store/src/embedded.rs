@@ -127,7 +127,7 @@ impl EmbeddedStore {
     /// when missing. Fails if another process has it open.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let lock = lock_file(&path)?;
+        let lock_held = lock_file(&path)?;
         // Create the file ourselves so its mode is 0600 from the first byte;
         // SQLite gives the -wal and -shm files the same mode.
         OpenOptions::new()
@@ -163,8 +163,8 @@ impl EmbeddedStore {
                 // Waits for a commit on an appender's thread, if one is
                 // under way, and ends writing: the lock is released only
                 // once every append is durable.
-                drop(lock_conn(&writer_conn).take());
-                drop(lock);
+                drop(lock(&writer_conn).take());
+                drop(lock_held);
             })
             .map_err(StoreError::backend)?;
         Ok(EmbeddedStore {
@@ -388,14 +388,15 @@ impl Inner {
         if !multi_threaded {
             return Here::Busy(parts);
         }
-        if let Err(e) = check_parts(&parts) {
-            return Here::Done(Err(e));
-        }
         let mut conn = match self.conn.try_lock() {
             Ok(conn) => conn,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return Here::Busy(parts),
         };
+        // Checked here, not before: handed back, the queue checks them.
+        if let Err(e) = check_parts(&parts) {
+            return Here::Done(Err(e));
+        }
         // Closed: the writer thread has stopped, or is stopping (it takes
         // the connection once its queue is drained).
         let open = lock(&self.writer).is_some();
@@ -413,10 +414,6 @@ impl Inner {
     }
 }
 
-fn lock_conn(conn: &Mutex<Option<Connection>>) -> MutexGuard<'_, Option<Connection>> {
-    conn.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn run_writer(
     conn: &Mutex<Option<Connection>>,
     mut queue: mpsc::Receiver<Append>,
@@ -425,16 +422,11 @@ fn run_writer(
     let mut group = Vec::with_capacity(GROUP_MAX_APPENDS);
     while let Some(first) = queue.blocking_recv() {
         gather(first, &mut queue, &mut group);
-        let mut conn = lock_conn(conn);
-        match conn.as_mut() {
+        // Always there: only this thread takes it, once its queue is
+        // drained. Were it gone, dropping the group answers each `Closed`.
+        match lock(conn).as_mut() {
             Some(conn) => publish.commit(conn, &mut group),
-            // Only this thread takes it, once its queue is drained.
-            None => {
-                let closed = (0..group.len())
-                    .map(|_| Err(StoreError::Closed.into()))
-                    .collect();
-                reply(&mut group, closed);
-            }
+            None => group.clear(),
         }
     }
 }

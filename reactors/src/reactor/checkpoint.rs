@@ -72,8 +72,8 @@ impl Checkpoint {
 /// hands a position over and goes on at once, rather than waiting for the
 /// write and its fsyncs (several milliseconds while the disk is busy, with
 /// every event behind it waiting too). One save at a time: a position
-/// handed over while one is in flight is skipped, and a later one saves
-/// it, so saves never land out of order.
+/// handed over while one is in flight is skipped (the next hand-over saves
+/// the position then current), so saves never land out of order.
 pub(super) struct Saver {
     checkpoint: Checkpoint,
     in_flight: Option<JoinHandle<()>>,
