@@ -14,6 +14,7 @@
 //! separate connections, which WAL lets run beside the writer. A lock file
 //! keeps a second process from opening the same store.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::ops::ControlFlow;
 use std::os::unix::fs::OpenOptionsExt;
@@ -27,8 +28,8 @@ use tokio::sync::{mpsc, watch};
 use crate::chain::{self, EventHash, LogCheckpoint, LogHash};
 use crate::coordination::LocalCoordination;
 use crate::event::{
-    EventType, ExpectedVersion, JsonObject, NewEvent, Position, RecordedEvent, StreamId,
-    StreamVersion,
+    EventType, ExpectedVersion, InvalidInput, JsonObject, NewEvent, Position, RecordedEvent,
+    StreamId, StreamVersion,
 };
 use crate::store::{
     AppendError, Appended, EventStore, StoreError, StreamAppend, Subscription, check_expected,
@@ -625,11 +626,50 @@ fn append_one(
     Ok((appended, head, recorded))
 }
 
-fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> {
+/// The stream ids and event types one read has decoded so far. A log
+/// repeats both (a stream's events sit close together, and there are a few
+/// dozen types), so a row naming one seen before shares it: no allocation,
+/// copy or second validation. Bounded: a long read of distinct streams
+/// holds at most [`NAMES_HELD`] of each.
+#[derive(Default)]
+struct Names {
+    streams: HashSet<StreamId>,
+    types: HashSet<EventType>,
+}
+
+const NAMES_HELD: usize = 4096;
+
+impl Names {
+    fn stream(&mut self, text: &str) -> Result<StreamId, InvalidInput> {
+        Self::shared(&mut self.streams, text, |t| StreamId::parse(t))
+    }
+
+    fn event_type(&mut self, text: &str) -> Result<EventType, InvalidInput> {
+        Self::shared(&mut self.types, text, |t| EventType::parse(t))
+    }
+
+    fn shared<T: Clone + Eq + std::hash::Hash + std::borrow::Borrow<str>>(
+        seen: &mut HashSet<T>,
+        text: &str,
+        parse: impl FnOnce(&str) -> Result<T, InvalidInput>,
+    ) -> Result<T, InvalidInput> {
+        if let Some(name) = seen.get(text) {
+            return Ok(name.clone());
+        }
+        let name = parse(text)?;
+        if seen.len() >= NAMES_HELD {
+            seen.clear();
+        }
+        seen.insert(name.clone());
+        Ok(name)
+    }
+}
+
+fn decode(row: &Row<'_>, names: &mut Names) -> rusqlite::Result<Result<RecordedEvent, StoreError>> {
     let position: i64 = row.get(0)?;
-    let stream_id: String = row.get(1)?;
+    let stream_id = row.get_ref(1)?.as_str()?;
     let version: i64 = row.get(2)?;
-    let event_type: String = row.get(3)?;
+    let event_type = row.get_ref(3)?.as_str()?;
     let schema_version: u32 = row.get(4)?;
     let data: String = row.get(5)?;
     let metadata: String = row.get(6)?;
@@ -644,9 +684,13 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> 
     Ok((|| {
         Ok(RecordedEvent {
             position: Position(position as u64),
-            stream_id: StreamId::parse(stream_id).map_err(|e| corrupt(e.to_string()))?,
+            stream_id: names
+                .stream(stream_id)
+                .map_err(|e| corrupt(e.to_string()))?,
             version: StreamVersion(version as u64),
-            event_type: EventType::parse(event_type).map_err(|e| corrupt(e.to_string()))?,
+            event_type: names
+                .event_type(event_type)
+                .map_err(|e| corrupt(e.to_string()))?,
             schema_version,
             data: JsonObject::from_stored("data", data).map_err(|e| corrupt(e.to_string()))?,
             metadata: JsonObject::from_stored("metadata", metadata)
@@ -677,9 +721,10 @@ fn visit_rows(
     let mut rows = q
         .query(params![clamp(from.0)])
         .map_err(StoreError::backend)?;
+    let mut names = Names::default();
     let mut seen = 0;
     while let Some(row) = rows.next().map_err(StoreError::backend)? {
-        let event = decode(row).map_err(StoreError::backend)??;
+        let event = decode(row, &mut names).map_err(StoreError::backend)??;
         seen += 1;
         if visit(&event).is_break() {
             break;
@@ -694,7 +739,10 @@ fn query_events(
     params: impl rusqlite::Params,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut q = conn.prepare_cached(sql).map_err(StoreError::backend)?;
-    let rows = q.query_map(params, decode).map_err(StoreError::backend)?;
+    let mut names = Names::default();
+    let rows = q
+        .query_map(params, |row| decode(row, &mut names))
+        .map_err(StoreError::backend)?;
     rows.map(|r| r.map_err(StoreError::backend)?).collect()
 }
 
@@ -834,5 +882,36 @@ impl EventStore for EmbeddedStore {
         }
         lock(&self.inner.readers).clear();
         self.inner.publish.head.send_modify(|h| h.closed = true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_shares_the_names_it_has_seen_and_holds_a_bounded_number() {
+        // Given a read that has decoded NAMES_HELD distinct streams
+        let mut names = Names::default();
+        for i in 0..NAMES_HELD {
+            names.stream(&format!("s{i}")).unwrap();
+        }
+        assert_eq!(names.streams.len(), NAMES_HELD);
+
+        // When a stream seen before comes again, then it is the one held
+        let again = names.stream("s7").unwrap();
+        assert_eq!(again.as_str(), "s7");
+        assert_eq!(names.streams.len(), NAMES_HELD);
+
+        // When a new one comes, then the held names start over with it
+        let new = names.stream("fresh").unwrap();
+        assert_eq!(new.as_str(), "fresh");
+        assert_eq!(names.streams.len(), 1);
+
+        // And a name that does not parse is refused, seen or not
+        assert!(names.stream("s 7").is_err());
+        assert!(names.event_type("T y").is_err());
+        assert_eq!(names.event_type("Ty").unwrap().as_str(), "Ty");
+        assert!(names.streams.len() == 1 && names.types.len() == 1);
     }
 }

@@ -5,6 +5,7 @@
 //! within [`MAX_EVENT_BYTES`]. Backends therefore never see bad input.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -127,10 +128,11 @@ pub enum InvalidInput {
 
 /// Identifier of a stream (one aggregate instance, e.g. `store-vault-prod`).
 ///
-/// 1 to 1024 bytes of printable ASCII without spaces.
+/// 1 to 1024 bytes of printable ASCII without spaces. The text is shared:
+/// a clone is a reference count, not a copy.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct StreamId(String);
+pub struct StreamId(Arc<str>);
 
 impl StreamId {
     /// Parses a stream id, refusing empty, oversize or non-printable ids.
@@ -145,7 +147,7 @@ impl StreamId {
         if let Some((at, found)) = id.char_indices().find(|(_, c)| !c.is_ascii_graphic()) {
             return Err(InvalidInput::StreamIdCharacter { found, at });
         }
-        Ok(StreamId(id))
+        Ok(StreamId(id.into()))
     }
 
     /// The id as text.
@@ -163,7 +165,14 @@ impl TryFrom<String> for StreamId {
 
 impl From<StreamId> for String {
     fn from(id: StreamId) -> String {
-        id.0
+        id.0.as_ref().to_owned()
+    }
+}
+
+/// Hashes and compares as its text, so a set of ids can be searched by `&str`.
+impl std::borrow::Borrow<str> for StreamId {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -179,10 +188,11 @@ impl fmt::Display for StreamId {
     }
 }
 
-/// Name of an event's type, e.g. `SecretUploadKeyRequested`.
+/// Name of an event's type, e.g. `SecretUploadKeyRequested`. The text is
+/// shared: a clone is a reference count, not a copy.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct EventType(String);
+pub struct EventType(Arc<str>);
 
 impl EventType {
     /// Parses an event type name: 1 to 128 ASCII letters, digits, `.`, `_`, `-`.
@@ -200,7 +210,7 @@ impl EventType {
         {
             return Err(InvalidInput::EventTypeCharacter { found });
         }
-        Ok(EventType(name))
+        Ok(EventType(name.into()))
     }
 
     /// The name as text.
@@ -218,7 +228,14 @@ impl TryFrom<String> for EventType {
 
 impl From<EventType> for String {
     fn from(name: EventType) -> String {
-        name.0
+        name.0.as_ref().to_owned()
+    }
+}
+
+/// Hashes and compares as its text, so a set of names can be searched by `&str`.
+impl std::borrow::Borrow<str> for EventType {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 

@@ -114,10 +114,6 @@ impl StreamAppend {
 
 /// One item of a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "nearly every message is an event; boxing would allocate once more per event"
-)]
 pub enum SubscriptionMessage {
     /// The next event, in position order.
     Event(RecordedEvent),

@@ -320,6 +320,50 @@ async fn garbage_in_the_file_is_reported_as_corrupt_not_returned() {
 }
 
 #[tokio::test]
+async fn a_read_gives_each_event_its_own_stream_and_type_and_still_checks_each_row() {
+    // Given 30 events over three streams, read once as written
+    let backend = Embedded::fresh().await;
+    let written = filled(&backend).await;
+    let store = backend.open().await;
+
+    // When they are read back in one page and in small pages, then each
+    // has the stream and type it was written with, though a read shares
+    // the names it has seen
+    let whole = store.read_all(Position::START, 100).await.unwrap();
+    assert_eq!(whole, written);
+    let mut paged: Vec<RecordedEvent> = vec![];
+    loop {
+        let next = paged.last().map_or(Position::START, |e| e.position.next());
+        let page = store.read_all(next, 4).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page);
+    }
+    assert_eq!(paged, written);
+    store.close().await;
+
+    // And a stored stream id edited to an invalid one, after the same read
+    // has seen valid ids, is reported where it is, not passed on
+    backend
+        .connect()
+        .execute(
+            "UPDATE events SET stream_id = 's 1' WHERE position = 20",
+            [],
+        )
+        .unwrap();
+    let store = backend.open().await;
+    match store.read_all(Position::START, 100).await {
+        Err(StoreError::Corrupt { at, reason }) => {
+            assert_eq!(at, "position 20");
+            assert!(reason.contains("stream id"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    store.close().await;
+}
+
+#[tokio::test]
 async fn a_store_of_the_previous_schema_is_migrated_on_open_and_then_verifies() {
     // Given a file as the previous release left it
     let backend = Embedded::fresh().await;
