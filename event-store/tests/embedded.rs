@@ -363,6 +363,65 @@ async fn a_read_gives_each_event_its_own_stream_and_type_and_still_checks_each_r
     store.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_is_written_whole_in_order_and_a_refused_one_leaves_nothing() {
+    // Given a stream with three events
+    let backend = Embedded::fresh().await;
+    let store = backend.open().await;
+    let s = stream("big");
+    store
+        .append(&s, ExpectedVersion::NoStream, events(3, "before"))
+        .await
+        .unwrap();
+
+    // When 70 events (more than two multi-row chunks, and a rest) are
+    // appended in one batch
+    let done = store
+        .append(
+            &s,
+            ExpectedVersion::Exact(StreamVersion(2)),
+            events(70, "big"),
+        )
+        .await
+        .unwrap();
+
+    // Then they follow on, in order, each row its own, and the log verifies
+    assert_eq!(done.version, StreamVersion(72));
+    let all = read_everything(&store).await;
+    assert_eq!(all.len(), 73);
+    for (i, e) in all.iter().enumerate().skip(3) {
+        assert_eq!(e.position, Position(i as u64 + 1));
+        assert_eq!(e.version, StreamVersion(i as u64));
+        assert_eq!(
+            e.data.as_str(),
+            format!(r#"{{"i":{},"tag":"big"}}"#, i - 3),
+            "event {i}"
+        );
+    }
+    let held = LogCheckpoint::of(all.last().unwrap());
+    assert_eq!(verify_log_against(&store, [held]).await.unwrap().events, 73);
+
+    // And an append of 70 more with a second part that is refused leaves
+    // none of the 70 behind
+    let refused = store
+        .append_many(vec![
+            sealplane_event_store::StreamAppend::new(
+                s.clone(),
+                ExpectedVersion::Exact(StreamVersion(72)),
+                events(70, "lost"),
+            ),
+            sealplane_event_store::StreamAppend::new(
+                s.clone(),
+                ExpectedVersion::NoStream,
+                events(1, "conflict"),
+            ),
+        ])
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(read_everything(&store).await, all);
+    store.close().await;
+}
+
 #[tokio::test]
 async fn a_store_of_the_previous_schema_is_migrated_on_open_and_then_verifies() {
     // Given a file as the previous release left it
