@@ -187,13 +187,21 @@ impl EmbeddedStore {
         &self.inner.path
     }
 
-    /// Runs `read` on a pooled reader connection off the async threads.
+    /// Runs `read` on a pooled reader connection. On a multi-threaded
+    /// runtime it runs on the caller's thread, inside `block_in_place`
+    /// (which hands the thread's other tasks to another meanwhile), so a
+    /// page of events is allocated on the thread that goes on to use and
+    /// free it (ADR 0038); elsewhere on the blocking pool.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
         if self.inner.publish.head.borrow().closed {
             return Err(StoreError::Closed);
+        }
+        if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+            return tokio::task::block_in_place(|| self.inner.with_reader(read));
         }
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.with_reader(read))
