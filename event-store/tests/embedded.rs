@@ -39,7 +39,24 @@ impl Backend for Embedded {
     }
 
     async fn open(&self) -> EmbeddedStore {
-        EmbeddedStore::open(&self.path).unwrap()
+        open_once_free(&self.path).await
+    }
+}
+
+/// Opens the store at `path`, waiting out a lock held only for a moment.
+/// The crash test in this binary starts child processes, and a child holds
+/// a copy of every open descriptor from its fork until its exec closes
+/// them: a store's lock file closed by another test in that window stays
+/// locked until then.
+async fn open_once_free(path: &std::path::Path) -> EmbeddedStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match EmbeddedStore::open(path) {
+            Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            opened => return opened.unwrap(),
+        }
     }
 }
 
@@ -221,7 +238,7 @@ async fn a_second_opener_is_refused_until_the_first_closes() {
         "{err}"
     );
     first.close().await;
-    let again = EmbeddedStore::open(&backend.path).unwrap();
+    let again = open_once_free(&backend.path).await;
     again.close().await;
 }
 
@@ -309,14 +326,20 @@ async fn garbage_in_the_file_is_reported_as_corrupt_not_returned() {
     store.close().await;
     backend.overwrite_data(Position(2), "garbage").await;
     let store = backend.open().await;
-    match store.read_all(Position::START, 10).await {
-        Err(StoreError::Corrupt { at, reason }) => {
-            assert_eq!(at, "position 2");
-            assert!(reason.contains("data must be a JSON object"), "{reason}");
+    assert_read_corrupt_at(&store, "position 2", "data must be a JSON object").await;
+    store.close().await;
+}
+
+/// Reads the whole log and asserts it is refused as corrupt at `at`, for
+/// a reason that says `why`.
+async fn assert_read_corrupt_at(store: &EmbeddedStore, at: &str, why: &str) {
+    match store.read_all(Position::START, 1_000).await {
+        Err(StoreError::Corrupt { at: found, reason }) => {
+            assert_eq!(found, at);
+            assert!(reason.contains(why), "{reason}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    store.close().await;
 }
 
 #[tokio::test]
@@ -353,13 +376,7 @@ async fn a_read_gives_each_event_its_own_stream_and_type_and_still_checks_each_r
         )
         .unwrap();
     let store = backend.open().await;
-    match store.read_all(Position::START, 100).await {
-        Err(StoreError::Corrupt { at, reason }) => {
-            assert_eq!(at, "position 20");
-            assert!(reason.contains("stream id"), "{reason}");
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
+    assert_read_corrupt_at(&store, "position 20", "stream id").await;
     store.close().await;
 }
 
