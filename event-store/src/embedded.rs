@@ -10,9 +10,9 @@
 //! as a group of one: the same commit and publication, without the two
 //! thread hand-offs. Appends that overlap go to the writer, which commits
 //! them together. Either way the connection's lock orders the commits and
-//! their publication. Readers use a small pool of
-//! separate connections, which WAL lets run beside the writer. A lock file
-//! keeps a second process from opening the same store.
+//! their publication. Readers use a small pool of separate connections,
+//! which WAL lets run beside the writer. A lock file keeps a second
+//! process from opening the same store.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -196,11 +196,10 @@ impl EmbeddedStore {
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        use tokio::runtime::{Handle, RuntimeFlavor};
         if self.inner.publish.head.borrow().closed {
             return Err(StoreError::Closed);
         }
-        if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        if may_block_in_place() {
             return tokio::task::block_in_place(|| self.inner.with_reader(read));
         }
         let inner = self.inner.clone();
@@ -227,6 +226,14 @@ impl Inner {
         }
         result
     }
+}
+
+/// Whether the caller runs on a multi-threaded runtime, where
+/// `block_in_place` may block its thread (the runtime moves the thread's
+/// other tasks to another meanwhile).
+fn may_block_in_place() -> bool {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -391,10 +398,7 @@ impl Inner {
     /// them back otherwise. Saves the hand-off to the writer thread and
     /// back (two thread wake-ups) for an append made alone.
     fn commit_here(&self, parts: Vec<StreamAppend>) -> Here {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        let multi_threaded =
-            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-        if !multi_threaded {
+        if !may_block_in_place() {
             return Here::Busy(parts);
         }
         let mut conn = match self.conn.try_lock() {
@@ -832,9 +836,10 @@ impl EventStore for EmbeddedStore {
             return Err(StoreError::Closed);
         }
         let mut read = || self.inner.with_reader(|conn| visit_rows(conn, from, visit));
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
-            _ => read(),
+        if may_block_in_place() {
+            tokio::task::block_in_place(read)
+        } else {
+            read()
         }
     }
 
