@@ -391,8 +391,7 @@ async fn a_large_batch_is_written_whole_in_order_and_a_refused_one_leaves_nothin
         .await
         .unwrap();
 
-    // When 70 events (more than two multi-row chunks, and a rest) are
-    // appended in one batch
+    // When 70 events are appended in one batch
     let done = store
         .append(
             &s,
