@@ -6,6 +6,7 @@
 //! disagree with the rules about what an event means.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
 
@@ -17,11 +18,13 @@ use crate::domain::Aggregate;
 use crate::domain::names::{SecretUri, Slug, StoreName};
 use crate::domain::principal::{Principal, PrincipalEvent};
 use crate::domain::sealing_keys::SealingKeys;
-use crate::domain::secret::{Secret, SecretEvent};
+use crate::domain::secret::{AccessList, Secret, SecretEvent};
 use crate::domain::store_catalog::StoreCatalog;
 use crate::domain::upload::{Purpose, UploadEvent, UploadRequest};
 use crate::projection::Projection;
 use crate::streams::{StreamKind, kind_of};
+
+mod readers;
 
 /// How long a finished upload request's state stays in the read model,
 /// measured in log time (event timestamps), so every rebuild keeps the same
@@ -53,6 +56,9 @@ pub struct ReadModel {
     pub memberships: BTreeMap<Slug, BTreeSet<Slug>>,
     /// Secrets by uri.
     pub secrets: BTreeMap<SecretUri, Secret>,
+    /// The readers of each secret its path does not name (ADR 0039);
+    /// derived from `secrets`, so a snapshot does not hold it.
+    grants: readers::Grants,
     /// Upload requests by id: every open one, and finished ones for
     /// [`FINISHED_UPLOAD_RETENTION`] of log time after they end.
     pub uploads: BTreeMap<Uuid, UploadRequest>,
@@ -117,6 +123,7 @@ impl ReadModel {
             principals,
             tokens,
             memberships,
+            grants: readers::Grants::of(&secrets),
             secrets,
             uploads,
             finished,
@@ -234,8 +241,20 @@ impl Projection for ReadModel {
                 Self::fold(state, event).map(|e| self.index_principal(&e))
             }
             Some(StreamKind::Secret(uri)) => {
+                let before = self
+                    .secrets
+                    .get(&uri)
+                    .map(readers::readers_elsewhere)
+                    .unwrap_or_default();
                 let state = self.secrets.entry(uri).or_default();
-                Self::fold::<Secret>(state, event).map(|e: SecretEvent| {
+                let applied = Self::fold::<Secret>(state, event);
+                let after = readers::readers_elsewhere(state);
+                if before != after
+                    && let Some(uri) = state.uri()
+                {
+                    self.grants.change(uri, &before, &after);
+                }
+                applied.map(|e: SecretEvent| {
                     // The secret holds the outcome now: its request keeps
                     // only the version (ADR 0028).
                     if let SecretEvent::SecretVersionAdded {
@@ -417,6 +436,40 @@ impl ReadModel {
             .filter(|(uri, _)| self.secrets.get(*uri).is_some_and(|s| s.exists()))
             .map(|(uri, _)| uri.clone())
             .collect()
+    }
+
+    /// Up to `limit` secrets `actor` is a reader of (itself or through
+    /// one of its groups) that `keep` accepts, in uri order, after `after`
+    /// and in `store` when given. Visits the secrets under the actor's own
+    /// path segments and those granted to it elsewhere, not every secret
+    /// (ADR 0039); an admin reads every secret.
+    pub fn readable_by(
+        &self,
+        actor: &crate::domain::Actor,
+        store: Option<&StoreName>,
+        after: Option<&SecretUri>,
+        limit: usize,
+        keep: impl Fn(&Secret) -> bool,
+    ) -> Vec<(&SecretUri, &Secret)> {
+        if actor.is_admin() {
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+            return self
+                .secrets
+                .range::<SecretUri, _>((from, Bound::Unbounded))
+                .filter(|(uri, s)| store.is_none_or(|st| uri.store == *st) && keep(s))
+                .take(limit)
+                .collect();
+        }
+        let names: Vec<&Slug> = std::iter::once(&actor.slug).chain(&actor.groups).collect();
+        readers::readable_by(
+            &self.secrets,
+            &self.grants,
+            &names,
+            store,
+            after,
+            limit,
+            |s| s.may(actor, AccessList::Readers) && keep(s),
+        )
     }
 
     /// Upload requests not ended yet, all principals together.

@@ -487,24 +487,31 @@ impl Secrets for SecretsApi {
         let ((secrets, more), read) = self
             .app
             .query(r.options.as_ref(), |m| {
-                let from = match &after {
-                    Some(uri) => Bound::Excluded(uri),
-                    None => Bound::Unbounded,
+                // One more than a page tells whether there is another.
+                let mut listed: Vec<(&SecretUri, &Secret)> = if sees_all {
+                    let from = match &after {
+                        Some(uri) => Bound::Excluded(uri),
+                        None => Bound::Unbounded,
+                    };
+                    m.secrets
+                        .range::<SecretUri, _>((from, Bound::Unbounded))
+                        .filter(|(uri, s)| {
+                            is_listed(s) && store.as_ref().is_none_or(|st| &uri.store == st)
+                        })
+                        .take(page_size + 1)
+                        .collect()
+                } else {
+                    m.readable_by(
+                        &caller.actor,
+                        store.as_ref(),
+                        after.as_ref(),
+                        page_size + 1,
+                        is_listed,
+                    )
                 };
-                let mut listed = m
-                    .secrets
-                    .range::<SecretUri, _>((from, Bound::Unbounded))
-                    .filter(|(uri, s)| {
-                        is_listed(s)
-                            && store.as_ref().is_none_or(|st| &uri.store == st)
-                            && (sees_all || s.may(&caller.actor, AccessList::Readers))
-                    });
-                let page: Vec<_> = listed
-                    .by_ref()
-                    .take(page_size)
-                    .map(|(uri, s)| summary(uri, s))
-                    .collect();
-                let more = listed.next().is_some();
+                let more = listed.len() > page_size;
+                listed.truncate(page_size);
+                let page: Vec<_> = listed.into_iter().map(|(uri, s)| summary(uri, s)).collect();
                 (page, more)
             })
             .await?;

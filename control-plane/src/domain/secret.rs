@@ -553,6 +553,11 @@ impl Secret {
         self.acl.to_acl()
     }
 
+    /// Its access lists as held.
+    pub fn access(&self) -> &Access {
+        &self.acl
+    }
+
     /// Its versions, oldest first.
     pub fn versions(&self) -> &[Version] {
         &self.versions
