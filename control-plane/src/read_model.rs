@@ -43,7 +43,8 @@ pub const VERIFICATIONS_KEPT: usize = 1000;
 /// Everything queries and authentication read. Every field is log-derived
 /// state the start-up snapshot keeps (`snapshot.rs`, through [`Rest`] and
 /// the two large maps): one added here must be added there, and to the
-/// snapshot's format version.
+/// snapshot's format version. The one exception, `grants`, is a function
+/// of `secrets`, rebuilt by `ReadModel::from_parts`.
 #[derive(Default, Debug, PartialEq)]
 pub struct ReadModel {
     /// The store catalog.
