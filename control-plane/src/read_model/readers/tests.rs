@@ -252,3 +252,99 @@ async fn an_admin_reads_every_secret_as_the_scan_says() {
         assert_eq!(paged(&model, &root, None, limit), all, "pages of {limit}");
     }
 }
+
+mod any_deployment {
+    //! The same check over deployments drawn at random: names that share
+    //! a prefix, grants and revokes in any order, every page size.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NAMES: [&str; 5] = ["al", "al-b", "alx", "bo", "team"];
+    /// First path segments: the names, and one no slug can be.
+    const SEGMENTS: [&str; 6] = ["al", "al-b", "alx", "bo", "team", "al.c"];
+    const LEAVES: [&str; 4] = ["", "/a", "/b-c/d", "/z"];
+    const STORES: [&str; 2] = ["s1", "s2"];
+
+    #[derive(Debug, Clone)]
+    struct Drawn {
+        /// (store, segment, leaf, creator) of each secret.
+        secrets: Vec<(usize, usize, usize, usize)>,
+        /// (secret, name, grant or revoke), applied in order.
+        changes: Vec<(usize, usize, bool)>,
+        /// The lister: its slug and its groups.
+        slug: usize,
+        groups: Vec<usize>,
+        store: Option<usize>,
+        page: usize,
+    }
+
+    fn drawn() -> impl Strategy<Value = Drawn> {
+        let secret = (
+            0..STORES.len(),
+            0..SEGMENTS.len(),
+            0..LEAVES.len(),
+            0..NAMES.len(),
+        );
+        (
+            prop::collection::vec(secret, 1..12),
+            prop::collection::vec((0..12usize, 0..NAMES.len(), any::<bool>()), 0..16),
+            0..NAMES.len(),
+            prop::collection::vec(0..NAMES.len(), 0..3),
+            prop::option::of(0..STORES.len()),
+            1..5usize,
+        )
+            .prop_map(|(secrets, changes, slug, groups, store, page)| Drawn {
+                secrets,
+                changes,
+                slug,
+                groups,
+                store,
+                page,
+            })
+    }
+
+    async fn check(d: Drawn) {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let mut made: Vec<SecretUri> = Vec::new();
+        for (st, seg, leaf, creator) in &d.secrets {
+            let text = format!("{}://{}{}", STORES[*st], SEGMENTS[*seg], LEAVES[*leaf]);
+            let (uri, event) = created(&text, NAMES[*creator]);
+            if !made.contains(&uri) {
+                record(&*store, &uri, &event).await;
+                made.push(uri);
+            }
+        }
+        for (which, name, grant) in &d.changes {
+            let uri = &made[which % made.len()];
+            let (list, slug) = (AccessList::Readers, slug(NAMES[*name]));
+            let event = if *grant {
+                E::AccessGranted { list, slug }
+            } else {
+                E::AccessRevoked { list, slug }
+            };
+            record(&*store, uri, &event).await;
+        }
+        let model = model_of(&*store).await;
+        assert_eq!(model.grants, Grants::of(&model.secrets));
+        let groups: Vec<&str> = d.groups.iter().map(|g| NAMES[*g]).collect();
+        let actor = user(NAMES[d.slug], &groups);
+        let filter = d.store.map(|s| StoreName::parse(STORES[s]).unwrap());
+        assert_eq!(
+            paged(&model, &actor, filter.as_ref(), d.page),
+            scanned(&model, &actor, filter.as_ref())
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn a_listing_of_any_deployment_is_what_a_full_scan_finds(d in drawn()) {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(check(d));
+        }
+    }
+}
