@@ -745,18 +745,30 @@ fn visit_rows(
     Ok(seen)
 }
 
+/// Reads the events `sql` selects into a page made with room for
+/// `expected` of them, so that a full page is not grown (and copied) by
+/// doubling as it fills.
 fn query_events(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
+    expected: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut q = conn.prepare_cached(sql).map_err(StoreError::backend)?;
     let mut names = Names::default();
     let rows = q
         .query_map(params, |row| decode(row, &mut names))
         .map_err(StoreError::backend)?;
-    rows.map(|r| r.map_err(StoreError::backend)?).collect()
+    let mut events = Vec::with_capacity(expected);
+    for row in rows {
+        events.push(row.map_err(StoreError::backend)??);
+    }
+    Ok(events)
 }
+
+/// The most events a page is made with room for before it is read: a
+/// page of the size the feeds and the folds read. A larger one grows.
+const ROOM_MADE: u64 = 4096;
 
 #[async_trait::async_trait]
 impl EventStore for EmbeddedStore {
@@ -801,6 +813,8 @@ impl EventStore for EmbeddedStore {
                     clamp(limit as u64)
                 ),
                 params![stream.as_str(), clamp(from.0)],
+                // A stream's length is not known here; most are short.
+                0,
             )
         })
         .await
@@ -811,6 +825,12 @@ impl EventStore for EmbeddedStore {
         from: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // No more than the log holds from `from` on: a read at the head
+        // (a live feed's) makes a small page.
+        let head = self.inner.publish.head.borrow().position.0;
+        let expected = (limit as u64)
+            .min(head.saturating_sub(from.0).saturating_add(1))
+            .min(ROOM_MADE) as usize;
         self.read(move |conn| {
             query_events(
                 conn,
@@ -819,6 +839,7 @@ impl EventStore for EmbeddedStore {
                     clamp(limit as u64)
                 ),
                 params![clamp(from.0)],
+                expected,
             )
         })
         .await

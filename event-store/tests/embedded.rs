@@ -380,6 +380,31 @@ async fn a_read_gives_each_event_its_own_stream_and_type_and_still_checks_each_r
     store.close().await;
 }
 
+#[tokio::test]
+async fn a_page_is_made_with_room_for_what_the_log_holds_and_no_more() {
+    // Given a log of 30 events
+    let backend = Embedded::fresh().await;
+    let written = filled(&backend).await;
+    let store = backend.open().await;
+
+    // When a page of up to 4,096 is read from the start, then it was made
+    // for the 30 the log holds, not grown to them and not for 4,096
+    let whole = store.read_all(Position::START, 4096).await.unwrap();
+    assert_eq!(whole, written);
+    assert_eq!(whole.capacity(), 30);
+
+    // And a read near the head, as a live feed makes, is as small
+    let tail = store.read_all(written[27].position, 4096).await.unwrap();
+    assert_eq!(tail, written[27..]);
+    assert_eq!(tail.capacity(), 3);
+
+    // And a page smaller than the log has room for its limit
+    let page = store.read_all(Position::START, 8).await.unwrap();
+    assert_eq!(page, written[..8]);
+    assert_eq!(page.capacity(), 8);
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_batch_is_written_whole_in_order_and_a_refused_one_leaves_nothing() {
     // Given a stream with three events
