@@ -439,6 +439,24 @@ impl ReadModel {
             .collect()
     }
 
+    /// Up to `limit` secrets that `keep` accepts, in uri order, after
+    /// `after` and in `store` when given, whoever may read them: what
+    /// admins and auditors list.
+    pub fn listed_from(
+        &self,
+        store: Option<&StoreName>,
+        after: Option<&SecretUri>,
+        limit: usize,
+        keep: impl Fn(&Secret) -> bool,
+    ) -> Vec<(&SecretUri, &Secret)> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.secrets
+            .range::<SecretUri, _>((from, Bound::Unbounded))
+            .filter(|(uri, s)| store.is_none_or(|st| uri.store == *st) && keep(s))
+            .take(limit)
+            .collect()
+    }
+
     /// Up to `limit` secrets `actor` is a reader of (itself or through
     /// one of its groups) that `keep` accepts, in uri order, after `after`
     /// and in `store` when given. Visits the secrets under the actor's own
@@ -453,13 +471,7 @@ impl ReadModel {
         keep: impl Fn(&Secret) -> bool,
     ) -> Vec<(&SecretUri, &Secret)> {
         if actor.is_admin() {
-            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-            return self
-                .secrets
-                .range::<SecretUri, _>((from, Bound::Unbounded))
-                .filter(|(uri, s)| store.is_none_or(|st| uri.store == *st) && keep(s))
-                .take(limit)
-                .collect();
+            return self.listed_from(store, after, limit, keep);
         }
         let names: Vec<&Slug> = std::iter::once(&actor.slug).chain(&actor.groups).collect();
         readers::readable_by(

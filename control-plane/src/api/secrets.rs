@@ -2,7 +2,6 @@
 //! side (lists, versions, hashes, access lists, history). The control plane
 //! only ever handles ciphertext sealed to a reactor's one-time key.
 
-use std::ops::Bound;
 use std::pin::Pin;
 
 use base64::Engine;
@@ -488,18 +487,8 @@ impl Secrets for SecretsApi {
             .app
             .query(r.options.as_ref(), |m| {
                 // One more than a page tells whether there is another.
-                let mut listed: Vec<(&SecretUri, &Secret)> = if sees_all {
-                    let from = match &after {
-                        Some(uri) => Bound::Excluded(uri),
-                        None => Bound::Unbounded,
-                    };
-                    m.secrets
-                        .range::<SecretUri, _>((from, Bound::Unbounded))
-                        .filter(|(uri, s)| {
-                            is_listed(s) && store.as_ref().is_none_or(|st| &uri.store == st)
-                        })
-                        .take(page_size + 1)
-                        .collect()
+                let mut listed = if sees_all {
+                    m.listed_from(store.as_ref(), after.as_ref(), page_size + 1, is_listed)
                 } else {
                     m.readable_by(
                         &caller.actor,

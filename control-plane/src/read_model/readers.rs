@@ -145,12 +145,13 @@ fn below(name: &Slug) -> (SecretPath, SecretPath) {
 /// The stores that hold at least one secret, each found with one seek.
 fn stores_in(secrets: &BTreeMap<SecretUri, Secret>) -> Vec<StoreName> {
     let mut stores = Vec::new();
+    let last = last_path();
     let mut next = secrets.keys().next();
     while let Some(uri) = next {
         stores.push(uri.store.clone());
         let past = SecretUri {
             store: uri.store.clone(),
-            path: last_path(),
+            path: last.clone(),
         };
         next = secrets
             .range::<SecretUri, _>((Bound::Excluded(&past), Bound::Unbounded))
